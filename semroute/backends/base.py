@@ -1,0 +1,45 @@
+"""The backend seam: one LLM instance (an Ollama server) that can chat, stream and embed.
+
+Sync and async variants share names (``chat``/``achat``, ``stream``/``astream``). A backend
+raises only ``BackendError`` subclasses, with ``instance`` set to its name, so pools can
+fail over. Streaming backends raise ``BackendError`` on a failure after the first chunk;
+the caller must not retry then (the user would see text twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from ..types import Chunk, Completion, Message
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One LLM instance."""
+
+    name: str
+
+    def chat(self, model: str, messages: Sequence[Message]) -> Completion: ...
+
+    def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]: ...
+
+    async def achat(self, model: str, messages: Sequence[Message]) -> Completion: ...
+
+    def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]: ...
+
+    def models(self) -> list[str]:
+        """Models the instance has (``/api/tags``)."""
+        ...
+
+    def loaded_models(self) -> list[str]:
+        """Models currently loaded in memory (``/api/ps``)."""
+        ...
+
+    def health(self) -> bool:
+        """True when the instance answers; never raises."""
+        ...
+
+    def close(self) -> None: ...

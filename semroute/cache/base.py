@@ -1,0 +1,84 @@
+"""The two cache seams: ``Store`` (the truth) and ``Index`` (a derived replica).
+
+A store keeps entries with TTL, namespaces and a change feed (an append-only sequence of
+puts and deletes, evictions and expiries included). An index maps vectors to entry ids per
+scope and can always be rebuilt from the store by replaying ``entries()`` and then following
+``changes(since)``. Neither does any embedding or verification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..types import CacheEntry
+
+__all__ = ["Change", "Store", "Index"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One step of a store's change feed. ``entry`` is set for puts, ``None`` for deletes."""
+
+    seq: int
+    op: Literal["put", "delete"]
+    entry_id: str
+    entry: CacheEntry | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where cached entries live. Implementations: ``MemoryStore`` (embedded), ``RedisStore``."""
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """Insert or replace entries (same ``key`` replaces); may evict the least recently used."""
+        ...
+
+    def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
+        """The live entry with this id, or ``None`` (missing or expired). Counts as a use for LRU."""
+        ...
+
+    def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
+        """The live entry with this exact-tier key, or ``None``. Counts as a use for LRU."""
+        ...
+
+    def delete(self, entry_ids: Iterable[str]) -> int:
+        """Remove entries; returns how many existed."""
+        ...
+
+    def entries(self) -> Iterator[CacheEntry]:
+        """Every live entry (for rebuilding an index)."""
+        ...
+
+    def changes(self, since: int) -> tuple[int, list[Change]] | None:
+        """Changes after sequence number ``since`` and the newest sequence number.
+
+        ``None`` means the feed no longer reaches back to ``since``: rebuild from ``entries()``.
+        """
+        ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Index(Protocol):
+    """Nearest-neighbour search over entry vectors, filtered by scope."""
+
+    dim: int
+
+    def add(self, entries: Sequence[CacheEntry]) -> None:
+        """Add (or replace) the vectors of these entries under their scope."""
+        ...
+
+    def remove(self, entry_ids: Iterable[str]) -> None: ...
+
+    def search(self, vector: np.ndarray, *, scope: str, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` (entry id, cosine similarity) pairs in ``scope``, most similar first."""
+        ...
+
+    def __len__(self) -> int: ...

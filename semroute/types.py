@@ -1,0 +1,173 @@
+"""Value objects that cross seams. Frozen dataclasses only: no dict crosses a seam.
+
+``Answer`` is what callers get; ``CacheEntry`` is what stores keep; ``Hit`` is a cache
+answer with its evidence; ``Verdict`` is a verifier's decision; ``Decision`` is the
+complexity classifier's tier choice; ``Completion`` and ``Chunk`` come from backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "Source",
+    "Message",
+    "CacheEntry",
+    "Candidate",
+    "Verdict",
+    "Hit",
+    "Decision",
+    "Completion",
+    "Chunk",
+    "Answer",
+]
+
+Source = Literal["exact", "semantic", "small", "large"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message, as Ollama's ``/api/chat`` takes it."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One cached question and its answer; the store's unit of truth.
+
+    ``key`` is the exact-tier key (namespace + policy + normalised question); ``scope`` groups
+    entries that may answer each other (namespace + policy) and is the index's filter.
+    ``vector`` is the question's L2-normalised embedding, kept so the index can be rebuilt.
+    """
+
+    id: str
+    key: str
+    scope: str
+    namespace: str
+    question: str
+    answer: str
+    vector: np.ndarray = field(repr=False, compare=False)
+    created_at: float
+    expires_at: float | None = None
+    model: str = ""
+    tier: str = ""
+    embedder: str = ""
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A cached entry returned by the index for a query, with its cosine similarity."""
+
+    entry: CacheEntry
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A verifier's decision on one candidate: accept or not, a score in [0, 1] and why."""
+
+    accepted: bool
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A cached answer served for a query, with the evidence that allowed it."""
+
+    entry: CacheEntry
+    source: Literal["exact", "semantic"]
+    similarity: float
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The complexity classifier's choice of tier for a miss."""
+
+    tier: str
+    probability: float | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A complete, non-streamed answer from one backend instance."""
+
+    text: str
+    model: str
+    instance: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of a streamed answer. The last chunk has ``done=True``."""
+
+    text: str
+    done: bool = False
+    model: str = ""
+    instance: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What ``Router.ask`` returns.
+
+    ``source`` says who answered: the exact or semantic cache tier, or the small or large model.
+    ``similarity`` is the cosine similarity of the cached question (``None`` on a miss);
+    ``probability`` is P(complex) from the classifier when it decided the tier.
+    ``timings_ms`` breaks ``latency_ms`` into steps (``embed``, ``lookup``, ``llm``, ...).
+    """
+
+    text: str
+    source: Source
+    latency_ms: float
+    similarity: float | None = None
+    tier: str | None = None
+    model: str | None = None
+    instance: str | None = None
+    probability: float | None = None
+    cached_question: str | None = None
+    entry_id: str | None = None
+    verdict: Verdict | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings_ms: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def cached(self) -> bool:
+        return self.source in ("exact", "semantic")
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view (used by the CLI's ``--json``)."""
+        return {
+            "text": self.text,
+            "source": self.source,
+            "similarity": self.similarity,
+            "tier": self.tier,
+            "model": self.model,
+            "instance": self.instance,
+            "latency_ms": round(self.latency_ms, 3),
+            "probability": self.probability,
+            "cached_question": self.cached_question,
+            "entry_id": self.entry_id,
+            "verdict": None
+            if self.verdict is None
+            else {"accepted": self.verdict.accepted, "score": self.verdict.score, "reason": self.verdict.reason},
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms},
+        }
