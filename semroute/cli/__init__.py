@@ -1,0 +1,24 @@
+"""The ``semroute`` command line. The only place that reads files and environment for settings.
+
+Each group of commands lives in its own module and registers itself on ``main``.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="semroute")
+def main() -> None:
+    """Semantic cache and complexity router in front of Ollama."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to ``main``.
+    from . import cache_cmds  # noqa: F401
+
+
+_register()
