@@ -112,7 +112,10 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One piece of a streamed answer. The last chunk has ``done=True``."""
+    """One piece of a streamed answer. The last chunk has ``done=True``.
+
+    ``source`` is set by the router ("exact", "semantic", "small", "large"); backends leave it empty.
+    """
 
     text: str
     done: bool = False
@@ -120,6 +123,7 @@ class Chunk:
     instance: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

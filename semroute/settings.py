@@ -1,0 +1,107 @@
+"""Settings as value objects: tiers (model + hosts) and cache/router policy.
+
+Constructing these never touches the network or the environment; ``default_tiers`` is the
+one place that reads ``OLLAMA_HOST``, and callers choose when to call it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import ConfigError
+
+__all__ = ["Tier", "CacheSettings", "RouterSettings", "default_tiers", "parse_tiers", "DEFAULT_OLLAMA_HOST"]
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One model tier: the model name and the Ollama hosts that serve it."""
+
+    model: str
+    hosts: tuple[str, ...] = (DEFAULT_OLLAMA_HOST,)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"a tier needs a model name, got {self.model!r}")
+        hosts = (self.hosts,) if isinstance(self.hosts, str) else tuple(self.hosts)
+        if not hosts or not all(isinstance(h, str) and h.strip() for h in hosts):
+            raise ConfigError(f"tier {self.model!r} needs at least one host, got {self.hosts!r}")
+        object.__setattr__(self, "hosts", hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """How the cache behaves.
+
+    ``min_similarity`` is a cosine similarity in [-1, 1] below which no candidate is even
+    shown to the verifier; ``ttl_s`` is the default time-to-live (None: forever).
+    """
+
+    min_similarity: float = 0.8
+    top_k: int = 4
+    ttl_s: float | None = None
+    max_entries: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ConfigError(f"min_similarity is a cosine similarity in [-1, 1], got {self.min_similarity!r}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {self.top_k!r}")
+        if self.ttl_s is not None and self.ttl_s <= 0:
+            raise ConfigError(f"ttl_s must be positive or None, got {self.ttl_s!r}")
+        if self.max_entries < 1:
+            raise ConfigError(f"max_entries must be >= 1, got {self.max_entries!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """Request policy: input limits, the tier used without a classifier, and tier fallback."""
+
+    max_question_chars: int = 4000
+    default_tier: str = "small"
+    fallback: Literal["other-tier", "raise"] = "other-tier"
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+    def __post_init__(self) -> None:
+        if self.max_question_chars < 1:
+            raise ConfigError(f"max_question_chars must be >= 1, got {self.max_question_chars!r}")
+        if self.fallback not in ("other-tier", "raise"):
+            raise ConfigError(f"fallback must be 'other-tier' or 'raise', got {self.fallback!r}")
+
+
+def default_tiers(host: str | None = None) -> dict[str, Tier]:
+    """``llama3.2:3b`` (small) and ``llama3.1:8b`` (large) at ``host``, ``OLLAMA_HOST`` or localhost."""
+    host = host or _ollama_host_from_env()
+    return {"small": Tier("llama3.2:3b", (host,)), "large": Tier("llama3.1:8b", (host,))}
+
+
+def _ollama_host_from_env() -> str:
+    raw = os.environ.get("OLLAMA_HOST", "").strip()
+    if not raw:
+        return DEFAULT_OLLAMA_HOST
+    if "://" not in raw:
+        raw = f"http://{raw}"
+    if raw.count(":") == 1:  # scheme only, no port: Ollama's default port
+        raw = f"{raw}:11434"
+    return raw
+
+
+def parse_tiers(raw: Mapping[str, object]) -> dict[str, Tier]:
+    """Tiers from plain data (a TOML table): ``{"small": {"model": ..., "hosts": [...]}}``."""
+    tiers: dict[str, Tier] = {}
+    for name, spec in raw.items():
+        if isinstance(spec, Tier):
+            tiers[name] = spec
+        elif isinstance(spec, Mapping) and "model" in spec:
+            hosts = spec.get("hosts", spec.get("host", (DEFAULT_OLLAMA_HOST,)))
+            tiers[name] = Tier(str(spec["model"]), tuple([hosts] if isinstance(hosts, str) else hosts))
+        else:
+            raise ConfigError(f"tier {name!r} must be a Tier or a table with 'model' and 'hosts', got {spec!r}")
+    return tiers
+
+
