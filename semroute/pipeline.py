@@ -1,0 +1,331 @@
+"""The steps of one request, shared by the router's sync and async shells.
+
+Each step is a method that either does no I/O (plan, decide, tier order) or exactly one
+kind of I/O (cache lookup, embedding, storing), so ``Router`` can run the I/O steps inline
+or in worker threads. Store failures fail open: the request goes on to the model and the
+error is counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .backends.base import Backend
+from .classify import ComplexityClassifier, decide
+from .embed import Embedder
+from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
+from .metrics import Metrics
+from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
+from .settings import RouterSettings, Tier
+from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
+from .verify import ThresholdVerifier, Verifier
+
+__all__ = ["Plan", "Pipeline", "SimilarityGate"]
+
+log = logging.getLogger("semroute")
+
+TIERS = ("small", "large")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A validated request: its text, scope, exact key and the messages a model would get."""
+
+    question: str
+    namespace: str
+    system: str | None
+    scope: str
+    key: str
+    messages: tuple[Message, ...]
+    tier: str | None
+    started: float
+
+
+class SimilarityGate:
+    """Shows the inner verifier only candidates with cosine >= ``min_similarity``."""
+
+    def __init__(self, min_similarity: float, inner: Verifier) -> None:
+        self.min_similarity = min_similarity
+        self.inner = inner
+
+    def accept(self, query: str, candidate: Candidate) -> Verdict:
+        if candidate.similarity < self.min_similarity:
+            return Verdict(False, 0.0, f"cosine {candidate.similarity:.3f} < min_similarity {self.min_similarity:.3f}")
+        return self.inner.accept(query, candidate)
+
+
+class Pipeline:
+    """Owns the router's parts (cache, embedder, classifier, pools) and runs the steps."""
+
+    def __init__(
+        self,
+        *,
+        tiers: Mapping[str, Tier],
+        namespace: str,
+        embedder: Embedder,
+        verifier: Verifier | None,
+        classifier: ComplexityClassifier,
+        store: object | None,
+        data_dir: str | Path | None,
+        settings: RouterSettings,
+        backend_factory: Callable[[str], Backend] | None,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        unknown = set(tiers) - set(TIERS)
+        if unknown or not tiers:
+            raise ConfigError(f"tiers must be named among {TIERS}, got {sorted(tiers)}")
+        if settings.default_tier not in tiers:
+            raise ConfigError(f"default tier {settings.default_tier!r} is not among the tiers {sorted(tiers)}")
+        self.tiers = dict(tiers)
+        self.namespace = validate_namespace(namespace)
+        self.embedder = embedder
+        self.classifier = classifier
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        inner = verifier or ThresholdVerifier(settings.cache.min_similarity)
+        self.verifier = SimilarityGate(settings.cache.min_similarity, inner)
+        self._store = store
+        self._data_dir = data_dir
+        self._backend_factory = backend_factory
+        self._cache = None
+        self._pools: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._models = {name: tier.model for name, tier in self.tiers.items()}
+
+    # -- parts, built on first use (constructors do no I/O) -----------------------------
+
+    @property
+    def cache(self):
+        if self._cache is None:
+            with self._lock:
+                if self._cache is None:
+                    self._cache = self._build_cache()
+        return self._cache
+
+    def _build_cache(self):
+        from .cache import FaissIndex, MemoryStore, SemanticCache
+
+        store = self._store
+        if store is None:
+            store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
+            self._store = store
+        index = FaissIndex(self.embedder.dim)
+        return SemanticCache(store, index, self.verifier, top_k=self.settings.cache.top_k, clock=self.clock)
+
+    def _default_dir(self) -> Path:
+        if self._data_dir is not None:
+            return Path(self._data_dir)
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("semroute"))
+
+    def pool(self, tier: str):
+        pool = self._pools.get(tier)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(tier)
+                if pool is None:
+                    pool = self._pools[tier] = self._build_pool(self.tiers[tier])
+        return pool
+
+    def _build_pool(self, tier: Tier):
+        from .backends import OllamaBackend, Pool
+
+        factory = self._backend_factory or OllamaBackend
+        return Pool([factory(host) for host in tier.hosts])
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def plan(self, question: object, *, namespace: str | None, system: str | None, tier: str | None) -> Plan:
+        started = time.perf_counter()
+        text = validate_question(question, max_chars=self.settings.max_question_chars)
+        ns = self.namespace if namespace is None else validate_namespace(namespace)
+        if system is not None:
+            validate_question(system, max_chars=self.settings.max_question_chars * 4)
+        if tier is not None and tier not in self.tiers:
+            raise InvalidRequest(f"tier {tier!r} is not configured; tiers are {sorted(self.tiers)}")
+        scope = scope_of(ns, policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name))
+        messages = ((Message("system", system),) if system else ()) + (Message("user", text),)
+        return Plan(text, ns, system, scope, exact_key(scope, normalise(text)), messages, tier, started)
+
+    def exact(self, plan: Plan) -> Answer | None:
+        try:
+            self.cache.sync()
+            hit = self.cache.exact(plan.key, self.clock())
+        except StoreError as exc:
+            self._store_failed("lookup", exc)
+            return None
+        return None if hit is None else self._hit_answer(plan, hit)
+
+    def embed(self, plan: Plan) -> np.ndarray:
+        t0 = time.perf_counter()
+        vector = self.embedder.embed([plan.question])[0]
+        self.metrics.observe("step.embed", (time.perf_counter() - t0) * 1000)
+        return vector
+
+    def semantic(self, plan: Plan, vector: np.ndarray) -> Answer | None:
+        t0 = time.perf_counter()
+        try:
+            hit, judged = self.cache.semantic(plan.question, vector, plan.scope, self.clock())
+        except StoreError as exc:
+            self._store_failed("lookup", exc)
+            return None
+        self.metrics.observe("step.semantic_lookup", (time.perf_counter() - t0) * 1000)
+        self.metrics.incr("verifier.judged", len(judged))
+        self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
+        return None if hit is None else self._hit_answer(plan, hit)
+
+    def decide(self, plan: Plan, vector: np.ndarray) -> Decision:
+        if plan.tier is not None:
+            return Decision(tier=plan.tier, probability=None, reason="tier chosen by the caller")
+        decision = decide(self.classifier, vector, plan.question)
+        if decision.tier not in self.tiers:
+            return Decision(self.settings.default_tier, decision.probability, f"{decision.reason}; tier missing")
+        return decision
+
+    def tier_order(self, first: str) -> list[str]:
+        """The chosen tier, then (with fallback "other-tier") the others."""
+        if self.settings.fallback == "raise":
+            return [first]
+        return [first] + [t for t in TIERS if t != first and t in self.tiers]
+
+    def tier_failed(self, tier: str, exc: BackendError | NoInstanceAvailable) -> Exception:
+        self.metrics.incr(f"tier.{tier}.failed")
+        self.metrics.incr("tier.fallback")
+        log.warning("tier %s failed (%s); trying the next tier if any", tier, exc)
+        return exc
+
+    def complete(
+        self, plan: Plan, vector: np.ndarray, decision: Decision, tier: str, completion: Completion
+    ) -> Answer:
+        """Store a complete answer (when it is non-empty) and build the caller's ``Answer``."""
+        entry_id = None
+        if completion.text.strip():
+            entry = self._entry(plan, vector, completion.text, model=completion.model, tier=tier)
+            try:
+                self.cache.insert([entry])
+                entry_id = entry.id
+            except StoreError as exc:
+                self._store_failed("insert", exc)
+        else:
+            self.metrics.incr("answers.empty_not_stored")
+        if tier != decision.tier:
+            self.metrics.incr("answers.fallback")
+        self.metrics.incr("tokens.prompt", completion.prompt_tokens)
+        self.metrics.incr("tokens.completion", completion.completion_tokens)
+        return self._finish(
+            plan,
+            Answer(
+                text=completion.text,
+                source=tier,  # type: ignore[arg-type]
+                latency_ms=0.0,
+                tier=tier,
+                model=completion.model,
+                instance=completion.instance,
+                probability=decision.probability,
+                entry_id=entry_id,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+            ),
+        )
+
+    def follower_answer(self, plan: Plan, answer: Answer) -> Answer:
+        """A coalesced caller gets the leader's answer with its own latency."""
+        self.metrics.incr("requests.coalesced")
+        return self._finish(plan, answer)
+
+    def warm(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        namespace: str | None,
+        system: str | None,
+        batch_size: int,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        items = list(pairs)
+        plans = []
+        for i, pair in enumerate(items):
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise InvalidRequest(f"pair {i} must be (question, answer), got {pair!r}")
+            plans.append(self.plan(pair[0], namespace=namespace, system=system, tier=None))
+            validate_question(pair[1], max_chars=1_000_000)
+        stored = 0
+        for start in range(0, len(plans), batch_size):
+            batch = plans[start : start + batch_size]
+            vectors = self.embedder.embed([p.question for p in batch])
+            entries = [
+                self._entry(plan, vector, items[start + j][1], model="", tier="")
+                for j, (plan, vector) in enumerate(zip(batch, vectors))
+            ]
+            self.cache.insert(entries)
+            stored += len(entries)
+            if progress is not None:
+                progress(len(entries))
+        self.metrics.incr("cache.warmed", stored)
+        return stored
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        if self._store is not None and hasattr(self._store, "close"):
+            self._store.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _entry(self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str) -> CacheEntry:
+        now = self.clock()
+        ttl = self.settings.cache.ttl_s
+        return CacheEntry(
+            id=uuid.uuid4().hex,
+            key=plan.key,
+            scope=plan.scope,
+            namespace=plan.namespace,
+            question=plan.question,
+            answer=answer,
+            vector=np.asarray(vector, dtype=np.float32),
+            created_at=now,
+            expires_at=None if ttl is None else now + ttl,
+            model=model,
+            tier=tier,
+            embedder=self.embedder.name,
+        )
+
+    def _hit_answer(self, plan: Plan, hit: Hit) -> Answer:
+        entry = hit.entry
+        answer = Answer(
+            text=entry.answer,
+            source=hit.source,
+            latency_ms=0.0,
+            similarity=hit.similarity,
+            tier=entry.tier or None,
+            model=entry.model or None,
+            cached_question=entry.question,
+            entry_id=entry.id,
+            verdict=hit.verdict,
+        )
+        return self._finish(plan, answer)
+
+    def _finish(self, plan: Plan, answer: Answer) -> Answer:
+        latency = (time.perf_counter() - plan.started) * 1000
+        self.metrics.incr(f"answers.{answer.source}")
+        self.metrics.observe(f"latency.{answer.source}", latency)
+        return _with_latency(answer, latency)
+
+    def _store_failed(self, what: str, exc: StoreError) -> None:
+        self.metrics.incr(f"store.errors.{what}")
+        log.error("cache store %s failed, answering without the cache: %s", what, exc)
+
+
+def _with_latency(answer: Answer, latency_ms: float) -> Answer:
+    return replace(answer, latency_ms=latency_ms)

@@ -1,0 +1,243 @@
+"""``Router``: the one object applications use. It composes the seams; it decides nothing itself.
+
+A question is validated, looked up in the exact tier, embedded once, looked up in the
+semantic tier (candidates pass the verifier), and on a miss the complexity classifier picks
+a tier whose pool of Ollama instances answers; complete answers are stored for next time.
+``ask``/``aask`` and ``stream``/``astream`` are thin sync/async shells over the same steps
+in ``semroute.pipeline``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from .backends.base import Backend
+from .classify import ComplexityClassifier, FixedTier
+from .embed import Embedder, SentenceTransformerEmbedder
+from .errors import BackendError, NoInstanceAvailable
+from .flight import AsyncSingleFlight, SingleFlight
+from .metrics import Metrics
+from .pipeline import Pipeline, Plan
+from .settings import RouterSettings, Tier, default_tiers, parse_tiers
+from .types import Answer, Chunk, Completion
+from .verify import Verifier
+
+__all__ = ["Router"]
+
+log = logging.getLogger("semroute")
+
+TierSpec = Mapping[str, "Tier | Mapping[str, object]"]
+
+
+class Router:
+    """Semantic cache + complexity router in front of Ollama.
+
+    ``Router()`` is the embedded default: an in-process cache persisted under the user cache
+    directory, the offline MiniLM embedder, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at
+    ``OLLAMA_HOST`` or localhost. Every part can be passed in instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        tiers: TierSpec | None = None,
+        data_dir: str | Path | None = None,
+        namespace: str = "default",
+        embedder: Embedder | None = None,
+        verifier: Verifier | None = None,
+        classifier: ComplexityClassifier | None = None,
+        store: object | None = None,
+        settings: RouterSettings | None = None,
+        backend_factory: Callable[[str], Backend] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        settings = settings or RouterSettings()
+        resolved = parse_tiers(tiers) if tiers is not None else default_tiers()
+        self.tiers: dict[str, Tier] = resolved
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pipeline = Pipeline(
+            tiers=resolved,
+            namespace=namespace,
+            embedder=embedder or SentenceTransformerEmbedder(),
+            verifier=verifier,
+            classifier=classifier or FixedTier(settings.default_tier),
+            store=store,
+            data_dir=data_dir,
+            settings=settings,
+            backend_factory=backend_factory,
+            metrics=self.metrics,
+            clock=clock,
+        )
+        self._flight: SingleFlight[Answer] = SingleFlight()
+        self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
+
+    # -- sync -----------------------------------------------------------------------------
+
+    def ask(
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+    ) -> Answer:
+        """Answer one question from the cache or a model tier."""
+        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        answer = self.pipeline.exact(plan)
+        if answer is not None:
+            return answer
+        vector = self.pipeline.embed(plan)
+        answer = self.pipeline.semantic(plan, vector)
+        if answer is not None:
+            return answer
+        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector))
+        return self.pipeline.follower_answer(plan, answer) if shared else answer
+
+    def _generate(self, plan: Plan, vector) -> Answer:
+        decision = self.pipeline.decide(plan, vector)
+        last_error: Exception | None = None
+        for tier in self.pipeline.tier_order(decision.tier):
+            try:
+                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages)
+            except (BackendError, NoInstanceAvailable) as exc:
+                last_error = self.pipeline.tier_failed(tier, exc)
+                continue
+            return self.pipeline.complete(plan, vector, decision, tier, completion)
+        assert last_error is not None
+        raise last_error
+
+    def stream(
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+    ) -> Iterator[Chunk]:
+        """Stream an answer. A cache hit is one final chunk; a miss streams from the model.
+
+        The answer is stored only once the stream completed without error. Failures after
+        the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
+        """
+        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        answer = self.pipeline.exact(plan)
+        vector = None
+        if answer is None:
+            vector = self.pipeline.embed(plan)
+            answer = self.pipeline.semantic(plan, vector)
+        if answer is not None:
+            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            return
+        decision = self.pipeline.decide(plan, vector)
+        for tier in self.pipeline.tier_order(decision.tier):
+            parts: list[str] = []
+            try:
+                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages):
+                    parts.append(chunk.text)
+                    yield replace(chunk, source=tier)
+                    if chunk.done:
+                        self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
+            except (BackendError, NoInstanceAvailable) as exc:
+                if parts:  # text already reached the caller: never retry
+                    self.metrics.incr("stream.broken")
+                    raise
+                self.pipeline.tier_failed(tier, exc)
+                continue
+            return
+        raise NoInstanceAvailable(f"no tier could stream an answer for tier {decision.tier!r}")
+
+    def warm(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        *,
+        namespace: str | None = None,
+        system: str | None = None,
+        batch_size: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Store known question/answer pairs (an FAQ). Validates every pair before storing any."""
+        return self.pipeline.warm(pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress)
+
+    # -- async ----------------------------------------------------------------------------
+
+    async def aask(
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+    ) -> Answer:
+        """``ask`` for asyncio: embedding and store writes run in worker threads."""
+        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        answer = self.pipeline.exact(plan)
+        if answer is not None:
+            return answer
+        vector = await asyncio.to_thread(self.pipeline.embed, plan)
+        answer = self.pipeline.semantic(plan, vector)
+        if answer is not None:
+            return answer
+        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
+        return self.pipeline.follower_answer(plan, answer) if shared else answer
+
+    async def _agenerate(self, plan: Plan, vector) -> Answer:
+        decision = self.pipeline.decide(plan, vector)
+        last_error: Exception | None = None
+        for tier in self.pipeline.tier_order(decision.tier):
+            try:
+                completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages)
+            except (BackendError, NoInstanceAvailable) as exc:
+                last_error = self.pipeline.tier_failed(tier, exc)
+                continue
+            return await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
+        assert last_error is not None
+        raise last_error
+
+    async def astream(
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+    ) -> AsyncIterator[Chunk]:
+        """``stream`` for asyncio."""
+        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        answer = self.pipeline.exact(plan)
+        vector = None
+        if answer is None:
+            vector = await asyncio.to_thread(self.pipeline.embed, plan)
+            answer = self.pipeline.semantic(plan, vector)
+        if answer is not None:
+            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            return
+        decision = self.pipeline.decide(plan, vector)
+        for tier in self.pipeline.tier_order(decision.tier):
+            parts: list[str] = []
+            try:
+                async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages):
+                    parts.append(chunk.text)
+                    yield replace(chunk, source=tier)
+                    if chunk.done:
+                        completion = _joined(parts, chunk)
+                        await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
+            except (BackendError, NoInstanceAvailable) as exc:
+                if parts:
+                    self.metrics.incr("stream.broken")
+                    raise
+                self.pipeline.tier_failed(tier, exc)
+                continue
+            return
+        raise NoInstanceAvailable(f"no tier could stream an answer for tier {decision.tier!r}")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """Counters and latency percentiles (see ``Metrics.snapshot``)."""
+        return self.metrics.snapshot()
+
+    def close(self) -> None:
+        self.pipeline.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _joined(parts: Sequence[str], last: Chunk) -> Completion:
+    return Completion(
+        text="".join(parts),
+        model=last.model,
+        instance=last.instance,
+        prompt_tokens=last.prompt_tokens,
+        completion_tokens=last.completion_tokens,
+    )
+
