@@ -1,0 +1,83 @@
+"""semroute: a semantic cache and complexity router in front of a fleet of Ollama servers.
+
+``Router`` is the entry point; everything else here is a value object, a seam (Protocol)
+or a built-in implementation you can pass to it. Importing semroute never imports torch.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .classify import ComplexityClassifier, FixedTier
+from .embed import Embedder, OllamaEmbedder, SentenceTransformerEmbedder
+from .errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+    DimensionMismatch,
+    EmbeddingError,
+    InvalidRequest,
+    ModelError,
+    ModelMismatch,
+    NoInstanceAvailable,
+    Overloaded,
+    SemrouteError,
+    StoreError,
+    StoreUnavailable,
+)
+from .metrics import Metrics
+from .router import Router
+from .settings import CacheSettings, RouterSettings, Tier
+from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
+from .verify import ThresholdVerifier, Verifier
+
+try:
+    __version__ = version("semroute")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Router",
+    # settings
+    "Tier",
+    "CacheSettings",
+    "RouterSettings",
+    # value types
+    "Answer",
+    "Chunk",
+    "Message",
+    "CacheEntry",
+    "Candidate",
+    "Hit",
+    "Verdict",
+    "Decision",
+    "Completion",
+    # seams and built-ins
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "OllamaEmbedder",
+    "Verifier",
+    "ThresholdVerifier",
+    "ComplexityClassifier",
+    "FixedTier",
+    "Metrics",
+    # errors
+    "SemrouteError",
+    "InvalidRequest",
+    "ConfigError",
+    "EmbeddingError",
+    "DimensionMismatch",
+    "StoreError",
+    "StoreUnavailable",
+    "BackendError",
+    "BackendUnavailable",
+    "BackendTimeout",
+    "BackendProtocolError",
+    "Overloaded",
+    "NoInstanceAvailable",
+    "ModelError",
+    "ModelMismatch",
+    "__version__",
+]

@@ -1,0 +1,93 @@
+"""CLI commands around the cache: ``ask``, ``warm`` and ``demo``.
+
+Common options: ``--data-dir`` (where the cache persists), ``--namespace`` and ``--ollama-url``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from ..errors import SemrouteError
+from . import main
+from .files import read_rows
+
+__all__ = ["ask", "warm", "demo"]
+
+
+def common_options(fn: Callable[..., None]) -> Callable[..., None]:
+    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Directory where the cache persists (default: the user cache directory).")
+    @click.option("--namespace", default="default", show_default=True, help="Cache namespace (tenant).")
+    @click.option("--ollama-url", default=None, help="Ollama URL (default: OLLAMA_HOST or http://127.0.0.1:11434).")
+    @wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            fn(*args, **kwargs)
+        except SemrouteError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _router(data_dir: Path | None, namespace: str, ollama_url: str | None):
+    from ..router import Router
+    from ..settings import default_tiers
+
+    return Router(tiers=default_tiers(ollama_url), data_dir=data_dir, namespace=namespace)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer and its provenance as JSON.")
+@click.option("--tier", type=click.Choice(["small", "large"]), default=None, help="Skip the classifier.")
+@click.option("--system", default=None, help="System prompt (part of the cache key).")
+@common_options
+def ask(question: str, as_json: bool, tier: str | None, system: str | None,
+        data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
+    """Answer QUESTION from the cache or the model tier the classifier picks."""
+    with _router(data_dir, namespace, ollama_url) as router:
+        answer = router.ask(question, tier=tier, system=system)
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False))
+        return
+    click.echo(answer.text)
+    similarity = "" if answer.similarity is None else f" similarity={answer.similarity:.3f}"
+    where = f" model={answer.model} instance={answer.instance}" if answer.instance else ""
+    click.echo(f"-- {answer.source}{similarity}{where} {answer.latency_ms:.1f} ms", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--system", default=None, help="System prompt the answers were written for.")
+@common_options
+def warm(file: Path, batch_size: int, system: str | None,
+         data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
+    """Store question/answer pairs from FILE (CSV or JSONL with question and answer columns)."""
+    rows = read_rows(file, ("question", "answer"))
+    pairs = [(row["question"], row["answer"]) for row in rows]
+    with _router(data_dir, namespace, ollama_url) as router:
+        with click.progressbar(length=len(pairs), label="warming", file=click.get_text_stream("stderr")) as bar:
+            stored = router.warm(pairs, batch_size=batch_size, progress=bar.update)
+    click.echo(f"stored {stored} entries in namespace {namespace!r}")
+
+
+@main.command()
+@click.option("--faq", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="FAQ to warm the cache with (default: the traffic-rules FAQ shipped with semroute).")
+@click.option("--queries", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Questions to replay (default: the shipped demo list).")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-question results and summary as JSON.")
+@common_options
+def demo(faq: Path | None, queries: Path | None, as_json: bool,
+         data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
+    """Warm a cache from an FAQ, replay questions and print each decision and a summary."""
+    from .demo import run_demo
+
+    run_demo(faq=faq, queries=queries, data_dir=data_dir, namespace=namespace, ollama_url=ollama_url,
+             as_json=as_json, echo=click.echo)

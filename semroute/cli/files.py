@@ -1,0 +1,63 @@
+"""Reading the CLI's input files (CSV or JSON Lines) into rows, with clear errors.
+
+Every problem becomes a ``ConfigError`` naming the file and, where known, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["read_rows"]
+
+
+def read_rows(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a ``.csv`` (header row) or ``.jsonl`` file that has every ``required`` column."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    rows = _jsonl(path, text) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv(path, text)
+    if not rows:
+        raise ConfigError(f"{path}: no data rows")
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(rows[0]) or 'none'}")
+    for number, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+        empty = [c for c in required if not str(row.get(c) or "").strip()]
+        if empty:
+            raise ConfigError(f"{path}: row {number} has an empty {', '.join(empty)}")
+    return rows
+
+
+def _csv(path: Path, text: str) -> list[dict[str, str]]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: malformed CSV: {exc}") from exc
+
+
+def _jsonl(path: Path, text: str) -> list[dict[str, str]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: line {number} is not JSON: {exc.msg}") from exc
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{path}: line {number} must be a JSON object")
+        rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
+    return rows
