@@ -48,7 +48,8 @@ def validate_namespace(namespace: object) -> str:
 
 def normalise(question: str) -> str:
     """Canonical text for the exact tier: NFKC, case-folded, single spaces, no trailing punctuation."""
-    text = unicodedata.normalize("NFKC", question).casefold()
+    # casefold maps Turkish "İ" to "i" + U+0307 (combining dot); drop the dot so "ŞEHİR" == "şehir".
+    text = unicodedata.normalize("NFKC", question).casefold().replace("\u0307", "")
     text = _SPACES.sub(" ", text).strip()
     return _TRAILING_PUNCT.sub("", text) or text
 
