@@ -1,0 +1,184 @@
+"""``FaissIndex``: the derived vector index (a replica of the store), one faiss index per scope.
+
+It maps string entry ids to int64 faiss labels, searches by cosine similarity (vectors are
+L2-normalised, so inner product is cosine) and only ever looks inside the asked scope, so
+namespaces cannot mix. It holds no answers and no TTLs: the store is the truth and the index
+can always be rebuilt from it.
+
+Deletion is by tombstone for both kinds: a removed label is forgotten at once (searches skip
+it) and its vector is compacted away when tombstones outnumber live vectors. That keeps a
+removal O(1) instead of faiss's O(n) ``remove_ids`` (LRU eviction removes on every insert at
+capacity) and lets HNSW, which cannot delete, work the same way. ``faiss`` is imported
+lazily by the constructor, never by ``import semroute``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import ConfigError, InvalidRequest
+from ..types import CacheEntry
+from ._vector import as_unit_vector
+
+__all__ = ["FaissIndex"]
+
+# Compact a scope once its tombstones exceed both this floor and its live count, so searches
+# overfetch at most ~2x and compaction (O(n)) is amortised over at least n/2 removals.
+_COMPACT_FLOOR = 64
+
+
+class _Scope:
+    """One scope's faiss index, its live labels and how many tombstoned vectors it still holds."""
+
+    __slots__ = ("index", "ids", "dead")
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+        self.ids: dict[int, str] = {}  # live label -> entry id
+        self.dead = 0
+
+
+class FaissIndex:
+    """Cosine nearest-neighbour search per scope. ``kind`` is ``"flat"`` (exact) or ``"hnsw"``.
+
+    Flat is exact and fast enough for tens of thousands of entries per scope; HNSW trades a
+    little recall for sub-linear search on large scopes (``hnsw_m`` links per node,
+    ``ef_search`` candidates per query).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kind: Literal["flat", "hnsw"] = "flat",
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+    ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ConfigError(f"dim must be a positive int, got {dim!r}")
+        if kind not in ("flat", "hnsw"):
+            raise ConfigError(f"kind must be 'flat' or 'hnsw', got {kind!r}")
+        for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ConfigError(f"{name} must be an int >= 2, got {value!r}")
+        import faiss  # lazy: heavy, and `import semroute` must stay light
+
+        self._faiss = faiss
+        self.dim = dim
+        self.kind = kind
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self._lock = threading.Lock()
+        self._scopes: dict[str, _Scope] = {}
+        self._where: dict[str, tuple[str, int]] = {}  # entry id -> (scope, label)
+        self._next_label = 0
+
+    def add(self, entries: Sequence[CacheEntry]) -> None:
+        """Add (or replace) these entries' vectors under their scopes; later duplicates win."""
+        latest = {entry.id: entry for entry in entries}  # validate everything before touching state
+        vectors = {i: as_unit_vector(e.vector, dim=self.dim, what=f"entry {i!r} vector") for i, e in latest.items()}
+        by_scope: dict[str, list[str]] = {}
+        for entry_id, entry in latest.items():
+            by_scope.setdefault(entry.scope, []).append(entry_id)
+        with self._lock:
+            self._remove_locked(latest)
+            for scope, ids in by_scope.items():
+                labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.int64)
+                self._next_label += len(ids)
+                holder = self._scopes.get(scope)
+                if holder is None:
+                    holder = self._scopes[scope] = _Scope(self._new_index())
+                holder.index.add_with_ids(np.stack([vectors[i] for i in ids]), labels)
+                for label, entry_id in zip(labels.tolist(), ids):
+                    holder.ids[label] = entry_id
+                    self._where[entry_id] = (scope, label)
+
+    def remove(self, entry_ids: Iterable[str]) -> None:
+        """Forget these ids (unknown ids are ignored)."""
+        if isinstance(entry_ids, str):
+            raise InvalidRequest("remove takes an iterable of entry ids, not a single string")
+        with self._lock:
+            self._remove_locked(entry_ids)
+
+    def search(self, vector: np.ndarray, *, scope: str, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` (entry id, cosine similarity) pairs in ``scope``, most similar first."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidRequest(f"k must be a positive int, got {k!r}")
+        query = as_unit_vector(vector, dim=self.dim, what="query vector")[None, :]
+        with self._lock:
+            holder = self._scopes.get(scope)
+            if holder is None:
+                return []
+            total = holder.index.ntotal
+            # Usually few tombstones sit near the query: fetch a little extra, and only fetch
+            # all that could be hidden by tombstones if the first pass came up short.
+            want = min(total, k + min(holder.dead, max(k, 8)))
+            found = self._collect(holder, query, want, k)
+            if len(found) < k and want < total and want < k + holder.dead:
+                found = self._collect(holder, query, min(total, k + holder.dead), k)
+            return found
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._where
+
+    def __repr__(self) -> str:
+        return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self._where)}, scopes={len(self._scopes)})"
+
+    # -- internals (callers hold the lock) -----------------------------------------------------
+
+    def _collect(self, holder: _Scope, query: np.ndarray, want: int, k: int) -> list[tuple[str, float]]:
+        scores, labels = holder.index.search(query, want)
+        found: list[tuple[str, float]] = []
+        for score, label in zip(scores[0].tolist(), labels[0].tolist()):
+            entry_id = holder.ids.get(label)  # -1 (padding) and tombstones are not in ids
+            if entry_id is not None:
+                found.append((entry_id, max(-1.0, min(1.0, score))))
+                if len(found) == k:
+                    break
+        return found
+
+    def _remove_locked(self, entry_ids: Iterable[str]) -> None:
+        touched: set[str] = set()
+        for entry_id in entry_ids:
+            where = self._where.pop(entry_id, None)
+            if where is None:
+                continue
+            scope, label = where
+            holder = self._scopes[scope]
+            del holder.ids[label]
+            holder.dead += 1
+            touched.add(scope)
+        for scope in touched:
+            holder = self._scopes[scope]
+            if not holder.ids:
+                del self._scopes[scope]  # nothing live: drop the whole faiss index
+            elif holder.dead > max(_COMPACT_FLOOR, len(holder.ids)):
+                self._compact(holder)
+
+    def _compact(self, holder: _Scope) -> None:
+        """Rebuild a scope's faiss index from its live vectors, dropping tombstones."""
+        faiss = self._faiss
+        labels = faiss.vector_to_array(holder.index.id_map)
+        inner = faiss.downcast_index(holder.index.index)
+        vectors = inner.reconstruct_n(0, inner.ntotal)
+        live = np.fromiter((label in holder.ids for label in labels.tolist()), dtype=bool, count=len(labels))
+        fresh = self._new_index()
+        fresh.add_with_ids(np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live]))
+        holder.index = fresh
+        holder.dead = 0
+
+    def _new_index(self) -> Any:
+        faiss = self._faiss
+        if self.kind == "flat":
+            inner = faiss.IndexFlatIP(self.dim)
+        else:
+            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efSearch = self.ef_search
+        return faiss.IndexIDMap(inner)

@@ -1,0 +1,161 @@
+"""The on-disk journal behind ``MemoryStore``: a SQLite file written through on every change.
+
+It is not a store and is never read after opening: ``MemoryStore`` serves every read from
+memory, and the journal only makes those entries survive a restart or a crash. Each batch of
+puts and deletes is one SQLite transaction in WAL mode, so a process killed mid-write leaves
+the file as it was before that batch (never a partial batch, never a corrupt file).
+``synchronous=NORMAL`` means a committed batch survives the process dying; on power loss the
+last few batches may be lost, but the file is still consistent.
+
+Vectors are raw little-endian float32 BLOBs and every other field is a column: no pickle.
+A lock file stops two stores (or processes) from journaling into one directory at once,
+because each would silently overwrite the other's view.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..types import CacheEntry
+
+__all__ = ["Journal", "Op"]
+
+# (op, entry id, entry put or None for a delete)
+Op = tuple[str, str, "CacheEntry | None"]
+
+_SCHEMA_VERSION = "1"
+_COLUMNS = (
+    "id, key, scope, namespace, question, answer, vector, created_at, expires_at, model, tier, embedder, stamp"
+)
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS entries ("
+    " id TEXT PRIMARY KEY, key TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL,"
+    " question TEXT NOT NULL, answer TEXT NOT NULL, vector BLOB NOT NULL, created_at REAL NOT NULL,"
+    " expires_at REAL, model TEXT NOT NULL, tier TEXT NOT NULL, embedder TEXT NOT NULL,"
+    " stamp INTEGER NOT NULL)",
+)
+
+
+class Journal:
+    """Write-through persistence of a ``MemoryStore`` in ``directory/semroute-cache.sqlite3``."""
+
+    filename = "semroute-cache.sqlite3"
+    lockname = "semroute-cache.lock"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the cache directory {self.directory}: {exc}") from exc
+        self._lock_fd = _lock_directory(self.directory / self.lockname)
+        try:
+            self._db = sqlite3.connect(
+                str(self.directory / self.filename), timeout=2.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            for statement in _CREATE:
+                self._db.execute(statement)
+            self._check_schema()
+        except sqlite3.Error as exc:
+            self._release_lock()
+            raise StoreError(f"cannot open the cache journal in {self.directory}: {exc}") from exc
+        except StoreError:
+            self._release_lock()
+            raise
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+        elif row[0] != _SCHEMA_VERSION:
+            raise StoreError(f"cache journal schema {row[0]!r} is not the supported {_SCHEMA_VERSION!r}")
+
+    def load(self) -> tuple[list[CacheEntry], int]:
+        """Every journaled entry, least recently written first, and the last sequence number."""
+        try:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY stamp").fetchall()
+            seq_row = self._db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the cache journal: {exc}") from exc
+        return [_entry(row) for row in rows], int(seq_row[0]) if seq_row else 0
+
+    def write(self, ops: Sequence[Op], *, seq: int) -> None:
+        """Apply ``ops`` in order as one transaction, recording ``seq``; all or nothing."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for position, (op, entry_id, entry) in enumerate(ops):
+                    if entry is None:
+                        db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+                    else:
+                        stamp = seq - len(ops) + position + 1
+                        db.execute(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES "
+                                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(entry, stamp))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(seq),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the cache journal: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+
+def _lock_directory(path: Path) -> int | None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one writer per directory is then on the user
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(
+            f"the cache directory {path.parent} is already open by another MemoryStore or process; "
+            "share one store object, or use RedisStore to share a cache between processes"
+        ) from exc
+    return fd
+
+
+def _row(entry: CacheEntry, stamp: int) -> tuple[object, ...]:
+    vector = np.ascontiguousarray(entry.vector, dtype="<f4").tobytes()
+    return (
+        entry.id, entry.key, entry.scope, entry.namespace, entry.question, entry.answer, vector,
+        float(entry.created_at), entry.expires_at, entry.model, entry.tier, entry.embedder, stamp,
+    )
+
+
+def _entry(row: tuple[object, ...]) -> CacheEntry:
+    (entry_id, key, scope, namespace, question, answer, blob, created, expires, model, tier, embedder,
+     _stamp) = row
+    if not isinstance(blob, bytes) or len(blob) == 0 or len(blob) % 4:
+        raise StoreError(f"cache journal row {entry_id!r} has a malformed vector")
+    vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    vector.setflags(write=False)
+    return CacheEntry(
+        id=str(entry_id), key=str(key), scope=str(scope), namespace=str(namespace),
+        question=str(question), answer=str(answer), vector=vector, created_at=float(created),
+        expires_at=None if expires is None else float(expires), model=str(model), tier=str(tier),
+        embedder=str(embedder),
+    )

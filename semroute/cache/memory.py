@@ -1,0 +1,282 @@
+"""``MemoryStore``: the embedded cache store (the truth), kept in memory, optionally journaled.
+
+It holds entries by id and by exact-tier key, an LRU order, TTLs and a change feed (a
+sequence number plus a bounded log of puts and deletes, evictions and expiries included)
+that indexes follow. With a ``path`` every batch is written through to a SQLite journal
+(see ``journal.py``) and a new store over the same directory sees every live entry.
+
+It is not shared between processes (use ``RedisStore`` for that) and does no embedding,
+search or verification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from ..errors import ConfigError, InvalidRequest, StoreError
+from ..types import CacheEntry
+from ._vector import as_unit_vector
+from .base import Change
+from .journal import Journal, Op
+
+__all__ = ["MemoryStore"]
+
+# An undo record: (op, id, entry put or deleted, entry the put replaced). Used only to roll the
+# in-memory state back when the journal refuses a batch, so memory never gets ahead of disk.
+_Undo = tuple[str, str, CacheEntry, "CacheEntry | None"]
+
+
+class MemoryStore:
+    """In-memory ``Store`` with LRU eviction, TTL and a change feed; persisted when ``path`` is set.
+
+    ``max_entries`` bounds the size (least recently used entries are evicted; ``get`` and
+    ``get_by_key`` count as use). ``max_changes`` bounds the change log: a follower further
+    behind gets ``None`` from ``changes`` and rebuilds from ``entries()``. ``clock`` is used only
+    for housekeeping (dropping expired entries on open and in ``entries()``); reads take ``now``.
+
+    After a reload the LRU order is the order of the last write of each entry (reads are not
+    journaled, so that a cache hit never costs a disk write).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_entries: int = 100_000,
+        max_changes: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        self.max_entries = max_entries
+        self.max_changes = max_changes
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
+        self._by_key: dict[str, str] = {}
+        self._scopes: dict[str, list[int]] = {}  # scope -> [dimension, live count]
+        self._seq = 0
+        self._log: deque[Change] = deque(maxlen=max_changes)
+        self._closed = False
+        self._journal = Journal(path) if path is not None else None
+        if self._journal is not None:
+            try:
+                self._load()
+            except BaseException:
+                self._journal.close()
+                raise
+
+    def _load(self) -> None:
+        assert self._journal is not None
+        entries, self._seq = self._journal.load()
+        now = self._clock()
+        undo: list[_Undo] = []
+        for entry in entries:
+            self._link(entry)
+        for entry in entries:
+            if entry.expired(now):
+                self._detach(entry.id, undo)
+        self._evict(undo)
+        self._commit(undo)
+
+    # -- Store protocol ------------------------------------------------------------------------
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """Insert or replace entries; same ``key`` replaces the older entry. All or nothing."""
+        with self._lock:
+            self._check_open()
+            batch = self._validated(entries)
+            undo: list[_Undo] = []
+            for entry in batch:
+                self._attach(entry, undo)
+            self._evict(undo)
+            self._commit(undo)
+
+    def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            if entry is None:
+                return None
+            if entry.expired(now):
+                self._expire(entry_id)
+                return None
+            self._entries.move_to_end(entry_id)
+            return entry
+
+    def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
+        with self._lock:
+            entry_id = self._by_key.get(key)
+            return None if entry_id is None else self.get(entry_id, now=now)
+
+    def delete(self, entry_ids: Iterable[str]) -> int:
+        if isinstance(entry_ids, str):
+            raise InvalidRequest("delete takes an iterable of entry ids, not a single string")
+        with self._lock:
+            self._check_open()
+            undo: list[_Undo] = []
+            for entry_id in dict.fromkeys(entry_ids):
+                self._detach(entry_id, undo)
+            self._commit(undo)
+            return len(undo)
+
+    def entries(self) -> Iterator[CacheEntry]:
+        now = self._clock()
+        with self._lock:
+            snapshot = list(self._entries.values())
+        return iter([entry for entry in snapshot if not entry.expired(now)])
+
+    def changes(self, since: int) -> tuple[int, list[Change]] | None:
+        """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
+        with self._lock:
+            if since >= self._seq:
+                return self._seq, []
+            oldest = self._log[0].seq if self._log else self._seq + 1
+            if since < oldest - 1:
+                return None  # the bounded log no longer reaches back: the follower rebuilds
+            # seqs in the log are contiguous, so the first wanted change sits at a known offset
+            start = since - oldest + 1
+            return self._seq, [self._log[i] for i in range(start, len(self._log))]
+
+    def purge_expired(self, now: float) -> int:
+        """Delete every expired entry now (reads also do this lazily); returns how many."""
+        with self._lock:
+            self._check_open()
+            undo: list[_Undo] = []
+            for entry in [e for e in self._entries.values() if e.expired(now)]:
+                self._detach(entry.id, undo)
+            self._commit(undo)
+            return len(undo)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._entries
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed and self._journal is not None:
+                self._journal.close()
+            self._closed = True
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "memory" if self._journal is None else str(self._journal.directory)
+        return f"MemoryStore({where!r}, entries={len(self._entries)}, seq={self._seq})"
+
+    # -- internals (callers hold the lock) -----------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the MemoryStore is closed")
+
+    def _validated(self, entries: Sequence[CacheEntry]) -> list[CacheEntry]:
+        if isinstance(entries, CacheEntry) or not isinstance(entries, Iterable):
+            raise InvalidRequest("put_many takes a sequence of CacheEntry")
+        batch: list[CacheEntry] = []
+        dims: dict[str, int] = {scope: info[0] for scope, info in self._scopes.items()}
+        for entry in entries:
+            if not isinstance(entry, CacheEntry):
+                raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
+            _check_fields(entry)
+            vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
+            dims.setdefault(entry.scope, vector.shape[0])
+            batch.append(dataclasses.replace(entry, vector=vector))
+        return batch
+
+    def _link(self, entry: CacheEntry) -> None:
+        self._entries[entry.id] = entry
+        self._entries.move_to_end(entry.id)
+        self._by_key[entry.key] = entry.id
+        info = self._scopes.setdefault(entry.scope, [entry.vector.shape[0], 0])
+        info[1] += 1
+
+    def _unlink(self, entry: CacheEntry) -> None:
+        del self._entries[entry.id]
+        if self._by_key.get(entry.key) == entry.id:
+            del self._by_key[entry.key]
+        info = self._scopes[entry.scope]
+        info[1] -= 1
+        if info[1] == 0:
+            del self._scopes[entry.scope]  # an emptied scope may take another dimension
+
+    def _attach(self, entry: CacheEntry, undo: list[_Undo]) -> None:
+        previous = self._entries.get(entry.id)
+        if previous is not None:
+            self._unlink(previous)
+        owner = self._by_key.get(entry.key)
+        if owner is not None and owner != entry.id:
+            self._detach(owner, undo)  # same question in the same scope: the newer answer wins
+        self._link(entry)
+        undo.append(("put", entry.id, entry, previous))
+
+    def _detach(self, entry_id: str, undo: list[_Undo]) -> None:
+        entry = self._entries.get(entry_id)
+        if entry is not None:
+            self._unlink(entry)
+            undo.append(("delete", entry_id, entry, None))
+
+    def _evict(self, undo: list[_Undo]) -> None:
+        while len(self._entries) > self.max_entries:
+            self._detach(next(iter(self._entries)), undo)
+
+    def _expire(self, entry_id: str) -> None:
+        undo: list[_Undo] = []
+        self._detach(entry_id, undo)
+        try:
+            self._commit(undo)
+        except StoreError:
+            pass  # a read must not fail because housekeeping could not be journaled; retried later
+
+    def _commit(self, undo: list[_Undo]) -> None:
+        """Journal the batch, then publish it on the change feed; on failure undo it in memory."""
+        if not undo:
+            return
+        if self._journal is not None:
+            ops: list[Op] = [(op, entry_id, entry if op == "put" else None) for op, entry_id, entry, _ in undo]
+            try:
+                self._check_open()
+                self._journal.write(ops, seq=self._seq + len(ops))
+            except StoreError:
+                self._rollback(undo)
+                raise
+        for op, entry_id, entry, _ in undo:
+            self._seq += 1
+            self._log.append(Change(self._seq, op, entry_id, entry if op == "put" else None))  # type: ignore[arg-type]
+
+    def _rollback(self, undo: list[_Undo]) -> None:
+        for op, _entry_id, entry, previous in reversed(undo):
+            if op == "put":
+                self._unlink(entry)
+                if previous is not None:
+                    self._link(previous)
+            else:
+                self._link(entry)
+                # deletes came from the LRU end (evictions) or replacements; put them back there
+                self._entries.move_to_end(entry.id, last=False)
+
+
+def _check_fields(entry: CacheEntry) -> None:
+    for name in ("id", "key", "scope"):
+        value = getattr(entry, name)
+        if not isinstance(value, str) or not value:
+            raise InvalidRequest(f"entry {name} must be a non-empty str, got {value!r}")
+    for name in ("namespace", "question", "answer", "model", "tier", "embedder"):
+        if not isinstance(getattr(entry, name), str):
+            raise InvalidRequest(f"entry {name} must be a str")
+    times = [entry.created_at] + ([] if entry.expires_at is None else [entry.expires_at])
+    for value in times:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(f"entry {entry.id!r} times must be finite numbers, got {value!r}")

@@ -1,0 +1,160 @@
+"""``SemanticCache``: the two cache tiers over a ``Store`` (truth) and an ``Index`` (replica).
+
+It answers "is there a cached answer for this key?" (exact tier) and "which cached answer,
+among the nearest questions in this scope, does the verifier accept best?" (semantic tier),
+and keeps its index in step with the store by following the store's change feed. It does no
+embedding, no LLM call and no I/O of its own, so several instances (threads, processes with a
+shared ``RedisStore``) stay consistent by calling ``sync()`` before searching.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DimensionMismatch, InvalidRequest
+from ..types import Candidate, CacheEntry, Hit, Verdict
+from ..verify import Verifier
+from .base import Change, Index, Store
+
+__all__ = ["SemanticCache"]
+
+# ``changes(since)`` with ``since`` at or past the newest sequence number returns the newest
+# number and nothing else: that is how a follower learns where the feed is before a rebuild.
+_HEAD = 2**62
+
+
+class SemanticCache:
+    """Exact and semantic lookups with verifier reranking; inserts go to the store, then the index.
+
+    ``top_k`` nearest candidates are judged per semantic lookup; the best *accepted* one wins
+    (highest verdict score, then highest similarity), not merely the nearest.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        index: Index,
+        verifier: Verifier,
+        *,
+        top_k: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be a positive int, got {top_k!r}")
+        self.store = store
+        self.index = index
+        self.verifier = verifier
+        self.top_k = top_k
+        self._clock = clock
+        self._sync_lock = threading.Lock()
+        self._cursor: int | None = None  # last store sequence number applied to the index
+        self._indexed: set[str] = set()  # ids in the index, to drop stale ones on a rebuild
+        self.rebuilds = 0
+
+    def sync(self) -> int:
+        """Apply the store's changes since the last sync to the index; returns how many.
+
+        Cheap when nothing changed (one ``changes`` call). Rebuilds from ``entries()`` on the
+        first call, when the feed no longer reaches back far enough, or when it went backwards.
+        """
+        with self._sync_lock:
+            if self._cursor is not None:
+                result = self.store.changes(self._cursor)
+                if result is not None and result[0] >= self._cursor:
+                    newest, changes = result
+                    self._apply(changes)
+                    self._cursor = newest
+                    return len(changes)
+            return self._rebuild()
+
+    def exact(self, key: str, now: float | None = None) -> Hit | None:
+        """The live entry stored under this exact-tier key, as an ``exact`` hit."""
+        entry = self.store.get_by_key(key, now=self._clock() if now is None else now)
+        return None if entry is None else Hit(entry=entry, source="exact", similarity=1.0)
+
+    def semantic(
+        self, query_text: str, vector: np.ndarray, scope: str, now: float | None = None
+    ) -> tuple[Hit | None, list[tuple[Candidate, Verdict]]]:
+        """The best verifier-accepted entry among the ``top_k`` nearest in ``scope``, and all judged.
+
+        Candidates that are gone or expired in the store are skipped (the index may lag it).
+        """
+        if not isinstance(query_text, str):
+            raise InvalidRequest(f"query_text must be str, got {type(query_text).__name__}")
+        now = self._clock() if now is None else now
+        self.sync()
+        judged: list[tuple[Candidate, Verdict]] = []
+        best: tuple[float, float] | None = None
+        hit: Hit | None = None
+        for entry_id, similarity in self.index.search(vector, scope=scope, k=self.top_k):
+            entry = self.store.get(entry_id, now=now)
+            if entry is None or entry.scope != scope:  # scope re-checked: isolation must not rest on the index alone
+                continue
+            candidate = Candidate(entry=entry, similarity=similarity)
+            verdict = self.verifier.accept(query_text, candidate)
+            judged.append((candidate, verdict))
+            rank = (verdict.score, similarity)
+            if verdict.accepted and (best is None or rank > best):
+                best = rank
+                hit = Hit(entry=entry, source="semantic", similarity=similarity, verdict=verdict)
+        return hit, judged
+
+    def insert(self, entries: Sequence[CacheEntry]) -> None:
+        """Store the entries (the truth first), then bring the index up to date."""
+        entries = list(entries)
+        for entry in entries:
+            shape = np.shape(entry.vector) if isinstance(entry, CacheEntry) else None
+            if shape is not None and shape != (self.index.dim,):
+                raise DimensionMismatch(
+                    f"entry {entry.id!r} vector has shape {shape}; the index expects ({self.index.dim},)"
+                )
+        self.store.put_many(entries)
+        self.sync()
+
+    def delete(self, entry_ids: Iterable[str]) -> int:
+        """Delete entries from the store (and so, via the feed, from every index)."""
+        removed = self.store.delete(entry_ids)
+        self.sync()
+        return removed
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # -- internals (callers hold the sync lock) ------------------------------------------------
+
+    def _apply(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        final: dict[str, CacheEntry | None] = {}  # each id ends in its last state: order-free apply
+        for change in changes:
+            final[change.entry_id] = change.entry if change.op == "put" else None
+        gone = [entry_id for entry_id, entry in final.items() if entry is None]
+        fresh = [entry for entry in final.values() if entry is not None and self._fits(entry)]
+        misfits = [e.id for e in final.values() if e is not None and not self._fits(e)]
+        self.index.remove(gone + misfits)
+        self._indexed.difference_update(gone + misfits)
+        self.index.add(fresh)
+        self._indexed.update(entry.id for entry in fresh)
+
+    def _rebuild(self) -> int:
+        head = self.store.changes(_HEAD)
+        newest = head[0] if head is not None else 0
+        live = [entry for entry in self.store.entries() if self._fits(entry)]
+        stale = self._indexed - {entry.id for entry in live}
+        self.index.remove(stale)
+        self.index.add(live)
+        self._indexed = {entry.id for entry in live}
+        # Changes made while we read entries() are replayed by the next sync (puts and deletes
+        # are idempotent), because the cursor was taken before the snapshot.
+        self._cursor = newest
+        self.rebuilds += 1
+        return len(live)
+
+    def _fits(self, entry: CacheEntry) -> bool:
+        # Entries of another embedder (another dimension) live in other scopes and cannot be
+        # searched with this index; the store still serves them to their own caches.
+        return np.shape(entry.vector) == (self.index.dim,)
