@@ -1,0 +1,325 @@
+"""The pool's I/O-free core: which instance may take a request, and what its outcome teaches.
+
+``Balancer`` holds each instance's live state (slots in flight, EWMA latency and
+time-to-first-token, breaker, health, models) under one lock, admits requests (model-aware
+candidates -> ``Strategy`` -> ``Limiter`` slot, else the FIFO ``WaitQueue``), hands freed slots
+to queued requests, and records successes, failures and health probes. It never calls a
+backend and never sleeps or waits: ``Pool`` is the thin sync/async shell that does.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import BackendError, BackendProtocolError, ConfigError, NoInstanceAvailable
+from .base import Backend
+from .health import BreakerSettings, CircuitBreaker, Probe
+from .limiter import Limiter, QueueSettings, Waiter, WaitQueue
+from .strategy import InstanceState, Strategy
+
+__all__ = ["Instance", "RetrySettings", "PoolSettings", "Ask", "Balancer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One backend with its balancing settings. ``models=None`` asks the instance (``/api/tags``)."""
+
+    backend: Backend
+    weight: float = 1.0
+    limit: int = 4  # Ollama's OLLAMA_NUM_PARALLEL
+    models: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0 or self.limit < 1:
+            raise ConfigError(f"instance {self.backend.name!r}: need weight > 0 and limit >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """At most ``attempts`` tries per request; waits grow from ``backoff_s`` up to ``max_backoff_s``."""
+
+    attempts: int = 3
+    backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
+            raise ConfigError("need attempts >= 1 and 0 <= backoff_s <= max_backoff_s")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How a pool retries, queues, cools down instances, checks health and learns latency."""
+
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    health_interval_s: float = 10.0
+    models_ttl_s: float = 60.0
+    ewma_alpha: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ewma_alpha <= 1 or self.models_ttl_s <= 0 or self.health_interval_s <= 0:
+            raise ConfigError("need 0 < ewma_alpha <= 1, models_ttl_s > 0 and health_interval_s > 0")
+
+
+class _Member:
+    """The pool's live, mutable view of one instance (guarded by the pool's lock)."""
+
+    def __init__(self, spec: Instance, breaker: CircuitBreaker) -> None:
+        self.spec = spec
+        self.name = spec.backend.name
+        self.breaker = breaker
+        self.healthy = True
+        self.models: frozenset[str] | None = None if spec.models is None else frozenset(spec.models)
+        self.models_at = float("-inf")
+        self.loaded: frozenset[str] = frozenset()
+        self.in_flight = 0
+        self.ewma_latency: float | None = None
+        self.ewma_ttft: float | None = None
+
+    def stale(self, now: float, ttl: float) -> bool:
+        # Unknown or unhealthy instances are re-asked as soon as their breaker lets them be tried.
+        due = self.models is None or not self.healthy or now - self.models_at >= ttl
+        return self.spec.models is None and due and self.breaker.available()
+
+
+def _ewma(old: float | None, new: float, alpha: float) -> float:
+    return new if old is None else alpha * new + (1 - alpha) * old
+
+
+def _retryable(exc: BackendError) -> bool:
+    # A 4xx other than "not found / timeout / too many" would fail the same way everywhere.
+    status = exc.status if isinstance(exc, BackendProtocolError) else None
+    return status is None or status >= 500 or status in (404, 408, 429)
+
+
+@dataclass(slots=True)
+class Ask:
+    """One request's admission needs: the model and the instances it already tried."""
+
+    model: str
+    tried: set[int]
+    attempts: list[tuple[str, str]]
+
+
+class Balancer:
+    """Admission and bookkeeping for one pool. Every method is quick and takes the lock itself."""
+
+    def __init__(
+        self,
+        specs: Sequence[Instance],
+        *,
+        strategy: Strategy,
+        settings: PoolSettings,
+        limiter: Limiter,
+        clock: Callable[[], float],
+        rng: random.Random,
+    ) -> None:
+        self.settings = settings
+        self.strategy = strategy
+        self._limiter = limiter
+        self._clock = clock
+        self._rng = rng
+        self._members = [_Member(s, CircuitBreaker(settings.breaker, clock=clock)) for s in specs]
+        self._queue: WaitQueue[Ask] = WaitQueue(settings.queue, clock=clock)
+        self._lock = threading.Lock()
+
+    def backend(self, i: int) -> Backend:
+        return self._members[i].spec.backend
+
+    @property
+    def backends(self) -> list[Backend]:
+        return [m.spec.backend for m in self._members]
+
+    def states(self, model: str | None) -> tuple[InstanceState, ...]:
+        with self._lock:
+            return tuple(self._state(i, model) for i in range(len(self._members)))
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    def enter(self, ask: Ask, *, in_loop: bool) -> int | Waiter[Ask]:
+        """A granted instance index, or a queued ``Waiter`` (raises ``Overloaded`` if the queue is full)."""
+        with self._lock:
+            if not len(self._queue):  # FIFO: nobody may overtake a queued request
+                idx = self._admit_locked(ask)
+                if idx is not None:
+                    return idx
+            waiter = self._queue.enter(ask, in_loop=in_loop)
+            self._dispatch_locked()
+            return waiter
+
+    def remaining(self, waiter: Waiter[Ask]) -> float:
+        return self._queue.remaining(waiter)
+
+    def _state(self, i: int, model: str | None) -> InstanceState:
+        m = self._members[i]
+        return InstanceState(
+            name=m.name,
+            weight=m.spec.weight,
+            in_flight=max(m.in_flight, self._limiter.in_flight(m.name)),
+            limit=m.spec.limit,
+            ewma_latency_s=m.ewma_latency,
+            ewma_ttft_s=m.ewma_ttft,
+            recent_failures=m.breaker.failures,
+            healthy=m.healthy,
+            has_model=m.models is not None and (model is None or model in m.models),
+            model_loaded=model is not None and model in m.loaded,
+        )
+
+    def _free_candidates(self, ask: Ask) -> list[int]:
+        """Instances that may take this request now. Raises when none ever could."""
+        members = self._members
+        with_model = [i for i, m in enumerate(members) if m.models is not None and ask.model in m.models]
+        if not with_model:
+            asked = ", ".join(f"{m.name} ({'unreachable' if m.models is None else 'no such model'})" for m in members)
+            raise NoInstanceAvailable(f"no instance has model {ask.model!r}; asked {asked}", attempts=tuple(ask.attempts))
+        usable = [i for i in with_model if members[i].healthy and members[i].breaker.available()]
+        if not usable:
+            names = ", ".join(members[i].name for i in with_model)
+            raise NoInstanceAvailable(
+                f"every instance with model {ask.model!r} is unhealthy or cooling down: {names}", attempts=tuple(ask.attempts)
+            )
+        fresh = [i for i in usable if i not in ask.tried] or usable  # fail over to new instances first
+        return [i for i in fresh if self._limiter.in_flight(members[i].name) < members[i].spec.limit]
+
+    def _admit_locked(self, ask: Ask) -> int | None:
+        free = self._free_candidates(ask)
+        while free:
+            j = self.strategy.pick([self._state(i, ask.model) for i in free], self._rng)
+            if not isinstance(j, int) or not 0 <= j < len(free):
+                raise ConfigError(f"strategy {self.strategy.name!r} returned {j!r} for {len(free)} candidates")
+            i = free.pop(j)
+            m = self._members[i]
+            if self._limiter.try_acquire(m.name, m.spec.limit):
+                m.in_flight += 1
+                m.breaker.on_dispatch()
+                return i
+        return None
+
+    def _dispatch_locked(self) -> None:
+        """Hand freed slots to queued requests, oldest first."""
+        for waiter in self._queue:
+            if not any(self._limiter.in_flight(m.name) < m.spec.limit for m in self._members):
+                return
+            try:
+                idx = self._admit_locked(waiter.request)
+            except NoInstanceAvailable as exc:
+                self._queue.leave(waiter)
+                waiter.fail(exc)
+                continue
+            if idx is not None:
+                self._queue.leave(waiter)
+                waiter.grant(idx)
+
+    def after_wait(self, waiter: Waiter[Ask]) -> int | None:
+        with self._lock:
+            if not waiter.done:
+                self._dispatch_locked()  # slots freed elsewhere, cooldowns ended
+            if waiter.error is not None:
+                raise waiter.error
+            if waiter.value is not None:
+                return waiter.value
+            if self._queue.remaining(waiter) <= 0:
+                raise self._queue.expire(waiter)
+            return None
+
+    def abandon_wait(self, waiter: Waiter[Ask]) -> None:
+        """The waiting caller gave up (cancelled, deadline, error): give back a slot it was granted."""
+        with self._lock:
+            self._queue.leave(waiter)
+            granted, waiter.value = waiter.value, None
+        if granted is not None:
+            self.abandoned(granted)
+
+
+    def _release_locked(self, idx: int) -> None:
+        m = self._members[idx]
+        m.in_flight -= 1
+        self._limiter.release(m.name)
+        self._dispatch_locked()
+
+    def release(self, idx: int) -> None:
+        with self._lock:
+            self._release_locked(idx)
+
+    def abandoned(self, idx: int) -> None:
+        with self._lock:
+            self._members[idx].breaker.record_release()
+            self._release_locked(idx)
+
+    def succeeded(self, idx: int, model: str, latency_s: float, ttft_s: float | None) -> None:
+        alpha = self.settings.ewma_alpha
+        with self._lock:
+            m = self._members[idx]
+            m.breaker.record_success()
+            m.ewma_latency = _ewma(m.ewma_latency, latency_s, alpha)
+            if ttft_s is not None:
+                m.ewma_ttft = _ewma(m.ewma_ttft, ttft_s, alpha)
+            m.loaded = m.loaded | {model}  # Ollama keeps a model loaded after serving it
+            self._release_locked(idx)
+
+    def failed(self, idx: int, ask: Ask, exc: BackendError, attempt: int, *, retry: bool = True) -> float:
+        """Record a failure and release the slot; return the delay before the next attempt or raise."""
+        instance_fault = _retryable(exc)
+        retryable = retry and instance_fault
+        with self._lock:
+            m = self._members[idx]
+            if isinstance(exc, BackendProtocolError) and exc.status == 404 and m.models is not None:
+                m.models = m.models - {ask.model}  # the model was removed; not the instance's fault
+                m.breaker.record_release()
+            elif instance_fault:  # fast 503s and refused connections count: a failing instance must not look idle
+                m.breaker.record_failure(retry_after=getattr(exc, "retry_after", None))
+            else:
+                m.breaker.record_release()
+            ask.tried.add(idx)
+            ask.attempts.append((m.name, f"{type(exc).__name__}: {exc}"))
+            self._release_locked(idx)
+            if not retryable:
+                raise exc
+            if attempt + 1 >= self.settings.retry.attempts:
+                return 0.0
+            return self._backoff_locked(ask, attempt)
+
+    def _backoff_locked(self, ask: Ask, attempt: int) -> float:
+        untried = [
+            i
+            for i, m in enumerate(self._members)
+            if i not in ask.tried and m.healthy and m.breaker.available() and m.models and ask.model in m.models
+        ]
+        if untried:
+            return 0.0  # fail over at once; the failed instance is the one that needs rest
+        r = self.settings.retry
+        delay = r.backoff_s * 2**attempt * self._rng.uniform(0.5, 1.0)
+        reopen = min((m.breaker.reopens_in() for m in self._members if m.models and ask.model in m.models), default=0.0)
+        return min(r.max_backoff_s, max(delay, reopen))
+
+    def exhausted(self, ask: Ask) -> NoInstanceAvailable:
+        tried = "; ".join(f"{name}: {err}" for name, err in ask.attempts)
+        return NoInstanceAvailable(
+            f"model {ask.model!r}: all {len(ask.attempts)} attempts failed ({tried})", attempts=tuple(ask.attempts)
+        )
+
+
+    def apply_probe(self, i: int, result: Probe) -> None:
+        with self._lock:
+            m = self._members[i]
+            m.healthy = result.healthy
+            m.models_at = self._clock()
+            if result.healthy and m.spec.models is None:
+                m.models = frozenset(result.models or ())
+            if result.loaded is not None:
+                m.loaded = frozenset(result.loaded)
+            if not result.healthy:
+                m.breaker.record_failure()
+            self._dispatch_locked()
+
+    def stale(self) -> list[int]:
+        with self._lock:
+            now = self._clock()
+            return [i for i, m in enumerate(self._members) if m.stale(now, self.settings.models_ttl_s)]
