@@ -20,7 +20,7 @@ from .health import BreakerSettings, CircuitBreaker, Probe
 from .limiter import Limiter, QueueSettings, Waiter, WaitQueue
 from .strategy import InstanceState, Strategy
 
-__all__ = ["Instance", "RetrySettings", "PoolSettings", "Ask", "Balancer"]
+__all__ = ["Instance", "RetrySettings", "PoolSettings", "Ask", "Balancer", "model_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ class _Member:
         self.name = spec.backend.name
         self.breaker = breaker
         self.healthy = True
-        self.models: frozenset[str] | None = None if spec.models is None else frozenset(spec.models)
+        self.models: frozenset[str] | None = None if spec.models is None else frozenset(map(model_key, spec.models))
         self.models_at = float("-inf")
         self.loaded: frozenset[str] = frozenset()
         self.in_flight = 0
@@ -102,8 +102,18 @@ class Ask:
     """One request's admission needs: the model and the instances it already tried."""
 
     model: str
-    tried: set[int]
-    attempts: list[tuple[str, str]]
+    tried: set[int] = field(default_factory=set)
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = model_key(self.model)
+
+
+def model_key(name: str) -> str:
+    """Ollama's naming: a model without a tag is ``:latest`` (``llama3`` == ``llama3:latest``)."""
+    name = name.strip()
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 class Balancer:
@@ -159,6 +169,7 @@ class Balancer:
 
     def _state(self, i: int, model: str | None) -> InstanceState:
         m = self._members[i]
+        key = None if model is None else model_key(model)
         return InstanceState(
             name=m.name,
             weight=m.spec.weight,
@@ -168,14 +179,14 @@ class Balancer:
             ewma_ttft_s=m.ewma_ttft,
             recent_failures=m.breaker.failures,
             healthy=m.healthy,
-            has_model=m.models is not None and (model is None or model in m.models),
-            model_loaded=model is not None and model in m.loaded,
+            has_model=m.models is not None and (key is None or key in m.models),
+            model_loaded=key is not None and key in m.loaded,
         )
 
     def _free_candidates(self, ask: Ask) -> list[int]:
         """Instances that may take this request now. Raises when none ever could."""
         members = self._members
-        with_model = [i for i, m in enumerate(members) if m.models is not None and ask.model in m.models]
+        with_model = [i for i, m in enumerate(members) if m.models is not None and ask.key in m.models]
         if not with_model:
             asked = ", ".join(f"{m.name} ({'unreachable' if m.models is None else 'no such model'})" for m in members)
             raise NoInstanceAvailable(f"no instance has model {ask.model!r}; asked {asked}", attempts=tuple(ask.attempts))
@@ -261,7 +272,7 @@ class Balancer:
             m.ewma_latency = _ewma(m.ewma_latency, latency_s, alpha)
             if ttft_s is not None:
                 m.ewma_ttft = _ewma(m.ewma_ttft, ttft_s, alpha)
-            m.loaded = m.loaded | {model}  # Ollama keeps a model loaded after serving it
+            m.loaded = m.loaded | {model_key(model)}  # Ollama keeps a model loaded after serving it
             self._release_locked(idx)
 
     def failed(self, idx: int, ask: Ask, exc: BackendError, attempt: int, *, retry: bool = True) -> float:
@@ -271,7 +282,7 @@ class Balancer:
         with self._lock:
             m = self._members[idx]
             if isinstance(exc, BackendProtocolError) and exc.status == 404 and m.models is not None:
-                m.models = m.models - {ask.model}  # the model was removed; not the instance's fault
+                m.models = m.models - {ask.key}  # the model was removed; not the instance's fault
                 m.breaker.record_release()
             elif instance_fault:  # fast 503s and refused connections count: a failing instance must not look idle
                 m.breaker.record_failure(retry_after=getattr(exc, "retry_after", None))
@@ -290,13 +301,13 @@ class Balancer:
         untried = [
             i
             for i, m in enumerate(self._members)
-            if i not in ask.tried and m.healthy and m.breaker.available() and m.models and ask.model in m.models
+            if i not in ask.tried and m.healthy and m.breaker.available() and m.models and ask.key in m.models
         ]
         if untried:
             return 0.0  # fail over at once; the failed instance is the one that needs rest
         r = self.settings.retry
         delay = r.backoff_s * 2**attempt * self._rng.uniform(0.5, 1.0)
-        reopen = min((m.breaker.reopens_in() for m in self._members if m.models and ask.model in m.models), default=0.0)
+        reopen = min((m.breaker.reopens_in() for m in self._members if m.models and ask.key in m.models), default=0.0)
         return min(r.max_backoff_s, max(delay, reopen))
 
     def exhausted(self, ask: Ask) -> NoInstanceAvailable:
@@ -312,9 +323,9 @@ class Balancer:
             m.healthy = result.healthy
             m.models_at = self._clock()
             if result.healthy and m.spec.models is None:
-                m.models = frozenset(result.models or ())
+                m.models = frozenset(map(model_key, result.models or ()))
             if result.loaded is not None:
-                m.loaded = frozenset(result.loaded)
+                m.loaded = frozenset(map(model_key, result.loaded))
             if not result.healthy:
                 m.breaker.record_failure()
             self._dispatch_locked()

@@ -71,7 +71,7 @@ class Pool:
 
     def chat(self, model: str, messages: Sequence[Message]) -> Completion:
         _check(model, messages)
-        ask = Ask(model, set(), [])
+        ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             self._refresh_models()
             idx = self._acquire(ask)
@@ -95,7 +95,7 @@ class Pool:
         return self._stream(model, messages)
 
     def _stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
-        ask = Ask(model, set(), [])
+        ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             self._refresh_models()
             idx = self._acquire(ask)
@@ -125,7 +125,7 @@ class Pool:
 
     async def achat(self, model: str, messages: Sequence[Message]) -> Completion:
         _check(model, messages)
-        ask = Ask(model, set(), [])
+        ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             await self._arefresh_models()
             idx = await self._aacquire(ask)
@@ -148,7 +148,7 @@ class Pool:
         return self._astream(model, messages)
 
     async def _astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
-        ask = Ask(model, set(), [])
+        ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             await self._arefresh_models()
             idx = await self._aacquire(ask)
