@@ -181,6 +181,31 @@ def test_ttl_expiry_with_injected_clock():
     assert len(cache.index) == 0  # the delete travelled to the index through the feed
 
 
+def test_expired_neighbours_do_not_crowd_out_a_live_candidate():
+    clock = Clock(0.0)
+    cache = make_cache(MemoryStore(clock=clock), verifier=ThresholdVerifier(0.5), top_k=2, clock=clock)
+    base = unit_vectors(1)[0]
+    cache.insert([entry("old1", near(base, 0.05, seed=2), expires_at=10.0),
+                  entry("old2", near(base, 0.06, seed=3), expires_at=10.0),
+                  entry("live", near(base, 0.5, seed=4))])
+    clock.now = 10.0
+    hit, judged = cache.semantic("q", base, SCOPE_A)
+    assert hit is not None and hit.entry.question == "live"
+    assert [c.entry.question for c, _ in judged] == ["live"] and len(cache.index) == 1
+
+
+def test_writes_drop_expired_entries_and_publish_deletes():
+    clock = Clock(0.0)
+    store = MemoryStore(clock=clock)
+    vs = unit_vectors(3)
+    store.put_many([entry("a", vs[0], expires_at=5.0), entry("b", vs[1], expires_at=50.0)])
+    clock.now = 6.0
+    store.put_many([entry("c", vs[2])])
+    assert "tenant-a/a" not in store and "tenant-a/b" in store
+    _, changes = store.changes(2)
+    assert [(c.op, c.entry_id) for c in changes] == [("delete", "tenant-a/a"), ("put", "tenant-a/c")]
+
+
 def test_purge_expired_and_entries_skip_expired():
     clock = Clock(0.0)
     store = MemoryStore(clock=clock)

@@ -57,6 +57,9 @@ class Store(Protocol):
         """Changes after sequence number ``since`` and the newest sequence number.
 
         ``None`` means the feed no longer reaches back to ``since``: rebuild from ``entries()``.
+        A ``since`` at or past the newest returns ``(newest, [])``: a follower calls
+        ``changes(2**62)`` to learn the newest number before rebuilding from ``entries()``, and
+        treats a newest number below its cursor (a reset store) as a reason to rebuild.
         """
         ...
 

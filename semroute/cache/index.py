@@ -14,8 +14,9 @@ lazily by the constructor, never by ``import semroute``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = ["FaissIndex"]
 # Compact a scope once its tombstones exceed both this floor and its live count, so searches
 # overfetch at most ~2x and compaction (O(n)) is amortised over at least n/2 removals.
 _COMPACT_FLOOR = 64
+# Batches at least this large are worth faiss's OpenMP threads; smaller ones run on one.
+_PARALLEL_ROWS = 4096
 
 
 class _Scope:
@@ -92,7 +95,8 @@ class FaissIndex:
                 holder = self._scopes.get(scope)
                 if holder is None:
                     holder = self._scopes[scope] = _Scope(self._new_index())
-                holder.index.add_with_ids(np.stack([vectors[i] for i in ids]), labels)
+                with self._serial(rows=len(ids)):
+                    holder.index.add_with_ids(np.stack([vectors[i] for i in ids]), labels)
                 for label, entry_id in zip(labels.tolist(), ids):
                     holder.ids[label] = entry_id
                     self._where[entry_id] = (scope, label)
@@ -134,7 +138,8 @@ class FaissIndex:
     # -- internals (callers hold the lock) -----------------------------------------------------
 
     def _collect(self, holder: _Scope, query: np.ndarray, want: int, k: int) -> list[tuple[str, float]]:
-        scores, labels = holder.index.search(query, want)
+        with self._serial(rows=1):
+            scores, labels = holder.index.search(query, want)
         found: list[tuple[str, float]] = []
         for score, label in zip(scores[0].tolist(), labels[0].tolist()):
             entry_id = holder.ids.get(label)  # -1 (padding) and tombstones are not in ids
@@ -170,9 +175,30 @@ class FaissIndex:
         vectors = inner.reconstruct_n(0, inner.ntotal)
         live = np.fromiter((label in holder.ids for label in labels.tolist()), dtype=bool, count=len(labels))
         fresh = self._new_index()
-        fresh.add_with_ids(np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live]))
+        with self._serial(rows=int(live.sum())):
+            fresh.add_with_ids(np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live]))
         holder.index = fresh
         holder.dead = 0
+
+    @contextlib.contextmanager
+    def _serial(self, *, rows: int) -> Iterator[None]:
+        """Run small faiss calls on one OpenMP thread.
+
+        A single query gains nothing from threads (faiss parallelises over queries), and on a
+        busy host waking the thread team costs ~1 ms per search and up to a second for a small
+        HNSW insert. Large batches (a rebuild) keep faiss's threads. OpenMP's thread count is
+        per calling thread, so restoring it leaves the caller's other faiss work as it was.
+        """
+        if rows >= _PARALLEL_ROWS:
+            yield
+            return
+        faiss = self._faiss
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def _new_index(self) -> Any:
         faiss = self._faiss

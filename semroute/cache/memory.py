@@ -12,6 +12,7 @@ search or verification.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import os
 import threading
@@ -62,6 +63,9 @@ class MemoryStore:
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
         self._by_key: dict[str, str] = {}
         self._scopes: dict[str, list[int]] = {}  # scope -> [dimension, live count]
+        # (expires_at, id) min-heap so writes can drop expired entries without a scan; stale
+        # items (entry replaced or gone) are skipped when they surface.
+        self._expiry: list[tuple[float, str]] = []
         self._seq = 0
         self._log: deque[Change] = deque(maxlen=max_changes)
         self._closed = False
@@ -76,24 +80,25 @@ class MemoryStore:
     def _load(self) -> None:
         assert self._journal is not None
         entries, self._seq = self._journal.load()
-        now = self._clock()
         undo: list[_Undo] = []
         for entry in entries:
             self._link(entry)
-        for entry in entries:
-            if entry.expired(now):
-                self._detach(entry.id, undo)
+        self._sweep(self._clock(), undo)
         self._evict(undo)
         self._commit(undo)
 
     # -- Store protocol ------------------------------------------------------------------------
 
     def put_many(self, entries: Sequence[CacheEntry]) -> None:
-        """Insert or replace entries; same ``key`` replaces the older entry. All or nothing."""
+        """Insert or replace entries; same ``key`` replaces the older entry. All or nothing.
+
+        Entries expired by ``clock()`` are dropped first, so they do not take LRU room.
+        """
         with self._lock:
             self._check_open()
             batch = self._validated(entries)
             undo: list[_Undo] = []
+            self._sweep(self._clock(), undo)
             for entry in batch:
                 self._attach(entry, undo)
             self._evict(undo)
@@ -149,8 +154,7 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             undo: list[_Undo] = []
-            for entry in [e for e in self._entries.values() if e.expired(now)]:
-                self._detach(entry.id, undo)
+            self._sweep(now, undo)
             self._commit(undo)
             return len(undo)
 
@@ -202,6 +206,8 @@ class MemoryStore:
         self._by_key[entry.key] = entry.id
         info = self._scopes.setdefault(entry.scope, [entry.vector.shape[0], 0])
         info[1] += 1
+        if entry.expires_at is not None:
+            heapq.heappush(self._expiry, (entry.expires_at, entry.id))
 
     def _unlink(self, entry: CacheEntry) -> None:
         del self._entries[entry.id]
@@ -227,6 +233,17 @@ class MemoryStore:
         if entry is not None:
             self._unlink(entry)
             undo.append(("delete", entry_id, entry, None))
+
+    def _sweep(self, now: float, undo: list[_Undo]) -> None:
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            expires_at, entry_id = heapq.heappop(heap)
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.expires_at == expires_at:
+                self._detach(entry_id, undo)
+        if len(heap) > 2 * len(self._entries) + 1024:  # replaced entries left too many stale items
+            self._expiry = [(e.expires_at, e.id) for e in self._entries.values() if e.expires_at is not None]
+            heapq.heapify(self._expiry)
 
     def _evict(self, undo: list[_Undo]) -> None:
         while len(self._entries) > self.max_entries:

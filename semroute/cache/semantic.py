@@ -81,27 +81,52 @@ class SemanticCache:
     ) -> tuple[Hit | None, list[tuple[Candidate, Verdict]]]:
         """The best verifier-accepted entry among the ``top_k`` nearest in ``scope``, and all judged.
 
-        Candidates that are gone or expired in the store are skipped (the index may lag it).
+        Candidates gone or expired in the store are dropped from the index and the search runs
+        once more, so dead entries never crowd live ones out of the ``top_k``.
         """
         if not isinstance(query_text, str):
             raise InvalidRequest(f"query_text must be str, got {type(query_text).__name__}")
         now = self._clock() if now is None else now
         self.sync()
         judged: list[tuple[Candidate, Verdict]] = []
-        best: tuple[float, float] | None = None
-        hit: Hit | None = None
-        for entry_id, similarity in self.index.search(vector, scope=scope, k=self.top_k):
+        seen: set[str] = set()
+        for _attempt in range(2):
+            found = self.index.search(vector, scope=scope, k=self.top_k)
+            stale = self._judge(query_text, found, scope, now, seen, judged)
+            if not stale:
+                break
+            with self._sync_lock:
+                self.index.remove(stale)
+                self._indexed.difference_update(stale)
+        best = max(
+            (pair for pair in judged if pair[1].accepted),
+            key=lambda pair: (pair[1].score, pair[0].similarity),
+            default=None,
+        )
+        if best is None:
+            return None, judged
+        candidate, verdict = best
+        return Hit(entry=candidate.entry, source="semantic", similarity=candidate.similarity, verdict=verdict), judged
+
+    def _judge(
+        self, query_text: str, found: list[tuple[str, float]], scope: str, now: float,
+        seen: set[str], judged: list[tuple[Candidate, Verdict]],
+    ) -> list[str]:
+        """Ask the verifier about each new candidate; returns the ids the store no longer has."""
+        stale: list[str] = []
+        for entry_id, similarity in found:
+            if entry_id in seen:
+                continue
+            seen.add(entry_id)
             entry = self.store.get(entry_id, now=now)
-            if entry is None or entry.scope != scope:  # scope re-checked: isolation must not rest on the index alone
+            if entry is None:
+                stale.append(entry_id)
+                continue
+            if entry.scope != scope:  # isolation must not rest on the index alone
                 continue
             candidate = Candidate(entry=entry, similarity=similarity)
-            verdict = self.verifier.accept(query_text, candidate)
-            judged.append((candidate, verdict))
-            rank = (verdict.score, similarity)
-            if verdict.accepted and (best is None or rank > best):
-                best = rank
-                hit = Hit(entry=entry, source="semantic", similarity=similarity, verdict=verdict)
-        return hit, judged
+            judged.append((candidate, self.verifier.accept(query_text, candidate)))
+        return stale
 
     def insert(self, entries: Sequence[CacheEntry]) -> None:
         """Store the entries (the truth first), then bring the index up to date."""
