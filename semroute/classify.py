@@ -1,20 +1,47 @@
 """Complexity classifiers choose the model tier for a cache miss.
 
 The seam takes the embeddings the cache already computed (the router embeds once) and the
-texts, and returns P(complex) per request. ``FixedTier`` always picks one tier; the trained
-logistic-regression classifier plugs in behind the same seam.
+texts, and returns P(complex) per request. ``FixedTier`` always picks one tier;
+``LogisticComplexityClassifier`` is a logistic regression over the embedding plus a few cheap
+text features (``semroute.features``), trained with scikit-learn but stored and applied as plain
+numpy arrays (one dot product per request, no pickle). Its ``threshold`` is calibrated either
+to a target share of large-tier calls on reference traffic or to a target recall of complex
+prompts. The trained default ships in ``models/complexity`` with a JSON card.
+
+Not here: reading label files and measuring a model (``semroute.classify_train``), choosing
+instances or falling back between tiers (the router's pipeline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import json
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
+from .features import FEATURE_NAMES, text_features
 from .types import Decision
 
-__all__ = ["ComplexityClassifier", "FixedTier", "decide"]
+__all__ = [
+    "ComplexityClassifier",
+    "FixedTier",
+    "LogisticComplexityClassifier",
+    "decide",
+    "default_model_dir",
+    "load_default_classifier",
+    "ARTIFACT_FORMAT",
+]
+
+ARTIFACT_FORMAT = "semroute.complexity/1"
+_WEIGHTS = "weights.npz"
+_CARD = "card.json"
+_ARRAYS = ("coef", "feature_coef", "intercept", "feature_mean", "feature_scale")
 
 
 @runtime_checkable
@@ -46,3 +73,267 @@ def decide(classifier: ComplexityClassifier, vector: np.ndarray, text: str) -> D
     p = float(classifier.predict_proba(vector.reshape(1, -1), [text])[0])
     tier = "large" if p >= classifier.threshold else "small"
     return Decision(tier=tier, probability=p, reason=f"P(complex)={p:.3f} vs threshold {classifier.threshold:.3f}")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # Split by sign so large |z| never overflows exp().
+    out = np.empty_like(z, dtype=np.float64)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+class LogisticComplexityClassifier:
+    """P(complex) = sigmoid(w·embedding + v·scaled text features + b).
+
+    scikit-learn conventions: the constructor only stores its arguments, ``fit`` returns self,
+    learned state ends in ``_``. ``threshold`` is a setting, not learned: ``calibrate_share``
+    and ``calibrate_recall`` set it from data, and the card records how.
+    ``class_weight="balanced"`` makes 0.5 a sensible threshold whatever the class mix.
+    """
+
+    def __init__(
+        self, *, C: float = 1.0, threshold: float = 0.5, seed: int = 0, class_weight: str | None = "balanced"
+    ) -> None:
+        self.C = C
+        self.threshold = threshold
+        self.seed = seed
+        self.class_weight = class_weight
+
+    # -- training ---------------------------------------------------------------------------
+
+    def fit(self, vectors: np.ndarray, texts: Sequence[str], labels: Sequence[int] | np.ndarray):
+        """Learn weights from unit embeddings, their texts and labels (1 = complex, 0 = simple)."""
+        from sklearn.linear_model import LogisticRegression
+
+        x_emb = self._check_vectors(vectors, texts, dim=None)
+        y = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if y.shape[0] != x_emb.shape[0]:
+            raise ConfigError(f"{x_emb.shape[0]} vectors but {y.shape[0]} labels")
+        if set(np.unique(y).tolist()) != {0, 1}:
+            raise ConfigError("training needs both simple (0) and complex (1) examples, and only those labels")
+        raw = text_features(texts)
+        mean = raw.mean(axis=0)
+        scale = raw.std(axis=0)
+        scale[scale == 0] = 1.0  # a constant feature carries no signal; keep it finite
+        x = np.hstack([x_emb.astype(np.float64), (raw - mean) / scale])
+        model = LogisticRegression(C=self.C, class_weight=self.class_weight, random_state=self.seed, max_iter=5000)
+        model.fit(x, y)
+        dim = x_emb.shape[1]
+        self.coef_ = model.coef_[0, :dim].copy()
+        self.feature_coef_ = model.coef_[0, dim:].copy()
+        self.intercept_ = float(model.intercept_[0])
+        self.feature_mean_ = mean
+        self.feature_scale_ = scale
+        self.feature_names_ = FEATURE_NAMES
+        self.dim_ = dim
+        self.n_train_ = int(y.shape[0])
+        return self
+
+    def calibrate_share(self, vectors: np.ndarray, texts: Sequence[str], share: float):
+        """Set ``threshold`` so that about ``share`` of this reference traffic goes to the large tier."""
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"target large-tier share must be in [0, 1], got {share}")
+        p = self.predict_proba(vectors, texts)
+        if len(p) == 0:
+            raise ConfigError("calibrating to a share needs at least one reference prompt")
+        self.threshold = _threshold_for_share(p, share)
+        return self
+
+    def calibrate_recall(
+        self, vectors: np.ndarray, texts: Sequence[str], labels: Sequence[int] | np.ndarray, recall: float
+    ):
+        """Set the highest ``threshold`` that still sends ``recall`` of the complex prompts to large."""
+        p = self.predict_proba(vectors, texts)
+        self.threshold = threshold_for_recall(p, np.asarray(labels), recall)
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def decision_function(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Log-odds of complex, shape (n,)."""
+        self._require_fitted()
+        x_emb = self._check_vectors(vectors, texts, dim=self.dim_)
+        feats = (text_features(texts) - self.feature_mean_) / self.feature_scale_
+        return x_emb @ self.coef_ + feats @ self.feature_coef_ + self.intercept_
+
+    def predict_proba(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """P(complex) per request, shape (n,)."""
+        return _sigmoid(np.asarray(self.decision_function(vectors, texts), dtype=np.float64))
+
+    def predict(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """True where the request goes to the large tier."""
+        return self.predict_proba(vectors, texts) >= self.threshold
+
+    # -- artifact ---------------------------------------------------------------------------
+
+    def save(self, directory: str | Path, card: Mapping[str, Any]) -> Path:
+        """Write ``weights.npz`` (plain arrays) and ``card.json``; return the directory."""
+        self._require_fitted()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        full = dict(card)
+        full.update(
+            format=ARTIFACT_FORMAT,
+            threshold=float(self.threshold),
+            features=list(self.feature_names_),
+            dim=int(self.dim_),
+            hyperparameters={"C": self.C, "seed": self.seed, "class_weight": self.class_weight},
+        )
+        # Write to temporary names first so a crash never leaves a half-written artifact.
+        tmp_w, tmp_c = out / (_WEIGHTS + ".tmp"), out / (_CARD + ".tmp")
+        with tmp_w.open("wb") as f:
+            np.savez(
+                f,
+                coef=self.coef_,
+                feature_coef=self.feature_coef_,
+                intercept=np.array([self.intercept_]),
+                feature_mean=self.feature_mean_,
+                feature_scale=self.feature_scale_,
+            )
+        tmp_c.write_text(json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+        tmp_w.replace(out / _WEIGHTS)
+        tmp_c.replace(out / _CARD)
+        self.card_ = MappingProxyType(full)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, embedder_name: str | None = None, dim: int | None = None):
+        """Read an artifact directory (default: the shipped one) and check it fits the embedder.
+
+        Raises ``ModelError`` if it is missing or unreadable and ``ModelMismatch`` if it was
+        trained for another embedder name or dimension, or with other text features.
+        """
+        where = default_model_dir() if path is None else Path(path)
+        card = _read_card(where)
+        arrays = _read_arrays(where)
+        hyper = card.get("hyperparameters", {})
+        clf = cls(
+            C=float(hyper.get("C", 1.0)),
+            threshold=float(card["threshold"]),
+            seed=int(hyper.get("seed", 0)),
+            class_weight=hyper.get("class_weight", "balanced"),
+        )
+        clf.coef_ = arrays["coef"].astype(np.float64)
+        clf.feature_coef_ = arrays["feature_coef"].astype(np.float64)
+        clf.intercept_ = float(arrays["intercept"].reshape(-1)[0])
+        clf.feature_mean_ = arrays["feature_mean"].astype(np.float64)
+        clf.feature_scale_ = arrays["feature_scale"].astype(np.float64)
+        clf.feature_names_ = tuple(card["features"])
+        clf.dim_ = int(card["dim"])
+        clf.n_train_ = int(card.get("training", {}).get("rows", 0))
+        clf.card_ = MappingProxyType(card)
+        clf._check_artifact(where)
+        clf.check_embedder(embedder_name, dim)
+        return clf
+
+    def check_embedder(self, name: str | None, dim: int | None) -> None:
+        """Raise ``ModelMismatch`` unless the artifact was trained for this embedder (None = skip)."""
+        self._require_fitted()
+        trained_for = getattr(self, "card_", {}).get("embedder", {}).get("name")
+        if name is not None and trained_for is not None and name != trained_for:
+            raise ModelMismatch(f"complexity model was trained for embedder {trained_for!r}, not {name!r}")
+        if dim is not None and dim != self.dim_:
+            raise ModelMismatch(f"complexity model expects {self.dim_}-d embeddings, the embedder gives {dim}")
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_artifact(self, where: Path) -> None:
+        if self.feature_names_ != FEATURE_NAMES:
+            raise ModelMismatch(f"{where}: trained with text features {list(self.feature_names_)}, this library computes {list(FEATURE_NAMES)}")
+        k = len(FEATURE_NAMES)
+        shapes_ok = (
+            self.coef_.shape == (self.dim_,)
+            and self.feature_coef_.shape == (k,)
+            and self.feature_mean_.shape == (k,)
+            and self.feature_scale_.shape == (k,)
+        )
+        if not shapes_ok:
+            raise ModelError(f"{where}: weight shapes do not match the card (dim {self.dim_}, {k} features)")
+        finite = all(np.isfinite(a).all() for a in (self.coef_, self.feature_coef_, self.feature_mean_, self.feature_scale_))
+        if not finite or not math.isfinite(self.intercept_) or (self.feature_scale_ == 0).any():
+            raise ModelError(f"{where}: weights contain NaN, infinite or zero-scale values")
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise ModelError("the classifier is not fitted: call fit() or load()")
+
+    @staticmethod
+    def _check_vectors(vectors: np.ndarray, texts: Sequence[str], *, dim: int | None) -> np.ndarray:
+        arr = np.asarray(vectors)
+        if arr.ndim != 2:
+            raise DimensionMismatch(f"expected a 2-d array of vectors, got shape {arr.shape}")
+        if dim is not None and arr.shape[1] != dim:
+            raise DimensionMismatch(f"complexity model expects {dim}-d embeddings, got {arr.shape[1]}")
+        if arr.shape[0] != len(texts):
+            raise DimensionMismatch(f"{arr.shape[0]} vectors but {len(texts)} texts")
+        return arr
+
+
+def _threshold_for_share(p: np.ndarray, share: float) -> float:
+    """A threshold with about ``share`` of ``p`` at or above it (ties go to the large side)."""
+    if share <= 0.0:
+        return float(np.nextafter(p.max(), np.inf))
+    if share >= 1.0:
+        return float(p.min())
+    ordered = np.sort(p)[::-1]
+    k = max(1, int(round(share * len(p))))
+    return float(ordered[k - 1])
+
+
+def threshold_for_recall(p: np.ndarray, labels: np.ndarray, recall: float) -> float:
+    """The highest threshold whose recall of complex (label 1) is at least ``recall``."""
+    if not 0.0 < recall <= 1.0:
+        raise ConfigError(f"target recall must be in (0, 1], got {recall}")
+    positives = np.sort(np.asarray(p, dtype=np.float64)[np.asarray(labels).reshape(-1) == 1])[::-1]
+    if len(positives) == 0:
+        raise ConfigError("calibrating to a recall needs at least one complex example")
+    k = max(1, math.ceil(recall * len(positives) - 1e-9))
+    return float(positives[k - 1])
+
+
+def default_model_dir() -> Path:
+    """The shipped artifact: ``semroute.models/complexity`` when installed, else the repo's ``models/``."""
+    try:
+        shipped = resources.files("semroute.models") / "complexity"
+        if shipped.is_dir():
+            return Path(str(shipped))
+    except ModuleNotFoundError:  # running from a source tree: models/ sits beside semroute/
+        pass
+    return Path(__file__).resolve().parent.parent / "models" / "complexity"
+
+
+def load_default_classifier(embedder: Any | None = None) -> LogisticComplexityClassifier:
+    """The shipped classifier, checked against ``embedder`` (its ``name`` and ``dim``) if given."""
+    if embedder is None:
+        return LogisticComplexityClassifier.load()
+    return LogisticComplexityClassifier.load(embedder_name=embedder.name, dim=embedder.dim)
+
+
+def _read_card(where: Path) -> dict[str, Any]:
+    try:
+        card = json.loads((where / _CARD).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{where}: no {_CARD}; train one with `semroute train-router`") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{where / _CARD}: unreadable: {exc}") from exc
+    if not isinstance(card, dict) or card.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"{where / _CARD}: not a {ARTIFACT_FORMAT} card")
+    missing = [k for k in ("threshold", "features", "dim", "embedder") if k not in card]
+    if missing:
+        raise ModelError(f"{where / _CARD}: missing {', '.join(missing)}")
+    return card
+
+
+def _read_arrays(where: Path) -> dict[str, np.ndarray]:
+    try:
+        # allow_pickle=False: an artifact is data, never code.
+        with np.load(where / _WEIGHTS, allow_pickle=False) as npz:
+            arrays = {name: np.array(npz[name]) for name in _ARRAYS}
+    except FileNotFoundError as exc:
+        raise ModelError(f"{where}: no {_WEIGHTS}") from exc
+    except (KeyError, ValueError, OSError) as exc:
+        raise ModelError(f"{where / _WEIGHTS}: unreadable or incomplete: {exc}") from exc
+    return arrays
