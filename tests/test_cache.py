@@ -420,6 +420,30 @@ def test_directory_is_locked_while_open(tmp_path):
         store.put_many([entry("late", unit_vectors(1)[0])])
 
 
+def test_unreadable_journal_or_path_is_a_store_error_and_releases_the_lock(tmp_path):
+    (tmp_path / "semroute-cache.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the cache journal"):
+        MemoryStore(tmp_path)
+    (tmp_path / "semroute-cache.sqlite3").unlink()
+    MemoryStore(tmp_path).close()  # the failed open released the directory lock
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the cache directory"):
+        MemoryStore(tmp_path / "file")
+
+
+def test_reload_heals_two_rows_with_one_key(tmp_path):
+    vs = unit_vectors(2)
+    with MemoryStore(tmp_path) as store:
+        store.put_many([entry("q", vs[0], entry_id="first")])
+    with sqlite3.connect(tmp_path / "semroute-cache.sqlite3") as db:  # a hand-edited file
+        db.execute("INSERT INTO entries SELECT 'second', key, scope, namespace, question, 'later', vector,"
+                   " created_at, expires_at, model, tier, embedder, stamp + 1 FROM entries")
+    db.close()
+    with MemoryStore(tmp_path) as store:
+        assert [e.id for e in store.entries()] == ["second"]
+        assert store.get_by_key(entry("q", vs[0]).key, now=0.0).answer == "later"
+
+
 def test_journal_failure_leaves_memory_unchanged(tmp_path):
     store = MemoryStore(tmp_path, max_entries=2)
     vs = unit_vectors(3)

@@ -56,7 +56,10 @@ class Journal:
         except OSError as exc:
             raise StoreError(f"cannot create the cache directory {self.directory}: {exc}") from exc
         self._lock_fd = _lock_directory(self.directory / self.lockname)
+        self._db: sqlite3.Connection | None = None
         try:
+            # timeout: only an outside tool can hold the write lock (the lock file keeps other
+            # stores out); wait briefly, then fail the batch rather than stall a request.
             self._db = sqlite3.connect(
                 str(self.directory / self.filename), timeout=2.0, isolation_level=None, check_same_thread=False
             )
@@ -65,32 +68,33 @@ class Journal:
             for statement in _CREATE:
                 self._db.execute(statement)
             self._check_schema()
-        except sqlite3.Error as exc:
-            self._release_lock()
+        except (sqlite3.Error, StoreError) as exc:
+            self.close()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open the cache journal in {self.directory}: {exc}") from exc
-        except StoreError:
-            self._release_lock()
-            raise
 
     def _check_schema(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        db = self._conn()
+        row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
         elif row[0] != _SCHEMA_VERSION:
             raise StoreError(f"cache journal schema {row[0]!r} is not the supported {_SCHEMA_VERSION!r}")
 
     def load(self) -> tuple[list[CacheEntry], int]:
         """Every journaled entry, least recently written first, and the last sequence number."""
+        db = self._conn()
         try:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY stamp").fetchall()
-            seq_row = self._db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY stamp").fetchall()
+            seq_row = db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the cache journal: {exc}") from exc
         return [_entry(row) for row in rows], int(seq_row[0]) if seq_row else 0
 
     def write(self, ops: Sequence[Op], *, seq: int) -> None:
         """Apply ``ops`` in order as one transaction, recording ``seq``; all or nothing."""
-        db = self._db
+        db = self._conn()
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -109,9 +113,16 @@ class Journal:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the cache journal: {exc}") from exc
 
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the cache journal is closed")
+        return self._db
+
     def close(self) -> None:
         try:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
         finally:
             self._release_lock()
 
@@ -126,7 +137,10 @@ def _lock_directory(path: Path) -> int | None:
         import fcntl
     except ImportError:  # Windows: no advisory locks; one writer per directory is then on the user
         return None
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot create the lock file {path}: {exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -39,7 +39,8 @@ class MemoryStore:
     ``max_entries`` bounds the size (least recently used entries are evicted; ``get`` and
     ``get_by_key`` count as use). ``max_changes`` bounds the change log: a follower further
     behind gets ``None`` from ``changes`` and rebuilds from ``entries()``. ``clock`` is used only
-    for housekeeping (dropping expired entries on open and in ``entries()``); reads take ``now``.
+    for housekeeping (dropping expired entries on open and on writes, skipping them in
+    ``entries()``); reads take ``now`` from the caller.
 
     After a reload the LRU order is the order of the last write of each entry (reads are not
     journaled, so that a cache hit never costs a disk write).
@@ -82,6 +83,9 @@ class MemoryStore:
         entries, self._seq = self._journal.load()
         undo: list[_Undo] = []
         for entry in entries:
+            owner = self._by_key.get(entry.key)
+            if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
+                self._detach(owner, undo)
             self._link(entry)
         self._sweep(self._clock(), undo)
         self._evict(undo)
