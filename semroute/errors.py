@@ -79,7 +79,14 @@ class BackendError(SemrouteError):
 
 
 class BackendUnavailable(BackendError):
-    """The instance refused the connection, is unhealthy or said 503."""
+    """The instance refused the connection, is unhealthy or said 503.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds when it sent one, else None.
+    """
+
+    def __init__(self, message: str, *, instance: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, instance=instance)
+        self.retry_after = retry_after
 
 
 class BackendTimeout(BackendError):

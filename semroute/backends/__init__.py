@@ -1,0 +1,71 @@
+"""LLM backends: the ``Backend`` seam, Ollama over HTTP, and the pool that balances instances.
+
+Names are imported on first use, so ``import semroute.backends`` does not load the ``ollama``
+client (or pydantic) until a backend is actually made.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .base import Backend
+from .settings import Timeout
+
+_LAZY = {
+    "OllamaBackend": "ollama",
+    "Pool": "pool",
+    "PoolSettings": "pool",
+    "RetrySettings": "pool",
+    "Instance": "pool",
+    "Limiter": "limiter",
+    "LocalLimiter": "limiter",
+    "QueueSettings": "limiter",
+    "BreakerSettings": "health",
+    "CircuitBreaker": "health",
+    "Strategy": "strategy",
+    "InstanceState": "strategy",
+    "RoundRobin": "strategy",
+    "WeightedRoundRobin": "strategy",
+    "LeastOutstanding": "strategy",
+    "WeightedLeastOutstanding": "strategy",
+    "PowerOfTwo": "strategy",
+    "WeightedPowerOfTwo": "strategy",
+    "LatencyAware": "strategy",
+    "WeightedLatencyAware": "strategy",
+    "resolve_strategy": "strategy",
+}
+
+__all__ = ["Backend", "Timeout", *_LAZY]
+
+if TYPE_CHECKING:
+    from .health import BreakerSettings, CircuitBreaker
+    from .limiter import Limiter, LocalLimiter, QueueSettings
+    from .ollama import OllamaBackend
+    from .pool import Instance, Pool, PoolSettings, RetrySettings
+    from .strategy import (
+        InstanceState,
+        LatencyAware,
+        LeastOutstanding,
+        PowerOfTwo,
+        RoundRobin,
+        Strategy,
+        WeightedLatencyAware,
+        WeightedLeastOutstanding,
+        WeightedPowerOfTwo,
+        WeightedRoundRobin,
+        resolve_strategy,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'semroute.backends' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,379 @@
+"""``OllamaBackend``: one Ollama server behind the ``Backend`` seam, over the ``ollama`` client.
+
+It turns ``Message``s into ``/api/chat`` calls (sync with ``ollama.Client``, async with
+``ollama.AsyncClient``) and answers with ``Completion`` or ``Chunk``s. Every failure leaves as a
+``BackendError`` naming the instance, raised from the original error:
+
+* connection refused or lost, HTTP 429/502/503 -> ``BackendUnavailable`` (``retry_after`` kept)
+* connect/read/total timeouts, HTTP 504          -> ``BackendTimeout``
+* any other status (404 unknown model, 500), bad body -> ``BackendProtocolError(status=)``
+
+A stream that fails after its first chunk raises the same errors after the chunks it gave;
+callers must not retry then. This module does not choose instances, count slots or retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+import httpx
+import ollama
+
+from ..errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+)
+from ..types import Chunk, Completion, Message
+from .settings import Timeout
+
+__all__ = ["OllamaBackend"]
+
+_UNAVAILABLE_STATUSES = frozenset({429, 502, 503})
+
+
+class _HttpStatus(Exception):
+    """An error status, raised from a response hook so the status and headers survive.
+
+    (``ollama.ResponseError`` keeps the status but drops ``Retry-After``.)
+    """
+
+    def __init__(self, status: int, body: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}: {body[:200]}")
+        self.status = status
+        self.retry_after = retry_after
+        try:
+            self.detail = str(ollama.ResponseError(body, status).error)
+        except Exception:  # noqa: BLE001 - a detail is nice to have, never worth failing for
+            self.detail = body[:200]
+
+
+# Errors that come from the network or the server; anything else is a bug and propagates.
+_EDGE_ERRORS = (_HttpStatus, httpx.HTTPError, ollama.ResponseError, ConnectionError, TimeoutError, ValueError)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _status_error(response: httpx.Response) -> _HttpStatus:
+    return _HttpStatus(response.status_code, response.text, _retry_after(response.headers.get("retry-after")))
+
+
+def _check_status(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        response.read()
+        raise _status_error(response)
+
+
+async def _acheck_status(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        await response.aread()
+        raise _status_error(response)
+
+
+def _translate(exc: BaseException, instance: str, chunks: int = 0) -> BackendError:
+    """The ``BackendError`` for an error from the client, the network or the server."""
+    if isinstance(exc, BackendError):
+        return exc
+    where = f" after {chunks} streamed chunks" if chunks else ""
+    if isinstance(exc, _HttpStatus):
+        message = f"{instance} answered HTTP {exc.status}{where}: {exc.detail}"
+        if exc.status in _UNAVAILABLE_STATUSES:
+            return BackendUnavailable(message, instance=instance, retry_after=exc.retry_after)
+        if exc.status == 504:
+            return BackendTimeout(message, instance=instance)
+        return BackendProtocolError(message, instance=instance, status=exc.status)
+    if isinstance(exc, ollama.ResponseError):  # an error line inside a stream
+        status = exc.status_code if exc.status_code > 0 else None
+        return BackendProtocolError(f"{instance} reported an error{where}: {exc.error}", instance=instance, status=status)
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return BackendTimeout(f"{instance} timed out{where}: {type(exc).__name__} {exc}", instance=instance)
+    if isinstance(exc, (httpx.ConnectError, ConnectionError)):
+        return BackendUnavailable(f"cannot connect to {instance}: {exc}", instance=instance)
+    if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
+        return BackendUnavailable(f"connection to {instance} lost{where}: {exc}", instance=instance)
+    return BackendProtocolError(f"unexpected answer from {instance}{where}: {type(exc).__name__}: {exc}", instance=instance)
+
+
+class _TimeoutAt:
+    """``asyncio.timeout_at`` for Python 3.10: cancel the task at ``when``, raise TimeoutError."""
+
+    def __init__(self, when: float | None) -> None:
+        self._when, self._handle, self._fired = when, None, False
+
+    async def __aenter__(self) -> None:
+        if self._when is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
+
+    def _fire(self, task: asyncio.Task[object]) -> None:
+        self._fired = True
+        task.cancel()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._fired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+_timeout_at = getattr(asyncio, "timeout_at", _TimeoutAt)
+
+
+def _base_url(host: str) -> str:
+    host = host.strip().rstrip("/")
+    if not host:
+        raise InvalidRequest("an Ollama host is required, e.g. 'http://127.0.0.1:11434'")
+    if "://" not in host:
+        host = f"http://{host}"
+    if host.count(":") == 1:  # no port: Ollama's default
+        host = f"{host}:11434"
+    return host
+
+
+def _payload(model: object, messages: object) -> list[dict[str, str]]:
+    """Validate before any I/O; ``InvalidRequest`` changes nothing."""
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(f"model must be a non-empty string, got {model!r}")
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise InvalidRequest("messages must be a non-empty sequence of Message")
+    if not all(isinstance(m, Message) for m in messages):
+        raise InvalidRequest("every message must be a semroute.types.Message")
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+class OllamaBackend:
+    """One Ollama server. Thread-safe; sync and async calls may be mixed.
+
+    The sync client keeps connections alive. The async client is made per event loop and does
+    not keep idle connections: a connection left in a pool outlives a closed test loop and
+    leaks a socket, while a fresh loopback or LAN connection costs far less than a token.
+    """
+
+    def __init__(self, host: str, *, timeout: Timeout = Timeout(), name: str | None = None) -> None:
+        if not isinstance(timeout, Timeout):
+            raise InvalidRequest(f"timeout must be a semroute Timeout, got {timeout!r}")
+        self.host = _base_url(host)
+        self.name = name or self.host
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._client: ollama.Client | None = None
+        self._aclient: ollama.AsyncClient | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"OllamaBackend({self.host!r})"
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def _httpx_timeout(self) -> httpx.Timeout:
+        t = self.timeout
+        return httpx.Timeout(connect=t.connect, read=t.effective_read, write=t.effective_read, pool=t.effective_read)
+
+    def _sync(self) -> ollama.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = ollama.Client(
+                    self.host,
+                    timeout=self._httpx_timeout(),
+                    event_hooks={"response": [_check_status]},
+                    # The pool's limiter bounds concurrency; httpx's own cap would queue silently.
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                )
+            return self._client
+
+    def _async(self) -> ollama.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._aclient is None or self._aloop is not loop:
+                # A client from another (finished) loop holds no idle connection; drop it.
+                self._aclient = ollama.AsyncClient(
+                    self.host,
+                    timeout=self._httpx_timeout(),
+                    event_hooks={"response": [_acheck_status]},
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+                )
+                self._aloop = loop
+            return self._aclient
+
+    @contextlib.contextmanager
+    def _edge(self) -> Iterator[None]:
+        try:
+            yield
+        except _EDGE_ERRORS as exc:
+            raise _translate(exc, self.name) from exc
+
+    def _completion(self, response: ollama.ChatResponse, model: str, started: float) -> Completion:
+        return Completion(
+            text=response.message.content or "",
+            model=response.model or model,
+            instance=self.name,
+            prompt_tokens=response.prompt_eval_count or 0,
+            completion_tokens=response.eval_count or 0,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def _chunk(self, part: ollama.ChatResponse, model: str) -> Chunk:
+        return Chunk(
+            text=part.message.content or "",
+            done=bool(part.done),
+            model=part.model or model,
+            instance=self.name,
+            prompt_tokens=(part.prompt_eval_count or 0) if part.done else 0,
+            completion_tokens=(part.eval_count or 0) if part.done else 0,
+        )
+
+    def _deadline_passed(self, started: float, chunks: int) -> BackendTimeout | None:
+        total = self.timeout.total
+        if total is not None and time.monotonic() - started > total:
+            return BackendTimeout(
+                f"{self.name} exceeded the total timeout of {total:g}s after {chunks} streamed chunks",
+                instance=self.name,
+            )
+        return None
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def chat(self, model: str, messages: Sequence[Message]) -> Completion:
+        payload = _payload(model, messages)
+        started = time.perf_counter()
+        with self._edge():
+            response = self._sync().chat(model=model, messages=payload, stream=False)
+        return self._completion(response, model, started)
+
+    def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
+        """Chunks of the answer; the last has ``done=True`` and the token counts."""
+        payload = _payload(model, messages)  # validated now, not at the first next()
+        return self._stream(model, payload)
+
+    def _stream(self, model: str, payload: list[dict[str, str]]) -> Iterator[Chunk]:
+        started, chunks, parts = time.monotonic(), 0, None
+        try:
+            try:
+                parts = self._sync().chat(model=model, messages=payload, stream=True)
+                for part in parts:
+                    chunk = self._chunk(part, model)
+                    if chunk.text or chunk.done:
+                        chunks += 1
+                        yield chunk
+                    if chunk.done:
+                        return
+                    if (late := self._deadline_passed(started, chunks)) is not None:
+                        raise late
+            except _EDGE_ERRORS as exc:
+                raise _translate(exc, self.name, chunks) from exc
+            raise BackendProtocolError(
+                f"{self.name} ended the stream without a final chunk after {chunks} chunks", instance=self.name
+            )
+        finally:
+            if parts is not None:
+                parts.close()
+
+    # -- async -----------------------------------------------------------------------------
+
+    async def achat(self, model: str, messages: Sequence[Message]) -> Completion:
+        payload = _payload(model, messages)
+        started = time.perf_counter()
+        with self._edge():
+            async with _timeout_at(self._deadline()):
+                response = await self._async().chat(model=model, messages=payload, stream=False)
+        return self._completion(response, model, started)
+
+    def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
+        payload = _payload(model, messages)
+        return self._astream(model, payload)
+
+    async def _astream(self, model: str, payload: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+        deadline, chunks, parts = self._deadline(), 0, None
+        try:
+            try:
+                # The deadline wraps each await, never a yield: the consumer's time between
+                # chunks counts against ``total`` but its code never runs inside our timeout.
+                async with _timeout_at(deadline):
+                    parts = await self._async().chat(model=model, messages=payload, stream=True)
+                while True:
+                    async with _timeout_at(deadline):
+                        part = await anext(parts, None)
+                    if part is None:
+                        break
+                    chunk = self._chunk(part, model)
+                    if chunk.text or chunk.done:
+                        chunks += 1
+                        yield chunk
+                    if chunk.done:
+                        return
+            except _EDGE_ERRORS as exc:
+                raise _translate(exc, self.name, chunks) from exc
+            raise BackendProtocolError(
+                f"{self.name} ended the stream without a final chunk after {chunks} chunks", instance=self.name
+            )
+        finally:
+            if parts is not None:
+                await parts.aclose()
+
+    def _deadline(self) -> float | None:
+        total = self.timeout.total
+        return None if total is None else asyncio.get_running_loop().time() + total
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        with self._edge():
+            return [m.model for m in self._sync().list().models if m.model]
+
+    def loaded_models(self) -> list[str]:
+        with self._edge():
+            return [m.model or m.name or "" for m in self._sync().ps().models if m.model or m.name]
+
+    def health(self) -> bool:
+        """True when ``/api/version`` answers 200 within ``timeout.connect``; never raises."""
+        try:
+            response = httpx.get(f"{self.host}/api/version", timeout=self.timeout.connect)
+        except Exception:  # noqa: BLE001 - health() must never raise
+            return False
+        return response.status_code == 200
+
+    async def ahealth(self) -> bool:
+        """``health()`` for async code; never raises."""
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout.connect) as client:
+                response = await client.get(f"{self.host}/api/version")
+        except Exception:  # noqa: BLE001 - health must never raise
+            return False
+        return response.status_code == 200
+
+    def close(self) -> None:
+        """Close the connections. Idempotent; the backend reopens them if used again."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._aclient, self._aloop = None, None  # holds no idle connection (see class doc)
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> OllamaBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,35 @@
+"""Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API) and ``FakeFleet``.
+
+Imported lazily so ``import semroute.testing`` stays cheap and never loads torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["FakeOllama", "FakeFleet", "Timing", "Capacity", "Fault", "FakeStats", "answer_text"]
+
+_WHERE = {
+    "FakeOllama": "fake_ollama",
+    "FakeFleet": "fleet",
+    "Timing": "fake_config",
+    "Capacity": "fake_config",
+    "Fault": "fake_config",
+    "FakeStats": "fake_config",
+    "answer_text": "fake_content",
+}
+
+if TYPE_CHECKING:
+    from .fake_config import Capacity, FakeStats, Fault, Timing
+    from .fake_content import answer_text
+    from .fake_ollama import FakeOllama
+    from .fleet import FakeFleet
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'semroute.testing' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

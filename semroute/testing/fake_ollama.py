@@ -1,0 +1,417 @@
+"""``FakeOllama``: a real HTTP server on loopback that speaks Ollama's API, for tests and benches.
+
+It answers ``/api/chat``, ``/api/generate`` (NDJSON streams by default, one JSON object with
+``"stream": false``), ``/api/embed``, ``/api/tags``, ``/api/ps``, ``/api/version`` and ``/``
+exactly as the ``ollama`` client expects, with deterministic answers (see ``fake_content``).
+It can be slow (``Timing``), full (``Capacity``: 503 beyond parallel + queue) and broken on
+demand (``Fault``: refuse, error, busy, hang, drop), switchable at runtime; ``stats`` counts
+what it saw. It is not a model, not a proxy and not meant to face anything but loopback tests.
+
+The server is asyncio over ``h11`` in its own thread with its own event loop, so hundreds of
+concurrent streams cost one thread; state is touched only on that loop (counters behind a lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from . import fake_content as content
+from .fake_config import INFERENCE_ENDPOINTS, Capacity, Counters, FakeStats, Fault, FaultKind, Timing
+from .fake_handlers import Generation
+from .http11 import HttpConnection, HttpRequest
+
+__all__ = ["FakeOllama", "DEFAULT_MODELS", "FAKE_VERSION"]
+
+DEFAULT_MODELS = ("llama3.2:3b", "llama3.1:8b")
+FAKE_VERSION = "0.9.0"
+_T = TypeVar("_T")
+_ROUTES = {
+    ("POST", "/api/chat"): "chat",
+    ("POST", "/api/generate"): "generate",
+    ("POST", "/api/embed"): "embed",
+    ("GET", "/api/tags"): "tags",
+    ("GET", "/api/ps"): "ps",
+    ("GET", "/api/version"): "version",
+    ("GET", "/"): "root",
+    ("HEAD", "/"): "root",
+}
+_KNOWN_PATHS = {path for _, path in _ROUTES}
+_JSON = "application/json; charset=utf-8"
+_BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
+
+
+class FakeOllama:
+    """A fake Ollama server. Use as a context manager, or ``start()`` / ``stop()``.
+
+    >>> with FakeOllama(["llama3.2:3b"]) as fake:
+    ...     ollama.Client(fake.url).chat("llama3.2:3b", [{"role": "user", "content": "hi"}])
+
+    ``timing`` may be replaced while running; faults are switched with ``set_fault``.
+    """
+
+    def __init__(
+        self,
+        models: Iterable[str] = DEFAULT_MODELS,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timing: Timing = Timing(),
+        capacity: Capacity = Capacity(),
+        extra_words: int = 8,
+        embed_dim: int = 384,
+    ) -> None:
+        names = [models] if isinstance(models, str) else list(models)
+        if not names or not all(isinstance(m, str) and m.strip() for m in names):
+            raise ConfigError(f"FakeOllama needs at least one model name, got {models!r}")
+        if not isinstance(extra_words, int) or extra_words < 0 or not isinstance(embed_dim, int) or embed_dim < 1:
+            raise ConfigError("extra_words must be an int >= 0 and embed_dim an int >= 1")
+        self._models = tuple(dict.fromkeys(content.canonical_model(m) for m in names))
+        self._host, self._port = host, port
+        self.timing = timing
+        self._capacity = capacity
+        self._extra_words, self._embed_dim = extra_words, embed_dim
+        self._counters = Counters()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._startup_error: BaseException | None = None
+        # Owned by the server loop once started.
+        self._server: asyncio.Server | None = None
+        self._stopping: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._gate: asyncio.Event | None = None
+        self._conns: dict[asyncio.Task[Any], HttpConnection] = {}
+        self._fault: Fault | None = None
+        self._fault_skip = 0
+        self._fault_left: int | None = None
+        self._loaded: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if not self._port:
+            raise RuntimeError("FakeOllama has no port yet; start() it first")
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self._models
+
+    @property
+    def capacity(self) -> Capacity:
+        return self._capacity
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> FakeOllama:
+        if self._thread is not None:
+            raise RuntimeError("FakeOllama is already running")
+        ready = threading.Event()
+        self._startup_error = None
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="FakeOllama", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout=10) or self._startup_error is not None:
+            error = self._startup_error
+            self.stop()
+            raise RuntimeError(f"FakeOllama failed to start on {self._host}:{self._port}") from error
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listener, and end the server thread. Idempotent."""
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None:
+            return
+        if loop is not None and stopping is not None:
+            try:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:  # the loop already finished (startup failed)
+                pass
+        thread.join(timeout=10)
+        self._thread = self._loop = None
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._main(ready))
+        except BaseException as exc:  # reported to start(); the thread must not die noisily
+            self._startup_error = exc
+        finally:
+            ready.set()
+
+    async def _main(self, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._capacity.max_parallel)
+        self._gate = asyncio.Event()
+        self._gate.set()
+        if not (self._fault is not None and self._fault.kind == "refuse"):
+            await self._listen()
+        ready.set()
+        await self._stopping.wait()
+        await self._stop_listening()
+        await self._close_connections()
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connection, self._host, self._port, backlog=2048, reuse_address=True
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _close_connections(self) -> None:
+        tasks = list(self._conns)
+        for task, conn in list(self._conns.items()):
+            conn.abort()
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        loop = self._loop
+        if loop is None or self._thread is None:
+            coro.close()
+            raise RuntimeError("FakeOllama is not running")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)
+
+    # -- faults and stats ------------------------------------------------------------------
+
+    def set_fault(self, fault: Fault | FaultKind | None, **options: Any) -> None:
+        """Switch to ``fault`` (a ``Fault`` or a kind plus ``Fault`` fields); None clears it.
+
+        ``fake.set_fault("error", count=2)`` fails the next two inference requests with 500;
+        ``fake.set_fault("refuse")`` stops listening until the fault is cleared.
+        """
+        if isinstance(fault, str):
+            fault = Fault(fault, **options)
+        elif options:
+            raise ConfigError("pass Fault fields only together with a fault kind")
+        if self._thread is None:
+            if fault is not None and fault.kind == "refuse":
+                raise RuntimeError("start FakeOllama before making it refuse connections")
+            self._install_fault(fault)
+            return
+        self._call(self._switch_fault(fault))
+
+    def clear_fault(self) -> None:
+        self.set_fault(None)
+
+    def pause(self) -> None:
+        """Hold every inference request once it has a slot, until ``resume()``.
+
+        Lets a test fill the fake's capacity deterministically, without timing.
+        """
+        self._call(self._set_gate(False))
+
+    def resume(self) -> None:
+        self._call(self._set_gate(True))
+
+    async def _set_gate(self, open_: bool) -> None:
+        assert self._gate is not None
+        if open_:
+            self._gate.set()
+        else:
+            self._gate.clear()
+
+    def wait_until(self, predicate: Callable[[FakeStats], bool], timeout: float = 5.0) -> FakeStats:
+        """Poll ``stats`` until ``predicate`` holds; raise ``TimeoutError`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if predicate(stats):
+                return stats
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"FakeOllama stats never matched within {timeout}s: {stats}")
+            time.sleep(0.002)
+
+    @property
+    def fault(self) -> Fault | None:
+        return self._fault
+
+    def stats(self) -> FakeStats:
+        """A snapshot of the counters (safe to call from any thread)."""
+        return self._counters.snapshot()
+
+    def reset_stats(self) -> None:
+        self._counters.reset()
+
+    def _install_fault(self, fault: Fault | None) -> None:
+        self._fault = fault
+        self._fault_skip = fault.after if fault is not None else 0
+        self._fault_left = fault.count if fault is not None else None
+
+    async def _switch_fault(self, fault: Fault | None) -> None:
+        was_refusing = self._fault is not None and self._fault.kind == "refuse"
+        self._install_fault(fault)
+        refusing = fault is not None and fault.kind == "refuse"
+        if refusing and not was_refusing:
+            await self._stop_listening()
+            await self._close_connections()  # idle keep-alive connections would still answer
+        elif was_refusing and not refusing:
+            await self._listen()
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+        """The fault that hits this request, if any; consumes ``after`` and ``count``."""
+        fault = self._fault
+        if fault is None or fault.kind == "refuse" or endpoint not in fault.endpoints:
+            return None
+        if self._fault_skip > 0:
+            self._fault_skip -= 1
+            return None
+        if self._fault_left is not None:
+            self._fault_left -= 1
+            if self._fault_left <= 0:
+                self._install_fault(None)
+        self._counters.fault(fault.kind)
+        return fault
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        conn = HttpConnection(reader, writer)
+        self._conns[task] = conn
+        self._counters.connection()
+        try:
+            while (request := await conn.next_request()) is not None:
+                if not await self._dispatch(conn, request):
+                    break
+        except (ConnectionError, OSError):
+            pass  # the client went away; nothing to answer
+        except asyncio.CancelledError:
+            # Only our own shutdown cancels this task. Ending it normally keeps asyncio's
+            # stream callback from logging the cancelled task as an error.
+            pass
+        finally:
+            self._conns.pop(task, None)
+            await conn.aclose()
+
+    async def _dispatch(self, conn: HttpConnection, request: HttpRequest) -> bool:
+        """Answer one request; False closes the connection."""
+        endpoint = _ROUTES.get((request.method, request.path))
+        if endpoint is None:
+            status, text = (405, "405 method not allowed") if request.path in _KNOWN_PATHS else (404, "404 page not found")
+            await conn.respond(status, text.encode(), "text/plain")
+            return True
+        payload: Mapping[str, Any] = {}
+        if request.method == "POST":
+            try:
+                payload = json.loads(request.body or b"{}")
+            except ValueError as exc:
+                return await _error(conn, 400, f"invalid JSON body: {exc}")
+            if not isinstance(payload, dict):
+                return await _error(conn, 400, "request body must be a JSON object")
+        raw_model = payload.get("model")
+        model = content.canonical_model(raw_model) if isinstance(raw_model, str) and raw_model.strip() else ""
+        self._counters.request(endpoint, model)
+        fault = self._take_fault(endpoint)
+        if fault is not None and (fault.kind != "drop" or endpoint not in INFERENCE_ENDPOINTS):
+            return await self._fail(conn, fault)
+        if endpoint in INFERENCE_ENDPOINTS:
+            return await self._infer(conn, endpoint, model, payload, fault)
+        return await self._metadata(conn, request, endpoint)
+
+    async def _fail(self, conn: HttpConnection, fault: Fault) -> bool:
+        if fault.kind == "error":
+            return await _error(conn, fault.status, f"fake ollama: injected {fault.status} error")
+        if fault.kind == "busy":
+            return await _error(conn, 503, _BUSY, headers=self._retry_after())
+        if fault.kind == "hang":
+            await conn.wait_for_disconnect()
+        return False  # hang ended, or drop before any response
+
+    def _retry_after(self) -> tuple[tuple[str, str], ...]:
+        seconds = self._capacity.retry_after_s
+        return () if seconds is None else (("retry-after", f"{seconds:g}"),)
+
+    async def _infer(
+        self, conn: HttpConnection, endpoint: str, model: str, payload: Mapping[str, Any], fault: Fault | None
+    ) -> bool:
+        if not model:
+            return await _error(conn, 400, "model is required")
+        if model not in self._models:
+            return await _error(conn, 404, f'model "{payload.get("model")}" not found, try pulling it first')
+        capacity = self._capacity
+        if not self._counters.try_enter(capacity.max_parallel + capacity.queue):
+            return await _error(conn, 503, _BUSY, headers=self._retry_after())
+        assert self._slots is not None and self._gate is not None
+        job = Generation(conn, endpoint, model, payload, self.timing, self._extra_words)
+        try:
+            async with self._slots:
+                self._counters.start()
+                try:
+                    await self._gate.wait()
+                    if endpoint == "embed":
+                        keep = await job.embed(self._embed_dim, fault)
+                    else:
+                        keep = await job.generate(fault)
+                finally:
+                    self._counters.finish()
+        finally:
+            self._counters.leave()
+        if job.completed:
+            self._loaded[model] = time.time() + 300.0  # Ollama's default keep_alive: 5 minutes
+            self._counters.completed(endpoint, model, job.tokens_sent)
+        return keep
+
+    async def _metadata(self, conn: HttpConnection, request: HttpRequest, endpoint: str) -> bool:
+        if endpoint == "root":
+            await conn.respond(200, b"Ollama is running", "text/plain; charset=utf-8", head_only=request.method == "HEAD")
+        else:
+            await _send_json(conn, 200, self._metadata_body(endpoint))
+        self._counters.completed(endpoint, "")
+        return True
+
+    def _metadata_body(self, endpoint: str) -> dict[str, Any]:
+        if endpoint == "tags":
+            return {"models": [content.tag_entry(m) for m in self._models]}
+        if endpoint == "ps":
+            now = time.time()
+            loaded = sorted(m for m, until in self._loaded.items() if until > now)
+            return {
+                "models": [
+                    content.ps_entry(m, datetime.fromtimestamp(self._loaded[m], tz=timezone.utc)) for m in loaded
+                ]
+            }
+        return {"version": FAKE_VERSION}
+
+
+async def _send_json(
+    conn: HttpConnection, status: int, body: Mapping[str, Any], headers: tuple[tuple[str, str], ...] = ()
+) -> None:
+    await conn.respond(status, json.dumps(body).encode(), _JSON, headers=headers)
+
+
+async def _error(conn: HttpConnection, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> bool:
+    await _send_json(conn, status, {"error": message}, headers)
+    return True
+
+
+if __name__ == "__main__":  # python -m semroute.testing.fake_ollama
+    import sys
+
+    from .fake_cli import main
+
+    sys.exit(main())
