@@ -353,14 +353,19 @@ def test_follower_rebuilds_when_the_feed_was_truncated():
     writer.insert([entry("gone", vs[0])])
     follower.sync()
     assert "tenant-a/gone" in follower.index and follower.rebuilds == 1
+    writer.insert([entry("moved", vs[1])])
+    follower.sync()
     writer.delete(["tenant-a/gone"])
-    for i in range(1, 12):
+    writer.insert([entry("moved", vs[0])])  # same id, new vector
+    for i in range(2, 12):
         writer.insert([entry(f"q{i}", vs[i])])
-    assert store.changes(1) is None
+    assert store.changes(2) is None
     hit, _ = follower.semantic("q5", vs[5], SCOPE_A, now=1.0)
     assert follower.rebuilds == 2
     assert hit is not None and hit.entry.id == "tenant-a/q5"
     assert "tenant-a/gone" not in follower.index and len(follower.index) == 11
+    assert follower.index.search(vs[0], scope=SCOPE_A, k=1)[0] == ("tenant-a/moved", pytest.approx(1.0, abs=1e-5))
+    assert follower.index.search(vs[1], scope=SCOPE_A, k=1)[0][1] < 0.9  # the old vector is gone
 
 
 # -- persistence ---------------------------------------------------------------------------------

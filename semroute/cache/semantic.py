@@ -52,7 +52,9 @@ class SemanticCache:
         self._clock = clock
         self._sync_lock = threading.Lock()
         self._cursor: int | None = None  # last store sequence number applied to the index
-        self._indexed: set[str] = set()  # ids in the index, to drop stale ones on a rebuild
+        # id -> fingerprint of what the index holds for it, so a rebuild or a replayed change
+        # touches only what differs (re-adding everything would double a flat index's size)
+        self._indexed: dict[str, int] = {}
         self.rebuilds = 0
 
     def sync(self) -> int:
@@ -95,9 +97,7 @@ class SemanticCache:
             stale = self._judge(query_text, found, scope, now, seen, judged)
             if not stale:
                 break
-            with self._sync_lock:
-                self.index.remove(stale)
-                self._indexed.difference_update(stale)
+            self._drop_dead(stale, now)
         best = max(
             (pair for pair in judged if pair[1].accepted),
             key=lambda pair: (pair[1].score, pair[0].similarity),
@@ -152,34 +152,57 @@ class SemanticCache:
     # -- internals (callers hold the sync lock) ------------------------------------------------
 
     def _apply(self, changes: Sequence[Change]) -> None:
-        if not changes:
-            return
-        final: dict[str, CacheEntry | None] = {}  # each id ends in its last state: order-free apply
+        final: dict[str, CacheEntry | None] = {}  # each id ends in its last state
         for change in changes:
             final[change.entry_id] = change.entry if change.op == "put" else None
-        gone = [entry_id for entry_id, entry in final.items() if entry is None]
-        fresh = [entry for entry in final.values() if entry is not None and self._fits(entry)]
-        misfits = [e.id for e in final.values() if e is not None and not self._fits(e)]
-        self.index.remove(gone + misfits)
-        self._indexed.difference_update(gone + misfits)
-        self.index.add(fresh)
-        self._indexed.update(entry.id for entry in fresh)
+        self._reconcile(final)
 
     def _rebuild(self) -> int:
         head = self.store.changes(_HEAD)
         newest = head[0] if head is not None else 0
-        live = [entry for entry in self.store.entries() if self._fits(entry)]
-        stale = self._indexed - {entry.id for entry in live}
-        self.index.remove(stale)
-        self.index.add(live)
-        self._indexed = {entry.id for entry in live}
+        final: dict[str, CacheEntry | None] = dict.fromkeys(self._indexed)
+        final.update((entry.id, entry) for entry in self.store.entries())
+        self._reconcile(final)
         # Changes made while we read entries() are replayed by the next sync (puts and deletes
         # are idempotent), because the cursor was taken before the snapshot.
         self._cursor = newest
         self.rebuilds += 1
-        return len(live)
+        return len(self._indexed)
+
+    def _reconcile(self, final: dict[str, CacheEntry | None]) -> None:
+        """Make the index hold exactly ``final``'s entries for those ids (``None``: absent)."""
+        gone: list[str] = []
+        fresh: list[tuple[CacheEntry, int]] = []
+        for entry_id, entry in final.items():
+            mark = _fingerprint(entry) if entry is not None and self._fits(entry) else None
+            if mark is None:
+                if entry_id in self._indexed:
+                    gone.append(entry_id)
+            elif self._indexed.get(entry_id) != mark:
+                fresh.append((entry, mark))
+        if gone:
+            self.index.remove(gone)
+            for entry_id in gone:
+                del self._indexed[entry_id]
+        if fresh:
+            self.index.add([entry for entry, _ in fresh])
+            self._indexed.update((entry.id, mark) for entry, mark in fresh)
+
+    def _drop_dead(self, entry_ids: list[str], now: float) -> None:
+        """Remove ids the store no longer has, so they stop taking ``top_k`` places."""
+        with self._sync_lock:
+            # re-checked under the lock: a sync may have just re-added one of them
+            dead = [i for i in entry_ids if i in self._indexed and self.store.get(i, now=now) is None]
+            if dead:
+                self.index.remove(dead)
+                for entry_id in dead:
+                    del self._indexed[entry_id]
 
     def _fits(self, entry: CacheEntry) -> bool:
         # Entries of another embedder (another dimension) live in other scopes and cannot be
         # searched with this index; the store still serves them to their own caches.
         return np.shape(entry.vector) == (self.index.dim,)
+
+
+def _fingerprint(entry: CacheEntry) -> int:
+    return hash((entry.scope, np.ascontiguousarray(entry.vector).tobytes()))
