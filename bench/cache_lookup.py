@@ -39,6 +39,51 @@ def timed(fn, args_list) -> list[float]:
     return out
 
 
+def build(entries: int, dim: int, queries: int):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((entries, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scope = scope_of("bench", "policy")
+    cached = [
+        CacheEntry(id=f"e{i}", key=exact_key(scope, f"q{i}"), scope=scope, namespace="bench", question=f"q{i}",
+                   answer="a", vector=vectors[i], created_at=0.0)
+        for i in range(entries)
+    ]
+    picks = rng.integers(0, entries, queries)
+    asked = vectors[picks] + 0.02 * rng.standard_normal((queries, dim)).astype(np.float32)
+    asked /= np.linalg.norm(asked, axis=1, keepdims=True)
+    return scope, vectors, cached, picks, asked
+
+
+def baseline(vectors, cached, picks, asked) -> dict[str, object]:
+    """No index: a full NumPy scan per query and a dict for exact keys."""
+    by_key = {e.key: e for e in cached}
+
+    def scan(q):
+        scores = vectors @ q
+        best = int(np.argmax(scores))
+        return cached[best] if scores[best] >= 0.8 else None
+
+    return {
+        "semantic": percentiles(timed(scan, [(q,) for q in asked])),
+        "exact": percentiles(timed(by_key.get, [(cached[i].key,) for i in picks])),
+    }
+
+
+def measure(kind: str, dim: int, scope: str, cached, picks, asked) -> dict[str, object]:
+    cache = SemanticCache(MemoryStore(max_entries=len(cached)), FaissIndex(dim, kind=kind), ThresholdVerifier(0.8))
+    start = time.perf_counter()
+    cache.insert(cached)
+    insert_s = time.perf_counter() - start
+    hits = [cache.semantic("q", q, scope, 1.0)[0] for q in asked[:200]]
+    recall = sum(h is not None and h.entry.id == f"e{i}" for h, i in zip(hits, picks[:200])) / len(hits)
+    return {
+        "insert_s": insert_s, "recall_at_1": recall,
+        "semantic": percentiles(timed(cache.semantic, [("q", q, scope, 1.0) for q in asked])),
+        "exact": percentiles(timed(cache.exact, [(cached[i].key, 1.0) for i in picks])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=10_000)
@@ -46,47 +91,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cache_lookup.json"))
     args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((args.entries, args.dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    scope = scope_of("bench", "policy")
-    entries = [
-        CacheEntry(id=f"e{i}", key=exact_key(scope, f"q{i}"), scope=scope, namespace="bench", question=f"q{i}",
-                   answer="a", vector=vectors[i], created_at=0.0)
-        for i in range(args.entries)
-    ]
-    picks = rng.integers(0, args.entries, args.queries)
-    queries = vectors[picks] + 0.02 * rng.standard_normal((args.queries, args.dim)).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-
-    # baseline: no index, a full NumPy scan per query and a dict for exact keys
-    by_key = {e.key: e for e in entries}
-    def scan(q):
-        scores = vectors @ q
-        best = int(np.argmax(scores))
-        return entries[best] if scores[best] >= 0.8 else None
+    scope, vectors, cached, picks, asked = build(args.entries, args.dim, args.queries)
     results: dict[str, object] = {
         "entries": args.entries, "dim": args.dim, "queries": args.queries, "python": platform.python_version(),
-        "baseline": {
-            "semantic": percentiles(timed(scan, [(q,) for q in queries])),
-            "exact": percentiles(timed(by_key.get, [(entries[i].key,) for i in picks])),
-        },
+        "baseline": baseline(vectors, cached, picks, asked),
     }
     for kind in ("flat", "hnsw"):
-        cache = SemanticCache(MemoryStore(max_entries=args.entries), FaissIndex(args.dim, kind=kind),
-                              ThresholdVerifier(0.8))
-        start = time.perf_counter()
-        cache.insert(entries)
-        insert_s = time.perf_counter() - start
-        hits = [cache.semantic("q", q, scope, 1.0)[0] for q in queries[:200]]
-        recall = sum(h is not None and h.entry.id == f"e{i}" for h, i in zip(hits, picks[:200])) / 200
-        results[kind] = {
-            "insert_s": insert_s, "recall_at_1": recall,
-            "semantic": percentiles(timed(cache.semantic, [("q", q, scope, 1.0) for q in queries])),
-            "exact": percentiles(timed(cache.exact, [(entries[i].key, 1.0) for i in picks])),
-        }
-    for kind in ("flat", "hnsw"):
+        results[kind] = measure(kind, args.dim, scope, cached, picks, asked)
         for tier in ("exact", "semantic"):
             mine, base = results[kind][tier], results["baseline"][tier]
             print(f"{kind:4s} {tier:8s} p50 {mine['p50_ms']:.4f} ms  p99 {mine['p99_ms']:.4f} ms  "

@@ -22,7 +22,7 @@ import pytest
 from semroute.cache import Change, FaissIndex, Index, MemoryStore, SemanticCache, Store
 from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, StoreError
 from semroute.request import exact_key, normalise, policy_fingerprint, scope_of
-from semroute.types import Candidate, CacheEntry, Verdict
+from semroute.types import CacheEntry, Candidate, Verdict
 from semroute.verify import ThresholdVerifier
 
 DIM = 16
@@ -308,7 +308,7 @@ def test_bad_arguments_are_typed_errors():
         store.delete("abc")
     with pytest.raises(InvalidRequest):
         FaissIndex(DIM).search(unit_vectors(1)[0], scope=SCOPE_A, k=0)
-    for bad in (dict(dim=0), dict(dim=DIM, kind="ivf")):
+    for bad in ({"dim": 0}, {"dim": DIM, "kind": "ivf"}):
         with pytest.raises(ConfigError):
             FaissIndex(**bad)
     with pytest.raises(ConfigError):
@@ -541,7 +541,7 @@ def test_index_returns_cosine_for_unnormalised_inputs():
     index = FaissIndex(DIM)
     v = unit_vectors(1)[0]
     index.add([entry("q", 3.0 * v)])
-    [(entry_id, score)] = index.search(-7.0 * v, scope=SCOPE_A, k=1)
+    [(_, score)] = index.search(-7.0 * v, scope=SCOPE_A, k=1)
     assert score == pytest.approx(-1.0, abs=1e-5)
 
 

@@ -12,4 +12,4 @@ from .index import FaissIndex
 from .memory import MemoryStore
 from .semantic import SemanticCache
 
-__all__ = ["Store", "Index", "Change", "MemoryStore", "FaissIndex", "SemanticCache"]
+__all__ = ["Change", "FaissIndex", "Index", "MemoryStore", "SemanticCache", "Store"]

@@ -37,7 +37,7 @@ _PARALLEL_ROWS = 4096
 class _Scope:
     """One scope's faiss index, its live labels and how many tombstoned vectors it still holds."""
 
-    __slots__ = ("index", "ids", "dead")
+    __slots__ = ("dead", "ids", "index")
 
     def __init__(self, index: Any) -> None:
         self.index = index

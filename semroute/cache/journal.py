@@ -35,11 +35,13 @@ _COLUMNS = (
 )
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS entries ("
-    " id TEXT PRIMARY KEY, key TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL,"
-    " question TEXT NOT NULL, answer TEXT NOT NULL, vector BLOB NOT NULL, created_at REAL NOT NULL,"
-    " expires_at REAL, model TEXT NOT NULL, tier TEXT NOT NULL, embedder TEXT NOT NULL,"
-    " stamp INTEGER NOT NULL)",
+    (
+        "CREATE TABLE IF NOT EXISTS entries ("
+        " id TEXT PRIMARY KEY, key TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL,"
+        " question TEXT NOT NULL, answer TEXT NOT NULL, vector BLOB NOT NULL, created_at REAL NOT NULL,"
+        " expires_at REAL, model TEXT NOT NULL, tier TEXT NOT NULL, embedder TEXT NOT NULL,"
+        " stamp INTEGER NOT NULL)"
+    ),
 )
 
 

@@ -19,12 +19,16 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..types import CacheEntry
 from ._vector import as_unit_vector
 from .base import Change
 from .journal import Journal, Op
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["MemoryStore"]
 
@@ -174,7 +178,7 @@ class MemoryStore:
                 self._journal.close()
             self._closed = True
 
-    def __enter__(self) -> MemoryStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DimensionMismatch, InvalidRequest
-from ..types import Candidate, CacheEntry, Hit, Verdict
+from ..types import CacheEntry, Candidate, Hit, Verdict
 from ..verify import Verifier
 from .base import Change, Index, Store
 
