@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
 from semroute.backends.health import BreakerSettings, CircuitBreaker, HealthThread
 from semroute.backends.limiter import LocalLimiter, QueueSettings, WaitQueue
-from semroute.errors import ConfigError, Overloaded
+from semroute.backends.ollama import OllamaBackend
+from semroute.backends.pool import Instance, Pool, PoolSettings, RetrySettings
+from semroute.backends.settings import Timeout
+from semroute.errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, Overloaded
+from semroute.testing import Capacity, FakeOllama, Timing, answer_text
+from semroute.types import Message
 
 
 class FakeClock:
@@ -171,3 +181,323 @@ async def test_waiter_granted_from_another_thread_wakes_a_task() -> None:
 def test_bad_queue_settings(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         QueueSettings(**kwargs)
+
+
+# --------------------------------------------------------------------- pools over real HTTP
+
+MODEL = "llama3.2:3b"
+ASK = [Message("user", "What is the speed limit in a city?")]
+FAST = Timing(latency_ms=5.0, ttft_ms=2.0, token_delay_ms=1.0)
+
+
+@contextlib.contextmanager
+def fakes(*models: tuple[str, ...], timing: Timing = FAST, capacity: Capacity = Capacity()) -> Iterator[list[FakeOllama]]:
+    """Start one FakeOllama per models tuple on loopback; stop them all afterwards."""
+    started: list[FakeOllama] = []
+    try:
+        for names in models:
+            started.append(FakeOllama(list(names), timing=timing, capacity=capacity).start())
+        yield started
+    finally:
+        for fake in started:
+            fake.stop()
+
+
+def make_pool(fleet: list[FakeOllama], *, limit: int = 4, timeout: Timeout = Timeout(connect=1.0, read=5.0), **kwargs) -> Pool:
+    settings = kwargs.pop(
+        "settings", PoolSettings(retry=RetrySettings(attempts=3, backoff_s=0.01, max_backoff_s=0.5), queue=QueueSettings(timeout_s=5.0))
+    )
+    instances = [Instance(OllamaBackend(f.url, timeout=timeout), limit=limit) for f in fleet]
+    return Pool(instances, settings=settings, rng=random.Random(3), **kwargs)
+
+
+def served(fake: FakeOllama, expect: int = 0) -> int:
+    """Answers the fake finished; waits briefly for ``expect`` (it counts just after sending)."""
+    with contextlib.suppress(TimeoutError):
+        fake.wait_until(lambda s: s.count("chat", completed=True) >= expect, timeout=2.0)
+    return fake.stats().count("chat", completed=True)
+
+
+def total_served(fleet: list[FakeOllama], expect: int) -> int:
+    deadline = time.monotonic() + 2.0
+    while (total := sum(f.stats().count("chat", completed=True) for f in fleet)) < expect and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return total
+
+
+def test_chat_and_stream_answer_over_http_sync() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet, make_pool(fleet) as pool:
+        completion = pool.chat(MODEL, ASK)
+        assert completion.text == answer_text(MODEL, ASK[-1].content)
+        assert completion.instance in {p.name for p in pool.states()}
+        chunks = list(pool.stream(MODEL, ASK))
+        assert chunks[-1].done and "".join(c.text for c in chunks) == completion.text
+        states = pool.states(MODEL)
+        assert all(s.in_flight == 0 for s in states)
+        assert any(s.ewma_ttft_s is not None for s in states) and any(s.ewma_latency_s for s in states)
+
+
+async def test_chat_and_stream_answer_over_http_async() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet:
+        async with make_pool(fleet, limit=2) as pool:
+            answers = await asyncio.gather(*(pool.achat(MODEL, ASK) for _ in range(12)))
+            assert {a.text for a in answers} == {answer_text(MODEL, ASK[-1].content)}
+            text = "".join([c.text async for c in pool.astream(MODEL, ASK)])
+            assert text == answers[0].text
+        assert all(f.stats().max_concurrency <= 2 for f in fleet)  # the pool's limit, not the fake's
+        assert total_served(fleet, 13) == 13 and min(map(served, fleet)) >= 3
+
+
+def test_only_instances_with_the_model_are_candidates() -> None:
+    with fakes(("small:1b",), ("small:1b", "big:8b")) as (only_small, both), make_pool([only_small, both]) as pool:
+        for _ in range(8):
+            assert pool.chat("big:8b", ASK).instance == pool.states()[1].name
+        assert only_small.stats().count("chat") == 0 and served(both, 8) == 8
+        with pytest.raises(NoInstanceAvailable) as info:
+            pool.chat("missing:7b", ASK)
+        message = str(info.value)
+        assert "missing:7b" in message and all(s.name in message for s in pool.states())
+        assert only_small.stats().count("chat") == 0 and both.stats().count("chat") == 8
+
+
+def test_untagged_model_name_means_latest() -> None:
+    with fakes(("phi3",),) as fleet, make_pool(fleet) as pool:
+        assert pool.chat("phi3:latest", ASK).text
+        assert pool.states("phi3")[0].has_model
+
+
+def test_warm_instance_preferred_when_load_is_equal() -> None:
+    with fakes((MODEL,), (MODEL,), (MODEL,)) as fleet, make_pool(fleet, strategy="least_outstanding") as pool:
+        with OllamaBackend(fleet[2].url) as direct:
+            direct.chat(MODEL, ASK)  # loads the model on the third instance only
+        pool.check_health()  # learns /api/ps
+        assert [s.model_loaded for s in pool.states(MODEL)] == [False, False, True]
+        for _ in range(6):
+            pool.chat(MODEL, ASK)
+        assert [served(f, n) for f, n in zip(fleet, (0, 0, 7))] == [0, 0, 7]
+
+
+def test_requests_fail_over_when_an_instance_is_killed_mid_run() -> None:
+    slow = Timing(latency_ms=30.0, ttft_ms=5.0, token_delay_ms=2.0)
+    with fakes((MODEL,), (MODEL,), (MODEL,), timing=slow) as fleet, make_pool(fleet, limit=2) as pool:
+        errors: list[BaseException] = []
+        texts: list[str] = []
+
+        def client(n: int) -> None:
+            for k in range(10):
+                try:
+                    if (n + k) % 2:
+                        texts.append(pool.chat(MODEL, ASK).text)
+                    else:
+                        texts.append("".join(c.text for c in pool.stream(MODEL, ASK)))
+                except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        fleet[0].wait_until(lambda s: s.count("chat", completed=True) >= 3 and s.active > 0, timeout=10)
+        fleet[0].stop()  # killed with requests in flight on it
+        for t in threads:
+            t.join(timeout=60)
+        # A stream cut after its first chunk must surface (never repeat); any other request fails over.
+        cut = [e for e in errors if isinstance(e, BackendError)]
+        assert len(errors) == len(cut) and len(cut) <= 2, errors
+        assert len(texts) + len(errors) == 60
+        assert set(texts) == {answer_text(MODEL, ASK[-1].content)}
+        assert total_served(fleet[1:], len(texts) - served(fleet[0])) >= len(texts) - served(fleet[0])
+
+
+@pytest.mark.parametrize("strategy", ["least_outstanding", "round_robin", "power_of_two", "latency_aware"])
+def test_a_fast_503_instance_does_not_attract_traffic(strategy: str) -> None:
+    settings = PoolSettings(breaker=BreakerSettings(failure_threshold=2, cooldown_s=30.0, max_cooldown_s=60.0))
+    with fakes((MODEL,), (MODEL,), (MODEL,)) as fleet:
+        fleet[0].set_fault("busy")  # answers 503 at once, forever
+        with make_pool(fleet, strategy=strategy, settings=settings) as pool:
+            for _ in range(30):
+                assert pool.chat(MODEL, ASK).text
+            # At most the breaker threshold: its failures count as load, then it cools down.
+            tried = fleet[0].stats().count("chat")
+            assert tried <= 2
+            if strategy == "round_robin":  # visits it every round until the breaker opens
+                assert tried == 2 and pool.states(MODEL)[0].recent_failures == 2
+            assert total_served(fleet[1:], 30) == 30
+
+
+def test_retry_after_is_honoured_for_a_lone_busy_instance() -> None:
+    with fakes((MODEL,), capacity=Capacity(retry_after_s=0.3)) as fleet:
+        fleet[0].set_fault("busy", count=1)
+        settings = PoolSettings(retry=RetrySettings(attempts=2, backoff_s=0.01, max_backoff_s=2.0))
+        with make_pool(fleet, settings=settings) as pool:
+            started = time.monotonic()
+            assert pool.chat(MODEL, ASK).text
+            assert time.monotonic() - started >= 0.3
+            assert fleet[0].stats().count("chat") == 2
+
+
+def test_no_duplicate_text_after_a_mid_stream_failure() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet:
+        for fake in fleet:
+            fake.set_fault("drop", after_chunks=2)
+        with make_pool(fleet) as pool:
+            received: list[str] = []
+            with pytest.raises(BackendError):
+                for chunk in pool.stream(MODEL, ASK):
+                    received.append(chunk.text)
+            assert len(received) == 2
+            assert answer_text(MODEL, ASK[-1].content).startswith("".join(received))
+            assert sum(f.stats().count("chat") for f in fleet) == 1  # no retry after the first chunk
+            assert all(s.in_flight == 0 for s in pool.states())
+
+
+async def test_no_duplicate_text_after_a_mid_stream_failure_async() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet:
+        for fake in fleet:
+            fake.set_fault("drop", after_chunks=1)
+        async with make_pool(fleet) as pool:
+            received: list[str] = []
+            with pytest.raises(BackendError):
+                async for chunk in pool.astream(MODEL, ASK):
+                    received.append(chunk.text)
+            assert len(received) == 1 and sum(f.stats().count("chat") for f in fleet) == 1
+
+
+async def test_async_stream_fails_over_before_the_first_byte() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet:
+        fleet[0].set_fault("error", status=500)
+        async with make_pool(fleet, strategy="round_robin") as pool:
+            for _ in range(4):
+                text = "".join([c.text async for c in pool.astream(MODEL, ASK)])
+                assert text == answer_text(MODEL, ASK[-1].content)
+        assert served(fleet[1], 4) == 4
+
+
+def test_queue_deadline_gives_overloaded() -> None:
+    settings = PoolSettings(queue=QueueSettings(max_length=4, timeout_s=0.2))
+    with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1, settings=settings) as pool:
+        fleet[0].pause()  # the first request holds the only slot
+        holder = threading.Thread(target=pool.chat, args=(MODEL, ASK))
+        holder.start()
+        fleet[0].wait_until(lambda s: s.active == 1)
+        started = time.monotonic()
+        with pytest.raises(Overloaded) as info:
+            pool.chat(MODEL, ASK)
+        assert 0.2 <= time.monotonic() - started < 2.0
+        assert info.value.waited_s >= 0.2 and info.value.queue_length == 0
+        assert fleet[0].stats().count("chat") == 1  # the queued request never reached the instance
+        fleet[0].resume()
+        holder.join(timeout=10)
+        assert pool.queue_length == 0 and pool.states()[0].in_flight == 0
+
+
+async def test_queue_is_fifo_and_full_queue_fails_at_once_async() -> None:
+    settings = PoolSettings(queue=QueueSettings(max_length=2, timeout_s=10.0))
+    with fakes((MODEL,)) as fleet:
+        async with make_pool(fleet, limit=1, settings=settings) as pool:
+            fleet[0].pause()
+            order: list[int] = []
+
+            async def one(n: int) -> None:
+                await pool.achat(MODEL, [Message("user", f"question {n}")])
+                order.append(n)
+
+            first = asyncio.create_task(one(0))
+            await asyncio.to_thread(fleet[0].wait_until, lambda s: s.active == 1)
+            queued = []
+            for n in (1, 2):
+                queued.append(asyncio.create_task(one(n)))
+                while pool.queue_length < n:
+                    await asyncio.sleep(0.005)
+            with pytest.raises(Overloaded) as info:
+                await pool.achat(MODEL, ASK)
+            assert info.value.queue_length == 2 and info.value.waited_s == 0.0
+            fleet[0].resume()
+            await asyncio.wait_for(asyncio.gather(first, *queued), 10)
+            assert order == [0, 1, 2]
+
+
+def test_limit_bounds_concurrency_per_instance() -> None:
+    with fakes((MODEL,), capacity=Capacity(max_parallel=8)) as fleet, make_pool(fleet, limit=2) as pool:
+        threads = [threading.Thread(target=pool.chat, args=(MODEL, ASK)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert served(fleet[0], 8) == 8 and fleet[0].stats().max_concurrency <= 2
+
+
+def test_health_checks_mark_instances_down_and_up() -> None:
+    settings = PoolSettings(health_interval_s=0.02)
+    with fakes((MODEL,), (MODEL,)) as fleet, make_pool(fleet, settings=settings) as pool:
+        pool.start_health_checks()
+        fleet[0].set_fault("refuse")
+        deadline = time.monotonic() + 5
+        while pool.states(MODEL)[0].healthy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pool.states(MODEL)[0].healthy
+        for _ in range(4):  # the down instance is not even tried
+            pool.chat(MODEL, ASK)
+        assert fleet[0].stats().count("chat") == 0
+        fleet[0].clear_fault()
+        while not pool.states(MODEL)[0].healthy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.states(MODEL)[0].healthy
+        pool.stop_health_checks()
+
+
+async def test_async_health_checks_learn_models_and_stop() -> None:
+    settings = PoolSettings(health_interval_s=0.02)
+    with fakes((MODEL, "other:1b"),) as fleet:
+        async with make_pool(fleet, settings=settings) as pool:
+            await pool.astart_health_checks()
+            for _ in range(200):
+                if pool.states("other:1b")[0].has_model:
+                    break
+                await asyncio.sleep(0.01)
+            assert pool.states("other:1b")[0].has_model
+            await pool.astop_health_checks()
+            seen = fleet[0].stats().count("tags")
+            await asyncio.sleep(0.1)
+            assert fleet[0].stats().count("tags") == seen  # stopped means stopped
+
+
+def test_every_instance_down_is_no_instance_available_naming_them() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet, make_pool(fleet) as pool:
+        assert pool.chat(MODEL, ASK).text
+        for fake in fleet:
+            fake.set_fault("error", status=500)
+        with pytest.raises(NoInstanceAvailable) as info:
+            pool.chat(MODEL, ASK)
+        assert len(info.value.attempts) == 3
+        assert {name for name, _ in info.value.attempts} == {s.name for s in pool.states()}
+
+
+def test_client_errors_are_not_retried() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet:
+        for fake in fleet:
+            fake.set_fault("error", status=400)
+        with make_pool(fleet) as pool, pytest.raises(BackendError):
+            pool.chat(MODEL, ASK)
+        assert sum(f.stats().count("chat") for f in fleet) == 1
+
+
+@pytest.mark.parametrize("model, messages", [("", ASK), (MODEL, []), (MODEL, "hi"), (MODEL, [{"role": "user", "content": "x"}])])
+def test_bad_requests_are_rejected_before_any_io(model: object, messages: object) -> None:
+    with fakes((MODEL,)) as fleet, make_pool(fleet) as pool:
+        with pytest.raises(InvalidRequest):
+            pool.chat(model, messages)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest):
+            pool.stream(model, messages)  # type: ignore[arg-type]
+        assert fleet[0].stats().count() == 0
+
+
+def test_bad_pool_configuration() -> None:
+    backend = OllamaBackend("http://127.0.0.1:9")
+    with pytest.raises(ConfigError):
+        Pool([])
+    with pytest.raises(ConfigError):
+        Pool([backend, OllamaBackend("http://127.0.0.1:9")])
+    with pytest.raises(ConfigError):
+        Pool([backend], strategy="fastest")
+    with pytest.raises(ConfigError):
+        Instance(backend, limit=0)
