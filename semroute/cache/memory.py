@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 import os
 import threading
@@ -155,7 +156,7 @@ class MemoryStore:
                 return None  # the bounded log no longer reaches back: the follower rebuilds
             # seqs in the log are contiguous, so the first wanted change sits at a known offset
             start = since - oldest + 1
-            return self._seq, [self._log[i] for i in range(start, len(self._log))]
+            return self._seq, list(itertools.islice(self._log, start, None))
 
     def purge_expired(self, now: float) -> int:
         """Delete every expired entry now (reads also do this lazily); returns how many."""
