@@ -2,8 +2,8 @@
 
 ``Generation`` answers ``/api/chat``, ``/api/generate`` (NDJSON stream or one object) and
 ``/api/embed`` on a connection that already holds a parallel slot. It knows nothing about
-capacity, routing or counters; it reports whether the answer went out whole (``completed``)
-and how many tokens were sent, and its methods return False when the connection must close.
+capacity, routing or counters; it calls ``on_complete`` when the whole answer is about to go
+out, and its methods return False when the connection must close.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import fake_content as content
@@ -44,6 +44,7 @@ class Generation:
         payload: Mapping[str, Any],
         timing: Timing,
         extra_words: int,
+        on_complete: Callable[[int], None],
     ) -> None:
         self._conn = conn
         self._endpoint = endpoint
@@ -51,8 +52,9 @@ class Generation:
         self._payload = payload
         self._timing = timing
         self._extra_words = extra_words
-        self.completed = False
-        self.tokens_sent = 0
+        # Called with the token count just before the last bytes go out, so a client that has
+        # its answer always finds it counted (counting after the write would race the client).
+        self._on_complete = on_complete
 
     async def _reply(self, status: int, body: Mapping[str, Any]) -> bool:
         await self._conn.respond(status, json.dumps(body).encode(), _JSON)
@@ -128,13 +130,12 @@ class Generation:
             )
             if self._endpoint == "generate":
                 final["context"] = list(range(1, len(tokens) + 1))
+        self._on_complete(len(tokens))
         if stream:
             await self._conn.send_chunk(_line(final))
             await self._conn.end_stream()
         else:
             await self._reply(200, final)
-            self.tokens_sent = len(tokens)
-        self.completed = True
         return True
 
     async def _stream(self, tokens: list[str], fault: Fault | None) -> bool:
@@ -146,7 +147,6 @@ class Generation:
             if i:
                 await _sleep_ms(self._timing.token_delay_ms)
             await self._conn.send_chunk(_line(self._piece(token)))
-            self.tokens_sent += 1
         return fault is None  # a drop after every token still loses the final line
 
     async def embed(self, dim: int, fault: Fault | None) -> bool:
@@ -161,6 +161,7 @@ class Generation:
             return False
         vectors = [content.embed_vector(self._model, text, dim) for text in inputs]
         t_end = time.perf_counter_ns()
+        self._on_complete(0)
         await self._reply(
             200,
             {
@@ -171,5 +172,4 @@ class Generation:
                 "prompt_eval_count": content.count_prompt_tokens(inputs),
             },
         )
-        self.completed = True
         return True

@@ -357,7 +357,12 @@ class FakeOllama:
         if not self._counters.try_enter(capacity.max_parallel + capacity.queue):
             return await _error(conn, 503, _BUSY, headers=self._retry_after())
         assert self._slots is not None and self._gate is not None
-        job = Generation(conn, endpoint, model, payload, self.timing, self._extra_words)
+
+        def completed(tokens: int) -> None:
+            self._loaded[model] = time.time() + 300.0  # Ollama's default keep_alive: 5 minutes
+            self._counters.completed(endpoint, model, tokens)
+
+        job = Generation(conn, endpoint, model, payload, self.timing, self._extra_words, completed)
         try:
             async with self._slots:
                 self._counters.start()
@@ -371,17 +376,14 @@ class FakeOllama:
                     self._counters.finish()
         finally:
             self._counters.leave()
-        if job.completed:
-            self._loaded[model] = time.time() + 300.0  # Ollama's default keep_alive: 5 minutes
-            self._counters.completed(endpoint, model, job.tokens_sent)
         return keep
 
     async def _metadata(self, conn: HttpConnection, request: HttpRequest, endpoint: str) -> bool:
+        self._counters.completed(endpoint, "")  # before the answer: a client must find it counted
         if endpoint == "root":
             await conn.respond(200, b"Ollama is running", "text/plain; charset=utf-8", head_only=request.method == "HEAD")
         else:
             await _send_json(conn, 200, self._metadata_body(endpoint))
-        self._counters.completed(endpoint, "")
         return True
 
     def _metadata_body(self, endpoint: str) -> dict[str, Any]:
