@@ -16,3 +16,13 @@ def fake_ollama() -> Iterator[FakeOllama]:
     """A fresh FakeOllama per test (faults and counters never leak between tests)."""
     with FakeOllama(FAKE_MODELS) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real default MiniLM, loaded once per test session (about 5 s)."""
+    from semroute import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    model.embed(["load the model once"])
+    return model

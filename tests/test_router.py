@@ -1,0 +1,228 @@
+"""The Router end to end: real MiniLM, the embedded store on disk, FakeOllama over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import pytest
+
+from semroute import (
+    BackendError,
+    CacheSettings,
+    InvalidRequest,
+    NoInstanceAvailable,
+    Router,
+    RouterSettings,
+    ThresholdVerifier,
+    Tier,
+)
+from semroute.testing import FakeOllama, Timing
+
+SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
+CITY = "What is the speed limit in the city?"
+CITY_ANSWER = "50 km/h inside settlements unless signs say otherwise."
+
+
+def tiers_at(url: str) -> dict[str, Tier]:
+    return {"small": Tier(SMALL, (url,)), "large": Tier(LARGE, (url,))}
+
+
+def chats(fake: FakeOllama) -> int:
+    return fake.stats().count("chat")
+
+
+@pytest.fixture
+def make_router(tmp_path, fake_ollama, embedder):
+    routers: list[Router] = []
+
+    def make(**kwargs) -> Router:
+        kwargs.setdefault("tiers", tiers_at(fake_ollama.url))
+        kwargs.setdefault("data_dir", tmp_path / "cache")
+        kwargs.setdefault("embedder", embedder)
+        router = Router(**kwargs)
+        routers.append(router)
+        return router
+
+    yield make
+    for router in routers:
+        router.close()
+
+
+def test_miss_reaches_fake_ollama_and_the_answer_is_cached(make_router, fake_ollama):
+    router = make_router()
+    first = router.ask(CITY, tier="small")
+    assert first.source == "small" and first.model == SMALL
+    assert first.instance == fake_ollama.url.rstrip("/") or first.instance.startswith("http://127.0.0.1")
+    assert first.text and first.completion_tokens > 0
+    assert chats(fake_ollama) == 1
+    again = router.ask("  what is the SPEED limit in the city ")
+    assert again.source == "exact" and again.text == first.text and again.similarity == 1.0
+    assert chats(fake_ollama) == 1
+
+
+def test_paraphrase_is_a_semantic_hit_with_real_minilm(make_router, fake_ollama):
+    router = make_router(verifier=ThresholdVerifier(0.8))
+    router.warm([(CITY, CITY_ANSWER)])
+    answer = router.ask("What's the speed limit in a city?")
+    assert answer.source == "semantic"
+    assert answer.text == CITY_ANSWER and answer.cached_question == CITY
+    assert 0.8 <= answer.similarity < 1.0
+    assert chats(fake_ollama) == 0
+
+
+def test_unrelated_question_misses(make_router, fake_ollama):
+    router = make_router(verifier=ThresholdVerifier(0.8))
+    router.warm([(CITY, CITY_ANSWER)])
+    answer = router.ask("How do I renew my passport?", tier="small")
+    assert answer.source == "small" and chats(fake_ollama) == 1
+
+
+def test_streaming_miss_then_hit(make_router, fake_ollama):
+    router = make_router()
+    chunks = list(router.stream("Explain the licence points system", tier="large"))
+    assert len(chunks) > 2 and chunks[-1].done and not any(c.done for c in chunks[:-1])
+    assert {c.source for c in chunks} == {"large"}
+    text = "".join(c.text for c in chunks)
+    hit = list(router.stream("explain the licence points system"))
+    assert [(c.source, c.text, c.done) for c in hit] == [("exact", text, True)]
+
+
+def test_async_ask_and_stream(make_router, fake_ollama):
+    router = make_router()
+
+    async def main():
+        first = await router.aask("When must I use winter tyres?", tier="small")
+        second = await router.aask("when must i use winter tyres")
+        streamed = [c async for c in router.astream("Can I use my phone while driving?", tier="small")]
+        return first, second, streamed
+
+    first, second, streamed = asyncio.run(main())
+    assert first.source == "small" and second.source == "exact" and second.text == first.text
+    assert streamed[-1].done and "".join(c.text for c in streamed)
+    assert router.ask("Can I use my phone while driving?").source == "exact"
+
+
+def test_persistence_across_a_new_router(make_router, fake_ollama):
+    first = make_router()
+    answer = first.ask(CITY, tier="small")
+    first.warm([("Is a child seat required?", "Yes, for small children.")])
+    first.close()
+    second = make_router()
+    assert second.ask(CITY).text == answer.text
+    assert second.ask("Is a child seat required?").source == "exact"
+    assert chats(fake_ollama) == 1
+
+
+def test_ttl_expiry_with_injected_clock(make_router, fake_ollama):
+    now = [1_000.0]
+    router = make_router(settings=RouterSettings(cache=CacheSettings(ttl_s=60)), clock=lambda: now[0])
+    router.ask(CITY, tier="small")
+    now[0] += 59
+    assert router.ask(CITY, tier="small").source == "exact"
+    now[0] += 2
+    assert router.ask(CITY, tier="small").source == "small"
+    assert chats(fake_ollama) == 2
+
+
+def test_lru_eviction_at_max_entries(make_router, fake_ollama):
+    router = make_router(settings=RouterSettings(cache=CacheSettings(max_entries=2)))
+    one, two, three = "How do ocean tides work?", "Best recipe for lentil soup?", "Who painted the Mona Lisa?"
+    router.warm([(one, "a1"), (two, "a2")])
+    assert router.ask(one).source == "exact"  # one is now the most recently used
+    router.warm([(three, "a3")])  # evicts two, the least recently used
+    assert router.ask(one).source == "exact"
+    assert router.ask(three).source == "exact"
+    assert router.ask(two, tier="small").source == "small"
+
+
+def test_namespaces_are_isolated(make_router, fake_ollama):
+    router = make_router(verifier=ThresholdVerifier(0.5))
+    router.warm([(CITY, CITY_ANSWER)], namespace="tenant-a")
+    other = router.ask(CITY, namespace="tenant-b", tier="small")
+    assert other.source == "small" and other.text != CITY_ANSWER
+    assert router.ask(CITY, namespace="tenant-a").text == CITY_ANSWER
+
+
+def test_system_prompt_is_part_of_the_key(make_router, fake_ollama):
+    router = make_router()
+    plain = router.ask(CITY, tier="small")
+    brief = router.ask(CITY, tier="small", system="Answer in one word.")
+    assert plain.source == brief.source == "small" and chats(fake_ollama) == 2
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 17, b"bytes", "x" * 201, "lone \udc00 surrogate"])
+def test_bad_input_raises_and_stores_nothing(make_router, fake_ollama, bad):
+    router = make_router(settings=RouterSettings(max_question_chars=200))
+    with pytest.raises(InvalidRequest):
+        router.ask(bad)
+    with pytest.raises(InvalidRequest):
+        list(router.stream(bad))
+    with pytest.raises(InvalidRequest):
+        router.warm([("fine question", "fine answer"), (bad, "answer")])
+    with pytest.raises(InvalidRequest):
+        asyncio.run(router.aask(bad))
+    assert len(router.pipeline.cache) == 0
+    assert chats(fake_ollama) == 0
+
+
+def test_bad_tier_and_namespace(make_router):
+    router = make_router()
+    with pytest.raises(InvalidRequest):
+        router.ask(CITY, tier="huge")
+    with pytest.raises(InvalidRequest):
+        router.ask(CITY, namespace="has space")
+
+
+def test_mid_stream_failure_surfaces_and_stores_nothing(make_router, fake_ollama):
+    router = make_router()
+    fake_ollama.set_fault("drop", after_chunks=2)
+    received = []
+    with pytest.raises(BackendError):
+        for chunk in router.stream("A question whose stream breaks", tier="small"):
+            received.append(chunk.text)
+    assert 0 < len(received) <= 2
+    fake_ollama.clear_fault()
+    assert router.ask("A question whose stream breaks", tier="small").source == "small"
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_falls_back_to_the_other_tier(make_router, fake_ollama):
+    router = make_router(tiers={"small": Tier(SMALL, (_dead_url(),)), "large": Tier(LARGE, (fake_ollama.url,))})
+    answer = router.ask(CITY, tier="small")
+    assert answer.source == "large" and answer.model == LARGE
+    assert router.metrics.count("tier.fallback") == 1
+
+
+def test_fallback_raise_surfaces_the_error(make_router):
+    router = make_router(
+        tiers={"small": Tier(SMALL, (_dead_url(),)), "large": Tier(LARGE, (_dead_url(),))},
+        settings=RouterSettings(fallback="raise"),
+    )
+    with pytest.raises((BackendError, NoInstanceAvailable)):
+        router.ask(CITY, tier="small")
+    assert len(router.pipeline.cache) == 0
+
+
+def test_concurrent_identical_misses_make_one_call(make_router, embedder):
+    with FakeOllama((SMALL, LARGE), timing=Timing(latency_ms=300)) as slow:
+        router = make_router(tiers=tiers_at(slow.url))
+        router.ask("warm up the embedder", tier="small")
+        results = []
+        threads = [
+            threading.Thread(target=lambda: results.append(router.ask("Same new question", tier="small")))
+            for _ in range(6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(results) == 6 and len({r.text for r in results}) == 1
+        assert slow.stats().count("chat") == 2  # the warm-up and one shared call
+        assert router.metrics.count("requests.coalesced") == 5
