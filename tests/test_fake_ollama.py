@@ -124,7 +124,7 @@ def test_embed_gives_deterministic_unit_vectors(client):
     def cos(a, b):
         return math.fsum(x * y for x, y in zip(a, b))
 
-    assert cos(vectors[0], vectors[1]) > 0.7 > 0.3 > cos(vectors[0], vectors[2])
+    assert cos(vectors[0], vectors[1]) > 0.7 and cos(vectors[0], vectors[2]) < 0.3
 
 
 def test_tags_ps_version_and_root(fake_ollama, client):
@@ -190,8 +190,10 @@ def test_503_when_parallel_slots_and_queue_are_full():
 def test_max_concurrency_is_bounded_by_max_parallel():
     with FakeOllama([SMALL], capacity=Capacity(max_parallel=3, queue=10)) as fake:
         fake.pause()
-        joins = [_in_thread(lambda: httpx.post(f"{fake.url}/api/chat", json={"model": SMALL, "messages": USER}))
-                 for _ in range(6)]
+        joins = [
+            _in_thread(lambda: httpx.post(f"{fake.url}/api/chat", json={"model": SMALL, "messages": USER}))
+            for _ in range(6)
+        ]
         fake.wait_until(lambda s: s.pending == 6 and s.active == 3)
         fake.resume()
         assert all(join().status_code == 200 for join in joins)
@@ -329,8 +331,11 @@ def test_stop_is_fast_with_hanging_and_streaming_clients():
 
 
 def test_fleet_speeds_capacities_and_faults():
-    specs = [InstanceSpec(speed=1), InstanceSpec(speed=4, capacity=Capacity(max_parallel=1, queue=0)),
-             InstanceSpec(fault=Fault("error", count=1))]
+    specs = [
+        InstanceSpec(speed=1),
+        InstanceSpec(speed=4, capacity=Capacity(max_parallel=1, queue=0)),
+        InstanceSpec(fault=Fault("error", count=1)),
+    ]
     with FakeFleet(specs, timing=Timing(latency_ms=10)) as fleet:
         assert len(set(fleet.urls)) == 3 and len(fleet) == 3
         assert fleet[1].timing.latency_ms == 40 and fleet[1].capacity.max_parallel == 1
@@ -344,8 +349,21 @@ def test_fleet_speeds_capacities_and_faults():
 
 def test_cli_prints_url_and_stops_on_sigterm():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "semroute.testing.fake_ollama", "--port", "0", "--models", "tiny:1b",
-            "--latency-ms", "1", "--max-parallel", "2", "--queue", "3"]
+    args = [
+        sys.executable,
+        "-m",
+        "semroute.testing.fake_ollama",
+        "--port",
+        "0",
+        "--models",
+        "tiny:1b",
+        "--latency-ms",
+        "1",
+        "--max-parallel",
+        "2",
+        "--queue",
+        "3",
+    ]
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
         try:
             url = proc.stdout.readline().strip()

@@ -36,7 +36,32 @@ _LAZY = {
     "resolve_strategy": "strategy",
 }
 
-__all__ = ["Backend", "Timeout", *_LAZY]
+__all__ = [
+    "Backend",
+    "Timeout",
+    "OllamaBackend",
+    "Pool",
+    "PoolSettings",
+    "RetrySettings",
+    "Instance",
+    "Limiter",
+    "LocalLimiter",
+    "QueueSettings",
+    "BreakerSettings",
+    "CircuitBreaker",
+    "Strategy",
+    "InstanceState",
+    "RoundRobin",
+    "WeightedRoundRobin",
+    "LeastOutstanding",
+    "WeightedLeastOutstanding",
+    "PowerOfTwo",
+    "WeightedPowerOfTwo",
+    "LatencyAware",
+    "WeightedLatencyAware",
+    "resolve_strategy",
+]
+assert set(__all__) == {"Backend", "Timeout", *_LAZY}
 
 if TYPE_CHECKING:
     from .health import BreakerSettings, CircuitBreaker

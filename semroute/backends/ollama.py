@@ -20,6 +20,7 @@ import email.utils
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+
 import httpx
 import ollama
 
@@ -103,14 +104,18 @@ def _translate(exc: BaseException, instance: str, chunks: int = 0) -> BackendErr
         return BackendProtocolError(message, instance=instance, status=exc.status)
     if isinstance(exc, ollama.ResponseError):  # an error line inside a stream
         status = exc.status_code if exc.status_code > 0 else None
-        return BackendProtocolError(f"{instance} reported an error{where}: {exc.error}", instance=instance, status=status)
+        return BackendProtocolError(
+            f"{instance} reported an error{where}: {exc.error}", instance=instance, status=status
+        )
     if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         return BackendTimeout(f"{instance} timed out{where}: {type(exc).__name__} {exc}", instance=instance)
     if isinstance(exc, (httpx.ConnectError, ConnectionError)):
         return BackendUnavailable(f"cannot connect to {instance}: {exc}", instance=instance)
     if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
         return BackendUnavailable(f"connection to {instance} lost{where}: {exc}", instance=instance)
-    return BackendProtocolError(f"unexpected answer from {instance}{where}: {type(exc).__name__}: {exc}", instance=instance)
+    return BackendProtocolError(
+        f"unexpected answer from {instance}{where}: {type(exc).__name__}: {exc}", instance=instance
+    )
 
 
 class _TimeoutAt:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeOllama", "FakeFleet", "Timing", "Capacity", "Fault", "FakeStats", "answer_text"]
+__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text"]
 
 _WHERE = {
     "FakeOllama": "fake_ollama",
     "FakeFleet": "fleet",
+    "InstanceSpec": "fleet",
     "Timing": "fake_config",
     "Capacity": "fake_config",
     "Fault": "fake_config",
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from .fake_config import Capacity, FakeStats, Fault, Timing
     from .fake_content import answer_text
     from .fake_ollama import FakeOllama
-    from .fleet import FakeFleet
+    from .fleet import FakeFleet, InstanceSpec
 
 
 def __getattr__(name: str) -> Any:

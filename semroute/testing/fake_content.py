@@ -28,9 +28,30 @@ __all__ = [
 
 # Filler words appended after the echo of the question; chosen by a hash of model + prompt.
 _VOCAB = (
-    "accordingly", "because", "consider", "data", "example", "first", "generally", "however",
-    "indeed", "justly", "key", "likewise", "meanwhile", "notably", "often", "precisely",
-    "quickly", "result", "second", "therefore", "usually", "various", "whereas", "yet",
+    "accordingly",
+    "because",
+    "consider",
+    "data",
+    "example",
+    "first",
+    "generally",
+    "however",
+    "indeed",
+    "justly",
+    "key",
+    "likewise",
+    "meanwhile",
+    "notably",
+    "often",
+    "precisely",
+    "quickly",
+    "result",
+    "second",
+    "therefore",
+    "usually",
+    "various",
+    "whereas",
+    "yet",
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MODIFIED_AT = "2024-09-25T10:00:00Z"  # fixed so /api/tags is byte-for-byte deterministic
@@ -116,15 +137,16 @@ def tag_entry(model: str) -> dict[str, object]:
     }
 
 
-def ps_entry(model: str, expires_at: datetime) -> dict[str, object]:
-    """One ``/api/ps`` entry (a model loaded in memory), shaped like Ollama's."""
+def ps_entry(model: str, expires_at: float) -> dict[str, object]:
+    """One ``/api/ps`` entry (a model loaded in memory until the epoch time ``expires_at``)."""
+    expires = datetime.fromtimestamp(expires_at, tz=timezone.utc)
     return {
         "name": model,
         "model": model,
         "size": _size(model),
         "digest": hashlib.sha256(model.encode()).hexdigest(),
         "details": _details(model),
-        "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": expires.isoformat().replace("+00:00", "Z"),
         "size_vram": _size(model),
         "context_length": 4096,
     }

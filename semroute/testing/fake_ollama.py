@@ -18,7 +18,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
@@ -43,15 +42,14 @@ _ROUTES = {
     ("HEAD", "/"): "root",
 }
 _KNOWN_PATHS = {path for _, path in _ROUTES}
-_JSON = "application/json; charset=utf-8"
 _BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
 
 
 class FakeOllama:
-    """A fake Ollama server. Use as a context manager, or ``start()`` / ``stop()``.
+    """A fake Ollama server. Use as a context manager, or ``start()`` / ``stop()``::
 
-    >>> with FakeOllama(["llama3.2:3b"]) as fake:
-    ...     ollama.Client(fake.url).chat("llama3.2:3b", [{"role": "user", "content": "hi"}])
+        with FakeOllama(["llama3.2:3b"]) as fake:
+            ollama.Client(fake.url).chat("llama3.2:3b", [{"role": "user", "content": "hi"}])
 
     ``timing`` may be replaced while running; faults are switched with ``set_fault``.
     """
@@ -312,7 +310,9 @@ class FakeOllama:
         """Answer one request; False closes the connection."""
         endpoint = _ROUTES.get((request.method, request.path))
         if endpoint is None:
-            status, text = (405, "405 method not allowed") if request.path in _KNOWN_PATHS else (404, "404 page not found")
+            status, text = (
+                (405, "405 method not allowed") if request.path in _KNOWN_PATHS else (404, "404 page not found")
+            )
             await conn.respond(status, text.encode(), "text/plain")
             return True
         payload: Mapping[str, Any] = {}
@@ -381,9 +381,11 @@ class FakeOllama:
     async def _metadata(self, conn: HttpConnection, request: HttpRequest, endpoint: str) -> bool:
         self._counters.completed(endpoint, "")  # before the answer: a client must find it counted
         if endpoint == "root":
-            await conn.respond(200, b"Ollama is running", "text/plain; charset=utf-8", head_only=request.method == "HEAD")
+            await conn.respond(
+                200, b"Ollama is running", "text/plain; charset=utf-8", head_only=request.method == "HEAD"
+            )
         else:
-            await _send_json(conn, 200, self._metadata_body(endpoint))
+            await conn.respond_json(200, self._metadata_body(endpoint))
         return True
 
     def _metadata_body(self, endpoint: str) -> dict[str, Any]:
@@ -391,23 +393,12 @@ class FakeOllama:
             return {"models": [content.tag_entry(m) for m in self._models]}
         if endpoint == "ps":
             now = time.time()
-            loaded = sorted(m for m, until in self._loaded.items() if until > now)
-            return {
-                "models": [
-                    content.ps_entry(m, datetime.fromtimestamp(self._loaded[m], tz=timezone.utc)) for m in loaded
-                ]
-            }
+            return {"models": [content.ps_entry(m, until) for m, until in sorted(self._loaded.items()) if until > now]}
         return {"version": FAKE_VERSION}
 
 
-async def _send_json(
-    conn: HttpConnection, status: int, body: Mapping[str, Any], headers: tuple[tuple[str, str], ...] = ()
-) -> None:
-    await conn.respond(status, json.dumps(body).encode(), _JSON, headers=headers)
-
-
 async def _error(conn: HttpConnection, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> bool:
-    await _send_json(conn, status, {"error": message}, headers)
+    await conn.respond_json(status, {"error": message}, headers)
     return True
 
 

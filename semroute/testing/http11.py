@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
 
 import h11
@@ -91,6 +92,9 @@ class HttpConnection:
         data += self._conn.send(h11.EndOfMessage())
         self._writer.write(data)
         await self._writer.drain()
+
+    async def respond_json(self, status: int, body: object, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        await self.respond(status, json.dumps(body).encode(), "application/json; charset=utf-8", headers=headers)
 
     async def start_stream(self, status: int, content_type: str) -> None:
         """Headers of a chunked response (h11 frames it chunked because no length is given)."""
