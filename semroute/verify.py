@@ -3,17 +3,28 @@
 A semantic hit must be right, not just close: embeddings score "speed limit in the city"
 closer to "speed limit on the highway" than to a true paraphrase. The cache asks the
 verifier about each of its nearest candidates and serves the best accepted one.
-This module holds the seam and the plain cosine gate; trained verifiers plug in here.
+This module holds the seam, the plain cosine gate (``ThresholdVerifier``) and the trained
+pair model (``PairVerifier``, features in ``semroute.pairs``, training in
+``semroute.train_verifier``). It does not search the index or embed anything.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .errors import ConfigError
+import numpy as np
+
+from .errors import ConfigError, ModelError, ModelMismatch
+from .lexicon import LEXICON_VERSION
+from .pairs import FEATURE_NAMES, PairFeatures
 from .types import Candidate, Verdict
 
-__all__ = ["Verifier", "ThresholdVerifier"]
+__all__ = ["Verifier", "ThresholdVerifier", "PairVerifier", "PLACEHOLDER_ANSWER"]
 
 
 @runtime_checkable
@@ -41,4 +52,121 @@ class ThresholdVerifier:
             accepted=ok,
             score=max(0.0, min(1.0, candidate.similarity)),
             reason=f"cosine {candidate.similarity:.3f} {relation} min_similarity {self.min_similarity:.3f}",
+        )
+
+
+PLACEHOLDER_ANSWER = "[no answer recorded]"
+"""The answer ``semroute eval`` stores when a pairs file has no ``answer`` column; ignored by features."""
+
+_FLAGS = (
+    ("num_mismatch", "different numbers"),
+    ("num_one_side", "a number on one side only"),
+    ("neg_mismatch", "negation differs"),
+    ("opposite", "opposite action"),
+    ("kind_mismatch", "different place/entity/time of the same kind"),
+    ("proper_diff", "different proper noun"),
+    ("scope_one_side", "different scope"),
+)
+
+
+def _default_dir() -> Path:
+    """The shipped model: ``semroute.models`` when installed, the repo's ``models/`` from source."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("semroute.models") / "verifier"))
+        if (path / "card.json").is_file():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "models" / "verifier"
+
+
+class PairVerifier:
+    """A trained pair model over ``semroute.pairs`` features: accepts when its score >= ``threshold``.
+
+    The score is P(the cached answer answers the query) from a small perceptron stored as plain
+    arrays. It sees the texts, the cosine similarity and the cached answer, so it catches near
+    misses that cosine cannot (city vs highway, enable vs disable, 100 vs 200, drivers vs
+    professional drivers). Load the shipped model with ``PairVerifier.default()``.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], *, threshold: float, card: Mapping[str, object]) -> None:
+        if not 0.0 <= threshold <= 1.0 and threshold != math.inf:
+            raise ConfigError(f"threshold is a probability in [0, 1], got {threshold!r}")
+        try:
+            self._mean = np.asarray(arrays["mean"], dtype=np.float64)
+            self._scale = np.asarray(arrays["scale"], dtype=np.float64)
+            n = sum(1 for k in arrays if k.startswith("w"))
+            self._layers = [(np.asarray(arrays[f"w{i}"]), np.asarray(arrays[f"b{i}"])) for i in range(n)]
+            idf = dict(zip((str(w) for w in arrays["idf_words"]), (float(v) for v in arrays["idf_values"])))
+            self._features = PairFeatures(idf, default_idf=float(arrays["default_idf"]))
+        except KeyError as exc:
+            raise ModelError(f"verifier model lacks array {exc}") from exc
+        if not self._layers or self._mean.shape != (len(FEATURE_NAMES),):
+            raise ModelMismatch("verifier model was made for other features; retrain it")
+        self.threshold = float(threshold)
+        self.card = dict(card)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], *, threshold: float, embedder: str, dim: int) -> PairVerifier:
+        return cls(arrays, threshold=threshold, card={"embedder": embedder, "dim": dim, "threshold": threshold})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], *, embedder: str | None = None, dim: int | None = None,
+             threshold: float | None = None) -> PairVerifier:
+        """Load ``model.npz`` + ``card.json``; ``ModelMismatch`` if made for another embedder or features."""
+        path = Path(directory)
+        try:
+            card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+            with np.load(path / "model.npz", allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read verifier model in {path}: {exc}") from exc
+        if embedder is not None and card.get("embedder") != embedder:
+            raise ModelMismatch(f"verifier in {path} was trained with embedder {card.get('embedder')!r}, not {embedder!r}")
+        if dim is not None and card.get("dim") != dim:
+            raise ModelMismatch(f"verifier in {path} was trained for dimension {card.get('dim')}, not {dim}")
+        if card.get("features") != list(FEATURE_NAMES) or card.get("lexicon_version") != LEXICON_VERSION:
+            raise ModelMismatch(f"verifier in {path} was made for other features; retrain it")
+        return cls(arrays, threshold=float(card["threshold"] if threshold is None else threshold), card=card)
+
+    @classmethod
+    def default(cls, *, embedder: str | None = None, dim: int | None = None, threshold: float | None = None) -> PairVerifier:
+        """The model shipped in ``semroute.models/verifier`` (checked against ``embedder``/``dim``)."""
+        return cls.load(_default_dir(), embedder=embedder, dim=dim, threshold=threshold)
+
+    def with_threshold(self, threshold: float) -> PairVerifier:
+        """The same model at another operating point (see ``semroute calibrate``)."""
+        clone = object.__new__(PairVerifier)
+        clone.__dict__.update(self.__dict__)
+        clone.threshold = float(threshold)
+        return clone
+
+    def _score(self, x: np.ndarray) -> float:
+        h = (x - self._mean) / self._scale
+        for w, b in self._layers[:-1]:
+            h = np.maximum(h @ w + b, 0.0)
+        w, b = self._layers[-1]
+        logit = float((h @ w + b)[0])
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+
+    def score_pair(self, query: str, cached: str, answer: str | None, similarity: float) -> float:
+        """P(hit) for one pair; ``answer`` may be ``None`` or the placeholder."""
+        answer = None if not answer or answer == PLACEHOLDER_ANSWER else answer
+        return self._score(self._features(query, cached, answer, similarity))
+
+    def accept(self, query: str, candidate: Candidate) -> Verdict:
+        entry = candidate.entry
+        answer = None if entry.answer == PLACEHOLDER_ANSWER else entry.answer
+        x = self._features(query, entry.question, answer, candidate.similarity)
+        score = self._score(x)
+        ok = score >= self.threshold
+        flags = [text for name, text in _FLAGS if x[FEATURE_NAMES.index(name)] > 0]
+        why = f"; {', '.join(flags)}" if flags else ""
+        relation = ">=" if ok else "<"
+        return Verdict(
+            accepted=ok,
+            score=score,
+            reason=f"pair score {score:.3f} {relation} threshold {self.threshold:.3f} (cosine {candidate.similarity:.3f}){why}",
         )

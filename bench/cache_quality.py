@@ -1,0 +1,209 @@
+"""Cache hit quality on ../shared/data: semroute's pair verifier vs a cosine-only cache, same run.
+
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/cache_quality.py [--out bench/results/cache_quality.json]
+        [--plot bench/results/cache_quality.png] [--quick]
+
+Retrieval benchmarks build one SemanticCache (MemoryStore + FaissIndex, top_k=4, the shipped
+PairVerifier) and look every query up through the real hit path; a hit is correct when the served
+entry has the query's label. Pair benchmarks hold one cached question per row (as ``semroute eval``).
+For each: precision, recall, F1, false-hit examples, and the cosine-only baseline (top-1 similarity
+threshold) at the verifier's precision. GPTCache is not run here (see the report in the README).
+
+- banking77: cache = every 10th train utterance (all 77 intents), queries = the 3,080 test utterances.
+- clinc150: cache = 10 train utterances per intent; queries = 1,500 in-scope test + the 1,000
+  out-of-scope test queries (must miss).
+- covid_faq: cache = the 213 FAQ questions with their answers; queries = the 244 labelled rewordings.
+- tqp_dev: cache = one question per paraphrase group of tqp dev; queries = the group's other members.
+- near_miss: pairs = data/verifier_nearmiss.csv (hand-written EN/TR), the held-out question
+  families of bench/minimal_pairs.py and xSID test slot swaps (EN, TR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import minimal_pairs as mp  # noqa: E402
+import shared_data as sd  # noqa: E402
+
+from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
+from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
+from semroute.evaluate import PairRow, judge_pairs, report  # noqa: E402
+from semroute.train_verifier import threshold_for_precision  # noqa: E402
+from semroute.types import CacheEntry  # noqa: E402
+from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def retrieval(name, cache_rows, queries, embedder, verifier, timings):
+    """cache_rows: (question, answer, label); queries: (text, label or None for must-miss)."""
+    vc = embedder.embed([q for q, _, _ in cache_rows])
+    vq = embedder.embed([q for q, _ in queries])
+    cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(embedder.dim), verifier,
+                          top_k=4, clock=lambda: 0.0)
+    cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=q,
+                             answer=a or PLACEHOLDER_ANSWER, vector=vc[i], created_at=0.0)
+                  for i, (q, a, _) in enumerate(cache_rows)])
+    served, top1_ok, top1_sim, examples = [], [], [], []
+    for (text, label), vec in zip(queries, vq):
+        t0 = time.perf_counter()
+        hit, judged = cache.semantic(text, vec, "b")
+        timings.append((time.perf_counter() - t0) * 1000)
+        top = max(judged, key=lambda cv: cv[0].similarity)[0] if judged else None
+        top1_sim.append(top.similarity if top else -1.0)
+        top1_ok.append(top is not None and cache_rows[int(top.entry.id)][2] == label)
+        ok = hit is not None and cache_rows[int(hit.entry.id)][2] == label
+        served.append((hit is not None, ok))
+        if hit is not None and not ok and len(examples) < 8:
+            examples.append({"query": text, "served": hit.entry.question, "similarity": round(hit.similarity, 3)})
+    hits = sum(h for h, _ in served)
+    correct = sum(ok for _, ok in served)
+    must_hit = sum(label is not None for _, label in queries)
+    precision = correct / hits if hits else 1.0
+    recall = correct / must_hit
+    return _summary(name, precision, recall, np.asarray(top1_sim), np.asarray(top1_ok), must_hit, len(queries), examples)
+
+
+def _summary(name, precision, recall, sims, ok, must_hit, n, examples):
+    # Cosine-only baseline: serve the top-1 when its similarity >= t; correct if its label matches.
+    order = np.argsort(-sims)
+    correct = np.cumsum(ok[order])
+    served = np.arange(1, len(order) + 1)
+    curve = [(float(sims[order][i]), float(correct[i] / served[i]), float(correct[i] / must_hit))
+             for i in range(0, len(order), max(1, len(order) // 60))]
+    base = max((r for t, p, r in curve if p >= precision), default=0.0)
+    base_full = [correct[i] / must_hit for i in range(len(order)) if correct[i] / served[i] >= precision]
+    base = max(base_full, default=0.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    out = {"name": name, "queries": n, "must_hit": must_hit, "precision": round(precision, 4), "recall": round(recall, 4),
+           "f1": round(f1, 4), "cosine_recall_at_same_precision": round(float(base), 4),
+           "recall_ratio": None if base == 0 else round(recall / base, 2), "false_hit_examples": examples,
+           "cosine_curve": [{"min_similarity": round(t, 4), "precision": round(p, 4), "recall": round(r, 4)} for t, p, r in curve]}
+    print(f"{name:12s} n={n:5d} verifier P={precision:.3f} R={recall:.3f} F1={f1:.3f} | cosine R at same P={base:.3f}")
+    return out
+
+
+def pairs_bench(name, rows, embedder, verifier):
+    r = report(judge_pairs(rows, embedder, verifier))
+    labels = np.asarray([row.label for row in rows])
+    examples = [{"query": j.row.query, "served": j.row.cached, "similarity": round(j.similarity, 3)} for j in r.false_hits[:8]]
+    print(f"{name:12s} n={r.rows:5d} verifier P={r.precision:.3f} R={r.recall:.3f} F1={r.f1:.3f} | cosine R at same P={r.baseline_recall:.3f}")
+    sims = np.asarray([0.0])  # the curve below comes from the report
+    del sims, labels
+    return {"name": name, "pairs": r.rows, "must_hit": r.positives, "precision": round(r.precision, 4),
+            "recall": round(r.recall, 4), "f1": round(r.f1, 4),
+            "cosine_recall_at_same_precision": round(r.baseline_recall, 4),
+            "recall_ratio": None if r.baseline_recall == 0 else round(r.recall / r.baseline_recall, 2),
+            "false_hit_examples": examples,
+            "cosine_curve": [{"min_similarity": round(t, 4), "precision": round(p, 4), "recall": round(x, 4)} for t, p, x in r.curve]}
+
+
+def datasets(rng, quick):
+    b_train, b_test = sd.banking77("train"), sd.banking77("test")
+    yield "banking77", [(t, "", i) for t, i in b_train[::10]], (b_test[::4] if quick else b_test)
+    c_train = sd.clinc150("train")
+    per: dict[str, list] = {}
+    for t, i in c_train:
+        per.setdefault(i, []).append(t)
+    c_cache = [(t, "", i) for i, ts in per.items() for t in ts[:10]]
+    c_test = rng.sample(sd.clinc150("test"), 300 if quick else 1500)
+    oos = sd.clinc150("oos_test")[: 200 if quick else 1000]
+    yield "clinc150", c_cache, c_test + [(t, None) for t, _ in oos]
+    faq = sd.covid_faq()
+    ids = {q: n for n, (q, _) in enumerate(faq)}
+    yield "covid_faq", [(q, a, ids[q]) for q, a in faq], [(q2, ids[q1]) for q1, q2, s in sd.covid_pairs() if s == 1]
+    pairs = sd.tqp_pairs("dev")
+    parent = _groups(pairs)
+    firsts: dict[str, str] = {}
+    for t in sorted(parent):
+        firsts.setdefault(parent[t], t)
+    yield "tqp_dev", [(t, "", g) for g, t in firsts.items()], [(t, parent[t]) for t in sorted(parent) if firsts[parent[t]] != t]
+
+
+def _groups(pairs):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_verifier import _tqp_groups
+
+    return _tqp_groups(pairs)
+
+
+def near_miss_rows(rng):
+    import csv
+
+    with open(ROOT / "data" / "verifier_nearmiss.csv", encoding="utf-8") as fh:
+        rows = [PairRow(r["query"], r["cached"], int(r["label"])) for r in csv.DictReader(fh)]
+    rows += [PairRow(q, c, lab, a) for q, c, a, lab, _, _ in mp.family_pairs(heldout=True, rng=rng)]
+    for lang in ("en", "tr"):
+        swaps = mp.xsid_swaps(sd.xsid(lang, "test"), lang, rng)
+        rows += [PairRow(q, c, lab) for q, c, _, lab, _, _ in rng.sample(swaps, min(150, len(swaps)))]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/results/cache_quality.json")
+    ap.add_argument("--plot", default="bench/results/cache_quality.png")
+    ap.add_argument("--quick", action="store_true", help="subsample the big query sets")
+    args = ap.parse_args()
+    rng = random.Random(0)
+    embedder = SentenceTransformerEmbedder()
+    verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
+    results, timings = [], []
+    for name, cache_rows, queries in datasets(rng, args.quick):
+        results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings))
+    results.append(pairs_bench("near_miss", near_miss_rows(rng), embedder, verifier))
+    cost = _verifier_cost(verifier)
+    print(f"lookup (search + top-4 verification) p50 {np.percentile(timings, 50):.3f} ms; verifier alone p50 {cost:.3f} ms per candidate")
+    out = {"embedder": embedder.name, "verifier_threshold": verifier.threshold, "top_k": 4,
+           "lookup_ms_p50": round(float(np.percentile(timings, 50)), 4), "verifier_ms_p50_per_candidate": round(cost, 4),
+           "benchmarks": results, "gptcache": "not run (see README)"}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _plot(results, args.plot)
+    print(f"wrote {args.out} and {args.plot}")
+
+
+def _verifier_cost(verifier) -> float:
+    from semroute.types import Candidate
+
+    entry = CacheEntry(id="x", key="x", scope="s", namespace="n", question="What is the speed limit in the city?",
+                       answer="In the city the limit is 50 km/h unless signs say otherwise.", vector=np.zeros(1), created_at=0.0)
+    cand = Candidate(entry, 0.83)
+    times = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        verifier.accept("What is the speed limit on the highway?", cand)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.percentile(times, 50))
+
+
+def _plot(results, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2))
+    for ax, r in zip(axes, results):
+        ax.plot([c["recall"] for c in r["cosine_curve"]], [c["precision"] for c in r["cosine_curve"]], label="cosine only")
+        ax.scatter([r["recall"]], [r["precision"]], color="red", zorder=3, label="pair verifier")
+        ax.set_title(r["name"], fontsize=9)
+        ax.set_xlabel("recall")
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("precision")
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

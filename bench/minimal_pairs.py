@@ -1,0 +1,174 @@
+"""Minimal-pair training data for the verifier: near misses that differ in one thing, and paraphrases.
+
+Public paraphrase data has almost no negatives of the kind a cache must refuse (the same question
+about another city, amount, action or group). We make them honestly: (1) question families written
+here, each with several rewordings and a slot of one kind — the same slot value in two rewordings is
+a paraphrase, two different values of the same kind is a near miss; (2) xSID sentences with one slot
+span (city, date, artist, ...) replaced by another value of the same slot type from another sentence;
+(3) real sentences with one lexicon word swapped for another of its kind, its opposite, or a number.
+Families marked ``heldout`` are never trained on; they measure how the model generalises.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+__all__ = ["FAMILIES", "family_pairs", "xsid_swaps", "word_swaps"]
+
+# (lang, kind, rewordings with {x}, fillers, answer template or "", heldout)
+FAMILIES = [
+    ("en", "place", ["What is the speed limit in the {x}?", "How fast can I drive in the {x}?",
+                     "What's the maximum speed allowed in the {x}?"],
+     ["city", "town", "village", "countryside", "school zone"], "The speed limit in the {x} is posted on signs.", False),
+    ("en", "entity", ["What's the weather like in {x}?", "How is the weather in {x} today?",
+                      "Weather forecast for {x}"],
+     ["Paris", "Berlin", "London", "Madrid", "Rome", "Tokyo", "Chicago"], "Today in {x}: sunny, 21 C.", False),
+    ("en", "entity", ["How do I get a visa for {x}?", "What do I need to apply for a {x} visa?",
+                      "Visa requirements for {x}"],
+     ["Germany", "Japan", "Canada", "Brazil", "India", "Australia"], "To get a visa for {x}, apply at its consulate.", False),
+    ("en", "number", ["How much does it cost to send {x}?", "What is the fee for sending {x}?",
+                      "What fee do you charge to transfer {x}?"],
+     ["$50", "$100", "$500", "$1000", "$5000"], "Sending {x} costs a fixed fee.", False),
+    ("en", "number", ["Can I withdraw {x} from an ATM?", "Is it possible to take out {x} at a cash machine?"],
+     ["100 euros", "300 euros", "500 euros", "1000 euros"], "", False),
+    ("en", "action", ["How do I {x} two-factor authentication?", "How can I {x} 2FA on my account?",
+                      "Steps to {x} two factor auth"],
+     ["enable", "disable"], "To {x} 2FA, open Settings > Security.", False),
+    ("en", "action", ["How do I {x} my card?", "Can I {x} my card in the app?", "I want to {x} my card"],
+     ["freeze", "unfreeze", "cancel", "activate"], "You can {x} your card in the app.", False),
+    ("en", "action", ["How do I {x} a user to the team?", "What are the steps to {x} a team member?"],
+     ["add", "remove"], "", False),
+    ("en", "scope", ["What is the speed limit for {x}?", "How fast are {x} allowed to drive?"],
+     ["drivers", "professional drivers", "truck drivers", "new drivers"], "", False),
+    ("en", "scope", ["How much does a {x} ticket cost?", "What's the price of a {x} ticket?"],
+     ["child", "adult", "student", "senior"], "A {x} ticket costs a fixed price.", False),
+    ("en", "time", ["Will it rain {x}?", "Is rain expected {x}?", "Should I expect rain {x}?"],
+     ["today", "tomorrow", "on Monday", "this weekend", "on Friday"], "", False),
+    ("en", "time", ["What are your opening hours on {x}?", "When do you open on {x}?", "Are you open on {x}?"],
+     ["Monday", "Saturday", "Sunday", "public holidays"], "On {x} we open at 9.", False),
+    ("en", "entity", ["How do I reset my {x} password?", "I forgot my {x} password, how do I reset it?"],
+     ["Gmail", "Netflix", "Spotify", "Facebook", "Outlook"], "", False),
+    ("en", "number", ["Set an alarm for {x}", "Wake me up at {x}", "Please set an alarm at {x}"],
+     ["6 am", "7 am", "8 am", "6:30 am"], "", False),
+    ("en", "negation", ["{x}", "Tell me: {x}"],
+     ["Can I pay with a credit card?", "Can't I pay with a credit card?"], "", False),
+    ("en", "entity", ["What is the capital of {x}?", "Which city is the capital of {x}?"],
+     ["France", "Spain", "Turkey", "Italy", "Egypt"], "", False),
+    ("en", "entity", ["How do I convert {x} to PDF?", "What's the best way to turn a {x} file into a PDF?"],
+     ["Word", "Excel", "PowerPoint", "JPEG"], "", False),
+    ("tr", "place", ["{x} hız limiti nedir?", "{x} en fazla kaç km hızla gidebilirim?", "{x} azami hız kaç?"],
+     ["şehir içi", "otoyolda", "köy yolunda", "okul bölgesinde"], "{x} hız limiti tabelalarda yazar.", False),
+    ("tr", "entity", ["{x} hava nasıl?", "{x} bugün hava durumu nedir?", "{x} için hava tahmini"],
+     ["İstanbul'da", "Ankara'da", "İzmir'de", "Bursa'da", "Antalya'da"], "{x} hava güneşli.", False),
+    ("tr", "action", ["Işığı {x}", "Işıkları {x} lütfen", "Lambayı {x}"],
+     ["aç", "kapat"], "", False),
+    ("tr", "action", ["İki adımlı doğrulamayı nasıl {x}?", "2FA'yı nasıl {x}?"],
+     ["açarım", "kapatırım"], "", False),
+    ("tr", "number", ["{x} göndermenin ücreti ne kadar?", "{x} havale etmek kaç lira tutar?"],
+     ["100 lira", "500 lira", "1000 lira", "5000 lira"], "", False),
+    ("tr", "time", ["{x} yağmur yağacak mı?", "{x} yağmur bekleniyor mu?"],
+     ["Bugün", "Yarın", "Pazartesi", "Hafta sonu"], "", False),
+    ("tr", "scope", ["{x} bilet fiyatı ne kadar?", "{x} bileti kaç lira?"],
+     ["Öğrenci", "Tam", "Çocuk", "Yaşlı"], "", False),
+    ("tr", "entity", ["{x} vize için ne gerekir?", "{x} vizesi nasıl alınır?"],
+     ["Almanya", "Fransa", "İngiltere", "Japonya"], "", False),
+    # Held out: never trained on, used to measure generalisation to unseen frames.
+    ("en", "entity", ["What time is it in {x}?", "Current local time in {x}?"],
+     ["Lyon", "Osaka", "Denver", "Nairobi"], "", True),
+    ("en", "number", ["Is a {x} deposit refundable?", "Do I get my {x} deposit back?"],
+     ["$20", "$200", "$2000"], "", True),
+    ("en", "action", ["How do I {x} notifications on my phone?", "Steps to {x} phone notifications"],
+     ["turn on", "turn off", "mute", "unmute"], "", True),
+    ("en", "scope", ["What is the tax rate for {x}?", "How much tax do {x} pay?"],
+     ["employees", "self-employed workers", "foreign workers", "students"], "", True),
+    ("tr", "entity", ["{x} nüfusu kaç?", "{x} nüfusu ne kadar?"],
+     ["Konya'nın", "Trabzon'un", "Kayseri'nin", "Samsun'un"], "", True),
+    ("tr", "action", ["Bildirimleri nasıl {x}?", "Telefonda bildirimleri {x} istiyorum"],
+     ["açarım", "kapatırım"], "", True),
+    ("tr", "number", ["{x} kişilik masa ayırtabilir miyim?", "{x} kişi için rezervasyon yapmak istiyorum"],
+     ["İki", "Dört", "Altı", "On"], "", True),
+]
+
+
+def family_pairs(*, heldout: bool, rng: random.Random) -> list[tuple[str, str, str, int, str, str]]:
+    """(query, cached, answer, label, kind, lang) pairs from the question families."""
+    out = []
+    for lang, kind, variants, fillers, answer, held in FAMILIES:
+        if held != heldout:
+            continue
+        for x in fillers:
+            for y in fillers:
+                for vi, a in enumerate(variants):
+                    for vj, b in enumerate(variants):
+                        if x == y and vi == vj:
+                            continue
+                        if x != y and rng.random() > 0.5:
+                            continue
+                        ans = answer.format(x=y) if answer else ""
+                        out.append((a.format(x=x), b.format(x=y), ans, int(x == y), kind, lang))
+    return out
+
+
+def xsid_swaps(sentences: list[dict[str, object]], lang: str, rng: random.Random) -> list[tuple[str, str, str, int, str, str]]:
+    """Near misses: one slot span replaced with another value of the same slot type."""
+    values: dict[str, set[str]] = {}
+    for s in sentences:
+        for kind, a, b in s["slots"]:  # type: ignore[union-attr]
+            values.setdefault(kind, set()).add(" ".join(s["tokens"][a:b]))  # type: ignore[index]
+    out = []
+    for s in sentences:
+        tokens = s["tokens"]
+        for kind, a, b in s["slots"]:  # type: ignore[union-attr]
+            old = " ".join(tokens[a:b])  # type: ignore[index]
+            choices = sorted(v for v in values[kind] if v.lower() != old.lower())
+            if not choices or kind.endswith("-part"):
+                continue
+            new = rng.choice(choices)
+            text = _detok(tokens[:a] + [new] + tokens[b:])  # type: ignore[index, operator]
+            out.append((text, _detok(tokens), "", 0, f"slot:{kind}", lang))  # type: ignore[arg-type]
+    return out
+
+
+def _detok(tokens: list[str]) -> str:
+    return re.sub(r" ([?.!,'])", r"\1", " ".join(tokens))
+
+
+_SWAPS = {
+    "number": ["1", "2", "3", "5", "10", "20", "50", "100", "200", "500", "1000"],
+}
+
+
+def word_swaps(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) -> list[tuple[str, str, str, int, str, str]]:
+    """Near misses from real sentences: one kind word, opposite or number swapped for another."""
+    from semroute.lexicon import KINDS, OPPOSITES
+
+    opposite = {}
+    for a, b in OPPOSITES:
+        if " " not in a and " " not in b:
+            opposite.setdefault(a, b)
+            opposite.setdefault(b, a)
+    kind_of = {w: k for k, ws in KINDS.items() for w in ws}
+    out = []
+    for text, lang in texts:
+        words = text.split()
+        spots = []
+        for i, w in enumerate(words):
+            core = w.strip("?.!,").lower()
+            if core.isdigit():
+                spots.append((i, core, [n for n in _SWAPS["number"] if n != core], "number"))
+            elif core in opposite:
+                spots.append((i, core, [opposite[core]], "action"))
+            elif core in kind_of and len(core) > 3:
+                peers = sorted(m for m in KINDS[kind_of[core]] if m != core and " " not in m)
+                spots.append((i, core, peers, "kind"))
+        if not spots:
+            continue
+        i, core, choices, kind = rng.choice(spots)
+        new = rng.choice(choices)
+        swapped = list(words)
+        swapped[i] = words[i].lower().replace(core, new)
+        out.append((" ".join(swapped), text, "", 0, kind, lang))
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,189 @@
+"""Train the default pair verifier and write it to models/verifier/ (run from the repo root).
+
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/train_verifier.py [--out models/verifier]
+
+Training pairs (see semroute.train_verifier for the model, bench/minimal_pairs.py for generation):
+banking77 and clinc150 train splits (same intent = hit; nearest other intent = miss), tqp train
+(paraphrases = hit; nearest question of another paraphrase group = miss), generated minimal pairs
+(EN/TR question families, xSID valid slot swaps, lexicon word swaps on real sentences) and surface
+variants (case, punctuation, "please") as hits. COVID FAQ, banking77 test, clinc150 test, xSID test
+and tqp dev are not trained on: bench/cache_quality.py measures on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import minimal_pairs as mp  # noqa: E402
+import shared_data as sd  # noqa: E402
+
+from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
+from semroute.train_verifier import LabelledPair, fit, save, threshold_for_precision  # noqa: E402
+from semroute.verify import PairVerifier  # noqa: E402
+
+
+def _intent_pairs(rows, vec, rng, n, source):
+    """For n sampled rows: nearest + random same-intent (hits) and the two nearest other-intent (misses)."""
+    labels = np.asarray([r[1] for r in rows])
+    out = []
+    for i in rng.sample(range(len(rows)), n):
+        sims = vec @ vec[i]
+        sims[i] = -2
+        same = np.flatnonzero(labels == labels[i])
+        same = same[same != i]
+        other = np.flatnonzero(labels != labels[i])
+        picks = [(int(same[np.argmax(sims[same])]), 1), (int(rng.choice(list(same))), 1)]
+        for j in other[np.argsort(-sims[other])[:2]]:
+            picks.append((int(j), 0))
+        out += [(rows[i][0], rows[j][0], "", lab, source) for j, lab in picks]
+    return out
+
+
+def _tqp_groups(pairs):
+    parent: dict[str, str] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        parent[find(a)] = find(b)
+    return {t: find(t) for t in parent}
+
+
+def _tqp(rng, n, embed):
+    pairs = sd.tqp_pairs("train")
+    group = _tqp_groups(pairs)
+    sample = rng.sample(pairs, n)
+    texts = sorted({t for p in sample for t in p})
+    vec = embed(texts)
+    out = [(a, b, "", 1, "tqp") for a, b in sample]
+    for i in rng.sample(range(len(texts)), n):
+        sims = vec @ vec[i]
+        for j in np.argsort(-sims)[1:4]:
+            if group[texts[j]] != group[texts[i]]:
+                out.append((texts[i], texts[int(j)], "", 0, "tqp"))
+                break
+    return out
+
+
+def _surface(texts, rng):
+    """Hits that differ only in surface form (case, punctuation, filler words)."""
+    forms = [str.lower, lambda t: t.rstrip("?.!"), lambda t: "Please, " + t[0].lower() + t[1:],
+             lambda t: "Can you tell me " + t[0].lower() + t[1:], lambda t: t + " please"]
+    return [(rng.choice(forms)(t), t, "", 1, "surface") for t in texts]
+
+
+def collect(rng: random.Random, embed) -> list[tuple[str, str, str, int, str]]:
+    b77 = rng.sample(sd.banking77("train"), 6000)
+    clinc = rng.sample(sd.clinc150("train"), 4000)
+    rows = _intent_pairs(b77, embed([t for t, _ in b77]), rng, 1200, "banking77")
+    rows += _intent_pairs(clinc, embed([t for t, _ in clinc]), rng, 1000, "clinc150")
+    rows += _tqp(rng, 1500, embed)
+    fam = mp.family_pairs(heldout=False, rng=rng)
+    rows += [(q, c, a, lab, f"family:{kind}:{lang}") for q, c, a, lab, kind, lang in fam]
+    for lang in ("en", "tr"):
+        rows += [(q, c, a, lab, f"xsid:{lang}") for q, c, a, lab, _, lang in mp.xsid_swaps(sd.xsid(lang, "valid"), lang, rng)]
+    real = [(t, "en") for t, _ in rng.sample(b77, 3000)] + [(t, "en") for t, _ in clinc[:3000]]
+    real += [(a, "tr") for a, _ in rng.sample(sd.tqp_pairs("train"), 3000)]
+    swaps = mp.word_swaps(real, rng, limit=2000)
+    rows += [(q, c, a, lab, f"swap:{kind}") for q, c, a, lab, kind, _ in swaps]
+    rows += _surface([c for _, c, _, _, _, _ in swaps[:600]] + [t for t, _ in rng.sample(b77, 400)], rng)
+    vq, vc = embed([r[0] for r in rows]), embed([r[1] for r in rows])
+    return [(*r, float(s)) for r, s in zip(rows, np.einsum("ij,ij->i", vq, vc))]
+
+
+class _CachedEmbed:
+    """Embeds each distinct text once, optionally persisted between runs (texts -> vectors)."""
+
+    def __init__(self, embedder, path: Path | None) -> None:
+        self.embedder, self.path, self.vectors = embedder, path, {}
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as data:
+                self.vectors = dict(zip(data["texts"].tolist(), data["vectors"]))
+
+    def __call__(self, texts):
+        todo = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if todo:
+            self.vectors.update(zip(todo, self.embedder.embed(todo)))
+        return np.stack([self.vectors[t] for t in texts])
+
+    def save(self) -> None:
+        if self.path is not None:
+            texts = list(self.vectors)
+            np.savez(self.path, texts=np.asarray(texts, dtype=str), vectors=np.stack([self.vectors[t] for t in texts]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="models/verifier")
+    ap.add_argument("--target-precision", type=float, default=0.97)
+    ap.add_argument("--embedding-cache", default=None, help="an .npz reused across runs (speeds up retraining)")
+    args = ap.parse_args()
+    rng = random.Random(0)
+    embedder = SentenceTransformerEmbedder()
+    t0 = time.time()
+    embed = _CachedEmbed(embedder, Path(args.embedding_cache) if args.embedding_cache else None)
+    rows = collect(rng, embed)
+    embed.save()
+    pairs = [LabelledPair(q, c, a, s, lab, src) for q, c, a, lab, src, s in rows]
+    rng.shuffle(pairs)
+    split = int(len(pairs) * 0.85)
+    train, valid = pairs[:split], pairs[split:]
+    weights = np.asarray([_weight(p.source) for p in train])
+    documents = sorted({t for p in pairs for t in (p.query, p.cached)})
+    arrays = fit(train, documents=documents, weights=weights)
+    held = [LabelledPair(q, c, a, 0.0, lab, f"heldout:{k}:{lang}") for q, c, a, lab, k, lang in mp.family_pairs(heldout=True, rng=rng)]
+    vq, vc = embed([p.query for p in held]), embed([p.cached for p in held])
+    held = [LabelledPair(p.query, p.cached, p.answer, float(s), p.label, p.source) for p, s in zip(held, np.einsum("ij,ij->i", vq, vc))]
+    verifier = PairVerifier.from_arrays(arrays, threshold=0.5, embedder=embedder.name, dim=embedder.dim)
+    vs = np.asarray([verifier.score_pair(p.query, p.cached, p.answer, p.similarity) for p in valid])
+    vy = np.asarray([p.label for p in valid])
+    threshold, precision, recall = threshold_for_precision(vs, vy, args.target_precision)
+    metrics = {"valid": _report(valid, vs, vy, threshold), "heldout_families": _report(held, None, None, threshold, verifier)}
+    card = {
+        "kind": "semroute.pair-verifier", "embedder": embedder.name, "dim": embedder.dim, "threshold": threshold,
+        "target_precision": args.target_precision, "trained_pairs": len(train), "validation_pairs": len(valid),
+        "training_data": sorted({p.source.split(":")[0] for p in pairs}), "metrics": metrics,
+        "train_seconds": round(time.time() - t0, 1),
+    }
+    save(Path(args.out), arrays, card)
+    print(f"threshold {threshold:.3f}: valid precision {precision:.3f} recall {recall:.3f}")
+    for name, m in metrics.items():
+        print(name, m)
+
+
+def _weight(source: str) -> float:
+    # Generated near misses are few but are the point; permissive intent pairs are many.
+    return 3.0 if source.startswith(("family", "xsid", "swap")) else 1.0
+
+
+def _report(pairs, scores, labels, threshold, verifier=None) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    if scores is None:
+        scores = np.asarray([verifier.score_pair(p.query, p.cached, p.answer, p.similarity) for p in pairs])
+        labels = np.asarray([p.label for p in pairs])
+    cos = np.asarray([p.similarity for p in pairs])
+    acc = scores >= threshold
+    tp = int((acc & (labels == 1)).sum())
+    out = {"n": len(pairs), "positives": int(labels.sum()), "auc": round(float(roc_auc_score(labels, scores)), 4),
+           "cosine_auc": round(float(roc_auc_score(labels, cos)), 4),
+           "precision": round(tp / max(1, int(acc.sum())), 4), "recall": round(tp / max(1, int(labels.sum())), 4)}
+    p = out["precision"] if out["precision"] > 0 else 1.0
+    _, cp, cr = threshold_for_precision(cos, labels, min(p, 0.999))
+    out["cosine_recall_at_same_precision"] = round(cr, 4)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""``semroute eval --retrieval CACHE QUERIES``: hit quality of a whole cache, not one pair at a time.
+
+CACHE (CSV or JSON Lines) has ``id,question`` and optionally ``answer``; QUERIES has ``query`` and
+``expected`` (the id of the entry that answers it, or empty when the query must miss). Every query
+is looked up through ``SemanticCache`` (top 4 candidates, the configured verifier); a hit is
+correct when it serves the expected entry. The cosine-only baseline serves the nearest entry when
+its similarity clears a threshold; its best recall at the verifier's precision is reported too.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+import numpy as np
+
+from ..errors import ConfigError
+from .files import read_rows
+
+__all__ = ["run_retrieval"]
+
+
+def _load(cache_path: str, queries_path: str | None):
+    if queries_path is None:
+        raise ConfigError("--retrieval needs two files: CACHE.csv QUERIES.csv")
+    cache_rows = read_rows(cache_path, ("id", "question"))
+    ids = [r["id"].strip() for r in cache_rows]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{cache_path}: ids must be unique")
+    queries = read_rows(queries_path, ("query",))
+    if "expected" not in queries[0]:
+        raise ConfigError(f"{queries_path}: missing column expected (an id from {cache_path}, or empty)")
+    for number, q in enumerate(queries, start=2):
+        expected = (q.get("expected") or "").strip()
+        if expected and expected not in ids:
+            raise ConfigError(f"{queries_path}: row {number}: expected id {expected!r} is not in {cache_path}")
+    return cache_rows, queries
+
+
+def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder) -> None:
+    from ..cache import FaissIndex, MemoryStore, SemanticCache
+    from ..types import CacheEntry
+    from ..verify import PLACEHOLDER_ANSWER
+
+    cache_rows, queries = _load(cache_path, queries_path)
+    vc = embedder.embed([r["question"] for r in cache_rows])
+    vq = embedder.embed([q["query"] for q in queries])
+    cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(embedder.dim), verifier(embedder),
+                          top_k=4, clock=lambda: 0.0)
+    cache.insert([CacheEntry(id=r["id"].strip(), key=r["id"].strip(), scope="eval", namespace="eval",
+                             question=r["question"], answer=(r.get("answer") or "").strip() or PLACEHOLDER_ANSWER,
+                             vector=vc[i], created_at=0.0, embedder=embedder.name) for i, r in enumerate(cache_rows)])
+    served, top1, false_hits = [], [], []
+    for q, vec in zip(queries, vq):
+        expected = (q.get("expected") or "").strip() or None
+        hit, judged = cache.semantic(q["query"], vec, "eval")
+        nearest = max((c for c, _ in judged), key=lambda c: c.similarity, default=None)
+        top1.append((nearest.similarity if nearest else -1.0, nearest is not None and nearest.entry.id == expected))
+        ok = hit is not None and hit.entry.id == expected
+        served.append((hit is not None, ok))
+        if hit is not None and not ok:
+            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected,
+                               "similarity": round(hit.similarity, 4), "reason": hit.verdict.reason if hit.verdict else ""})
+    result = _summary(served, top1, sum(1 for q in queries if (q.get("expected") or "").strip()), false_hits)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"queries {result['queries']} (must hit {result['must_hit']}, must miss {result['must_miss']})")
+    click.echo(f"hits {result['hits']}: correct {result['correct']}, false {len(false_hits)}")
+    click.echo(f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}")
+    click.echo(f"cosine only at the same precision: recall {result['baseline']['recall_at_same_precision']:.3f}")
+    for f in false_hits:
+        click.echo(f"  {f['query']!r} served {f['served']} (expected {f['expected']})")
+
+
+def _summary(served, top1, must_hit: int, false_hits) -> dict[str, object]:
+    hits = sum(h for h, _ in served)
+    correct = sum(ok for _, ok in served)
+    precision = correct / hits if hits else 1.0
+    recall = correct / must_hit if must_hit else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    sims = np.asarray([s for s, _ in top1])
+    oks = np.asarray([ok for _, ok in top1])
+    order = np.argsort(-sims, kind="stable")
+    cum = np.cumsum(oks[order])
+    prec = cum / np.arange(1, len(order) + 1)
+    reach = [cum[i] / max(1, must_hit) for i in range(len(order)) if prec[i] >= precision]
+    return {"queries": len(served), "must_hit": must_hit, "must_miss": len(served) - must_hit, "hits": hits,
+            "correct": correct, "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "false_hits": false_hits,
+            "baseline": {"kind": "cosine top-1", "recall_at_same_precision": round(float(max(reach, default=0.0)), 4)}}

@@ -1,0 +1,215 @@
+"""``semroute eval`` and ``semroute calibrate``: measure and tune the verifier on labelled pairs.
+
+PAIRS files (CSV or JSON Lines) have columns ``query,cached,label`` and optionally ``answer``;
+label 1 means the cached question's answer answers the query (must hit), 0 must miss.
+``eval --retrieval CACHE QUERIES`` measures a whole cache: CACHE has ``id,question`` (and
+optionally ``answer``), QUERIES has ``query,expected`` (an id, or empty when it must miss).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, SemrouteError
+from . import main
+from .files import read_rows
+
+__all__ = ["eval_cmd", "calibrate_cmd"]
+
+
+def _pair_rows(path: str):
+    from ..evaluate import PairRow
+
+    rows = read_rows(path, ("query", "cached", "label"))
+    out = []
+    for number, row in enumerate(rows, start=2):
+        label = str(row["label"]).strip()
+        if label not in ("0", "1"):
+            raise ConfigError(f"{path}: row {number}: label must be 0 or 1, got {label!r}")
+        out.append(PairRow(row["query"], row["cached"], int(label), (row.get("answer") or "").strip()))
+    return out
+
+
+def _verifier(kind: str, model: str | None, min_similarity: float | None, embedder):
+    from ..verify import PairVerifier, ThresholdVerifier
+
+    if kind == "cosine":
+        return ThresholdVerifier(0.9 if min_similarity is None else min_similarity)
+    if model is not None:
+        return PairVerifier.load(model, embedder=embedder.name, dim=embedder.dim)
+    return PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
+
+
+def _embedder(name: str | None):
+    from ..embed import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(name)
+
+
+_verifier_options = [
+    click.option("--verifier", "kind", type=click.Choice(["pair", "cosine"]), default="pair", show_default=True,
+                 help="the trained pair verifier or a plain cosine threshold"),
+    click.option("--model", type=click.Path(file_okay=False), default=None,
+                 help="a pair-verifier directory (e.g. from calibrate --out); default: the shipped one"),
+    click.option("--min-similarity", type=float, default=None, help="cosine threshold for --verifier cosine"),
+    click.option("--embedder", default=None, help="sentence-transformers model name or path (default MiniLM)"),
+]
+
+
+def _with_verifier_options(fn):
+    for option in reversed(_verifier_options):
+        fn = option(fn)
+    return fn
+
+
+@main.command("eval")
+@click.argument("pairs", type=click.Path(dir_okay=False))
+@click.argument("queries", type=click.Path(dir_okay=False), required=False)
+@click.option("--retrieval", is_flag=True, help="PAIRS is a cache file and QUERIES its labelled queries")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a precision/recall PNG")
+@_with_verifier_options
+def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similarity, embedder):
+    """Precision, recall, F1 and false hits of the verifier on labelled PAIRS, vs cosine only."""
+    try:
+        if retrieval:
+            from .retrieval import run_retrieval
+
+            run_retrieval(pairs, queries, as_json=as_json, verifier=lambda e: _verifier(kind, model, min_similarity, e),
+                          embedder=_embedder(embedder))
+            return
+        if queries is not None:
+            raise ConfigError("a second file is only taken with --retrieval")
+        from ..evaluate import judge_pairs, report
+
+        rows = _pair_rows(pairs)
+        emb = _embedder(embedder)
+        result = report(judge_pairs(rows, emb, _verifier(kind, model, min_similarity, emb)))
+        if plot:
+            _plot(result, plot)
+    except SemrouteError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print(result)
+
+
+def _print(r) -> None:
+    click.echo(f"pairs {r.rows} (must hit {r.positives}, must miss {r.rows - r.positives})")
+    click.echo(f"hits {r.tp + r.fp}: correct {r.tp}, false {r.fp}; missed {r.fn}; correct misses {r.tn}")
+    click.echo(f"precision {r.precision:.3f}  recall {r.recall:.3f}  F1 {r.f1:.3f}")
+    if math.isinf(r.baseline_min_similarity):
+        click.echo(f"cosine only: no threshold reaches precision {r.precision:.3f}")
+    else:
+        click.echo(f"cosine only at the same precision: recall {r.baseline_recall:.3f} "
+                   f"(min_similarity {r.baseline_min_similarity:.3f})")
+    click.echo("cosine only curve (min_similarity precision recall):")
+    for t, p, rec in r.curve[::4]:
+        click.echo(f"  {t:.2f} {p:.3f} {rec:.3f}")
+    click.echo(f"false hits ({len(r.false_hits)}):")
+    for j in r.false_hits:
+        click.echo(f"  {j.row.query!r} served {j.row.cached!r} (cosine {j.similarity:.3f}, score {j.score:.3f})")
+
+
+def _plot(result, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([c[2] for c in result.curve], [c[1] for c in result.curve], label="cosine only")
+    ax.scatter([result.recall], [result.precision], color="red", zorder=3, label="verifier")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise ConfigError(f"cannot write plot {path}: {exc}") from exc
+    finally:
+        plt.close(fig)
+
+
+@main.command("calibrate")
+@click.argument("pairs", type=click.Path(dir_okay=False))
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True), required=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="write the calibrated verifier (model + card with the new threshold) here")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_with_verifier_options
+def calibrate_cmd(pairs, target_precision, out, as_json, kind, model, min_similarity, embedder):
+    """Fit the operating point to reach --target-precision on PAIRS; report the recall there."""
+    try:
+        result = _calibrate(pairs, target_precision, out, kind, model, min_similarity, embedder)
+    except SemrouteError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    if result["threshold"] is None:
+        click.echo(f"precision {target_precision} is out of reach on these pairs (accepting nothing)")
+    else:
+        click.echo(f"{result['parameter']} {result['threshold']:.4f}: precision {result['precision']:.3f} "
+                   f"recall {result['recall']:.3f} on {result['rows']} pairs")
+    if out:
+        click.echo(f"wrote {out}")
+
+
+def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -> dict[str, object]:
+    import numpy as np
+
+    from ..train_verifier import threshold_for_precision
+    from ..verify import PairVerifier
+
+    rows = _pair_rows(pairs)
+    emb = _embedder(embedder_name)
+    vq, vc = emb.embed([r.query for r in rows]), emb.embed([r.cached for r in rows])
+    sims = np.einsum("ij,ij->i", vq, vc)
+    labels = np.asarray([r.label for r in rows])
+    if kind == "cosine":
+        scores, parameter = sims.astype(np.float64), "min_similarity"
+    else:
+        verifier = _verifier(kind, model, min_similarity, emb)
+        scores = np.asarray([verifier.score_pair(r.query, r.cached, r.answer, float(s)) for r, s in zip(rows, sims)])
+        parameter = "threshold"
+    threshold, precision, recall = threshold_for_precision(scores, labels, target)
+    result = {"rows": len(rows), "target_precision": target, "parameter": parameter,
+              "threshold": None if math.isinf(threshold) else threshold, "precision": precision, "recall": recall}
+    if out and kind == "pair":
+        _write_calibrated(verifier, Path(model) if model else None, Path(out), threshold, result, pairs)
+    elif out:
+        _write_json(Path(out) / "operating_point.json", result)
+    return result
+
+
+def _write_calibrated(verifier, source: Path | None, out: Path, threshold: float, result: dict, pairs: str) -> None:
+    from ..verify import _default_dir
+
+    source = source or _default_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if source.resolve() != out.resolve():
+            shutil.copyfile(source / "model.npz", out / "model.npz")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc}") from exc
+    # An unreachable target stores threshold 1.0 + an explicit flag: JSON has no infinity.
+    card = {**verifier.card, "threshold": 1.0 if math.isinf(threshold) else threshold,
+            "calibration": {**result, "pairs_file": Path(pairs).name}}
+    _write_json(out / "card.json", card)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from exc

@@ -1,0 +1,170 @@
+"""Small English and Turkish word lists the pair features use to spot what differs.
+
+These are constants, not state: stopwords (words that never change what a question asks),
+negation markers, opposite actions (enable/disable, aç/kapat) and "same kind" sets (places,
+days, months, currencies, ...) whose members cannot stand in for each other. They describe
+*kinds* of difference; the trained pair model decides how much each kind matters. This module
+is not a gazetteer of everything: unknown entities are caught by the proper-noun and rare-word
+features in ``semroute.pairs`` instead.
+"""
+
+from __future__ import annotations
+
+__all__ = ["STOPWORDS", "NEGATIONS", "OPPOSITES", "KINDS", "SCOPE_WORDS", "NUMBER_WORDS", "LEXICON_VERSION"]
+
+LEXICON_VERSION = "1"
+
+STOPWORDS = frozenset(
+    """
+    a an the is are was were be been being am do does did doing have has had having i me my mine we our
+    you your yours he him his she her it its they them their this that these those there here what which
+    who whom whose when where why how can could would should will shall may might must to of in on at by
+    for with about from into onto as and or but if so than then too very just also please tell know want
+    need like get got any some much many more most s t ll ve re d m o y let lets us am im id ive its
+    whats hows wheres whats thats theres does get into out up down over under again further once
+    ne nedir neler nasıl neden niçin niye hangi hangisi kim kime kimin nerede nereye nereden mi mı mu mü
+    bir bu şu o ve veya ile için gibi kadar ben sen biz siz onlar benim senin bizim sizin onun de da ki
+    ise acaba lütfen bana sana mısın misin musun müsün midir mıdır mudur müdür dır dir dur dür var
+    olan olarak ama fakat çok daha en şey şeyi
+    """.split()
+)
+
+# Words (or word endings, see pairs._negated) that flip what a question asks.
+NEGATIONS = frozenset(
+    """
+    not no never without cannot cant dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt
+    couldnt havent hasnt hadnt nor none nothing nobody neither
+    değil yok olmadan hiç hiçbir asla
+    """.split()
+)
+
+# Pairs of opposite actions or states; a question with one cannot be answered by one with the other.
+OPPOSITES = (
+    ("enable", "disable"), ("activate", "deactivate"), ("turn on", "turn off"), ("switch on", "switch off"),
+    ("on", "off"), ("open", "close"), ("start", "stop"), ("add", "remove"), ("add", "delete"),
+    ("lock", "unlock"), ("block", "unblock"), ("freeze", "unfreeze"), ("increase", "decrease"),
+    ("raise", "lower"), ("buy", "sell"), ("deposit", "withdraw"), ("send", "receive"), ("import", "export"),
+    ("upload", "download"), ("subscribe", "unsubscribe"), ("login", "logout"), ("log in", "log out"),
+    ("sign in", "sign out"), ("connect", "disconnect"), ("install", "uninstall"), ("allow", "deny"),
+    ("accept", "reject"), ("approve", "decline"), ("include", "exclude"), ("encrypt", "decrypt"),
+    ("maximum", "minimum"), ("max", "min"), ("before", "after"), ("first", "last"), ("highest", "lowest"),
+    ("cheapest", "most expensive"), ("fastest", "slowest"), ("hot", "cold"), ("early", "late"),
+    ("arrival", "departure"), ("arrive", "depart"), ("inbound", "outbound"), ("incoming", "outgoing"),
+    ("credit", "debit"), ("public", "private"), ("mute", "unmute"), ("hide", "show"), ("join", "leave"),
+    ("charge", "refund"), ("hire", "fire"), ("pass", "fail"), ("win", "lose"), ("up", "down"),
+    ("aç", "kapat"), ("açmak", "kapatmak"), ("etkinleştir", "devre dışı"), ("başlat", "durdur"),
+    ("ekle", "sil"), ("ekle", "kaldır"), ("kilitle", "kilidini aç"), ("artır", "azalt"), ("yükselt", "düşür"),
+    ("al", "sat"), ("satın al", "sat"), ("yatır", "çek"), ("gönder", "al"), ("yükle", "indir"),
+    ("giriş", "çıkış"), ("bağlan", "bağlantıyı kes"), ("kabul", "ret"), ("izin ver", "engelle"),
+    ("en yüksek", "en düşük"), ("önce", "sonra"), ("ilk", "son"), ("sıcak", "soğuk"), ("erken", "geç"),
+    ("varış", "kalkış"), ("gelen", "giden"), ("kredi", "banka"), ("aç", "kapa"), ("sessiz", "sesli"),
+)
+
+# Scope modifiers: adding one narrows who or what the question is about (drivers vs professional drivers).
+SCOPE_WORDS = frozenset(
+    """
+    professional commercial international domestic foreign local business personal corporate student students
+    senior seniors child children kid kids adult adults minor minors teen teenagers elderly pregnant
+    disabled veteran veterans new used old premium free paid virtual physical joint single married
+    online offline mobile monthly annual yearly daily weekly hourly temporary permanent part full
+    ticari profesyonel uluslararası yurtiçi yurtdışı yabancı yerel kurumsal bireysel öğrenci çocuk
+    çocuklar yetişkin yaşlı hamile engelli yeni eski ücretsiz ücretli sanal fiziksel ortak aylık yıllık
+    günlük haftalık geçici kalıcı
+    """.split()
+)
+
+NUMBER_WORDS = frozenset(
+    """
+    zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
+    million billion half quarter double twice dozen
+    sıfır iki üç dört beş altı yedi sekiz dokuz yirmi otuz kırk elli altmış yetmiş seksen doksan yüz
+    milyon milyar yarım çeyrek
+    """.split()
+)
+
+# Same-kind sets: two different members in the two questions mean they ask about different things.
+KINDS: dict[str, frozenset[str]] = {
+    "place": frozenset(
+        """
+        city highway motorway town village countryside downtown suburb airport station school hospital
+        office home work beach mountain park street road island border
+        şehir şehirde şehiriçi otoyol otoyolda köy kasaba havalimanı havaalanı istasyon okul hastane ofis
+        ev iş plaj dağ park sokak cadde yol ada sınır
+        """.split()
+    ),
+    "city": frozenset(
+        """
+        istanbul ankara izmir bursa antalya adana konya trabzon eskişehir gaziantep kayseri mersin samsun
+        diyarbakır london paris berlin madrid rome milan vienna amsterdam brussels dublin lisbon prague
+        warsaw budapest athens moscow tokyo osaka beijing shanghai delhi mumbai dubai cairo sydney
+        melbourne toronto vancouver montreal chicago boston seattle denver miami dallas houston atlanta
+        phoenix york angeles francisco washington
+        """.split()
+    ),
+    "country": frozenset(
+        """
+        turkey türkiye germany almanya france fransa italy italya spain ispanya england ingiltere uk britain
+        usa america amerika canada kanada mexico japan japonya china çin india hindistan russia rusya
+        brazil australia greece yunanistan netherlands hollanda belgium sweden norway denmark finland
+        poland austria switzerland portugal ireland egypt israel iran iraq syria
+        """.split()
+    ),
+    "currency": frozenset(
+        """
+        dollar dollars usd euro euros eur pound pounds gbp yen jpy lira liras try franc francs chf rupee
+        yuan ruble bitcoin dolar lira sterlin avro
+        """.split()
+    ),
+    "day": frozenset(
+        """
+        monday tuesday wednesday thursday friday saturday sunday weekday weekend today tomorrow yesterday
+        tonight morning afternoon evening night pazartesi salı çarşamba perşembe cuma cumartesi pazar
+        bugün yarın dün sabah öğle akşam gece haftasonu
+        """.split()
+    ),
+    "month": frozenset(
+        """
+        january february march april june july august september october november december
+        ocak şubat mart nisan mayıs haziran temmuz ağustos eylül ekim kasım aralık
+        spring summer autumn fall winter ilkbahar yaz sonbahar kış
+        """.split()
+    ),
+    "color": frozenset(
+        """
+        red blue green yellow black white orange purple pink brown grey gray silver gold
+        kırmızı mavi yeşil sarı siyah beyaz turuncu mor pembe kahverengi gri gümüş altın
+        """.split()
+    ),
+    "language": frozenset(
+        """
+        english turkish german french spanish italian chinese japanese russian arabic portuguese dutch
+        korean greek hindi ingilizce türkçe almanca fransızca ispanyolca italyanca çince japonca rusça
+        arapça
+        """.split()
+    ),
+    "vehicle": frozenset(
+        """
+        car truck bus motorcycle bike bicycle train plane taxi van boat ship scooter
+        araba kamyon otobüs motosiklet bisiklet tren uçak taksi minibüs tekne gemi
+        """.split()
+    ),
+    "payment": frozenset(
+        """
+        card cash cheque check transfer wire paypal apple google visa mastercard amex
+        kart nakit çek havale eft
+        """.split()
+    ),
+    "person": frozenset(
+        """
+        mother father mom dad son daughter brother sister wife husband friend boss teacher doctor
+        anne baba oğul kız kardeş abla ağabey eş karı koca arkadaş patron öğretmen doktor
+        """.split()
+    ),
+    "device": frozenset(
+        """
+        phone laptop computer tablet printer router tv television iphone android windows mac linux
+        telefon bilgisayar tablet yazıcı modem televizyon
+        """.split()
+    ),
+}

@@ -1,0 +1,299 @@
+"""Pair features: what differs between a query and a cached question (and its answer).
+
+A cosine similarity says how close two questions are, not whether they ask the same thing:
+"speed limit in the city" and "... on the highway" are close yet different. These features
+describe the difference instead — content words present on one side only, how rare they are,
+numbers, negation, opposite actions, same-kind swaps (city/highway, Istanbul/Ankara), proper
+nouns, scope modifiers — and whether the cached answer talks about the query's distinctive words.
+Everything is cheap token work on the two texts (tens of microseconds), no embedding.
+
+This module only turns a pair into a fixed-order feature vector; the trained model that weighs
+the features lives in ``semroute.verify`` and training in ``semroute.train_verifier``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .lexicon import KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS
+
+__all__ = ["FEATURE_NAMES", "FEATURES_VERSION", "Analysed", "analyse", "content_stems", "PairFeatures", "stem", "idf_table"]
+
+FEATURES_VERSION = "1"
+
+FEATURE_NAMES = (
+    "cos", "jaccard", "q_only_n", "c_only_n", "q_only_idf_max", "c_only_idf_max", "idf_cover_q",
+    "idf_cover_c", "len_ratio", "num_mismatch", "num_one_side", "neg_mismatch", "opposite",
+    "kind_mismatch", "kind_one_side", "proper_diff", "scope_one_side", "has_answer", "answer_q_only",
+    "answer_c_only", "substitution", "trigram_jaccard",
+)
+
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+_NON_WORD = re.compile(r"[^\w ]+")
+_TR_CHARS = re.compile(r"[çğıöşü]")
+# Turkish negative verb forms (gelmiyor, gelmez, gelmedi, gelmeyecek, gelmemiş); only used on Turkish text.
+_TR_NEG = re.compile(r"\w{2,}(?:m[ıiuü]yor|m[ae]z\b|m[ae]d[ıiuü]|m[ae]y[ae]c|m[ae]m[ıiuü]ş|m[ae]s[ıi]n)")
+_FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
+_TR_VERB_ENDINGS = frozenset("ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene".split())
+_TR_HINTS = frozenset("mi mı mu mü nedir nasıl neden nerede hangi kaç var yok değil için ile".split())
+
+
+def _lower(text: str) -> str:
+    # Turkish dotted capital I lowercases to "i" + combining dot in Python; fold it first.
+    return text.replace("İ", "i").lower()
+
+
+def stem(word: str) -> str:
+    """A crude language-agnostic stem: folded diacritics and English plural stripped."""
+    w = word.translate(_FOLD)
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def _same(a: str, b: str) -> bool:
+    """Two stems count as one word when equal or one is a long prefix of the other (suffixes)."""
+    if a == b:
+        return True
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) >= 4 and long_.startswith(short):
+        return True
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n >= 6
+
+
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """One text broken into what the features compare."""
+
+    text: str  # lower-cased, Turkish-aware
+    words: tuple[str, ...]  # all word tokens, lower-cased, apostrophe suffixes dropped
+    content: tuple[str, ...]  # stems of content words (no stopwords, no numbers)
+    numbers: frozenset[str]
+    negated: bool
+    proper: frozenset[str]  # stems of capitalised words not at the start of the text
+    kinds: dict[str, frozenset[str]]  # same-kind lexicon members present, by kind
+    phrases: frozenset[str]  # opposite-action lexicon phrases present
+
+
+def _number(token: str) -> str | None:
+    if _DIGITS.fullmatch(token):
+        return token.replace(",", "").rstrip("0").rstrip(".") if "." in token else token.replace(",", "")
+    return token if token in NUMBER_WORDS else None
+
+
+def analyse(text: str) -> Analysed:
+    """Tokenise ``text`` (English or Turkish) into words, content stems, numbers, negation, proper nouns."""
+    raw = _TOKEN.findall(text)
+    low = _lower(text)
+    turkish = bool(_TR_CHARS.search(low))
+    words, content, numbers, proper = [], [], set(), set()
+    negated = False
+    for i, tok in enumerate(raw):
+        base = re.split(r"['’]", tok, maxsplit=1)[0]
+        lw = _lower(tok)
+        if lw.endswith("n't") or lw.endswith("n’t"):
+            negated = not negated
+        word = _lower(base)
+        words.append(word)
+        turkish = turkish or word in _TR_HINTS
+        num = _number(word)
+        if num is not None:
+            numbers.add(num)
+            continue
+        if word in NEGATIONS:
+            negated = not negated
+        if word in STOPWORDS or len(word) < 2:
+            continue
+        s = stem(word)
+        content.append(s)
+        if i > 0 and base[:1].isupper() and base != "I":
+            proper.add(s)
+    if turkish:
+        negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
+    kinds, phrases = _lexicon_hits(low, words)
+    return Analysed(low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), kinds, phrases)
+
+
+def content_stems(text: str) -> frozenset[str]:
+    """Content-word stems only: the cheap reading used for (long) cached answers."""
+    out = set()
+    for tok in _TOKEN.findall(text):
+        word = _lower(re.split(r"['’]", tok, maxsplit=1)[0])
+        if len(word) >= 2 and word not in STOPWORDS and not word.isdigit():
+            out.add(stem(word))
+    return frozenset(out)
+
+
+class _WordIndex:
+    """Set lookups equivalent to ``_same`` against many words (a long answer) without a scan."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.words = set(words)
+        self.prefixes = {w[:k] for w in self.words for k in range(4, len(w))}
+        self.six = {w[:6] for w in self.words if len(w) >= 6}
+
+    def has(self, w: str) -> bool:
+        if w in self.words or (len(w) >= 4 and w in self.prefixes):
+            return True
+        if any(w[:k] in self.words for k in range(4, len(w))):
+            return True
+        return len(w) >= 6 and w[:6] in self.six
+
+
+def _unmatched(side: Iterable[str], other: Iterable[str]) -> list[str]:
+    other = tuple(other)
+    return [w for w in side if not any(_same(w, o) for o in other)]
+
+
+def _prefixes(s: str) -> Iterable[str]:
+    # Lexicon words >= 4 letters also match inflected forms (kapat -> kapatır, city -> city's).
+    yield s
+    for k in range(4, len(s)):
+        yield s[:k]
+
+
+def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    kinds = {stem(w): kind for kind, words in KINDS.items() for w in words if w not in STOPWORDS}
+    single: dict[str, list[str]] = {}
+    multi = []
+    for pair in OPPOSITES:
+        for phrase in pair:
+            if " " in phrase:
+                multi.append(phrase)
+            else:
+                single.setdefault(stem(phrase), []).append(phrase)
+    return kinds, {k: tuple(v) for k, v in single.items()}, tuple(sorted(set(multi)))
+
+
+_KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
+_SCOPE_STEMS = frozenset(stem(w) for w in SCOPE_WORDS)
+
+
+def _lexicon_hits(low: str, words: Iterable[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """Same-kind members (by kind) and opposite-action phrases present in a text."""
+    kinds: dict[str, set[str]] = {}
+    phrases: set[str] = set()
+    for w in words:
+        if w in STOPWORDS:
+            continue
+        s = stem(w)
+        for p in _prefixes(s):
+            kind = _KIND_OF.get(p)
+            if kind is not None and (p == s or len(p) >= 4):
+                kinds.setdefault(kind, set()).add(p)
+            if p in _OPP_SINGLE and (p == s or len(p) >= 4):
+                phrases.update(_OPP_SINGLE[p])
+        for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
+            if s[:k] in _OPP_SINGLE and s[k:] in _TR_VERB_ENDINGS:
+                phrases.update(_OPP_SINGLE[s[:k]])
+    for phrase in _OPP_MULTI:
+        if phrase in low and re.search(r"\b" + re.escape(phrase) + r"\b", low):
+            phrases.add(phrase)
+    return {k: frozenset(v) for k, v in kinds.items()}, frozenset(phrases)
+
+
+def _opposite(q: Analysed, c: Analysed) -> bool:
+    for x, y in OPPOSITES:
+        for a, b in ((x, y), (y, x)):
+            if a in q.phrases and b in c.phrases and b not in q.phrases and a not in c.phrases:
+                return True
+    return False
+
+
+def _kinds(q: Analysed, c: Analysed) -> tuple[int, int]:
+    mismatch = one_side = 0
+    for kind in set(q.kinds) | set(c.kinds):
+        a, b = q.kinds.get(kind, frozenset()), c.kinds.get(kind, frozenset())
+        if a and b:
+            mismatch += bool(_unmatched(a, b) or _unmatched(b, a))
+        else:
+            one_side += 1
+    return mismatch, one_side
+
+
+def _trigrams(text: str) -> set[str]:
+    t = "  " + _NON_WORD.sub("", text.translate(_FOLD)) + " "
+    return {t[i : i + 3] for i in range(len(t) - 2)}
+
+
+def idf_table(documents: Iterable[str]) -> dict[str, float]:
+    """Inverse document frequency of each content stem over ``documents`` (for training)."""
+    df: dict[str, int] = {}
+    n = 0
+    for doc in documents:
+        n += 1
+        for s in set(analyse(doc).content):
+            df[s] = df.get(s, 0) + 1
+    return {s: math.log((n + 1) / (d + 1)) + 1.0 for s, d in df.items()}
+
+
+class PairFeatures:
+    """Computes ``FEATURE_NAMES`` for (query, cached question, cached answer, cosine similarity).
+
+    ``idf`` maps content stems to inverse document frequency; unknown stems get ``default_idf``
+    (rare words are the distinctive ones).
+    """
+
+    def __init__(self, idf: Mapping[str, float], *, default_idf: float) -> None:
+        self.idf = idf
+        self.default_idf = float(default_idf)
+
+    def _idf(self, words: Iterable[str]) -> list[float]:
+        return [self.idf.get(w, self.default_idf) for w in words]
+
+    def __call__(
+        self, query: str | Analysed, cached: str, answer: str | None, similarity: float
+    ) -> np.ndarray:
+        """Features in ``FEATURE_NAMES`` order; ``query`` may be pre-analysed (reused across candidates)."""
+        q = query if isinstance(query, Analysed) else analyse(query)
+        c = analyse(cached)
+        q_only, c_only = _unmatched(q.content, c.content), _unmatched(c.content, q.content)
+        iq, ic = self._idf(q.content), self._idf(c.content)
+        iqo, ico = self._idf(q_only), self._idf(c_only)
+        shared = len(q.content) - len(q_only)
+        kind_mismatch, kind_one_side = _kinds(q, c)
+        ans_q = ans_c = 0.0
+        if answer:
+            index = _WordIndex(content_stems(answer))
+            ans_q = sum(map(index.has, q_only)) / len(q_only) if q_only else 1.0
+            ans_c = sum(map(index.has, c_only)) / len(c_only) if c_only else 0.0
+        tq, tc = _trigrams(q.text), _trigrams(c.text)
+        lens = (max(1, len(q.words)), max(1, len(c.words)))
+        values = (
+            similarity,
+            shared / max(1, len(q.content) + len(c_only)),
+            min(len(q_only), 5),
+            min(len(c_only), 5),
+            max(iqo, default=0.0),
+            max(ico, default=0.0),
+            1.0 - sum(iqo) / sum(iq) if iq else 1.0,
+            1.0 - sum(ico) / sum(ic) if ic else 1.0,
+            min(lens) / max(lens),
+            float(bool(q.numbers and c.numbers and q.numbers != c.numbers)),
+            float(bool(q.numbers) != bool(c.numbers)),
+            float(q.negated != c.negated),
+            float(_opposite(q, c)),
+            float(kind_mismatch),
+            float(kind_one_side),
+            float(len(set(q_only) & q.proper) + len(set(c_only) & c.proper)),
+            float(any(s in _SCOPE_STEMS for s in q_only + c_only)),
+            float(answer is not None and answer != ""),
+            ans_q,
+            ans_c,
+            float(len(q_only) == 1 and len(c_only) == 1),
+            len(tq & tc) / max(1, len(tq | tc)),
+        )
+        return np.asarray(values, dtype=np.float64)

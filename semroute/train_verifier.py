@@ -1,0 +1,113 @@
+"""Training and export of the pair verifier (the model behind ``semroute.verify.PairVerifier``).
+
+Fits a small multilayer perceptron (scikit-learn) on ``semroute.pairs`` features of labelled
+(query, cached question, cached answer, cosine, label) pairs, then writes it as plain arrays
+(``model.npz``, loadable with ``allow_pickle=False``) plus a JSON card (features, lexicon and
+embedder it was made for, training data, metrics, operating threshold). No pickle: sklearn
+pickles break across versions and run code on load. This module does not collect data; the
+script ``bench/train_verifier.py`` does that from ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .lexicon import LEXICON_VERSION
+from .pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, idf_table
+
+__all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision"]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPair:
+    """One training or evaluation pair. ``label`` 1: the cached answer answers the query."""
+
+    query: str
+    cached: str
+    answer: str
+    similarity: float
+    label: int
+    source: str = ""
+
+
+def featurize(pairs: Sequence[LabelledPair], features: PairFeatures) -> np.ndarray:
+    return np.stack([features(p.query, p.cached, p.answer or None, p.similarity) for p in pairs])
+
+
+def fit(
+    pairs: Sequence[LabelledPair],
+    *,
+    documents: Sequence[str],
+    weights: np.ndarray | None = None,
+    hidden: tuple[int, ...] = (32, 16),
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Fit the pair model; returns the arrays ``PairVerifier`` loads (idf table included)."""
+    from sklearn.neural_network import MLPClassifier
+
+    idf = idf_table(documents)
+    default_idf = math.log(len(documents) + 1) + 1.0
+    x = featurize(pairs, PairFeatures(idf, default_idf=default_idf))
+    y = np.asarray([p.label for p in pairs])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+    if weights is not None:
+        # MLPClassifier has no sample weights: resample rows in proportion to their weight.
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(z), size=len(z), p=weights / weights.sum())
+        z, y = z[idx], y[idx]
+    model = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-3, max_iter=400, early_stopping=True, random_state=seed)
+    model.fit(z, y)
+    words = sorted(idf)
+    arrays = {
+        "mean": mean,
+        "scale": scale,
+        "idf_words": np.asarray(words, dtype=str),
+        "idf_values": np.asarray([idf[w] for w in words], dtype=np.float32),
+        "default_idf": np.asarray(default_idf),
+    }
+    for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_)):
+        arrays[f"w{i}"] = w.astype(np.float64)
+        arrays[f"b{i}"] = b.astype(np.float64)
+    return arrays
+
+
+def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float, float]:
+    """Lowest threshold whose accepted set reaches ``target`` precision: (threshold, precision, recall).
+
+    Returns threshold ``inf`` (accept nothing) when no threshold reaches the target.
+    """
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(bool)
+    tp = np.cumsum(y)
+    precision = tp / np.arange(1, len(y) + 1)
+    best = (math.inf, 1.0, 0.0)
+    positives = max(1, int(y.sum()))
+    for i in range(len(s)):
+        # Only cut between distinct scores: every pair at the threshold is accepted.
+        if i + 1 < len(s) and s[i + 1] == s[i]:
+            continue
+        if precision[i] >= target:
+            best = (float(s[i]), float(precision[i]), float(tp[i] / positives))
+    return best
+
+
+def save(directory: Path, arrays: dict[str, np.ndarray], card: dict[str, object]) -> None:
+    """Write ``model.npz`` and ``card.json`` (the card gains feature and lexicon versions)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    card = {
+        **card,
+        "features": list(FEATURE_NAMES),
+        "features_version": FEATURES_VERSION,
+        "lexicon_version": LEXICON_VERSION,
+        "layers": sum(1 for k in arrays if k.startswith("w")),
+    }
+    np.savez_compressed(directory / "model.npz", **arrays)
+    (directory / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
