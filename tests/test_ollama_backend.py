@@ -90,7 +90,7 @@ async def test_achat_and_astream(backend, fake_ollama):
     chunks, error = await _acollect(backend.astream(SMALL, MESSAGES))
     assert error is None and chunks[-1].done and "".join(c.text for c in chunks) == EXPECTED
     assert fake_ollama.stats().count("chat", SMALL, completed=True) == 2
-    await backend.aclose()
+    # No aclose() here on purpose: the fixture's close() or the loop's shutdown must do it.
 
 
 def test_models_loaded_models_and_health(backend):
@@ -107,9 +107,10 @@ async def test_ahealth(backend, fake_ollama):
     assert await backend.ahealth() is False
 
 
-def test_close_is_idempotent_and_reopens(backend):
+def test_close_is_idempotent_and_reopens(backend, fake_ollama):
     backend.chat(SMALL, MESSAGES)
     backend.close()
+    fake_ollama.wait_until(lambda s: s.open_connections == 0)
     backend.close()
     assert backend.chat(SMALL, MESSAGES).text == EXPECTED
 
@@ -285,3 +286,19 @@ async def test_abandoned_async_stream_releases_its_connection(backend, fake_olla
     await stream.aclose()
     fake_ollama.wait_until(lambda s: s.active == 0)
     await backend.aclose()
+
+
+def test_async_connections_are_kept_alive_and_closed_with_their_loop(fake_ollama):
+    import asyncio
+
+    backend = OllamaBackend(fake_ollama.url)
+
+    async def three_calls() -> None:  # no aclose(): the loop's shutdown must close the pool
+        for _ in range(3):
+            assert (await backend.achat(SMALL, MESSAGES)).text == EXPECTED
+
+    asyncio.run(three_calls())
+    asyncio.run(three_calls())
+    assert fake_ollama.stats().connections == 2  # one kept-alive connection per loop
+    fake_ollama.wait_until(lambda s: s.open_connections == 0)  # both closed by the client
+    backend.close()

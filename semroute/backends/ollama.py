@@ -19,7 +19,8 @@ import contextlib
 import email.utils
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 
 import httpx
 import ollama
@@ -144,6 +145,18 @@ class _TimeoutAt:
 _timeout_at = getattr(asyncio, "timeout_at", _TimeoutAt)
 
 
+_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None]]
+
+
+async def _close_at_loop_shutdown(client: ollama.AsyncClient) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when closed; the event loop closes every live async generator when it
+    shuts down, so this closes the client's connections in their own loop, before it ends."""
+    try:
+        yield
+    finally:
+        await client.close()
+
+
 def _base_url(host: str) -> str:
     host = host.strip().rstrip("/")
     if not host:
@@ -169,9 +182,8 @@ def _payload(model: object, messages: object) -> list[dict[str, str]]:
 class OllamaBackend:
     """One Ollama server. Thread-safe; sync and async calls may be mixed.
 
-    The sync client keeps connections alive. The async client is made per event loop and does
-    not keep idle connections: a connection left in a pool outlives a closed test loop and
-    leaks a socket, while a fresh loopback or LAN connection costs far less than a token.
+    Connections are kept alive: one sync pool, and one async pool per event loop (an httpx
+    connection belongs to the loop that opened it). See ``close`` for how async pools end.
     """
 
     def __init__(self, host: str, *, timeout: Timeout = Timeout(), name: str | None = None) -> None:
@@ -182,8 +194,8 @@ class OllamaBackend:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._client: ollama.Client | None = None
-        self._aclient: ollama.AsyncClient | None = None
-        self._aloop: asyncio.AbstractEventLoop | None = None
+        # One async client per event loop: httpx connections belong to the loop that opened them.
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncEntry] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"OllamaBackend({self.host!r})"
@@ -206,19 +218,27 @@ class OllamaBackend:
                 )
             return self._client
 
-    def _async(self) -> ollama.AsyncClient:
+    async def _async(self) -> ollama.AsyncClient:
+        """The async client of the running loop, made on first use in that loop."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._aclient is None or self._aloop is not loop:
-                # A client from another (finished) loop holds no idle connection; drop it.
-                self._aclient = ollama.AsyncClient(
-                    self.host,
-                    timeout=self._httpx_timeout(),
-                    event_hooks={"response": [_acheck_status]},
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-                )
-                self._aloop = loop
-            return self._aclient
+            entry = self._aclients.get(loop)
+        if entry is None:
+            client = ollama.AsyncClient(
+                self.host,
+                timeout=self._httpx_timeout(),
+                event_hooks={"response": [_acheck_status]},
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            )
+            closer = _close_at_loop_shutdown(client)
+            await anext(closer)  # now the loop tracks it, and closes it before the loop closes
+            with self._lock:
+                for old in [other for other in self._aclients if other.is_closed()]:
+                    del self._aclients[old]  # closed with its loop already
+                entry = self._aclients.setdefault(loop, (client, closer))
+            if entry[1] is not closer:  # another task of this loop won the race
+                await closer.aclose()
+        return entry[0]
 
     @contextlib.contextmanager
     def _edge(self) -> Iterator[None]:
@@ -300,7 +320,7 @@ class OllamaBackend:
         started = time.perf_counter()
         with self._edge():
             async with _timeout_at(self._deadline()):
-                response = await self._async().chat(model=model, messages=payload, stream=False)
+                response = await (await self._async()).chat(model=model, messages=payload, stream=False)
         return self._completion(response, model, started)
 
     def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
@@ -314,7 +334,7 @@ class OllamaBackend:
                 # The deadline wraps each await, never a yield: the consumer's time between
                 # chunks counts against ``total`` but its code never runs inside our timeout.
                 async with _timeout_at(deadline):
-                    parts = await self._async().chat(model=model, messages=payload, stream=True)
+                    parts = await (await self._async()).chat(model=model, messages=payload, stream=True)
                 while True:
                     async with _timeout_at(deadline):
                         part = await anext(parts, None)
@@ -367,14 +387,29 @@ class OllamaBackend:
         return response.status_code == 200
 
     def close(self) -> None:
-        """Close the connections. Idempotent; the backend reopens them if used again."""
+        """Close the connections. Idempotent; the backend reopens them if used again.
+
+        Async connections belong to their event loop: ``aclose()`` inside the loop closes them
+        at once; otherwise they are closed when the loop shuts down (``asyncio.run`` and
+        pytest-asyncio shut down async generators before closing a loop).
+        """
         with self._lock:
             client, self._client = self._client, None
-            self._aclient, self._aloop = None, None  # holds no idle connection (see class doc)
+            idle = [(loop, entry) for loop, entry in self._aclients.items() if not loop.is_running()]
         if client is not None:
             client.close()
+        for loop, (_, closer) in idle:
+            if not loop.is_closed():  # a loop that is not running can run the close itself
+                loop.run_until_complete(closer.aclose())
+            with self._lock:
+                self._aclients.pop(loop, None)
 
     async def aclose(self) -> None:
+        """Close the connections, including the async ones of the running loop."""
+        with self._lock:
+            entry = self._aclients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()
         self.close()
 
     def __enter__(self) -> OllamaBackend:

@@ -116,7 +116,8 @@ class FakeStats:
 
     ``completed`` counts answers sent in full; ``rejected`` counts 503s for a full queue;
     ``faults`` counts injected faults by kind; ``max_concurrency`` is the most requests that
-    generated at once, ``max_pending`` the most that were running or queued.
+    generated at once, ``max_pending`` the most that were running or queued; ``connections``
+    counts TCP connections accepted and ``open_connections`` those still open.
     """
 
     requests: tuple[tuple[str, str, int], ...] = ()
@@ -128,6 +129,7 @@ class FakeStats:
     active: int = 0
     pending: int = 0
     connections: int = 0
+    open_connections: int = 0
     tokens: int = 0
 
     def count(self, endpoint: str | None = None, model: str | None = None, *, completed: bool = False) -> int:
@@ -144,7 +146,7 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active = self._pending = 0  # live gauges: a reset must not forget running requests
+        self._active = self._pending = self._open = 0  # live gauges: a reset keeps them
         self.reset()
 
     def reset(self) -> None:
@@ -170,6 +172,11 @@ class Counters:
     def connection(self) -> None:
         with self._lock:
             self._connections += 1
+            self._open += 1
+
+    def disconnection(self) -> None:
+        with self._lock:
+            self._open -= 1
 
     def try_enter(self, limit: int) -> bool:
         """Count a request as pending unless ``limit`` are already running or queued."""
@@ -206,5 +213,6 @@ class Counters:
                 active=self._active,
                 pending=self._pending,
                 connections=self._connections,
+                open_connections=self._open,
                 tokens=self._tokens,
             )

@@ -305,6 +305,7 @@ class FakeOllama:
         finally:
             self._conns.pop(task, None)
             await conn.aclose()
+            self._counters.disconnection()
 
     async def _dispatch(self, conn: HttpConnection, request: HttpRequest) -> bool:
         """Answer one request; False closes the connection."""
