@@ -15,23 +15,15 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 
 from .files import read_rows
+from ..resources import shipped
 from ..settings import Tier, default_tiers
 
-__all__ = ["run_demo", "ollama_answers", "shipped_data"]
+__all__ = ["run_demo", "ollama_answers"]
 
 SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
-
-
-def shipped_data(name: str) -> Path:
-    """Path of a file shipped in ``data/`` (inside the wheel as ``semroute.data``)."""
-    path = Path(str(resources.files("semroute.data") / name))
-    if not path.exists():  # running from a source checkout without installing
-        path = Path(__file__).resolve().parents[2] / "data" / name
-    return path
 
 
 def ollama_answers(url: str, timeout_s: float = 1.0) -> bool:
@@ -71,8 +63,8 @@ def run_demo(
 ) -> dict[str, object]:
     from ..router import Router
 
-    faq_rows = read_rows(faq or shipped_data("traffic_faq.csv"), ("question", "answer"))
-    query_rows = read_rows(queries or shipped_data("demo_queries.csv"), ("question",))
+    faq_rows = read_rows(faq or shipped("data", "traffic_faq.csv"), ("question", "answer"))
+    query_rows = read_rows(queries or shipped("data", "demo_queries.csv"), ("question",))
     with contextlib.ExitStack() as stack:
         tiers, simulated = stack.enter_context(_tiers(ollama_url))
         if data_dir is None:
