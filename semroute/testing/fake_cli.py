@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from ..errors import ConfigError
@@ -57,5 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
         stats = fake.stats()
-    print(f"stopped after {stats.count()} requests ({stats.rejected} rejected with 503)", file=sys.stderr)
+    print(
+        f"stopped after {stats.count()} requests ({stats.rejected} rejected with 503, "
+        f"{stats.max_concurrency} at most at once, {time.process_time():.2f} s CPU)",
+        file=sys.stderr,
+    )
     return 0
