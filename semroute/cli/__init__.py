@@ -5,6 +5,8 @@ Each group of commands lives in its own module and registers itself on ``main``.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 __all__ = ["main"]
@@ -14,6 +16,8 @@ __all__ = ["main"]
 @click.version_option(package_name="semroute")
 def main() -> None:
     """Semantic cache and complexity router in front of Ollama."""
+    # Model-loading progress bars from huggingface/transformers would interleave with our output.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _register() -> None:
