@@ -64,7 +64,30 @@ async def _acollect(iterator) -> tuple[list[Chunk], BaseException | None]:
 def test_is_a_backend_and_exported():
     assert {"OllamaBackend", "Timeout", "Backend"} <= set(backends.__all__)
     assert isinstance(OllamaBackend("127.0.0.1:11434"), Backend)
-    assert OllamaBackend("127.0.0.1").host == "http://127.0.0.1:11434"
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:11434"),
+        ("gpu-1:8080/", "http://gpu-1:8080"),
+        ("https://llm.example.com", "https://llm.example.com:443"),
+        ("http://[::1]", "http://[::1]:11434"),
+    ],
+)
+def test_hosts_get_ollama_defaults(host, url):
+    assert OllamaBackend(host).host == OllamaBackend(host).name == url
+
+
+@pytest.mark.parametrize("host", ["", "   ", "ftp://x", "http://h:99999", None])
+def test_bad_host_is_a_config_error(host):
+    with pytest.raises(ConfigError):
+        OllamaBackend(host)
+
+
+def test_bad_timeout_is_a_config_error():
+    with pytest.raises(ConfigError):
+        OllamaBackend("127.0.0.1", timeout=5)  # type: ignore[arg-type]
 
 
 def test_chat(backend, fake_ollama):

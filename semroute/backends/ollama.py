@@ -21,6 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import ollama
@@ -30,6 +31,7 @@ from ..errors import (
     BackendProtocolError,
     BackendTimeout,
     BackendUnavailable,
+    ConfigError,
     InvalidRequest,
 )
 from ..types import Chunk, Completion, Message
@@ -158,14 +160,22 @@ async def _close_at_loop_shutdown(client: ollama.AsyncClient) -> AsyncGenerator[
 
 
 def _base_url(host: str) -> str:
-    host = host.strip().rstrip("/")
-    if not host:
-        raise InvalidRequest("an Ollama host is required, e.g. 'http://127.0.0.1:11434'")
-    if "://" not in host:
-        host = f"http://{host}"
-    if host.count(":") == 1:  # no port: Ollama's default
-        host = f"{host}:11434"
-    return host
+    """``host`` as a base URL, with Ollama's defaults: http, port 11434 (443 for https)."""
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(f"an Ollama host is required, e.g. 'http://127.0.0.1:11434', got {host!r}")
+    raw = host.strip().rstrip("/")
+    parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid port in Ollama host {host!r}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"an Ollama host must be http(s)://name[:port], got {host!r}")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 11434
+        netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        parts = parts._replace(netloc=f"{netloc}:{port}")
+    return urlunsplit(parts)
 
 
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
@@ -188,7 +198,7 @@ class OllamaBackend:
 
     def __init__(self, host: str, *, timeout: Timeout = Timeout(), name: str | None = None) -> None:
         if not isinstance(timeout, Timeout):
-            raise InvalidRequest(f"timeout must be a semroute Timeout, got {timeout!r}")
+            raise ConfigError(f"timeout must be a semroute Timeout, got {timeout!r}")
         self.host = _base_url(host)
         self.name = name or self.host
         self.timeout = timeout
