@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -162,6 +163,10 @@ def test_bad_requests_get_ollama_style_errors(fake_ollama):
     assert bad_input.status_code == 400
     assert httpx.get(f"{url}/api/nothing").status_code == 404
     assert httpx.get(f"{url}/api/chat").status_code == 405
+    with socket.create_connection(("127.0.0.1", fake_ollama.port)) as raw:
+        raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 400 ")
+    assert httpx.get(url).text == "Ollama is running"  # the server shrugged it off
 
 
 # -- capacity -------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
+import h11
+
 from ..errors import ConfigError
 from . import fake_content as content
 from .fake_config import INFERENCE_ENDPOINTS, Capacity, Counters, FakeStats, Fault, FaultKind, Timing
@@ -70,6 +72,8 @@ class FakeOllama:
             raise ConfigError(f"FakeOllama needs at least one model name, got {models!r}")
         if not isinstance(extra_words, int) or extra_words < 0 or not isinstance(embed_dim, int) or embed_dim < 1:
             raise ConfigError("extra_words must be an int >= 0 and embed_dim an int >= 1")
+        if not isinstance(timing, Timing) or not isinstance(capacity, Capacity):
+            raise ConfigError(f"timing must be a Timing and capacity a Capacity, got {timing!r}, {capacity!r}")
         self._models = tuple(dict.fromkeys(content.canonical_model(m) for m in names))
         self._host, self._port = host, port
         self.timing = timing
@@ -296,8 +300,8 @@ class FakeOllama:
             while (request := await conn.next_request()) is not None:
                 if not await self._dispatch(conn, request):
                     break
-        except (ConnectionError, OSError):
-            pass  # the client went away; nothing to answer
+        except (ConnectionError, OSError, h11.ProtocolError):
+            pass  # the client went away or broke HTTP; nothing more to answer
         except asyncio.CancelledError:
             # Only our own shutdown cancels this task. Ending it normally keeps asyncio's
             # stream callback from logging the cancelled task as an error.
@@ -314,7 +318,7 @@ class FakeOllama:
             status, text = (
                 (405, "405 method not allowed") if request.path in _KNOWN_PATHS else (404, "404 page not found")
             )
-            await conn.respond(status, text.encode(), "text/plain")
+            await conn.respond(status, text.encode(), "text/plain", head_only=request.method == "HEAD")
             return True
         payload: Mapping[str, Any] = {}
         if request.method == "POST":
