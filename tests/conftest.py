@@ -26,3 +26,12 @@ def embedder():
     model = SentenceTransformerEmbedder()
     model.embed(["load the model once"])
     return model
+
+
+@pytest.fixture
+def fake_fleet():
+    """Three FakeOllama instances serving both tier models (a FakeFleet; ``.urls``, ``[i]``)."""
+    from semroute.testing import FakeFleet
+
+    with FakeFleet(3, models=FAKE_MODELS) as fleet:
+        yield fleet

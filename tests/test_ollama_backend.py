@@ -325,3 +325,25 @@ def test_async_connections_are_kept_alive_and_closed_with_their_loop(fake_ollama
     assert fake_ollama.stats().connections == 2  # one kept-alive connection per loop
     fake_ollama.wait_until(lambda s: s.open_connections == 0)  # both closed by the client
     backend.close()
+
+
+async def test_python310_timeout_shim_cancels_at_the_deadline():
+    import asyncio
+
+    from semroute.backends.ollama import _TimeoutAt  # asyncio.timeout_at stands in on 3.11+
+
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        async with _TimeoutAt(loop.time() + 0.05):
+            await asyncio.sleep(5)
+    async with _TimeoutAt(loop.time() + 5):
+        await asyncio.sleep(0)
+    async with _TimeoutAt(None):
+        await asyncio.sleep(0)
+
+
+def test_fleet_fixture_serves_both_models(fake_fleet):
+    for url in fake_fleet.urls:
+        with OllamaBackend(url) as backend:
+            assert backend.models() == [SMALL, LARGE]
+    assert fake_fleet.count("tags") == 3
