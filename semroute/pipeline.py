@@ -139,10 +139,10 @@ class Pipeline:
         return pool
 
     def _build_pool(self, tier: Tier):
-        from .backends import OllamaBackend, Pool
+        from .backends import Instance, OllamaBackend, Pool
 
         factory = self._backend_factory or OllamaBackend
-        return Pool([factory(host) for host in tier.hosts])
+        return Pool([Instance(factory(host), limit=tier.limit) for host in tier.hosts], strategy=tier.strategy)
 
     # -- steps ------------------------------------------------------------------------------
 

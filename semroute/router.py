@@ -77,6 +77,13 @@ class Router:
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
 
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: object) -> Router:
+        """A router from a TOML file (see ``semroute.config``); keyword arguments override it."""
+        from .config import load_config
+
+        return cls(**{**load_config(path), **overrides})  # type: ignore[arg-type]
+
     # -- sync -----------------------------------------------------------------------------
 
     def ask(

@@ -20,10 +20,16 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """One model tier: the model name and the Ollama hosts that serve it."""
+    """One model tier: the model, the Ollama hosts that serve it and how they are balanced.
+
+    ``limit`` is each host's concurrency (Ollama's ``OLLAMA_NUM_PARALLEL``); ``strategy`` names a
+    balancing strategy (see ``semroute.backends.strategy``).
+    """
 
     model: str
     hosts: tuple[str, ...] = (DEFAULT_OLLAMA_HOST,)
+    strategy: str = "latency_aware"
+    limit: int = 4
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -32,6 +38,8 @@ class Tier:
         if not hosts or not all(isinstance(h, str) and h.strip() for h in hosts):
             raise ConfigError(f"tier {self.model!r} needs at least one host, got {self.hosts!r}")
         object.__setattr__(self, "hosts", hosts)
+        if not isinstance(self.limit, int) or self.limit < 1:
+            raise ConfigError(f"tier {self.model!r}: limit must be an int >= 1, got {self.limit!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +107,8 @@ def parse_tiers(raw: Mapping[str, object]) -> dict[str, Tier]:
             tiers[name] = spec
         elif isinstance(spec, Mapping) and "model" in spec:
             hosts = spec.get("hosts", spec.get("host", (DEFAULT_OLLAMA_HOST,)))
-            tiers[name] = Tier(str(spec["model"]), tuple([hosts] if isinstance(hosts, str) else hosts))
+            extra = {k: spec[k] for k in ("strategy", "limit") if k in spec}
+            tiers[name] = Tier(str(spec["model"]), tuple([hosts] if isinstance(hosts, str) else hosts), **extra)
         else:
             raise ConfigError(f"tier {name!r} must be a Tier or a table with 'model' and 'hosts', got {spec!r}")
     return tiers

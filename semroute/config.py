@@ -1,0 +1,90 @@
+"""Reading a TOML configuration file into the Router's keyword arguments.
+
+``Router.from_config(path)`` uses this; it is the only reader of configuration files besides
+the CLI. Unknown keys are errors (a typo must not silently fall back to a default).
+
+.. code-block:: toml
+
+    namespace = "traffic"
+    data_dir = "/var/lib/semroute"
+    [embedder]              # model = sentence-transformers name or path, or ollama = "bge-m3" + host
+    model = "all-MiniLM-L6-v2"
+    [cache]
+    min_similarity = 0.5
+    ttl_s = 604800
+    [router]
+    fallback = "other-tier"
+    [tiers.small]
+    model = "llama3.2:3b"
+    hosts = ["http://gpu1:11434", "http://gpu2:11434"]
+    limit = 4
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .settings import CacheSettings, RouterSettings, parse_tiers
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["load_config"]
+
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers"}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Keyword arguments for ``Router`` from a TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 TOML: {exc}") from exc
+    _no_unknown(path, "top level", raw, _TOP)
+    kwargs: dict[str, Any] = {}
+    for key in ("namespace", "data_dir"):
+        if key in raw:
+            kwargs[key] = raw[key]
+    try:
+        cache = CacheSettings(**_table(path, raw, "cache"))
+        kwargs["settings"] = RouterSettings(cache=cache, **_table(path, raw, "router"))
+        if "tiers" in raw:
+            kwargs["tiers"] = parse_tiers(_table(path, raw, "tiers"))
+    except TypeError as exc:  # an unknown field in a settings table
+        raise ConfigError(f"{path}: {exc}") from exc
+    if "embedder" in raw:
+        kwargs["embedder"] = _embedder(path, _table(path, raw, "embedder"))
+    return kwargs
+
+
+def _table(path: Path, raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return dict(value)
+
+
+def _no_unknown(path: Path, where: str, table: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) at {where}: {', '.join(unknown)}")
+
+
+def _embedder(path: Path, spec: dict[str, Any]):
+    from .embed import OllamaEmbedder, SentenceTransformerEmbedder
+
+    _no_unknown(path, "[embedder]", spec, {"model", "ollama", "host", "device"})
+    if "ollama" in spec:
+        if "host" not in spec:
+            raise ConfigError(f"{path}: [embedder] ollama = ... needs host = ...")
+        return OllamaEmbedder(str(spec["ollama"]), host=str(spec["host"]))
+    return SentenceTransformerEmbedder(spec.get("model"), device=str(spec.get("device", "cpu")))
