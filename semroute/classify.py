@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -296,13 +295,9 @@ def threshold_for_recall(p: np.ndarray, labels: np.ndarray, recall: float) -> fl
 
 def default_model_dir() -> Path:
     """The shipped artifact: ``semroute.models/complexity`` when installed, else the repo's ``models/``."""
-    try:
-        shipped = resources.files("semroute.models") / "complexity"
-        if shipped.is_dir():
-            return Path(str(shipped))
-    except ModuleNotFoundError:  # running from a source tree: models/ sits beside semroute/
-        pass
-    return Path(__file__).resolve().parent.parent / "models" / "complexity"
+    from .resources import shipped
+
+    return shipped("models", "complexity")
 
 
 def load_default_classifier(embedder: Any | None = None) -> LogisticComplexityClassifier:
