@@ -21,7 +21,7 @@ import numpy as np
 from .backends.base import Backend
 from .classify import ComplexityClassifier, decide
 from .embed import Embedder
-from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
+from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
 from .metrics import Metrics
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .settings import RouterSettings, Tier
@@ -72,7 +72,7 @@ class Pipeline:
         namespace: str,
         embedder: Embedder,
         verifier: Verifier | None,
-        classifier: ComplexityClassifier,
+        classifier: ComplexityClassifier | None,
         store: object | None,
         data_dir: str | Path | None,
         settings: RouterSettings,
@@ -88,7 +88,7 @@ class Pipeline:
         self.tiers = dict(tiers)
         self.namespace = validate_namespace(namespace)
         self.embedder = embedder
-        self.classifier = classifier
+        self._classifier = classifier
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -128,6 +128,28 @@ class Pipeline:
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("semroute"))
+
+    @property
+    def classifier(self) -> ComplexityClassifier:
+        """The caller's classifier, else the shipped one (loaded on first miss)."""
+        if self._classifier is None:
+            with self._lock:
+                if self._classifier is None:
+                    self._classifier = self._default_classifier()
+        return self._classifier
+
+    def _default_classifier(self) -> ComplexityClassifier:
+        from .classify import FixedTier, load_default_classifier
+
+        if len(self.tiers) < 2:
+            return FixedTier(self.settings.default_tier)
+        try:
+            return load_default_classifier(self.embedder)
+        except ModelError as exc:
+            self.metrics.incr("classifier.unavailable")
+            log.warning("shipped complexity classifier unusable (%s); every miss goes to %r", exc,
+                        self.settings.default_tier)
+            return FixedTier(self.settings.default_tier)
 
     def pool(self, tier: str):
         pool = self._pools.get(tier)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .backends.base import Backend
-from .classify import ComplexityClassifier, FixedTier
+from .classify import ComplexityClassifier
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import BackendError, NoInstanceAvailable
 from .flight import AsyncSingleFlight, SingleFlight
@@ -38,8 +38,9 @@ class Router:
     """Semantic cache + complexity router in front of Ollama.
 
     ``Router()`` is the embedded default: an in-process cache persisted under the user cache
-    directory, the offline MiniLM embedder, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at
-    ``OLLAMA_HOST`` or localhost. Every part can be passed in instead.
+    directory, the offline MiniLM embedder, the shipped complexity classifier, tiers
+    ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
+    passed in instead; ``classifier=FixedTier("small")`` turns tier choice off.
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class Router:
             namespace=namespace,
             embedder=embedder or SentenceTransformerEmbedder(),
             verifier=verifier,
-            classifier=classifier or FixedTier(settings.default_tier),
+            classifier=classifier,
             store=store,
             data_dir=data_dir,
             settings=settings,

@@ -226,3 +226,24 @@ def test_concurrent_identical_misses_make_one_call(make_router, embedder):
         assert len(results) == 6 and len({r.text for r in results}) == 1
         assert slow.stats().count("chat") == 2  # the warm-up and one shared call
         assert router.metrics.count("requests.coalesced") == 5
+
+
+def test_shipped_classifier_routes_simple_and_complex_to_different_tiers(make_router, fake_ollama):
+    router = make_router()
+    simple = router.ask("What is the capital of France?")
+    complex_ = router.ask(
+        "A train leaves at 9:40 and travels 210 km at 84 km/h, then waits 25 minutes and covers another "
+        "150 km at 100 km/h. Work out the arrival time step by step and explain each calculation."
+    )
+    assert (simple.source, simple.tier, simple.model) == ("small", "small", SMALL)
+    assert (complex_.source, complex_.tier, complex_.model) == ("large", "large", LARGE)
+    assert simple.probability < 0.5 < complex_.probability
+    assert fake_ollama.stats().count("chat", SMALL) == 1 and fake_ollama.stats().count("chat", LARGE) == 1
+
+
+def test_classifier_can_be_turned_off(make_router, fake_ollama):
+    from semroute import FixedTier
+
+    router = make_router(classifier=FixedTier("large"))
+    answer = router.ask("What is the capital of France?")
+    assert answer.source == "large" and answer.probability is None
