@@ -83,6 +83,18 @@ def test_breaker_honours_retry_after_even_below_threshold() -> None:
     assert b.available() and b.state == "closed"
 
 
+def test_trip_opens_at_once_and_half_open_now_ends_the_cooldown() -> None:
+    clock = FakeClock()
+    b = CircuitBreaker(BreakerSettings(failure_threshold=5, cooldown_s=10.0, max_cooldown_s=20.0), clock=clock)
+    b.trip()
+    assert b.state == "open" and b.reopens_in() == pytest.approx(10.0)
+    b.half_open_now()
+    assert b.state == "half_open" and b.available()
+    b.on_dispatch()
+    b.record_failure()  # the probe failed: open again, longer
+    assert b.reopens_in() == pytest.approx(20.0)
+
+
 def test_abandoned_probe_frees_the_half_open_slot() -> None:
     clock = FakeClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=1, cooldown_s=1.0), clock=clock)

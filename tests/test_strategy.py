@@ -106,11 +106,14 @@ def test_weighted_power_of_two_draws_by_weight() -> None:
 
 
 def test_latency_aware_trades_speed_against_queue() -> None:
-    # 0.1 s x (3 + 1) = 0.4 s beats 0.5 s x (0 + 1).
-    sts = states({"ewma_latency_s": 0.1, "in_flight": 3}, {"ewma_latency_s": 0.5})
-    assert tally(LatencyAware(), sts, n=50) == Counter({"i0": 50})
-    # 0.1 s x (6 + 1) = 0.7 s loses to 0.5 s x (0 + 1).
+    # limit 8: 0.1 s x (1 + 6/8) = 0.175 s beats an idle 0.5 s instance (free parallel slots).
     sts = states({"ewma_latency_s": 0.1, "in_flight": 6}, {"ewma_latency_s": 0.5})
+    assert tally(LatencyAware(), sts, n=50) == Counter({"i0": 50})
+    # 0.1 s x (1 + 8/8) = 0.2 s loses to an idle 0.15 s instance.
+    sts = states({"ewma_latency_s": 0.1, "in_flight": 8}, {"ewma_latency_s": 0.15})
+    assert tally(LatencyAware(), sts, n=50) == Counter({"i1": 50})
+    # Recent failures multiply the expected time.
+    sts = states({"ewma_latency_s": 0.1, "recent_failures": 2}, {"ewma_latency_s": 0.25})
     assert tally(LatencyAware(), sts, n=50) == Counter({"i1": 50})
 
 

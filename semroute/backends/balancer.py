@@ -320,6 +320,7 @@ class Balancer:
     def apply_probe(self, i: int, result: Probe) -> None:
         with self._lock:
             m = self._members[i]
+            recovered = result.healthy and not m.healthy
             m.healthy = result.healthy
             m.models_at = self._clock()
             if result.healthy and m.spec.models is None:
@@ -327,7 +328,9 @@ class Balancer:
             if result.loaded is not None:
                 m.loaded = frozenset(map(model_key, result.loaded))
             if not result.healthy:
-                m.breaker.record_failure()
+                m.breaker.trip()  # unreachable: no request (and no re-probe) until the cooldown ends
+            elif recovered:
+                m.breaker.half_open_now()  # back: let the next request probe it at once
             self._dispatch_locked()
 
     def stale(self) -> list[int]:

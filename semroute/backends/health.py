@@ -101,6 +101,17 @@ class CircuitBreaker:
             # The instance said when to come back; never earlier than that.
             self._open_until = max(self._open_until, self._clock() + retry_after)
 
+    def trip(self) -> None:
+        """Open now, whatever the count (a failed health check: the instance is unreachable)."""
+        self.failures = max(self.failures, self.settings.failure_threshold - 1)
+        self.record_failure()
+
+    def half_open_now(self) -> None:
+        """End an open period early (a health check saw the instance come back)."""
+        if self._trips:
+            self._open_until = min(self._open_until, self._clock())
+            self._probing = False
+
     def record_release(self) -> None:
         """A request ended with neither success nor failure (the caller stopped reading)."""
         self._probing = False

@@ -40,7 +40,7 @@ class Pool:
         self,
         backends: Sequence[Backend | Instance],
         *,
-        strategy: str | Strategy = "least_outstanding",
+        strategy: str | Strategy = "latency_aware",
         settings: PoolSettings = PoolSettings(),
         limiter: Limiter | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -222,8 +222,15 @@ class Pool:
             backend.close()
 
     async def aclose(self) -> None:
+        """Stop health checks and close every backend, their async connections included."""
         await self.astop_health_checks()
-        self.close()
+        self.stop_health_checks()
+        for backend in self._core.backends:
+            aclose = getattr(backend, "aclose", None)  # optional: not part of the Backend seam
+            if aclose is not None:
+                await aclose()
+            else:
+                backend.close()
 
     def __enter__(self) -> Pool:
         return self

@@ -14,7 +14,7 @@ Built-ins, selectable by name (``resolve_strategy("least_outstanding")``)::
     weighted_least_outstanding   (in flight + 1) / weight
     power_of_two                 two random candidates, the less loaded wins
     weighted_power_of_two        the two are drawn in proportion to weight
-    latency_aware                EWMA latency x (in flight + 1)
+    latency_aware                EWMA latency x (1 + in flight / limit)
     weighted_latency_aware       the same, divided by weight
 
 Users plug their own by passing a ``Strategy`` object, or a ``"package.module:Class"`` path
@@ -195,13 +195,20 @@ def _latency_scores(states: Sequence[InstanceState], weighted: bool) -> list[flo
     scores = []
     for s in states:
         latency = s.ewma_latency_s if s.ewma_latency_s is not None else default
-        score = max(latency, 1e-6) * (s.in_flight + 1) * (1 + s.recent_failures)
+        # In flight counts in units of the instance's slot limit (its parallelism): a fast
+        # instance running 3 of 8 is not a queue of 3; each extra full round costs one latency.
+        queue = 1.0 + s.in_flight / max(s.limit, 1)
+        score = max(latency, 1e-6) * queue * (1 + s.recent_failures)
         scores.append(score / max(s.weight, 1e-9) if weighted else score)
     return scores
 
 
 class LatencyAware:
-    """Expected wait: EWMA latency x (in flight + 1); penalised by recent failures."""
+    """Expected time to answer: EWMA latency x (1 + in flight / limit), x (1 + recent failures).
+
+    ``EWMA x (in flight + 1)`` would treat an instance serving 3 of its 8 parallel slots as
+    a queue of 3 and send work to a 4x slower idle instance; scaling by the limit does not.
+    """
 
     name = "latency_aware"
 
