@@ -513,3 +513,25 @@ def test_bad_pool_configuration() -> None:
         Pool([backend], strategy="fastest")
     with pytest.raises(ConfigError):
         Instance(backend, limit=0)
+
+
+def test_an_instance_down_from_the_start_is_skipped() -> None:
+    with fakes((MODEL,), (MODEL,)) as fleet:
+        down_url = fleet[0].url
+        fleet[0].stop()
+        pool = Pool([OllamaBackend(down_url, timeout=Timeout(connect=1.0)), OllamaBackend(fleet[1].url)])
+        with pool:
+            for _ in range(3):
+                assert pool.chat(MODEL, ASK).instance == pool.states()[1].name
+            down = pool.states(MODEL)[0]
+            assert not down.healthy and not down.has_model
+
+
+def test_stopping_a_stream_early_gives_the_slot_back() -> None:
+    with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1) as pool:
+        chunks = pool.stream(MODEL, ASK)
+        first = next(chunks)
+        assert first.text and pool.states()[0].in_flight == 1
+        chunks.close()  # type: ignore[attr-defined]
+        assert pool.states()[0].in_flight == 0
+        assert pool.chat(MODEL, ASK).text  # the only slot is free again
