@@ -213,11 +213,15 @@ class Balancer:
                 return i
         return None
 
+    def _has_free_slot_locked(self) -> bool:
+        return any(self._limiter.in_flight(m.name) < m.spec.limit for m in self._members)
+
     def _dispatch_locked(self) -> None:
         """Hand freed slots to queued requests, oldest first."""
-        for waiter in self._queue:
-            if not any(self._limiter.in_flight(m.name) < m.spec.limit for m in self._members):
-                return
+        # Cheap exit first: this runs on every release and every waiter's poll.
+        if not len(self._queue) or not self._has_free_slot_locked():
+            return
+        for waiter in self._queue:  # a copy: granted waiters leave while we walk
             try:
                 idx = self._admit_locked(waiter.request)
             except NoInstanceAvailable as exc:
@@ -227,6 +231,8 @@ class Balancer:
             if idx is not None:
                 self._queue.leave(waiter)
                 waiter.grant(idx)
+                if not self._has_free_slot_locked():
+                    return
 
     def after_wait(self, waiter: Waiter[Ask]) -> int | None:
         with self._lock:

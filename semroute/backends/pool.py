@@ -30,7 +30,9 @@ from .strategy import InstanceState, Strategy, resolve_strategy
 
 __all__ = ["Instance", "RetrySettings", "PoolSettings", "Pool"]
 
-_POLL_S = 0.05  # queued requests re-check this often (cooldowns ending, slots freed elsewhere)
+# Local releases wake queued requests directly; this poll only catches cooldowns ending and
+# slots freed by other processes (a shared limiter), so it can be slow and cheap.
+_POLL_S = 0.25
 
 
 class Pool:
