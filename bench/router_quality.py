@@ -152,8 +152,8 @@ def evaluate_group(name: str, rows: list[dict[str, str]], scores: dict[str, np.n
     out: dict[str, object] = {"n": len(rows), "weak_accuracy": weak_acc, "strong_accuracy": strong_acc, "routers": {}}
     for router, score in scores.items():
         if router == "random":  # expected curve of random routing: a straight line, APGR exactly 0.5
-            share = np.array([0.0, 1.0])
-            acc = np.array([weak_acc, strong_acc])
+            share = np.arange(len(rows) + 1) / len(rows)
+            acc = weak_acc + share * (strong_acc - weak_acc)
         else:
             share, acc = curve(score, weak, strong)
         out["routers"][router] = {

@@ -34,6 +34,8 @@ __all__ = [
     "decide",
     "default_model_dir",
     "load_default_classifier",
+    "threshold_for_recall",
+    "threshold_for_share",
     "ARTIFACT_FORMAT",
 ]
 
@@ -138,7 +140,7 @@ class LogisticComplexityClassifier:
         p = self.predict_proba(vectors, texts)
         if len(p) == 0:
             raise ConfigError("calibrating to a share needs at least one reference prompt")
-        self.threshold = _threshold_for_share(p, share)
+        self.threshold = threshold_for_share(p, share)
         return self
 
     def calibrate_recall(
@@ -271,7 +273,7 @@ class LogisticComplexityClassifier:
         return arr
 
 
-def _threshold_for_share(p: np.ndarray, share: float) -> float:
+def threshold_for_share(p: np.ndarray, share: float) -> float:
     """A threshold with about ``share`` of ``p`` at or above it (ties go to the large side)."""
     if share <= 0.0:
         return float(np.nextafter(p.max(), np.inf))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .classify import LogisticComplexityClassifier, threshold_for_recall
+from .classify import LogisticComplexityClassifier, threshold_for_recall, threshold_for_share
 from .errors import ConfigError
 
 __all__ = ["LabelledSet", "Evaluation", "ThresholdRule", "parse_label", "labelled_set", "evaluate", "train"]
@@ -178,8 +178,7 @@ def _calibrate(clf, rule: ThresholdRule, vectors, data, reference) -> dict[str, 
         clf.calibrate_share(ref_vectors, ref_texts, rule.target)
         return {"kind": "share", "target": rule.target, "on": ref_name}
     oof = _out_of_fold(vectors, data, C=clf.C, seed=clf.seed)
-    ordered = np.sort(oof)[::-1]
-    clf.threshold = float(ordered[max(1, int(round(rule.target * len(oof)))) - 1])
+    clf.threshold = threshold_for_share(oof, rule.target)
     return {"kind": "share", "target": rule.target, "on": f"{data.name} (5-fold out-of-fold)"}
 
 

@@ -339,3 +339,14 @@ def test_router_sends_simple_and_complex_questions_to_different_tiers(tmp_path, 
     assert (simple.source, simple.model) == ("small", small)
     assert (complex_.source, complex_.model) == ("large", large)
     assert simple.probability < clf.threshold <= complex_.probability
+
+
+@pytest.mark.slow
+def test_the_demo_replays_small_and_large_rows_go_to_their_tiers(minilm):
+    with (ROOT / "data" / "demo_queries.csv").open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["expect"] in ("small", "large")]
+    assert len(rows) >= 10 and {r["lang"] for r in rows} == {"en", "tr"}
+    clf = load_default_classifier(minilm)
+    questions = [r["question"] for r in rows]
+    tiers = ["large" if large else "small" for large in clf.predict(minilm.embed(questions), questions)]
+    assert tiers == [r["expect"] for r in rows]
