@@ -210,6 +210,43 @@ def test_decision_given_the_embedding_is_fast():
     assert np.median(times) < 1e-3
 
 
+class HashEmbedder:
+    """A deterministic stand-in embedder: the synthetic cluster each text belongs to, plus noise."""
+
+    name = "test-hash"
+    dim = DIM
+
+    def embed(self, texts):
+        rng = np.random.default_rng(len(texts))
+        centre = np.zeros(DIM)
+        centre[0] = 1.0
+        sign = np.array([[1.0] if t.startswith("Plan") else [-1.0] for t in texts])
+        vectors = rng.normal(size=(len(texts), DIM)) * 0.6 + sign * centre
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_train_calibrates_to_a_share_and_cards_the_embedder(tmp_path):
+    from semroute.classify_train import train
+
+    _, texts, labels = synthetic(n=200)
+    rows = [{"prompt": t, "label": str(y), "source": "synthetic"} for t, y in zip(texts, labels)]
+    data = labelled_set(rows, name="synthetic.csv")
+    reference = ([t for t in texts[:100]], "reference.csv")
+    messages: list[str] = []
+    clf, card = train(data, embedder=HashEmbedder(), rule=ThresholdRule("share", 0.3), reference=reference,
+                      heldout=data, progress=messages.append)
+    ref_vectors = HashEmbedder().embed(reference[0])
+    assert clf.predict(ref_vectors, reference[0]).mean() == pytest.approx(0.3, abs=0.011)
+    assert card["threshold_rule"] == {"kind": "share", "target": 0.3, "on": "reference.csv"}
+    assert card["embedder"] == {"name": "test-hash", "dim": DIM} and card["training"]["counts"] == {"simple": 100, "complex": 100}
+    assert any("fitting" in m for m in messages)
+    clf.save(tmp_path, card)
+    with pytest.raises(ModelMismatch, match="test-hash"):
+        LogisticComplexityClassifier.load(tmp_path, embedder_name="all-MiniLM-L6-v2")
+    with pytest.raises(ConfigError):
+        train(labelled_set(rows[:1], name="one.csv"), embedder=HashEmbedder())  # one class only
+
+
 # -- labels and the CLI (no embedder needed for bad files) ----------------------------------
 
 
