@@ -40,7 +40,7 @@ QUOTAS = {
 
 
 def _sample(items: list[str], n: int, rng: random.Random) -> list[str]:
-    unique = sorted(set(s.strip() for s in items if s.strip()))
+    unique = sorted({s.strip() for s in items if s.strip()})
     return rng.sample(unique, min(n, len(unique)))
 
 

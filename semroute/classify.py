@@ -280,7 +280,7 @@ def threshold_for_share(p: np.ndarray, share: float) -> float:
     if share >= 1.0:
         return float(p.min())
     ordered = np.sort(p)[::-1]
-    k = max(1, int(round(share * len(p))))
+    k = max(1, round(share * len(p)))
     return float(ordered[k - 1])
 
 

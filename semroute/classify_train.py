@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .classify import LogisticComplexityClassifier, threshold_for_recall, threshold_for_share
+from .classify import (
+    LogisticComplexityClassifier,
+    threshold_for_recall,
+    threshold_for_share,
+)
 from .errors import ConfigError
 
 __all__ = ["LabelledSet", "Evaluation", "ThresholdRule", "parse_label", "labelled_set", "evaluate", "train"]
