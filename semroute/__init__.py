@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .classify import ComplexityClassifier, FixedTier
+from .classify import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
 from .embed import Embedder, OllamaEmbedder, SentenceTransformerEmbedder
 from .errors import (
     BackendError,
@@ -62,6 +62,7 @@ __all__ = [
     "ThresholdVerifier",
     "ComplexityClassifier",
     "FixedTier",
+    "LogisticComplexityClassifier",
     "Metrics",
     # errors
     "SemrouteError",
