@@ -41,7 +41,7 @@ class GPTCacheRef:
         from gptcache.similarity_evaluation import SearchDistanceEvaluation
 
         self.sbert = SBERT(model_dir)
-        self.embed_ms = self.llm_ms = 0.0
+        self.embed_ms = self.embed_cpu_ms = self.llm_ms = 0.0
         self.steps: dict[str, float] = {}
         self._llm = llm
         manager = get_data_manager(
@@ -62,11 +62,12 @@ class GPTCacheRef:
         )
 
     def _embed(self, data, **kwargs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return self.sbert.to_embeddings(data, **kwargs)
         finally:
             self.embed_ms = (time.perf_counter() - t0) * 1000
+            self.embed_cpu_ms = (time.thread_time() - c0) * 1000
 
     def _totals(self) -> dict[str, float]:
         report = self.cache.report
