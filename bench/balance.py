@@ -11,8 +11,12 @@ the same fleet, then stopped). Reported per cell: throughput, p50/p95/p99 latenc
 lost requests, and ratios against nginx from the same run; plus the balancer's decision
 overhead measured in-process.
 
-    PYTHONPATH=. python bench/balance.py                 # ~4 minutes on 2 cores
-    PYTHONPATH=. python bench/balance.py --json --plot balance.png
+    PYTHONPATH=. python bench/balance.py                 # ~4.5 minutes on 2 cores
+    PYTHONPATH=. python bench/balance.py --json --plot bench/results/balance.png
+    PYTHONPATH=. python bench/balance.py --loads 0.9 --strategies latency_aware --duration 4   # ~40 s
+
+Results go to ``bench/results/balance.json`` (``--out``). Loads are fractions of the capacity
+measured first through the pool (``--nominal-capacity`` uses parallel / latency instead).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from semroute.types import Message
 MODEL = "llama3.2:3b"
 DEFAULT_STRATEGIES = ("round_robin", "least_outstanding", "power_of_two", "latency_aware")
 NGINX = ("nginx_round_robin", "nginx_least_conn")
+RESULTS = Path(__file__).resolve().parent / "results" / "balance.json"
 
 
 @dataclass
@@ -232,7 +237,7 @@ async def drive(call, schedule: list[float], duration: float, clients: int, cell
 def make_pool(urls: list[str], speeds: list[float], strategy: str, args: argparse.Namespace) -> Pool:
     timeout = Timeout(connect=2.0, read=120.0)
     instances = [
-        Instance(OllamaBackend(u, timeout=timeout), weight=1.0 / s, limit=args.slots or args.parallel, models=(MODEL,))
+        Instance(OllamaBackend(u, timeout=timeout), weight=1.0 / s, limit=args.slots or args.parallel + 1, models=(MODEL,))
         for u, s in zip(urls, speeds)
     ]
     settings = PoolSettings(queue=QueueSettings(max_length=args.clients * 4, timeout_s=args.queue_timeout))
@@ -276,7 +281,7 @@ async def measure_capacity(urls: list[str], args: argparse.Namespace, seconds: f
             await pool.achat(MODEL, messages)
             finished.append(loop.time() - start)
 
-    workers = 2 * (args.slots or args.parallel) * len(urls)
+    workers = 2 * (args.slots or args.parallel + 1) * len(urls)
     try:
         await asyncio.gather(*(worker() for _ in range(workers)))
     finally:
@@ -396,7 +401,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=7.0, help="seconds of arrivals per cell")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds at 50%% load before each cell")
     p.add_argument("--drain", type=float, default=20.0, help="seconds allowed after the last arrival")
-    p.add_argument("--slots", type=int, default=0, help="the pool's slot limit per instance (0: its parallelism)")
+    p.add_argument("--slots", type=int, default=0, help="the pool's slot limit per instance (0: parallelism + 1)")
     p.add_argument("--clients", type=int, default=128, help="most concurrent requests in flight")
     p.add_argument("--queue-timeout", type=float, default=2.0, help="the pool's queue deadline (s)")
     p.add_argument("--no-nginx", action="store_true")
@@ -404,6 +409,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="take loads as fractions of parallel/latency instead of measuring capacity first")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--plot", metavar="FILE", help="write a PNG of p99 and throughput against load")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results are written")
     args = p.parse_args(argv)
     args.speed_list = [float(s) for s in args.speeds.split(",")]
     args.load_list = [float(s) for s in args.loads.split(",")]
@@ -436,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         "decision_overhead": [decision_overhead(s) for s in args.strategy_list],
         "wall_s": round(time.monotonic() - started, 1),
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.plot:
         plot(report, args.plot)
     if args.json:

@@ -29,7 +29,9 @@ class Instance:
 
     backend: Backend
     weight: float = 1.0
-    limit: int = 4  # Ollama's OLLAMA_NUM_PARALLEL
+    # Requests the pool keeps in flight on it: Ollama's OLLAMA_NUM_PARALLEL, or one more so the
+    # instance never idles while an answer travels back and the next request travels out.
+    limit: int = 4
     models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:

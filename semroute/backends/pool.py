@@ -72,6 +72,12 @@ class Pool:
     # ----------------------------------------------------------------- public surface
 
     def chat(self, model: str, messages: Sequence[Message]) -> Completion:
+        """One complete answer. A failed instance is replaced by another, within the retry budget.
+
+        Raises ``InvalidRequest`` (before any I/O), ``Overloaded`` (queue full or deadline passed),
+        ``NoInstanceAvailable`` (no instance has the model, all are down, or every attempt
+        failed; ``attempts`` lists them) or a non-retryable ``BackendError`` (such as a 400).
+        """
         _check(model, messages)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
@@ -92,7 +98,10 @@ class Pool:
         raise self._core.exhausted(ask)
 
     def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
-        """Chunks of one answer. Close the iterator if you stop early (it holds a slot)."""
+        """Chunks of one answer. Fails over only before the first chunk; after it, errors surface.
+
+        Close the iterator if you stop early (it holds a slot until closed or collected).
+        """
         _check(model, messages)
         return self._stream(model, messages)
 
@@ -126,6 +135,7 @@ class Pool:
         raise self._core.exhausted(ask)
 
     async def achat(self, model: str, messages: Sequence[Message]) -> Completion:
+        """``chat`` for event loops: waits without blocking the loop."""
         _check(model, messages)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
