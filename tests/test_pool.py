@@ -535,3 +535,18 @@ def test_stopping_a_stream_early_gives_the_slot_back() -> None:
         chunks.close()  # type: ignore[attr-defined]
         assert pool.states()[0].in_flight == 0
         assert pool.chat(MODEL, ASK).text  # the only slot is free again
+
+
+async def test_a_thread_releasing_a_slot_wakes_a_queued_task() -> None:
+    with fakes((MODEL,)) as fleet:
+        async with make_pool(fleet, limit=1) as pool:
+            fleet[0].pause()
+            holder = asyncio.create_task(asyncio.to_thread(pool.chat, MODEL, ASK))  # a sync caller's thread
+            await asyncio.to_thread(fleet[0].wait_until, lambda s: s.active == 1)
+            queued = asyncio.create_task(pool.achat(MODEL, ASK))
+            while pool.queue_length < 1:
+                await asyncio.sleep(0.005)
+            fleet[0].resume()
+            first, second = await asyncio.wait_for(asyncio.gather(holder, queued), 10)
+            assert first.text == second.text == answer_text(MODEL, ASK[-1].content)
+            assert pool.queue_length == 0 and pool.states()[0].in_flight == 0
