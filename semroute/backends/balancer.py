@@ -324,7 +324,6 @@ class Balancer:
             f"model {ask.model!r}: all {len(ask.attempts)} attempts failed ({tried})", attempts=tuple(ask.attempts)
         )
 
-
     def apply_probe(self, i: int, result: Probe) -> None:
         with self._lock:
             m = self._members[i]
