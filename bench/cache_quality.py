@@ -14,6 +14,8 @@ threshold) at the verifier's precision. GPTCache is not run here (see the report
   out-of-scope test queries (must miss).
 - covid_faq: cache = the 213 FAQ questions with their answers; queries = the 244 labelled rewordings.
 - tqp_dev: cache = one question per paraphrase group of tqp dev; queries = the group's other members.
+- traffic_demo: cache = data/traffic_faq.csv (EN/TR with answers); queries = demo_queries.csv's
+  paraphrase rows (must hit the named FAQ entry) and near-miss rows (must miss).
 - near_miss: pairs = data/verifier_nearmiss.csv (hand-written EN/TR), the held-out question
   families of bench/minimal_pairs.py and xSID test slot swaps (EN, TR).
 """
@@ -52,12 +54,16 @@ def retrieval(name, cache_rows, queries, embedder, verifier, timings):
     cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=q,
                              answer=a or PLACEHOLDER_ANSWER, vector=vc[i], created_at=0.0)
                   for i, (q, a, _) in enumerate(cache_rows)])
-    served, top1_ok, top1_sim, examples = [], [], [], []
+    served, top1_ok, top1_sim, examples, best = [], [], [], [], []
     for (text, label), vec in zip(queries, vq):
         t0 = time.perf_counter()
         hit, judged = cache.semantic(text, vec, "b")
         timings.append((time.perf_counter() - t0) * 1000)
         top = max(judged, key=lambda cv: cv[0].similarity)[0] if judged else None
+        # The best-scored candidate is what the cache serves at any threshold it clears: one run
+        # gives the verifier's whole precision/recall curve.
+        b = max(judged, key=lambda cv: (cv[1].score, cv[0].similarity)) if judged else None
+        best.append((b[1].score if b else -1.0, b is not None and cache_rows[int(b[0].entry.id)][2] == label))
         top1_sim.append(top.similarity if top else -1.0)
         top1_ok.append(top is not None and cache_rows[int(top.entry.id)][2] == label)
         ok = hit is not None and cache_rows[int(hit.entry.id)][2] == label
@@ -69,7 +75,17 @@ def retrieval(name, cache_rows, queries, embedder, verifier, timings):
     must_hit = sum(label is not None for _, label in queries)
     precision = correct / hits if hits else 1.0
     recall = correct / must_hit
-    return _summary(name, precision, recall, np.asarray(top1_sim), np.asarray(top1_ok), must_hit, len(queries), examples)
+    out = _summary(name, precision, recall, np.asarray(top1_sim), np.asarray(top1_ok), must_hit, len(queries), examples)
+    out["verifier_curve"] = _curve(np.asarray([s for s, _ in best]), np.asarray([ok for _, ok in best]), must_hit)
+    return out
+
+
+def _curve(scores, ok, must_hit):
+    order = np.argsort(-scores, kind="stable")
+    correct = np.cumsum(ok[order])
+    served = np.arange(1, len(order) + 1)
+    return [{"threshold": round(float(scores[order][i]), 4), "precision": round(float(correct[i] / served[i]), 4),
+             "recall": round(float(correct[i] / must_hit), 4)} for i in range(0, len(order), max(1, len(order) // 60))]
 
 
 def _summary(name, precision, recall, sims, ok, must_hit, n, examples):
@@ -79,7 +95,6 @@ def _summary(name, precision, recall, sims, ok, must_hit, n, examples):
     served = np.arange(1, len(order) + 1)
     curve = [(float(sims[order][i]), float(correct[i] / served[i]), float(correct[i] / must_hit))
              for i in range(0, len(order), max(1, len(order) // 60))]
-    base = max((r for t, p, r in curve if p >= precision), default=0.0)
     base_full = [correct[i] / must_hit for i in range(len(order)) if correct[i] / served[i] >= precision]
     base = max(base_full, default=0.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -93,11 +108,8 @@ def _summary(name, precision, recall, sims, ok, must_hit, n, examples):
 
 def pairs_bench(name, rows, embedder, verifier):
     r = report(judge_pairs(rows, embedder, verifier))
-    labels = np.asarray([row.label for row in rows])
     examples = [{"query": j.row.query, "served": j.row.cached, "similarity": round(j.similarity, 3)} for j in r.false_hits[:8]]
     print(f"{name:12s} n={r.rows:5d} verifier P={r.precision:.3f} R={r.recall:.3f} F1={r.f1:.3f} | cosine R at same P={r.baseline_recall:.3f}")
-    sims = np.asarray([0.0])  # the curve below comes from the report
-    del sims, labels
     return {"name": name, "pairs": r.rows, "must_hit": r.positives, "precision": round(r.precision, 4),
             "recall": round(r.recall, 4), "f1": round(r.f1, 4),
             "cosine_recall_at_same_precision": round(r.baseline_recall, 4),
@@ -118,14 +130,28 @@ def datasets(rng, quick):
     oos = sd.clinc150("oos_test")[: 200 if quick else 1000]
     yield "clinc150", c_cache, c_test + [(t, None) for t, _ in oos]
     faq = sd.covid_faq()
-    ids = {q: n for n, (q, _) in enumerate(faq)}
-    yield "covid_faq", [(q, a, ids[q]) for q, a in faq], [(q2, ids[q1]) for q1, q2, s in sd.covid_pairs() if s == 1]
+    ids = {q.strip(): n for n, (q, _) in enumerate(faq)}
+    covid_q = [(q2, ids[q1.strip()]) for q1, q2, s in sd.covid_pairs() if s == 1 and q1.strip() in ids]
+    yield "covid_faq", [(q, a, ids[q.strip()]) for q, a in faq], covid_q
     pairs = sd.tqp_pairs("dev")
     parent = _groups(pairs)
     firsts: dict[str, str] = {}
     for t in sorted(parent):
         firsts.setdefault(parent[t], t)
     yield "tqp_dev", [(t, "", g) for g, t in firsts.items()], [(t, parent[t]) for t in sorted(parent) if firsts[parent[t]] != t]
+    yield "traffic_demo", *traffic_demo()
+
+
+def traffic_demo():
+    """The project's demo: warm with data/traffic_faq.csv, replay the semantic and near-miss rows."""
+    import csv
+
+    with open(ROOT / "data" / "traffic_faq.csv", encoding="utf-8") as fh:
+        faq = [(r["question"], r["answer"], r["question"]) for r in csv.DictReader(fh)]
+    with open(ROOT / "data" / "demo_queries.csv", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["expect"] in ("semantic", "miss")]
+    queries = [(r["question"], r["note"].split("'")[1] if r["expect"] == "semantic" else None) for r in rows]
+    return faq, queries
 
 
 def _groups(pairs):
@@ -152,14 +178,24 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/cache_quality.json")
     ap.add_argument("--plot", default="bench/results/cache_quality.png")
     ap.add_argument("--quick", action="store_true", help="subsample the big query sets")
+    ap.add_argument("--model", default=None, help="a verifier directory (default: the shipped one)")
+    ap.add_argument("--threshold", type=float, default=None, help="override the verifier's threshold")
+    ap.add_argument("--embedding-cache", default=None, help="an .npz of text embeddings reused across runs")
     args = ap.parse_args()
     rng = random.Random(0)
-    embedder = SentenceTransformerEmbedder()
-    verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
+    from train_verifier import _CachedEmbed
+
+    embedder = _CachedEmbed(SentenceTransformerEmbedder(), Path(args.embedding_cache) if args.embedding_cache else None)
+    if args.model:
+        verifier = PairVerifier.load(args.model, embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
+    else:
+        verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
     results, timings = [], []
     for name, cache_rows, queries in datasets(rng, args.quick):
         results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings))
+        embedder.save()
     results.append(pairs_bench("near_miss", near_miss_rows(rng), embedder, verifier))
+    embedder.save()
     cost = _verifier_cost(verifier)
     print(f"lookup (search + top-4 verification) p50 {np.percentile(timings, 50):.3f} ms; verifier alone p50 {cost:.3f} ms per candidate")
     out = {"embedder": embedder.name, "verifier_threshold": verifier.threshold, "top_k": 4,

@@ -7,6 +7,9 @@ a paraphrase, two different values of the same kind is a near miss; (2) xSID sen
 span (city, date, artist, ...) replaced by another value of the same slot type from another sentence;
 (3) real sentences with one lexicon word swapped for another of its kind, its opposite, or a number.
 Families marked ``heldout`` are never trained on; they measure how the model generalises.
+Generated negatives whose change the pair features cannot see at all (an inflection such as
+albümü/albümünü swapped in by a slot) are dropped: they are not real near misses, and would
+only teach the model to distrust identical-looking pairs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["FAMILIES", "family_pairs", "xsid_swaps", "word_swaps"]
+__all__ = ["FAMILIES", "family_pairs", "xsid_swaps", "word_swaps", "negation_swaps"]
 
 # (lang, kind, rewordings with {x}, fillers, answer template or "", heldout)
 FAMILIES = [
@@ -126,8 +129,19 @@ def xsid_swaps(sentences: list[dict[str, object]], lang: str, rng: random.Random
                 continue
             new = rng.choice(choices)
             text = _detok(tokens[:a] + [new] + tokens[b:])  # type: ignore[index, operator]
+            if not visible(text, _detok(tokens)):  # type: ignore[arg-type]
+                continue
             out.append((text, _detok(tokens), "", 0, f"slot:{kind}", lang))  # type: ignore[arg-type]
     return out
+
+
+def visible(query: str, cached: str) -> bool:
+    """Whether the pair features can see any change at all (inflections like albümü/albümünü are not one)."""
+    from semroute.pairs import FEATURE_NAMES, PairFeatures
+
+    x = PairFeatures({}, default_idf=1.0)(query, cached, None, 1.0)
+    flags = ("num_mismatch", "num_one_side", "neg_mismatch", "opposite", "kind_mismatch", "proper_diff", "scope_one_side")
+    return x[FEATURE_NAMES.index("jaccard")] < 0.99 or any(x[FEATURE_NAMES.index(f)] for f in flags)
 
 
 def _detok(tokens: list[str]) -> str:
@@ -168,7 +182,47 @@ def word_swaps(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) 
         new = rng.choice(choices)
         swapped = list(words)
         swapped[i] = words[i].lower().replace(core, new)
+        if not visible(" ".join(swapped), text):
+            continue
         out.append((" ".join(swapped), text, "", 0, kind, lang))
+        if len(out) >= limit:
+            break
+    return out
+
+
+_EN_AUX = re.compile(r"\b(can|is|are|do|does|did|will|should|could|would|was|were|have|has)\b", re.I)
+_EN_NEG = re.compile(r"\b(can't|cannot|isn't|aren't|don't|doesn't|didn't|won't|shouldn't|couldn't|wouldn't|wasn't|weren't|haven't|hasn't)\b", re.I)
+_TR_YOR = re.compile(r"\b(\w+?)([ıiuü])yor")
+_TR_NEG_YOR = re.compile(r"\b(\w+?)m([ıiuü])yor")
+
+
+def _negate(text: str, lang: str) -> str | None:
+    """The text with its first auxiliary (EN) or present-tense verb / var (TR) negated, or un-negated."""
+    if lang == "en":
+        if _EN_NEG.search(text):
+            return _EN_NEG.sub(lambda m: {"can't": "can", "cannot": "can", "won't": "will"}.get(
+                m.group(1).lower(), m.group(1)[:-3]), text, count=1)
+        if _EN_AUX.search(text):
+            return _EN_AUX.sub(lambda m: {"can": "can't", "will": "won't"}.get(m.group(1).lower(), m.group(1) + "n't"),
+                               text, count=1)
+        return None
+    if _TR_NEG_YOR.search(text):
+        return _TR_NEG_YOR.sub(r"\1\2yor", text, count=1)
+    if _TR_YOR.search(text):
+        return _TR_YOR.sub(r"\1m\2yor", text, count=1)
+    if re.search(r"\bvar\b", text):
+        return re.sub(r"\bvar m[ıi]\b", "yok mu", re.sub(r"\bvar\b(?! m)", "yok", text, count=1), count=1)
+    return None
+
+
+def negation_swaps(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) -> list[tuple[str, str, str, int, str, str]]:
+    """Near misses from real sentences: negated (or un-negated) once, the rest kept."""
+    out = []
+    for text, lang in texts:
+        neg = _negate(text, lang)
+        if neg is None or neg == text or not visible(neg, text):
+            continue
+        out.append((neg, text, "", 0, "negation", lang) if rng.random() < 0.5 else (text, neg, "", 0, "negation", lang))
         if len(out) >= limit:
             break
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["STOPWORDS", "NEGATIONS", "OPPOSITES", "KINDS", "SCOPE_WORDS", "NUMBER_WORDS", "LEXICON_VERSION"]
 
-LEXICON_VERSION = "1"
+LEXICON_VERSION = "2"
 
 STOPWORDS = frozenset(
     """
@@ -41,7 +41,7 @@ NEGATIONS = frozenset(
 # Pairs of opposite actions or states; a question with one cannot be answered by one with the other.
 OPPOSITES = (
     ("enable", "disable"), ("activate", "deactivate"), ("turn on", "turn off"), ("switch on", "switch off"),
-    ("on", "off"), ("open", "close"), ("start", "stop"), ("add", "remove"), ("add", "delete"),
+    ("open", "close"), ("start", "stop"), ("add", "remove"), ("add", "delete"),
     ("lock", "unlock"), ("block", "unblock"), ("freeze", "unfreeze"), ("increase", "decrease"),
     ("raise", "lower"), ("buy", "sell"), ("deposit", "withdraw"), ("send", "receive"), ("import", "export"),
     ("upload", "download"), ("subscribe", "unsubscribe"), ("login", "logout"), ("log in", "log out"),
@@ -51,7 +51,7 @@ OPPOSITES = (
     ("cheapest", "most expensive"), ("fastest", "slowest"), ("hot", "cold"), ("early", "late"),
     ("arrival", "departure"), ("arrive", "depart"), ("inbound", "outbound"), ("incoming", "outgoing"),
     ("credit", "debit"), ("public", "private"), ("mute", "unmute"), ("hide", "show"), ("join", "leave"),
-    ("charge", "refund"), ("hire", "fire"), ("pass", "fail"), ("win", "lose"), ("up", "down"),
+    ("charge", "refund"), ("hire", "fire"), ("pass", "fail"), ("win", "lose"),
     ("aç", "kapat"), ("açmak", "kapatmak"), ("etkinleştir", "devre dışı"), ("başlat", "durdur"),
     ("ekle", "sil"), ("ekle", "kaldır"), ("kilitle", "kilidini aç"), ("artır", "azalt"), ("yükselt", "düşür"),
     ("al", "sat"), ("satın al", "sat"), ("yatır", "çek"), ("gönder", "al"), ("yükle", "indir"),

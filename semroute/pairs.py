@@ -1,11 +1,11 @@
-"""Pair features: what differs between a query and a cached question (and its answer).
+"""Pair features: what differs between a query and a cached question.
 
 A cosine similarity says how close two questions are, not whether they ask the same thing:
 "speed limit in the city" and "... on the highway" are close yet different. These features
 describe the difference instead — content words present on one side only, how rare they are,
 numbers, negation, opposite actions, same-kind swaps (city/highway, Istanbul/Ankara), proper
-nouns, scope modifiers — and whether the cached answer talks about the query's distinctive words.
-Everything is cheap token work on the two texts (tens of microseconds), no embedding.
+nouns, scope modifiers — and how well the words one side lacks align with the other side's words
+(static word-piece vectors). Everything is cheap token work on the two texts, no embedding.
 
 This module only turns a pair into a fixed-order feature vector; the trained model that weighs
 the features lives in ``semroute.verify`` and training in ``semroute.train_verifier``.
@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .lexicon import KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS
 
-__all__ = ["FEATURE_NAMES", "FEATURES_VERSION", "Analysed", "analyse", "content_stems", "PairFeatures", "stem", "idf_table"]
+__all__ = ["FEATURE_NAMES", "FEATURES_VERSION", "Analysed", "analyse", "WordVectors", "PairFeatures", "stem", "idf_table"]
 
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "4"
 
 FEATURE_NAMES = (
     "cos", "jaccard", "q_only_n", "c_only_n", "q_only_idf_max", "c_only_idf_max", "idf_cover_q",
     "idf_cover_c", "len_ratio", "num_mismatch", "num_one_side", "neg_mismatch", "opposite",
-    "kind_mismatch", "kind_one_side", "proper_diff", "scope_one_side", "has_answer", "answer_q_only",
-    "answer_c_only", "substitution", "trigram_jaccard",
+    "kind_mismatch", "kind_one_side", "proper_diff", "scope_one_side", "substitution", "trigram_jaccard", "align_q_mean", "align_q_min", "align_c_mean",
+    "align_c_min", "turkish", "cos_turkish",
 )
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -40,7 +41,11 @@ _TR_CHARS = re.compile(r"[çğıöşü]")
 # Turkish negative verb forms (gelmiyor, gelmez, gelmedi, gelmeyecek, gelmemiş); only used on Turkish text.
 _TR_NEG = re.compile(r"\w{2,}(?:m[ıiuü]yor|m[ae]z\b|m[ae]d[ıiuü]|m[ae]y[ae]c|m[ae]m[ıiuü]ş|m[ae]s[ıi]n)")
 _FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
-_TR_VERB_ENDINGS = frozenset("ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene".split())
+# Folded (no diacritics), as stems are: açarım -> acarim.
+_TR_VERB_ENDINGS = frozenset(
+    """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
+    abilirim ebilirim abilir misin ebilir misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()
+)
 _TR_HINTS = frozenset("mi mı mu mü nedir nasıl neden nerede hangi kaç var yok değil için ile".split())
 
 
@@ -63,6 +68,8 @@ def _same(a: str, b: str) -> bool:
     """Two stems count as one word when equal or one is a long prefix of the other (suffixes)."""
     if a == b:
         return True
+    if a in _KIND_OF and b in _KIND_OF:  # pazar/pazartesi, sun/sunday: distinct members differ
+        return False
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
     if len(short) >= 4 and long_.startswith(short):
         return True
@@ -84,6 +91,7 @@ class Analysed:
     numbers: frozenset[str]
     negated: bool
     proper: frozenset[str]  # stems of capitalised words not at the start of the text
+    turkish: bool  # Turkish letters or question particles seen (English embedders map Turkish poorly)
     kinds: dict[str, frozenset[str]]  # same-kind lexicon members present, by kind
     phrases: frozenset[str]  # opposite-action lexicon phrases present
 
@@ -124,33 +132,15 @@ def analyse(text: str) -> Analysed:
     if turkish:
         negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
     kinds, phrases = _lexicon_hits(low, words)
-    return Analysed(low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), kinds, phrases)
+    return Analysed(
+        low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), turkish, kinds, phrases
+    )
 
 
-def content_stems(text: str) -> frozenset[str]:
-    """Content-word stems only: the cheap reading used for (long) cached answers."""
-    out = set()
-    for tok in _TOKEN.findall(text):
-        word = _lower(re.split(r"['’]", tok, maxsplit=1)[0])
-        if len(word) >= 2 and word not in STOPWORDS and not word.isdigit():
-            out.add(stem(word))
-    return frozenset(out)
-
-
-class _WordIndex:
-    """Set lookups equivalent to ``_same`` against many words (a long answer) without a scan."""
-
-    def __init__(self, words: Iterable[str]) -> None:
-        self.words = set(words)
-        self.prefixes = {w[:k] for w in self.words for k in range(4, len(w))}
-        self.six = {w[:6] for w in self.words if len(w) >= 6}
-
-    def has(self, w: str) -> bool:
-        if w in self.words or (len(w) >= 4 and w in self.prefixes):
-            return True
-        if any(w[:k] in self.words for k in range(4, len(w))):
-            return True
-        return len(w) >= 6 and w[:6] in self.six
+def _raw(a: Analysed, stems: Iterable[str]) -> list[str]:
+    """The lower-cased words behind content stems (word pieces want real words, not stems)."""
+    wanted = set(stems)
+    return [w for w in a.words if stem(w) in wanted]
 
 
 def _unmatched(side: Iterable[str], other: Iterable[str]) -> list[str]:
@@ -162,6 +152,12 @@ def _prefixes(s: str) -> Iterable[str]:
     # Lexicon words >= 4 letters also match inflected forms (kapat -> kapatır, city -> city's).
     yield s
     for k in range(4, len(s)):
+        yield s[:k]
+
+
+def _prefixes_longest_first(s: str) -> Iterable[str]:
+    yield s
+    for k in range(len(s) - 1, 3, -1):
         yield s[:k]
 
 
@@ -190,10 +186,10 @@ def _lexicon_hits(low: str, words: Iterable[str]) -> tuple[dict[str, frozenset[s
         if w in STOPWORDS:
             continue
         s = stem(w)
+        member = next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
+        if member is not None:
+            kinds.setdefault(_KIND_OF[member], set()).add(member)
         for p in _prefixes(s):
-            kind = _KIND_OF.get(p)
-            if kind is not None and (p == s or len(p) >= 4):
-                kinds.setdefault(kind, set()).add(p)
             if p in _OPP_SINGLE and (p == s or len(p) >= 4):
                 phrases.update(_OPP_SINGLE[p])
         for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
@@ -217,9 +213,10 @@ def _kinds(q: Analysed, c: Analysed) -> tuple[int, int]:
     mismatch = one_side = 0
     for kind in set(q.kinds) | set(c.kinds):
         a, b = q.kinds.get(kind, frozenset()), c.kinds.get(kind, frozenset())
-        if a and b:
-            mismatch += bool(_unmatched(a, b) or _unmatched(b, a))
-        else:
+        extra_a, extra_b = a - b, b - a
+        if extra_a and extra_b:  # one member swapped for another: city/highway
+            mismatch += 1
+        elif extra_a or extra_b:  # one side adds a member: "tomorrow" vs "tomorrow morning"
             one_side += 1
     return mismatch, one_side
 
@@ -240,6 +237,60 @@ def idf_table(documents: Iterable[str]) -> dict[str, float]:
     return {s: math.log((n + 1) / (d + 1)) + 1.0 for s, d in df.items()}
 
 
+class WordVectors:
+    """Static word vectors: MiniLM's input word-piece embeddings (PCA-reduced), averaged over pieces.
+
+    Used only to align the words one question has and the other lacks ("fast" ~ "speed", "locate" ~
+    "find"): a synonym aligns well, a same-kind swap (city/highway) much less. Words split into
+    pieces greedily, longest first, like BERT's WordPiece.
+    """
+
+    def __init__(self, vocab: Sequence[str], vectors: np.ndarray) -> None:
+        self.ids = {w: i for i, w in enumerate(vocab)}
+        norms = np.linalg.norm(vectors.astype(np.float32), axis=1, keepdims=True)
+        self.vectors = vectors.astype(np.float32) / np.maximum(norms, 1e-6)
+        self._memo: dict[str, np.ndarray] = {}
+
+    def pieces(self, word: str) -> list[int]:
+        word = "".join(ch for ch in unicodedata.normalize("NFD", word) if unicodedata.category(ch) != "Mn")
+        out, start = [], 0
+        while start < len(word):
+            for end in range(len(word), start, -1):
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in self.ids:
+                    out.append(self.ids[piece])
+                    start = end
+                    break
+            else:
+                return out  # an unknown character: keep what was matched
+        return out
+
+    def vector(self, word: str) -> np.ndarray:
+        v = self._memo.get(word)
+        if v is None:
+            ids = self.pieces(word)
+            v = self.vectors[ids].mean(axis=0) if ids else np.zeros(self.vectors.shape[1], np.float32)
+            v = v / max(float(np.linalg.norm(v)), 1e-6)
+            if len(self._memo) < 100_000:  # bounded: a memo, not a growing store
+                self._memo[word] = v
+        return v
+
+    def matrix(self, words: Sequence[str]) -> np.ndarray:
+        if not words:
+            return np.zeros((0, self.vectors.shape[1]), np.float32)
+        return np.stack([self.vector(w) for w in words])
+
+
+def _alignment(only: list[str], other: Sequence[str], vectors: WordVectors | None) -> tuple[float, float]:
+    """Mean and min, over the words one side lacks, of their best similarity to the other side's words."""
+    if not only:
+        return 1.0, 1.0
+    if vectors is None or not other:
+        return 0.0, 0.0
+    best = (vectors.matrix(only) @ vectors.matrix(list(other)).T).max(axis=1)
+    return float(best.mean()), float(best.min())
+
+
 class PairFeatures:
     """Computes ``FEATURE_NAMES`` for (query, cached question, cached answer, cosine similarity).
 
@@ -247,9 +298,10 @@ class PairFeatures:
     (rare words are the distinctive ones).
     """
 
-    def __init__(self, idf: Mapping[str, float], *, default_idf: float) -> None:
+    def __init__(self, idf: Mapping[str, float], *, default_idf: float, vectors: WordVectors | None = None) -> None:
         self.idf = idf
         self.default_idf = float(default_idf)
+        self.vectors = vectors
 
     def _idf(self, words: Iterable[str]) -> list[float]:
         return [self.idf.get(w, self.default_idf) for w in words]
@@ -257,7 +309,12 @@ class PairFeatures:
     def __call__(
         self, query: str | Analysed, cached: str, answer: str | None, similarity: float
     ) -> np.ndarray:
-        """Features in ``FEATURE_NAMES`` order; ``query`` may be pre-analysed (reused across candidates)."""
+        """Features in ``FEATURE_NAMES`` order; ``query`` may be pre-analysed (reused across candidates).
+
+        ``answer`` is accepted for the seam's sake but not used: answer features learned from the
+        few generated answers we have made the model trust long answers blindly (measured on the
+        COVID FAQ: precision fell from ~0.66 to 0.40), so they were taken out.
+        """
         q = query if isinstance(query, Analysed) else analyse(query)
         c = analyse(cached)
         q_only, c_only = _unmatched(q.content, c.content), _unmatched(c.content, q.content)
@@ -265,12 +322,9 @@ class PairFeatures:
         iqo, ico = self._idf(q_only), self._idf(c_only)
         shared = len(q.content) - len(q_only)
         kind_mismatch, kind_one_side = _kinds(q, c)
-        ans_q = ans_c = 0.0
-        if answer:
-            index = _WordIndex(content_stems(answer))
-            ans_q = sum(map(index.has, q_only)) / len(q_only) if q_only else 1.0
-            ans_c = sum(map(index.has, c_only)) / len(c_only) if c_only else 0.0
         tq, tc = _trigrams(q.text), _trigrams(c.text)
+        align_q = _alignment(_raw(q, q_only), _raw(c, c.content), self.vectors)
+        align_c = _alignment(_raw(c, c_only), _raw(q, q.content), self.vectors)
         lens = (max(1, len(q.words)), max(1, len(c.words)))
         values = (
             similarity,
@@ -290,10 +344,11 @@ class PairFeatures:
             float(kind_one_side),
             float(len(set(q_only) & q.proper) + len(set(c_only) & c.proper)),
             float(any(s in _SCOPE_STEMS for s in q_only + c_only)),
-            float(answer is not None and answer != ""),
-            ans_q,
-            ans_c,
             float(len(q_only) == 1 and len(c_only) == 1),
             len(tq & tc) / max(1, len(tq | tc)),
+            *align_q,
+            *align_c,
+            float(q.turkish or c.turkish),
+            similarity if (q.turkish or c.turkish) else 0.0,
         )
         return np.asarray(values, dtype=np.float64)

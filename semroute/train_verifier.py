@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .lexicon import LEXICON_VERSION
-from .pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, idf_table
+from .pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, WordVectors, idf_table
 
-__all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision"]
+__all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision", "word_piece_vectors"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,40 +40,69 @@ def featurize(pairs: Sequence[LabelledPair], features: PairFeatures) -> np.ndarr
     return np.stack([features(p.query, p.cached, p.answer or None, p.similarity) for p in pairs])
 
 
+def word_piece_vectors(embedder, *, dims: int = 64) -> tuple[list[str], np.ndarray]:
+    """The embedder's input word-piece table (vocabulary, vectors), PCA-reduced to ``dims``, float16.
+
+    ``embedder`` is a ``SentenceTransformerEmbedder`` (a BERT-style model with a WordPiece vocab).
+    """
+    model = embedder._load()  # the loaded sentence-transformers model
+    table = model[0].auto_model.embeddings.word_embeddings.weight.detach().cpu().numpy()
+    vocab = model.tokenizer.convert_ids_to_tokens(list(range(table.shape[0])))
+    centred = table - table.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return list(vocab), (centred @ vt[:dims].T).astype(np.float16)
+
+
 def fit(
     pairs: Sequence[LabelledPair],
     *,
     documents: Sequence[str],
+    vectors: tuple[list[str], np.ndarray] | None = None,
     weights: np.ndarray | None = None,
     hidden: tuple[int, ...] = (32, 16),
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Fit the pair model; returns the arrays ``PairVerifier`` loads (idf table included)."""
+    """Fit the pair model; returns the arrays ``PairVerifier`` loads (idf table included).
+
+    ``hidden=()`` fits a logistic regression (one linear layer): monotone in every feature, so
+    it cannot, say, reward a lower cosine the way a perceptron may far from its training data.
+    """
+    from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
     idf = idf_table(documents)
     default_idf = math.log(len(documents) + 1) + 1.0
-    x = featurize(pairs, PairFeatures(idf, default_idf=default_idf))
+    words = None if vectors is None else WordVectors(vectors[0], vectors[1])
+    x = featurize(pairs, PairFeatures(idf, default_idf=default_idf, vectors=words))
     y = np.asarray([p.label for p in pairs])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
-    if weights is not None:
-        # MLPClassifier has no sample weights: resample rows in proportion to their weight.
-        rng = np.random.default_rng(seed)
-        idx = rng.choice(len(z), size=len(z), p=weights / weights.sum())
-        z, y = z[idx], y[idx]
-    model = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-3, max_iter=400, early_stopping=True, random_state=seed)
-    model.fit(z, y)
-    words = sorted(idf)
+    if not hidden:
+        lr = LogisticRegression(C=1.0, max_iter=2000).fit(z, y, sample_weight=weights)
+        coefs, intercepts = [lr.coef_.T], [lr.intercept_]
+    else:
+        if weights is not None:
+            # MLPClassifier has no sample weights: resample rows in proportion to their weight.
+            rng = np.random.default_rng(seed)
+            idx = rng.choice(len(z), size=len(z), p=weights / weights.sum())
+            z, y = z[idx], y[idx]
+        model = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-3, max_iter=400, early_stopping=True,
+                              random_state=seed)
+        model.fit(z, y)
+        coefs, intercepts = model.coefs_, model.intercepts_
+    stems = sorted(idf)
     arrays = {
         "mean": mean,
         "scale": scale,
-        "idf_words": np.asarray(words, dtype=str),
-        "idf_values": np.asarray([idf[w] for w in words], dtype=np.float32),
+        "idf_words": np.asarray(stems, dtype=str),
+        "idf_values": np.asarray([idf[w] for w in stems], dtype=np.float32),
         "default_idf": np.asarray(default_idf),
     }
-    for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_)):
+    if vectors is not None:
+        arrays["wp_vocab"] = np.asarray(vectors[0], dtype=str)
+        arrays["wp_vectors"] = vectors[1]
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
         arrays[f"w{i}"] = w.astype(np.float64)
         arrays[f"b{i}"] = b.astype(np.float64)
     return arrays
@@ -101,13 +130,19 @@ def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: floa
 
 def save(directory: Path, arrays: dict[str, np.ndarray], card: dict[str, object]) -> None:
     """Write ``model.npz`` and ``card.json`` (the card gains feature and lexicon versions)."""
+    import datetime
+
+    from . import __version__
+
     directory.mkdir(parents=True, exist_ok=True)
     card = {
         **card,
+        "library_version": __version__,
+        "created": datetime.date.today().isoformat(),
         "features": list(FEATURE_NAMES),
         "features_version": FEATURES_VERSION,
         "lexicon_version": LEXICON_VERSION,
-        "layers": sum(1 for k in arrays if k.startswith("w")),
+        "layers": sum(1 for k in arrays if k[:1] == "w" and k[1:].isdigit()),
     }
     np.savez_compressed(directory / "model.npz", **arrays)
     (directory / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -155,10 +155,11 @@ def calibrate_cmd(pairs, target_precision, out, as_json, kind, model, min_simila
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    if result["threshold"] is None:
-        click.echo(f"precision {target_precision} is out of reach on these pairs (accepting nothing)")
+    if not result["reached"]:
+        click.echo(f"precision {target_precision} is out of reach on these {result['rows']} pairs")
     else:
-        click.echo(f"{result['parameter']} {result['threshold']:.4f}: precision {result['precision']:.3f} "
+        gate = "" if result["threshold"] is None else f", pair-model threshold {result['threshold']:.2f}"
+        click.echo(f"min_similarity {result['min_similarity']:.4f}{gate}: precision {result['precision']:.3f} "
                    f"recall {result['recall']:.3f} on {result['rows']} pairs")
     if out:
         click.echo(f"wrote {out}")
@@ -168,30 +169,38 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
     import numpy as np
 
     from ..train_verifier import threshold_for_precision
-    from ..verify import PairVerifier
 
     rows = _pair_rows(pairs)
     emb = _embedder(embedder_name)
     vq, vc = emb.embed([r.query for r in rows]), emb.embed([r.cached for r in rows])
-    sims = np.einsum("ij,ij->i", vq, vc)
+    sims = np.einsum("ij,ij->i", vq, vc).astype(np.float64)
     labels = np.asarray([r.label for r in rows])
     if kind == "cosine":
-        scores, parameter = sims.astype(np.float64), "min_similarity"
+        cut, precision, recall = threshold_for_precision(sims, labels, target)
+        result = {"min_similarity": None if math.isinf(cut) else cut, "threshold": None}
     else:
         verifier = _verifier(kind, model, min_similarity, emb)
-        scores = np.asarray([verifier.score_pair(r.query, r.cached, r.answer, float(s)) for r, s in zip(rows, sims)])
-        parameter = "threshold"
-    threshold, precision, recall = threshold_for_precision(scores, labels, target)
-    result = {"rows": len(rows), "target_precision": target, "parameter": parameter,
-              "threshold": None if math.isinf(threshold) else threshold, "precision": precision, "recall": recall}
-    if out and kind == "pair":
-        _write_calibrated(verifier, Path(model) if model else None, Path(out), threshold, result, pairs)
-    elif out:
+        probs = np.asarray([verifier.probability(r.query, r.cached, float(s)) for r, s in zip(rows, sims)])
+        best = (-1.0, math.inf, 0.5, 1.0)  # recall, min_similarity, threshold, precision
+        # Two gates: for each model threshold, the lowest cosine floor reaching the target.
+        for gate in (0.1, 0.3, 0.5, 0.7, 0.9):
+            cut, p, r = threshold_for_precision(np.where(probs >= gate, sims, -2.0), labels, target)
+            if not math.isinf(cut) and r > best[0]:
+                best = (r, cut, gate, p)
+        recall, cut, gate, precision = best
+        recall = max(recall, 0.0)
+        result = {"min_similarity": None if math.isinf(cut) else cut, "threshold": gate}
+        if out:
+            _write_calibrated(verifier, Path(model) if model else None, Path(out), gate, cut,
+                              {**result, "precision": precision, "recall": recall}, pairs)
+    result = {"rows": len(rows), "target_precision": target, "verifier": kind, **result,
+              "precision": precision, "recall": recall, "reached": result["min_similarity"] is not None}
+    if out and kind == "cosine":
         _write_json(Path(out) / "operating_point.json", result)
     return result
 
 
-def _write_calibrated(verifier, source: Path | None, out: Path, threshold: float, result: dict, pairs: str) -> None:
+def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut: float, result: dict, pairs: str) -> None:
     from ..verify import _default_dir
 
     source = source or _default_dir()
@@ -201,8 +210,8 @@ def _write_calibrated(verifier, source: Path | None, out: Path, threshold: float
             shutil.copyfile(source / "model.npz", out / "model.npz")
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc}") from exc
-    # An unreachable target stores threshold 1.0 + an explicit flag: JSON has no infinity.
-    card = {**verifier.card, "threshold": 1.0 if math.isinf(threshold) else threshold,
+    # An unreachable target stores min_similarity 1.0 (accept only identical questions): JSON has no infinity.
+    card = {**verifier.card, "threshold": gate, "min_similarity": 1.0 if math.isinf(cut) else cut,
             "calibration": {**result, "pairs_file": Path(pairs).name}}
     _write_json(out / "card.json", card)
 

@@ -1,0 +1,202 @@
+"""The pair verifier (shipped default), calibration, and the ``eval``/``calibrate`` commands."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from semroute.cli import main
+from semroute.errors import ConfigError, ModelError, ModelMismatch
+from semroute.train_verifier import threshold_for_precision
+from semroute.types import CacheEntry, Candidate
+from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier, Verifier
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from semroute.embed import SentenceTransformerEmbedder
+
+    e = SentenceTransformerEmbedder()
+    e.embed(["warm up"])
+    return e
+
+
+@pytest.fixture(scope="module")
+def verifier(embedder):
+    return PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
+
+
+def _candidate(embedder, query: str, cached: str, answer: str = PLACEHOLDER_ANSWER) -> Candidate:
+    vq, vc = embedder.embed([query, cached])
+    entry = CacheEntry(id="e", key="k", scope="s", namespace="n", question=cached, answer=answer,
+                       vector=vc, created_at=0.0)
+    return Candidate(entry=entry, similarity=float(vq @ vc))
+
+
+NEAR_MISSES = [
+    ("place", "What is the speed limit on the highway?", "What is the speed limit in the city?"),
+    ("place", "otoyol hız limiti nedir", "şehir içi hız limiti nedir"),
+    ("entity", "Ankara'da hava nasıl?", "İstanbul'da hava nasıl?"),
+    ("entity", "How much does it cost to ship a package to Canada?", "How much does it cost to ship a package to Mexico?"),
+    ("number", "Set a timer for 10 minutes", "Set a timer for 15 minutes"),
+    ("number", "1000 lira havale ücreti ne kadar?", "500 lira havale ücreti ne kadar?"),
+    ("action", "How do I disable two-factor authentication?", "How do I enable two-factor authentication?"),
+    ("action", "Işıkları kapat", "Işıkları aç"),
+    ("negation", "Why can't I log in to my account?", "Why can I log in to my account?"),
+    ("negation", "Kartım neden çalışmıyor?", "Kartım neden çalışıyor?"),
+    ("scope", "What documents do I need to open a business account?", "What documents do I need to open a personal account?"),
+    ("scope", "Profesyonel sürücüler için hız limiti nedir?", "Sürücüler için hız limiti nedir?"),
+    ("scope", "Uluslararası transfer ücreti var mı?", "Yurtiçi transfer ücreti var mı?"),
+]
+
+PARAPHRASES = [
+    ("What time does the museum open on Sundays?", "Is the museum open on Sunday and from what time?"),
+    ("How do I stop my Netflix subscription?", "How do I cancel my Netflix subscription?"),
+    ("Start a 10 minute timer", "Set a timer for 10 minutes"),
+    ("What does a plane ticket from London to Paris cost?", "How much is a flight from London to Paris?"),
+    ("Pazar günü müze açık mı?", "Müze pazar günü açık mı?"),
+    ("Şifremi nasıl değiştirebilirim?", "Şifremi nasıl değiştiririm?"),
+]
+
+
+@pytest.mark.parametrize(("kind", "query", "cached"), NEAR_MISSES)
+def test_default_rejects_each_near_miss_kind(embedder, verifier, kind, query, cached):
+    candidate = _candidate(embedder, query, cached)
+    verdict = verifier.accept(query, candidate)
+    assert not verdict.accepted, f"{kind}: {verdict.reason}"
+    assert verdict.score == 0.0
+    # The pair model vetoes it on its own, not only the cosine floor.
+    assert verifier.probability(query, cached, candidate.similarity) < verifier.threshold, kind
+
+
+@pytest.mark.parametrize(("query", "cached"), PARAPHRASES)
+def test_default_accepts_paraphrases(embedder, verifier, query, cached):
+    candidate = _candidate(embedder, query, cached)
+    verdict = verifier.accept(query, candidate)
+    assert verdict.accepted, verdict.reason
+    assert verdict.score == pytest.approx(candidate.similarity)  # the nearest accepted candidate wins
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a modifier added on one side (scope) is under-weighted in English")
+@pytest.mark.parametrize(("query", "cached"), [
+    ("What is the speed limit for professional drivers?", "What is the speed limit for drivers?"),
+    ("Is it safe to eat eggs during pregnancy?", "Is it safe to eat raw eggs during pregnancy?"),
+])
+def test_english_scope_additions_are_not_yet_caught(embedder, verifier, query, cached):
+    assert not verifier.accept(query, _candidate(embedder, query, cached)).accepted
+
+
+def test_cosine_alone_cannot_separate_the_speed_limit_pairs(embedder, verifier):
+    near = _candidate(embedder, "What is the speed limit on the highway?", "What is the speed limit in the city?")
+    para = _candidate(embedder, "How fast can I drive inside the city?", "What is the speed limit in the city?")
+    assert near.similarity > para.similarity  # the problem the pair model exists for
+    # The precision-first default floor (0.87) does not serve the paraphrase; a lower floor does,
+    # and the pair model still refuses the near miss there.
+    assert not verifier.accept("How fast can I drive inside the city?", para).accepted
+    looser = verifier.with_operating_point(threshold=0.5, min_similarity=0.75)
+    assert looser.accept("How fast can I drive inside the city?", para).accepted
+    assert not looser.accept("What is the speed limit on the highway?", near).accepted
+
+
+def test_reason_names_the_difference(embedder, verifier):
+    verdict = verifier.accept("How do I disable 2FA?", _candidate(embedder, "How do I disable 2FA?", "How do I enable 2FA?"))
+    assert "opposite action" in verdict.reason and "pair model" in verdict.reason
+
+
+def test_verifier_cost_is_under_a_millisecond(embedder, verifier):
+    candidate = _candidate(embedder, "What is the speed limit on the highway?", "What is the speed limit in the city?",
+                           answer="In the city the limit is 50 km/h unless signs say otherwise. " * 5)
+    times = []
+    for _ in range(300):
+        t0 = time.perf_counter()
+        verifier.accept("What is the speed limit on the highway?", candidate)
+        times.append(time.perf_counter() - t0)
+    assert float(np.median(times)) < 1e-3
+
+
+def test_is_a_verifier_and_card_is_checked(tmp_path):
+    v = PairVerifier.default()
+    assert isinstance(v, Verifier) and isinstance(ThresholdVerifier(), Verifier)
+    assert v.card["embedder"] == "all-MiniLM-L6-v2" and v.card["dim"] == 384
+    with pytest.raises(ModelMismatch, match="embedder"):
+        PairVerifier.default(embedder="bge-m3")
+    with pytest.raises(ModelMismatch, match="dimension"):
+        PairVerifier.default(dim=1024)
+    with pytest.raises(ModelError):
+        PairVerifier.load(tmp_path)
+
+
+def test_artifact_is_plain_arrays():
+    from semroute.verify import _default_dir
+
+    with np.load(_default_dir() / "model.npz", allow_pickle=False) as data:
+        assert {"mean", "scale", "w0", "b0", "idf_words"} <= set(data.files)
+        assert all(data[k].dtype != object for k in data.files)
+
+
+def test_threshold_for_precision_hits_target_on_synthetic_scores():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 4000)
+    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
+    for target in (0.8, 0.9, 0.97):
+        t, p, r = threshold_for_precision(scores, labels, target)
+        accepted = scores >= t
+        assert p >= target and abs((labels[accepted] == 1).mean() - p) < 1e-9
+        # The lowest such threshold: one step lower falls below the target (or accepts the same set).
+        lower = scores[scores < t].max()
+        assert (labels[scores >= lower] == 1).mean() < target
+        assert r == pytest.approx((labels[accepted] == 1).sum() / labels.sum())
+    assert threshold_for_precision(np.array([0.9, 0.8]), np.array([0, 0]), 0.9)[0] == float("inf")
+
+
+PAIRS_CSV = (
+    "query,cached,label\n"
+    "What is the speed limit on the highway?,What is the speed limit in the city?,0\n"
+    "How fast can I drive inside the city?,What is the speed limit in the city?,1\n"
+    "How do I disable two-factor authentication?,How do I enable two-factor authentication?,0\n"
+    "How can I turn off 2FA?,How do I disable two-factor authentication?,1\n"
+    "Işıkları kapat,Işıkları aç,0\n"
+    "Lambaları aç,Işıkları aç,1\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("", "no data rows"),
+        ("query,cached\nhi,hello\n", "missing column(s) label"),
+        ("query,cached,label\nhi,hello,yes\n", "label must be 0 or 1"),
+        ("query,cached,label\nhi,,1\n", "empty cached"),
+        (b"query,cached,label\n\xff\xfe,x,1\n", "not UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("command", [["eval"], ["calibrate", "--target-precision", "0.9"]])
+def test_bad_pairs_files_give_clear_errors(tmp_path, content, message, command):
+    path = tmp_path / "pairs.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(main, [*command, str(path)])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_retrieval_needs_two_files_with_known_ids(tmp_path):
+    cache = tmp_path / "cache.csv"
+    cache.write_text("id,question\na,What is the speed limit in the city?\n", encoding="utf-8")
+    queries = tmp_path / "queries.csv"
+    queries.write_text("query,expected\nHow fast in town?,b\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["eval", "--retrieval", str(cache)])
+    assert result.exit_code != 0 and "needs two files" in result.output
+    result = CliRunner().invoke(main, ["eval", "--retrieval", str(cache), str(queries)])
+    assert result.exit_code != 0 and "expected id 'b' is not in" in result.output
+    result = CliRunner().invoke(main, ["eval", str(cache), str(queries)])
+    assert result.exit_code != 0 and "only taken with --retrieval" in result.output
