@@ -155,15 +155,92 @@ def test_threshold_for_precision_hits_target_on_synthetic_scores():
     assert threshold_for_precision(np.array([0.9, 0.8]), np.array([0, 0]), 0.9)[0] == float("inf")
 
 
-PAIRS_CSV = (
-    "query,cached,label\n"
-    "What is the speed limit on the highway?,What is the speed limit in the city?,0\n"
-    "How fast can I drive inside the city?,What is the speed limit in the city?,1\n"
-    "How do I disable two-factor authentication?,How do I enable two-factor authentication?,0\n"
-    "How can I turn off 2FA?,How do I disable two-factor authentication?,1\n"
-    "Işıkları kapat,Işıkları aç,0\n"
-    "Lambaları aç,Işıkları aç,1\n"
-)
+PAIRS_CSV = """query,cached,label
+What is the speed limit on the highway?,What is the speed limit in the city?,0
+How fast can I drive inside the city?,What is the speed limit in the city?,1
+What time does the museum open on Sundays?,Is the museum open on Sunday and from what time?,1
+How do I disable two-factor authentication?,How do I enable two-factor authentication?,0
+How do I stop my Netflix subscription?,How do I cancel my Netflix subscription?,1
+Işıkları kapat,Işıkları aç,0
+Pazar günü müze açık mı?,Müze pazar günü açık mı?,1
+What is the speed limit for professional drivers?,What is the speed limit for drivers?,0
+"""
+
+EXPECTED_EVAL = """pairs 8 (must hit 4, must miss 4)
+hits 4: correct 3, false 1; missed 1; correct misses 3
+precision 0.750  recall 0.750  F1 0.750
+cosine only at the same precision: recall 0.750 (min_similarity 0.894)
+cosine only curve (min_similarity precision recall):
+  0.00 0.500 1.000
+  0.10 0.500 1.000
+  0.20 0.500 1.000
+  0.30 0.500 1.000
+  0.40 0.500 1.000
+  0.50 0.500 1.000
+  0.60 0.500 1.000
+  0.70 0.500 1.000
+  0.80 0.429 0.750
+  0.90 0.667 0.500
+  1.00 1.000 0.000
+false hits (1):
+  'What is the speed limit for professional drivers?' served 'What is the speed limit for drivers?' (cosine 0.945, score 0.945)
+"""
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text(PAIRS_CSV, encoding="utf-8")
+    return path
+
+
+def test_eval_output_on_a_fixed_file(embedder, pairs_file):
+    result = CliRunner().invoke(main, ["eval", str(pairs_file)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == EXPECTED_EVAL
+
+
+def test_eval_json_and_plot(embedder, pairs_file, tmp_path):
+    plot = tmp_path / "curve.png"
+    result = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["tp"], report["fp"], report["fn"], report["tn"]) == (3, 1, 1, 3)
+    assert [(f["query"], f["cached"]) for f in report["false_hits"]] == [
+        ("What is the speed limit for professional drivers?", "What is the speed limit for drivers?")
+    ]
+    assert "different scope" in report["false_hits"][0]["reason"]
+    assert len(report["baseline"]["curve"]) == 41 and report["baseline"]["recall_at_same_precision"] == 0.75
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cosine = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--verifier", "cosine", "--min-similarity", "0.9"])
+    assert json.loads(cosine.stdout)["false_hits"][0]["cached"] == "What is the speed limit for drivers?"
+
+
+def test_calibrate_reaches_its_target_and_eval_confirms_it(embedder, tmp_path):
+    # A labelled set of its own: near misses, paraphrases and the fixed pairs above.
+    rows = [(q, c, 0) for _, q, c in NEAR_MISSES] + [(q, c, 1) for q, c in PARAPHRASES]
+    rows += [tuple(line.rsplit(",", 1)[0].split(",", 1)) + (int(line[-1]),) for line in PAIRS_CSV.splitlines()[1:]]
+    rows += [(c, q, 1) for q, c in PARAPHRASES]  # the same paraphrases asked the other way round
+    path = tmp_path / "labelled.csv"
+    path.write_text("query,cached,label\n" + "".join(f'"{q}","{c}",{y}\n' for q, c, y in rows), encoding="utf-8")
+    out = tmp_path / "calibrated"
+    result = CliRunner().invoke(main, ["calibrate", str(path), "--target-precision", "0.9", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.stdout)
+    assert fitted["reached"] and fitted["precision"] >= 0.9 and fitted["recall"] > 0.5
+    card = json.loads((out / "card.json").read_text(encoding="utf-8"))
+    assert card["min_similarity"] == pytest.approx(fitted["min_similarity"], abs=1e-5)
+    assert card["calibration"]["pairs_file"] == "labelled.csv"
+    check = CliRunner().invoke(main, ["eval", str(path), "--model", str(out), "--json"])
+    measured = json.loads(check.stdout)
+    assert measured["precision"] >= 0.9
+    assert measured["recall"] == pytest.approx(fitted["recall"], abs=1e-9)
+    cosine = CliRunner().invoke(main, ["calibrate", str(path), "--target-precision", "0.9", "--verifier", "cosine", "--json"])
+    assert json.loads(cosine.stdout)["recall"] < fitted["recall"]  # the pair model earns its keep here
+    negatives = tmp_path / "negatives.csv"
+    negatives.write_text("query,cached,label\n" + "".join(f'"{q}","{c}",0\n' for _, q, c in NEAR_MISSES[:3]), encoding="utf-8")
+    unreachable = CliRunner().invoke(main, ["calibrate", str(negatives), "--target-precision", "0.9"])
+    assert unreachable.exit_code == 0 and "out of reach" in unreachable.stdout
 
 
 @pytest.mark.parametrize(

@@ -211,7 +211,9 @@ def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc}") from exc
     # An unreachable target stores min_similarity 1.0 (accept only identical questions): JSON has no infinity.
-    card = {**verifier.card, "threshold": gate, "min_similarity": 1.0 if math.isinf(cut) else cut,
+    # The cut is one pair's own similarity; a hair lower keeps that pair accepted when the
+    # index (float32 inner products in faiss) recomputes it a few ulps apart.
+    card = {**verifier.card, "threshold": gate, "min_similarity": 1.0 if math.isinf(cut) else cut - 1e-6,
             "calibration": {**result, "pairs_file": Path(pairs).name}}
     _write_json(out / "card.json", card)
 
