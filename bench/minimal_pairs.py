@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["FAMILIES", "family_pairs", "xsid_swaps", "word_swaps", "negation_swaps"]
+__all__ = ["FAMILIES", "family_pairs", "xsid_swaps", "word_swaps", "negation_swaps", "scope_insertions"]
 
 # (lang, kind, rewordings with {x}, fillers, answer template or "", heldout)
 FAMILIES = [
@@ -223,6 +223,32 @@ def negation_swaps(texts: list[tuple[str, str]], rng: random.Random, *, limit: i
         if neg is None or neg == text or not visible(neg, text):
             continue
         out.append((neg, text, "", 0, "negation", lang) if rng.random() < 0.5 else (text, neg, "", 0, "negation", lang))
+        if len(out) >= limit:
+            break
+    return out
+
+
+_EN_SCOPE = ("professional", "commercial", "international", "business", "student", "senior", "foreign", "premium",
+             "virtual", "joint", "temporary", "raw", "electric", "private", "public", "used")
+_TR_SCOPE = ("profesyonel", "ticari", "uluslararası", "kurumsal", "öğrenci", "yabancı", "sanal", "ortak", "geçici",
+             "elektrikli", "özel", "ikinci el")
+
+
+def scope_insertions(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) -> list[tuple[str, str, str, int, str, str]]:
+    """Near misses from real sentences: a modifier narrows one noun (drivers -> professional drivers)."""
+    from semroute.lexicon import STOPWORDS
+
+    out = []
+    for text, lang in texts:
+        words = text.split()
+        spots = [i for i, w in enumerate(words) if i > 0 and w.strip("?.!,").isalpha() and len(w) > 3
+                 and w.strip("?.!,").lower() not in STOPWORDS]
+        if not spots:
+            continue
+        i = rng.choice(spots)
+        modified = words[:i] + [rng.choice(_EN_SCOPE if lang == "en" else _TR_SCOPE)] + words[i:]
+        narrowed = " ".join(modified)
+        out.append((narrowed, text, "", 0, "scope", lang) if rng.random() < 0.5 else (text, narrowed, "", 0, "scope", lang))
         if len(out) >= limit:
             break
     return out

@@ -5,7 +5,8 @@
 Training pairs (see semroute.train_verifier for the model, bench/minimal_pairs.py for generation):
 banking77 and clinc150 train splits (same intent = hit; nearest other intent = miss), tqp train
 (paraphrases = hit; nearest question of another paraphrase group = miss), generated minimal pairs
-(EN/TR question families, xSID valid slot swaps, lexicon word swaps on real sentences) and surface
+(EN/TR question families, xSID valid slot swaps, lexicon word swaps, negations and scope
+modifiers inserted into real sentences) and surface
 variants (case, punctuation, "please") as hits. COVID FAQ, banking77 test, clinc150 test, xSID test
 and tqp dev are not trained on: bench/cache_quality.py measures on them.
 """
@@ -99,6 +100,8 @@ def collect(rng: random.Random, embed) -> list[tuple[str, str, str, int, str]]:
     rows += [(q, c, a, lab, f"swap:{kind}") for q, c, a, lab, kind, _ in swaps]
     rng.shuffle(real)
     rows += [(q, c, a, lab, "swap:negation") for q, c, a, lab, _, _ in mp.negation_swaps(real, rng, limit=700)]
+    rng.shuffle(real)
+    rows += [(q, c, a, lab, "swap:scope") for q, c, a, lab, _, _ in mp.scope_insertions(real, rng, limit=700)]
     rows += _surface([c for _, c, _, _, _, _ in swaps[:600]] + [t for t, _ in rng.sample(b77, 400)], rng)
     vq, vc = embed([r[0] for r in rows]), embed([r[1] for r in rows])
     return [(*r, float(s)) for r, s in zip(rows, np.einsum("ij,ij->i", vq, vc))]

@@ -51,6 +51,8 @@ NEAR_MISSES = [
     ("negation", "Why can't I log in to my account?", "Why can I log in to my account?"),
     ("negation", "Kartım neden çalışmıyor?", "Kartım neden çalışıyor?"),
     ("scope", "What documents do I need to open a business account?", "What documents do I need to open a personal account?"),
+    ("scope", "What is the speed limit for professional drivers?", "What is the speed limit for drivers?"),
+    ("scope", "Is it safe to eat eggs during pregnancy?", "Is it safe to eat raw eggs during pregnancy?"),
     ("scope", "Profesyonel sürücüler için hız limiti nedir?", "Sürücüler için hız limiti nedir?"),
     ("scope", "Uluslararası transfer ücreti var mı?", "Yurtiçi transfer ücreti var mı?"),
 ]
@@ -81,15 +83,6 @@ def test_default_accepts_paraphrases(embedder, verifier, query, cached):
     verdict = verifier.accept(query, candidate)
     assert verdict.accepted, verdict.reason
     assert verdict.score == pytest.approx(candidate.similarity)  # the nearest accepted candidate wins
-
-
-@pytest.mark.xfail(strict=True, reason="known gap: a modifier added on one side (scope) is under-weighted in English")
-@pytest.mark.parametrize(("query", "cached"), [
-    ("What is the speed limit for professional drivers?", "What is the speed limit for drivers?"),
-    ("Is it safe to eat eggs during pregnancy?", "Is it safe to eat raw eggs during pregnancy?"),
-])
-def test_english_scope_additions_are_not_yet_caught(embedder, verifier, query, cached):
-    assert not verifier.accept(query, _candidate(embedder, query, cached)).accepted
 
 
 def test_cosine_alone_cannot_separate_the_speed_limit_pairs(embedder, verifier):
@@ -167,9 +160,9 @@ What is the speed limit for professional drivers?,What is the speed limit for dr
 """
 
 EXPECTED_EVAL = """pairs 8 (must hit 4, must miss 4)
-hits 4: correct 3, false 1; missed 1; correct misses 3
-precision 0.750  recall 0.750  F1 0.750
-cosine only at the same precision: recall 0.750 (min_similarity 0.894)
+hits 3: correct 3, false 0; missed 1; correct misses 4
+precision 1.000  recall 0.750  F1 0.857
+cosine only at the same precision: recall 0.500 (min_similarity 0.957)
 cosine only curve (min_similarity precision recall):
   0.00 0.500 1.000
   0.10 0.500 1.000
@@ -182,8 +175,7 @@ cosine only curve (min_similarity precision recall):
   0.80 0.429 0.750
   0.90 0.667 0.500
   1.00 1.000 0.000
-false hits (1):
-  'What is the speed limit for professional drivers?' served 'What is the speed limit for drivers?' (cosine 0.945, score 0.945)
+false hits (0):
 """
 
 
@@ -205,15 +197,16 @@ def test_eval_json_and_plot(embedder, pairs_file, tmp_path):
     result = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert (report["tp"], report["fp"], report["fn"], report["tn"]) == (3, 1, 1, 3)
-    assert [(f["query"], f["cached"]) for f in report["false_hits"]] == [
-        ("What is the speed limit for professional drivers?", "What is the speed limit for drivers?")
-    ]
-    assert "different scope" in report["false_hits"][0]["reason"]
-    assert len(report["baseline"]["curve"]) == 41 and report["baseline"]["recall_at_same_precision"] == 0.75
+    assert (report["tp"], report["fp"], report["fn"], report["tn"]) == (3, 0, 1, 4)
+    assert report["false_hits"] == [] and report["precision"] == 1.0
+    assert len(report["baseline"]["curve"]) == 41 and report["baseline"]["recall_at_same_precision"] == 0.5
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cosine = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--verifier", "cosine", "--min-similarity", "0.9"])
-    assert json.loads(cosine.stdout)["false_hits"][0]["cached"] == "What is the speed limit for drivers?"
+    false_hits = json.loads(cosine.stdout)["false_hits"]
+    assert [(f["query"], f["cached"]) for f in false_hits] == [
+        ("What is the speed limit for professional drivers?", "What is the speed limit for drivers?")
+    ]
+    assert false_hits[0]["reason"].startswith("cosine 0.945 >= min_similarity 0.900")
 
 
 def test_calibrate_reaches_its_target_and_eval_confirms_it(embedder, tmp_path):
