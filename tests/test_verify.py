@@ -270,3 +270,33 @@ def test_retrieval_needs_two_files_with_known_ids(tmp_path):
     assert result.exit_code != 0 and "expected id 'b' is not in" in result.output
     result = CliRunner().invoke(main, ["eval", str(cache), str(queries)])
     assert result.exit_code != 0 and "only taken with --retrieval" in result.output
+
+
+def test_eval_retrieval_on_a_whole_cache(embedder, tmp_path):
+    cache = tmp_path / "cache.csv"
+    cache.write_text(
+        "id,question,answer\n"
+        "city,What is the speed limit in the city?,50 km/h unless signs say otherwise.\n"
+        "museum,Is the museum open on Sunday and from what time?,\"Yes, from 10:00.\"\n"
+        "netflix,How do I cancel my Netflix subscription?,Account > Membership > Cancel.\n",
+        encoding="utf-8",
+    )
+    queries = tmp_path / "queries.csv"
+    queries.write_text(
+        "query,expected\n"
+        "What time does the museum open on Sundays?,museum\n"
+        "How do I stop my Netflix subscription?,netflix\n"
+        "What is the speed limit on the highway?,\n"
+        "How do I cancel my Spotify subscription?,\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["eval", "--retrieval", str(cache), str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["hits"], report["correct"], report["false_hits"]) == (2, 2, [])
+    loose = CliRunner().invoke(
+        main, ["eval", "--retrieval", str(cache), str(queries), "--json", "--verifier", "cosine", "--min-similarity", "0.7"]
+    )
+    served = {(f["query"], f["served"]) for f in json.loads(loose.stdout)["false_hits"]}
+    assert served == {("What is the speed limit on the highway?", "city"),
+                      ("How do I cancel my Spotify subscription?", "netflix")}
