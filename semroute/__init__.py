@@ -31,7 +31,7 @@ from .metrics import Metrics
 from .router import Router
 from .settings import CacheSettings, RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
-from .verify import ThresholdVerifier, Verifier
+from .verify import PairVerifier, ThresholdVerifier, Verifier
 
 try:
     __version__ = version("semroute")
@@ -60,6 +60,7 @@ __all__ = [
     "OllamaEmbedder",
     "Verifier",
     "ThresholdVerifier",
+    "PairVerifier",
     "ComplexityClassifier",
     "FixedTier",
     "LogisticComplexityClassifier",

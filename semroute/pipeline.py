@@ -92,8 +92,7 @@ class Pipeline:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
-        inner = verifier or ThresholdVerifier(settings.cache.min_similarity)
-        self.verifier = SimilarityGate(settings.cache.min_similarity, inner)
+        self._verifier = verifier
         self._store = store
         self._data_dir = data_dir
         self._backend_factory = backend_factory
@@ -120,7 +119,18 @@ class Pipeline:
             store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
             self._store = store
         index = FaissIndex(self.embedder.dim)
-        return SemanticCache(store, index, self.verifier, top_k=self.settings.cache.top_k, clock=self.clock)
+        verifier = SimilarityGate(self.settings.cache.min_similarity, self._verifier or self._default_verifier())
+        return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock)
+
+    def _default_verifier(self) -> Verifier:
+        from .verify import PairVerifier
+
+        try:
+            return PairVerifier.default(embedder=self.embedder.name, dim=self.embedder.dim)
+        except ModelError as exc:
+            self.metrics.incr("verifier.unavailable")
+            log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= 0.9", exc)
+            return ThresholdVerifier(max(0.9, self.settings.cache.min_similarity))
 
     def _default_dir(self) -> Path:
         if self._data_dir is not None:

@@ -247,3 +247,12 @@ def test_classifier_can_be_turned_off(make_router, fake_ollama):
     router = make_router(classifier=FixedTier("large"))
     answer = router.ask("What is the capital of France?")
     assert answer.source == "large" and answer.probability is None
+
+
+def test_default_verifier_refuses_a_near_miss_that_cosine_would_serve(make_router, fake_ollama):
+    router = make_router()
+    router.warm([(CITY, CITY_ANSWER)])
+    highway = router.ask("What is the speed limit on the highway?", tier="small")
+    assert highway.source == "small" and highway.text != CITY_ANSWER
+    assert router.metrics.count("verifier.rejected") >= 1
+    assert router.ask("What's the speed limit in a city?").source == "semantic"
