@@ -16,6 +16,11 @@ GPTCache's similar cache (SBERT adapter on the same MiniLM, its sqlite+faiss dat
 holds the same pairs and answers the same queries in the same run, interleaved query by query
 so machine noise hits both alike. It has no exact tier: its "exact" path embeds too.
 
+Two things make the numbers honest on a shared machine. Next to wall time it records the
+calling thread's CPU time (no waiting for a core or a disk flush). And exact hits are timed
+twice: interleaved, each right after an embedding that has evicted the CPU caches (a server
+with mixed traffic; ~5x slower), and back to back (a burst of repeated questions).
+
 It is not a throughput or concurrency benchmark, and not about hit quality
 (``bench/cache_quality.py`` is). Run from the repository root:
 
