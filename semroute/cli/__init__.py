@@ -6,10 +6,27 @@ Each group of commands lives in its own module and registers itself on ``main``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import wraps
 
 import click
 
-__all__ = ["main"]
+from ..errors import SemrouteError
+
+__all__ = ["main", "typed_errors"]
+
+
+def typed_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """Show semroute's typed errors as a one-line message and exit status 1, not a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            fn(*args, **kwargs)
+        except SemrouteError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,32 +6,30 @@ Common options: ``--data-dir`` (where the cache persists), ``--namespace`` and `
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from ..errors import SemrouteError
-from . import main
+from . import main, typed_errors
 from .files import read_rows
 
 __all__ = ["ask", "warm", "demo"]
 
 
 def common_options(fn: Callable[..., None]) -> Callable[..., None]:
-    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Directory where the cache persists (default: the user cache directory).")
-    @click.option("--namespace", default="default", show_default=True, help="Cache namespace (tenant).")
-    @click.option("--ollama-url", default=None, help="Ollama URL (default: OLLAMA_HOST or http://127.0.0.1:11434).")
-    @wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> None:
-        try:
-            fn(*args, **kwargs)
-        except SemrouteError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
-
-    return wrapper
+    """``--data-dir``, ``--namespace`` and ``--ollama-url``, plus typed errors shown as messages."""
+    wrapped = typed_errors(fn)
+    for option in (
+        click.option("--ollama-url", default=None,
+                     help="Ollama URL (default: OLLAMA_HOST or http://127.0.0.1:11434)."),
+        click.option("--namespace", default="default", show_default=True, help="Cache namespace (tenant)."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Directory where the cache persists (default: the user cache directory)."),
+    ):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def _router(data_dir: Path | None, namespace: str, ollama_url: str | None):
@@ -72,7 +70,7 @@ def warm(file: Path, batch_size: int, system: str | None,
     rows = read_rows(file, ("question", "answer"))
     pairs = [(row["question"], row["answer"]) for row in rows]
     with _router(data_dir, namespace, ollama_url) as router:
-        with click.progressbar(length=len(pairs), label="warming", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=len(pairs), label="warming", file=sys.stderr) as bar:
             stored = router.warm(pairs, batch_size=batch_size, progress=bar.update)
     click.echo(f"stored {stored} entries in namespace {namespace!r}")
 

@@ -9,28 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from ..errors import SemrouteError
-from . import main
+from . import main, typed_errors
 from .files import read_rows
 
 __all__ = ["train_router", "eval_router"]
-
-
-def _typed_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    @wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> None:
-        try:
-            fn(*args, **kwargs)
-        except SemrouteError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
-
-    return wrapper
 
 
 def _read_labelled(path: Path):
@@ -67,7 +53,7 @@ def _embedder(name: str | None):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--embedder", "embedder_name", default=None,
               help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2).")
-@_typed_errors
+@typed_errors
 def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share: float | None,
                  reference: Path | None, target_recall: float | None, threshold: float, c_value: float,
                  seed: int, embedder_name: str | None) -> None:
@@ -100,7 +86,7 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--embedder", "embedder_name", default=None,
               help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2).")
-@_typed_errors
+@typed_errors
 def eval_router(labels: Path, model_dir: Path | None, threshold: float | None, as_json: bool,
                 embedder_name: str | None) -> None:
     """Measure a complexity classifier on LABELS (CSV prompt,label)."""
