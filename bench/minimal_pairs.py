@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["FAMILIES", "family_pairs", "xsid_swaps", "word_swaps", "negation_swaps", "scope_insertions"]
+__all__ = ["FAMILIES", "family_pairs", "negation_swaps", "scope_insertions", "word_swaps", "xsid_swaps"]
 
 # (lang, kind, rewordings with {x}, fillers, answer template or "", heldout)
 FAMILIES = [
@@ -190,8 +190,8 @@ def word_swaps(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) 
     return out
 
 
-_EN_AUX = re.compile(r"\b(can|is|are|do|does|did|will|should|could|would|was|were|have|has)\b", re.I)
-_EN_NEG = re.compile(r"\b(can't|cannot|isn't|aren't|don't|doesn't|didn't|won't|shouldn't|couldn't|wouldn't|wasn't|weren't|haven't|hasn't)\b", re.I)
+_EN_AUX = re.compile(r"\b(can|is|are|do|does|did|will|should|could|would|was|were|have|has)\b", re.IGNORECASE)
+_EN_NEG = re.compile(r"\b(can't|cannot|isn't|aren't|don't|doesn't|didn't|won't|shouldn't|couldn't|wouldn't|wasn't|weren't|haven't|hasn't)\b", re.IGNORECASE)
 _TR_YOR = re.compile(r"\b(\w+?)([ıiuü])yor")
 _TR_NEG_YOR = re.compile(r"\b(\w+?)m([ıiuü])yor")
 

@@ -60,7 +60,7 @@ def xsid(lang: str, split: str) -> list[dict[str, object]]:
                 block = {}
             elif line.startswith("# id ="):
                 block = {"id": line.split("=", 1)[1].strip(), "tokens": [], "tags": []}
-            elif line.startswith("# text =") or line.startswith("# text:"):
+            elif line.startswith(("# text =", "# text:")):
                 block["text"] = line.split("=", 1)[1].strip() if "=" in line else line.split(":", 1)[1].strip()
             elif line.startswith("# intent"):
                 block["intent"] = line.split("=", 1)[1].strip()

@@ -22,12 +22,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import minimal_pairs as mp  # noqa: E402
-import shared_data as sd  # noqa: E402
+import minimal_pairs as mp
+import shared_data as sd
 
-from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
-from semroute.train_verifier import LabelledPair, fit, save, threshold_for_precision, word_piece_vectors  # noqa: E402
-from semroute.verify import PairVerifier  # noqa: E402
+from semroute.embed import SentenceTransformerEmbedder
+from semroute.train_verifier import (
+    LabelledPair,
+    fit,
+    save,
+    threshold_for_precision,
+    word_piece_vectors,
+)
+from semroute.verify import PairVerifier
 
 
 def _intent_pairs(rows, vec, rng, n, source):
@@ -235,7 +241,7 @@ def _report(pairs, scores, labels, threshold, verifier=None) -> dict[str, float]
            "cosine_auc": round(float(roc_auc_score(labels, cos)), 4),
            "precision": round(tp / max(1, int(acc.sum())), 4), "recall": round(tp / max(1, int(labels.sum())), 4)}
     p = out["precision"] if out["precision"] > 0 else 1.0
-    _, cp, cr = threshold_for_precision(cos, labels, min(p, 0.999))
+    _, _cp, cr = threshold_for_precision(cos, labels, min(p, 0.999))
     out["cosine_recall_at_same_precision"] = round(cr, 4)
     return out
 

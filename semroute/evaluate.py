@@ -21,7 +21,7 @@ from .train_verifier import threshold_for_precision
 from .types import CacheEntry
 from .verify import PLACEHOLDER_ANSWER, Verifier
 
-__all__ = ["PairRow", "Judged", "PairsReport", "judge_pairs", "report", "cosine_curve"]
+__all__ = ["Judged", "PairRow", "PairsReport", "cosine_curve", "judge_pairs", "report"]
 
 _SCOPE = "eval"
 

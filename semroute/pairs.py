@@ -23,7 +23,7 @@ import numpy as np
 
 from .lexicon import KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS
 
-__all__ = ["FEATURE_NAMES", "FEATURES_VERSION", "Analysed", "analyse", "WordVectors", "PairFeatures", "stem", "idf_table"]
+__all__ = ["FEATURES_VERSION", "FEATURE_NAMES", "Analysed", "PairFeatures", "WordVectors", "analyse", "idf_table", "stem"]
 
 FEATURES_VERSION = "4"
 
@@ -44,9 +44,9 @@ _FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
 # Folded (no diacritics), as stems are: açarım -> acarim.
 _TR_VERB_ENDINGS = frozenset(
     """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
-    abilirim ebilirim abilir misin ebilir misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()
+    abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()  # noqa: SIM905
 )
-_TR_HINTS = frozenset("mi mı mu mü nedir nasıl neden nerede hangi kaç var yok değil için ile".split())
+_TR_HINTS = frozenset("mi mı mu mü nedir nasıl neden nerede hangi kaç var yok değil için ile".split())  # noqa: SIM905
 
 
 def _lower(text: str) -> str:
@@ -112,7 +112,7 @@ def analyse(text: str) -> Analysed:
     for i, tok in enumerate(raw):
         base = re.split(r"['’]", tok, maxsplit=1)[0]
         lw = _lower(tok)
-        if lw.endswith("n't") or lw.endswith("n’t"):
+        if lw.endswith(("n't", "n’t")):
             negated = not negated
         word = _lower(base)
         words.append(word)

@@ -21,10 +21,17 @@ import numpy as np
 
 from .errors import ConfigError, ModelError, ModelMismatch
 from .lexicon import LEXICON_VERSION
-from .pairs import FEATURE_NAMES, FEATURES_VERSION, Analysed, PairFeatures, WordVectors, analyse
+from .pairs import (
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    Analysed,
+    PairFeatures,
+    WordVectors,
+    analyse,
+)
 from .types import Candidate, Verdict
 
-__all__ = ["Verifier", "ThresholdVerifier", "PairVerifier", "PLACEHOLDER_ANSWER"]
+__all__ = ["PLACEHOLDER_ANSWER", "PairVerifier", "ThresholdVerifier", "Verifier"]
 
 
 @runtime_checkable

@@ -10,10 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from semroute.cli import main
-from semroute.errors import ConfigError, ModelError, ModelMismatch
+from semroute.errors import ModelError, ModelMismatch
 from semroute.train_verifier import threshold_for_precision
 from semroute.types import CacheEntry, Candidate
-from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier, Verifier
+from semroute.verify import (
+    PLACEHOLDER_ANSWER,
+    PairVerifier,
+    ThresholdVerifier,
+    Verifier,
+)
 
 pytestmark = pytest.mark.slow
 

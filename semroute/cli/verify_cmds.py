@@ -19,7 +19,7 @@ from ..errors import ConfigError, SemrouteError
 from . import main
 from .files import read_rows
 
-__all__ = ["eval_cmd", "calibrate_cmd"]
+__all__ = ["calibrate_cmd", "eval_cmd"]
 
 
 def _pair_rows(path: str):
