@@ -352,7 +352,7 @@ def test_cli_round_trip_train_then_eval(tmp_path, minilm):
     assert card["threshold_rule"]["kind"] == "recall" and card["heldout"]["rows"] == 2
     result = runner.invoke(cli, ["eval-router", str(heldout), "--model", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)
     assert metrics["n"] == 2 and metrics["accuracy"] == card["heldout"]["metrics"]["accuracy"]
     text = runner.invoke(cli, ["eval-router", str(heldout), "--model", str(out)]).output
     assert "ROC AUC" in text and "routed to large" in text
