@@ -10,6 +10,7 @@ in ``semroute.pipeline``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -227,8 +228,17 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
-        """Counters and latency percentiles (see ``Metrics.snapshot``)."""
-        return self.metrics.snapshot()
+        """Counters, latency percentiles and each tier's instances (in flight, EWMA latency, health)."""
+        snapshot = self.metrics.snapshot()
+        snapshot["instances"] = {
+            tier: [dataclasses.asdict(s) for s in self.pipeline.pool(tier).states(self.tiers[tier].model)] for tier in self.tiers
+        }
+        return snapshot
+
+    def start_health_checks(self) -> None:
+        """Probe every instance in the background (``/api/tags``, ``/api/ps``) until ``close()``."""
+        for tier in self.tiers:
+            self.pipeline.pool(tier).start_health_checks()
 
     def close(self) -> None:
         self.pipeline.close()

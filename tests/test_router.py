@@ -256,3 +256,15 @@ def test_default_verifier_refuses_a_near_miss_that_cosine_would_serve(make_route
     assert highway.source == "small" and highway.text != CITY_ANSWER
     assert router.metrics.count("verifier.rejected") >= 1
     assert router.ask("What's the speed limit in a city?").source == "semantic"
+
+
+def test_stats_show_hits_tiers_and_instances(make_router, fake_ollama):
+    router = make_router()
+    router.ask(CITY, tier="small")
+    router.ask(CITY)
+    stats = router.stats()
+    assert stats["counters"]["answers.small"] == 1 and stats["counters"]["answers.exact"] == 1
+    assert stats["latency_ms"]["latency.exact"]["count"] == 1
+    (small,) = stats["instances"]["small"]
+    assert small["name"] and small["ewma_latency_s"] is not None and small["in_flight"] == 0
+    assert "semroute_answers_exact_total 1" in router.metrics.prometheus()
