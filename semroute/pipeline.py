@@ -174,7 +174,8 @@ class Pipeline:
         from .backends import Instance, OllamaBackend, Pool
 
         factory = self._backend_factory or OllamaBackend
-        return Pool([Instance(factory(host), limit=tier.limit) for host in tier.hosts], strategy=tier.strategy)
+        instances = [Instance(factory(host), limit=tier.limit) for host in tier.hosts]
+        return Pool(instances, strategy=tier.strategy, metrics=self.metrics)
 
     # -- steps ------------------------------------------------------------------------------
 

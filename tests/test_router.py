@@ -268,3 +268,26 @@ def test_stats_show_hits_tiers_and_instances(make_router, fake_ollama):
     (small,) = stats["instances"]["small"]
     assert small["name"] and small["ewma_latency_s"] is not None and small["in_flight"] == 0
     assert "semroute_answers_exact_total 1" in router.metrics.prometheus()
+
+
+def test_instance_failure_fails_over_and_is_counted(make_router, fake_ollama, caplog):
+    dead = _dead_url()
+    router = make_router(tiers={"small": Tier(SMALL, (dead, fake_ollama.url)), "large": Tier(LARGE, (fake_ollama.url,))})
+    answers = [router.ask(f"question number {i} about parking", tier="small") for i in range(4)]
+    assert {a.source for a in answers} == {"small"} and {a.instance for a in answers} == {fake_ollama.url}
+    # The dead host is found by the pool's model refresh (a probe) or by a failed call: either way
+    # it is counted and logged, and no caller sees the failure.
+    failures = router.metrics.count("pool.probe_failures") + router.metrics.count("pool.instance_failures")
+    assert failures >= 1
+    assert any(dead.split("//")[1] in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_busy_instance_fails_over_within_the_tier(make_router, fake_ollama):
+    with FakeOllama((SMALL,)) as other:
+        router = make_router(tiers={"small": Tier(SMALL, (fake_ollama.url, other.url), strategy="round_robin")})
+        fake_ollama.set_fault("busy", count=20)
+        answers = [router.ask(f"parking question {i}", tier="small") for i in range(6)]
+        assert {a.source for a in answers} == {"small"}
+        assert router.metrics.count("pool.failovers") >= 1
+        assert router.metrics.count("pool.instance_failures") == router.metrics.count("pool.failovers")
+        assert other.stats().count("chat") >= 1

@@ -9,16 +9,25 @@ backend and never sleeps or waits: ``Pool`` is the thin sync/async shell that do
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import BackendError, BackendProtocolError, ConfigError, NoInstanceAvailable
+from ..errors import (
+    BackendError,
+    BackendProtocolError,
+    ConfigError,
+    NoInstanceAvailable,
+)
+from ..metrics import Metrics
 from .base import Backend
 from .health import BreakerSettings, CircuitBreaker, Probe
 from .limiter import Limiter, QueueSettings, Waiter, WaitQueue
 from .strategy import InstanceState, Strategy
+
+log = logging.getLogger("semroute.pool")
 
 __all__ = ["Instance", "RetrySettings", "PoolSettings", "Ask", "Balancer", "model_key"]
 
@@ -130,8 +139,10 @@ class Balancer:
         limiter: Limiter,
         clock: Callable[[], float],
         rng: random.Random,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
         self.strategy = strategy
         self._limiter = limiter
         self._clock = clock
@@ -299,11 +310,15 @@ class Balancer:
             ask.tried.add(idx)
             ask.attempts.append((m.name, f"{type(exc).__name__}: {exc}"))
             self._release_locked(idx)
-            if not retryable:
-                raise exc
-            if attempt + 1 >= self.settings.retry.attempts:
-                return 0.0
-            return self._backoff_locked(ask, attempt)
+            last = attempt + 1 >= self.settings.retry.attempts
+            delay = self._backoff_locked(ask, attempt) if retryable and not last else 0.0
+        self._metrics.incr("pool.instance_failures")
+        log.warning("instance %s failed for model %s (%s: %s)%s", m.name, ask.model, type(exc).__name__, exc,
+                    "; failing over" if retryable else "")
+        if not retryable:
+            raise exc
+        self._metrics.incr("pool.failovers")
+        return delay
 
     def _backoff_locked(self, ask: Ask, attempt: int) -> float:
         untried = [
@@ -319,6 +334,7 @@ class Balancer:
         return min(r.max_backoff_s, max(delay, reopen))
 
     def exhausted(self, ask: Ask) -> NoInstanceAvailable:
+        self._metrics.incr("pool.exhausted")
         tried = "; ".join(f"{name}: {err}" for name, err in ask.attempts)
         return NoInstanceAvailable(
             f"model {ask.model!r}: all {len(ask.attempts)} attempts failed ({tried})", attempts=tuple(ask.attempts)
@@ -328,6 +344,7 @@ class Balancer:
         with self._lock:
             m = self._members[i]
             recovered = result.healthy and not m.healthy
+            went_down = m.healthy and not result.healthy
             m.healthy = result.healthy
             m.models_at = self._clock()
             if result.healthy and m.spec.models is None:
@@ -339,6 +356,12 @@ class Balancer:
             elif recovered:
                 m.breaker.half_open_now()  # back: let the next request probe it at once
             self._dispatch_locked()
+        if not result.healthy:
+            self._metrics.incr("pool.probe_failures")
+        if went_down:
+            log.warning("instance %s is unhealthy; no requests go to it until it answers again", m.name)
+        elif recovered:
+            log.info("instance %s answers again", m.name)
 
     def stale(self) -> list[int]:
         with self._lock:

@@ -21,8 +21,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from ..errors import BackendError, ConfigError, InvalidRequest
+from ..metrics import Metrics
 from ..types import Chunk, Completion, Message
-from .balancer import Balancer, Instance, PoolSettings, RetrySettings, Ask
+from .balancer import Ask, Balancer, Instance, PoolSettings, RetrySettings
 from .base import Backend
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
@@ -47,6 +48,7 @@ class Pool:
         limiter: Limiter | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         specs = [b if isinstance(b, Instance) else Instance(b) for b in backends]
         if not specs:
@@ -64,6 +66,7 @@ class Pool:
             limiter=limiter if limiter is not None else LocalLimiter(),
             clock=clock,
             rng=rng if rng is not None else random.Random(),
+            metrics=metrics,
         )
         self._refresh_lock = threading.Lock()
         self._health: HealthThread | None = None
