@@ -16,7 +16,14 @@ from semroute.backends.limiter import LocalLimiter, QueueSettings, WaitQueue
 from semroute.backends.ollama import OllamaBackend
 from semroute.backends.pool import Instance, Pool, PoolSettings, RetrySettings
 from semroute.backends.settings import Timeout
-from semroute.errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, Overloaded
+from semroute.errors import (
+    BackendError,
+    ConfigError,
+    InvalidRequest,
+    NoInstanceAvailable,
+    Overloaded,
+)
+from semroute.metrics import Metrics
 from semroute.testing import Capacity, FakeOllama, Timing, answer_text
 from semroute.types import Message
 
@@ -386,7 +393,8 @@ async def test_async_stream_fails_over_before_the_first_byte() -> None:
 
 def test_queue_deadline_gives_overloaded() -> None:
     settings = PoolSettings(queue=QueueSettings(max_length=4, timeout_s=0.2))
-    with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1, settings=settings) as pool:
+    metrics = Metrics()
+    with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1, settings=settings, metrics=metrics) as pool:
         fleet[0].pause()  # the first request holds the only slot
         holder = threading.Thread(target=pool.chat, args=(MODEL, ASK))
         holder.start()
@@ -397,6 +405,7 @@ def test_queue_deadline_gives_overloaded() -> None:
         assert 0.2 <= time.monotonic() - started < 2.0
         assert info.value.waited_s >= 0.2 and info.value.queue_length == 0
         assert fleet[0].stats().count("chat") == 1  # the queued request never reached the instance
+        assert (metrics.count("pool.queued"), metrics.count("pool.overloaded")) == (1, 1)
         fleet[0].resume()
         holder.join(timeout=10)
         assert pool.queue_length == 0 and pool.states()[0].in_flight == 0

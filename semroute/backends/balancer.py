@@ -20,6 +20,7 @@ from ..errors import (
     BackendProtocolError,
     ConfigError,
     NoInstanceAvailable,
+    Overloaded,
 )
 from ..metrics import Metrics
 from .base import Backend
@@ -173,7 +174,12 @@ class Balancer:
                 idx = self._admit_locked(ask)
                 if idx is not None:
                     return idx
-            waiter = self._queue.enter(ask, in_loop=in_loop)
+            try:
+                waiter = self._queue.enter(ask, in_loop=in_loop)
+            except Overloaded:
+                self._metrics.incr("pool.overloaded")
+                raise
+            self._metrics.incr("pool.queued")
             self._dispatch_locked()
             return waiter
 
@@ -256,6 +262,7 @@ class Balancer:
             if waiter.value is not None:
                 return waiter.value
             if self._queue.remaining(waiter) <= 0:
+                self._metrics.incr("pool.overloaded")
                 raise self._queue.expire(waiter)
             return None
 
