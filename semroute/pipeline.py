@@ -8,6 +8,7 @@ error is counted and logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -100,6 +101,8 @@ class Pipeline:
         self._pools: dict[str, object] = {}
         self._lock = threading.Lock()
         self._models = {name: tier.model for name, tier in self.tiers.items()}
+        # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
+        self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
 
     # -- parts, built on first use (constructors do no I/O) -----------------------------
 
@@ -187,7 +190,7 @@ class Pipeline:
             validate_question(system, max_chars=self.settings.max_question_chars * 4)
         if tier is not None and tier not in self.tiers:
             raise InvalidRequest(f"tier {tier!r} is not configured; tiers are {sorted(self.tiers)}")
-        scope = scope_of(ns, policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name))
+        scope = scope_of(ns, self._policy(system))
         messages = ((Message("system", system),) if system else ()) + (Message("user", text),)
         return Plan(text, ns, system, scope, exact_key(scope, normalise(text)), messages, tier, started)
 
@@ -315,6 +318,9 @@ class Pipeline:
             self._store.close()
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _policy_for(self, system: str | None) -> str:
+        return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
     def _entry(self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str) -> CacheEntry:
         now = self.clock()
