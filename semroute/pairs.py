@@ -13,6 +13,8 @@ the features lives in ``semroute.verify`` and training in ``semroute.train_verif
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 import unicodedata
@@ -302,6 +304,8 @@ class PairFeatures:
         self.idf = idf
         self.default_idf = float(default_idf)
         self.vectors = vectors
+        # Cached questions are judged again and again: analyse each text once (results are not mutated).
+        self._analyse = functools.lru_cache(maxsize=16384)(analyse)
 
     def _idf(self, words: Iterable[str]) -> list[float]:
         return [self.idf.get(w, self.default_idf) for w in words]
@@ -315,8 +319,8 @@ class PairFeatures:
         few generated answers we have made the model trust long answers blindly (measured on the
         COVID FAQ: precision fell from ~0.66 to 0.40), so they were taken out.
         """
-        q = query if isinstance(query, Analysed) else analyse(query)
-        c = analyse(cached)
+        q = query if isinstance(query, Analysed) else self._analyse(query)
+        c = self._analyse(cached)
         q_only, c_only = _unmatched(q.content, c.content), _unmatched(c.content, q.content)
         iq, ic = self._idf(q.content), self._idf(c.content)
         iqo, ico = self._idf(q_only), self._idf(c_only)

@@ -56,6 +56,7 @@ class SimilarityGate:
     def __init__(self, min_similarity: float, inner: Verifier) -> None:
         self.min_similarity = min_similarity
         self.inner = inner
+        self.nearest_accepted_wins = bool(getattr(inner, "nearest_accepted_wins", False))
 
     def accept(self, query: str, candidate: Candidate) -> Verdict:
         if candidate.similarity < self.min_similarity:
@@ -121,7 +122,7 @@ class Pipeline:
         if store is None:
             store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
             self._store = store
-        index = FaissIndex(self.embedder.dim)
+        index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index)
         verifier = SimilarityGate(self.settings.cache.min_similarity, self._verifier or self._default_verifier())
         return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock)
 

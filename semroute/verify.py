@@ -41,11 +41,17 @@ class Verifier(Protocol):
     def accept(self, query: str, candidate: Candidate) -> Verdict: ...
 
 
+# A verifier may also set ``nearest_accepted_wins = True`` when its accepted verdicts score by
+# cosine similarity: the cache then stops judging at the first accepted candidate (nearest first).
+
+
 class ThresholdVerifier:
     """Accepts a candidate when its cosine similarity is at least ``min_similarity``.
 
     The baseline every other semantic cache uses; it cannot tell near-miss questions apart.
     """
+
+    nearest_accepted_wins = True
 
     def __init__(self, min_similarity: float = 0.9) -> None:
         if not -1.0 <= min_similarity <= 1.0:
@@ -99,6 +105,8 @@ class PairVerifier:
     accepted candidate is its cosine, so the nearest accepted candidate is served. Load the
     shipped model with ``PairVerifier.default()``; tune both gates with ``semroute calibrate``.
     """
+
+    nearest_accepted_wins = True
 
     def __init__(
         self, arrays: Mapping[str, np.ndarray], *, threshold: float, card: Mapping[str, object],

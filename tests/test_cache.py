@@ -88,9 +88,8 @@ def test_semantic_finds_nearest_within_top_k_sorted():
     hit, judged = cache.semantic("q17 reworded", near(vectors[17], 0.2), SCOPE_A, now=1000.0)
     assert hit is not None and hit.entry.id == "tenant-a/q17" and hit.source == "semantic"
     assert hit.verdict is not None and hit.verdict.accepted and hit.similarity > 0.95
-    sims = [candidate.similarity for candidate, _ in judged]
-    assert len(judged) == 3 and sims == sorted(sims, reverse=True)
-    assert [verdict.accepted for _, verdict in judged] == [True, False, False]
+    # The nearest candidate was accepted and the cosine gate ranks by cosine: judging stopped there.
+    assert [(c.entry.id, v.accepted) for c, v in judged] == [("tenant-a/q17", True)]
 
 
 def test_semantic_miss_when_verifier_rejects_all_still_reports_candidates():
@@ -583,3 +582,41 @@ def test_threads_insert_and_lookup_concurrently():
     assert len(store) == 200
     shared.sync()
     assert len(shared.index) == 200
+
+
+class _Counting:
+    """Accepts everything, scoring by cosine; counts its calls."""
+
+    nearest_accepted_wins = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def accept(self, query, candidate):
+        from semroute.types import Verdict
+
+        self.calls += 1
+        return Verdict(True, candidate.similarity, "ok")
+
+
+def test_judging_stops_at_the_first_accepted_candidate_when_nearest_wins():
+    from semroute.cache import FaissIndex, MemoryStore, SemanticCache
+    from semroute.request import exact_key, scope_of
+    from semroute.types import CacheEntry
+
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=8).astype(np.float32)
+    scope = scope_of("ns", "p")
+    entries = []
+    for i in range(4):
+        v = base + rng.normal(scale=0.05 * (i + 1), size=8).astype(np.float32)
+        v /= np.linalg.norm(v)
+        entries.append(CacheEntry(id=f"e{i}", key=exact_key(scope, f"q{i}"), scope=scope, namespace="ns",
+                                  question=f"q{i}", answer=f"a{i}", vector=v, created_at=0.0))
+    verifier = _Counting()
+    cache = SemanticCache(MemoryStore(), FaissIndex(8), verifier, top_k=4)
+    cache.insert(entries)
+    query = base / np.linalg.norm(base)
+    hit, judged = cache.semantic("q", query, scope, now=1.0)
+    assert verifier.calls == 1 and len(judged) == 1
+    assert hit is not None and hit.similarity == pytest.approx(max(float(e.vector @ query) for e in entries))

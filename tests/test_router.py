@@ -137,8 +137,9 @@ def test_lru_eviction_at_max_entries(make_router, fake_ollama):
     assert router.ask(two, tier="small").source == "small"
 
 
-def test_namespaces_are_isolated(make_router, fake_ollama):
-    router = make_router(verifier=ThresholdVerifier(0.5))
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_namespaces_are_isolated(make_router, fake_ollama, index):
+    router = make_router(verifier=ThresholdVerifier(0.5), settings=RouterSettings(cache=CacheSettings(index=index)))
     router.warm([(CITY, CITY_ANSWER)], namespace="tenant-a")
     other = router.ask(CITY, namespace="tenant-b", tier="small")
     assert other.source == "small" and other.text != CITY_ANSWER

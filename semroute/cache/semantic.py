@@ -48,6 +48,7 @@ class SemanticCache:
         self.store = store
         self.index = index
         self.verifier = verifier
+        self._nearest_wins = bool(getattr(verifier, "nearest_accepted_wins", False))
         self.top_k = top_k
         self._clock = clock
         self._sync_lock = threading.Lock()
@@ -112,7 +113,11 @@ class SemanticCache:
         self, query_text: str, found: list[tuple[str, float]], scope: str, now: float,
         seen: set[str], judged: list[tuple[Candidate, Verdict]],
     ) -> list[str]:
-        """Ask the verifier about each new candidate; returns the ids the store no longer has."""
+        """Ask the verifier about each new candidate; returns the ids the store no longer has.
+
+        A verifier whose ``nearest_accepted_wins`` is true ranks accepted candidates by cosine, so
+        judging stops at the first accepted one (the verifier is most of a semantic hit's cost).
+        """
         stale: list[str] = []
         for entry_id, similarity in found:
             if entry_id in seen:
@@ -125,7 +130,10 @@ class SemanticCache:
             if entry.scope != scope:  # isolation must not rest on the index alone
                 continue
             candidate = Candidate(entry=entry, similarity=similarity)
-            judged.append((candidate, self.verifier.accept(query_text, candidate)))
+            verdict = self.verifier.accept(query_text, candidate)
+            judged.append((candidate, verdict))
+            if verdict.accepted and self._nearest_wins:
+                break  # candidates come nearest first, so nothing later can outrank this one
         return stale
 
     def insert(self, entries: Sequence[CacheEntry]) -> None:
