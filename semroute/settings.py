@@ -48,14 +48,15 @@ class CacheSettings:
 
     ``min_similarity`` is a cosine similarity in [-1, 1] below which no candidate is even
     shown to the verifier; ``ttl_s`` is the default time-to-live (None: forever). ``index``
-    is exact ``"flat"`` search (best up to ~100k entries) or approximate ``"hnsw"``.
+    is exact ``"flat"`` search, approximate ``"hnsw"``, or ``"auto"``: flat while a scope is
+    small, HNSW from a few thousand entries on (see ``FaissIndex``).
     """
 
     min_similarity: float = 0.8
     top_k: int = 4
     ttl_s: float | None = None
     max_entries: int = 100_000
-    index: Literal["flat", "hnsw"] = "flat"
+    index: Literal["flat", "hnsw", "auto"] = "auto"
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_similarity <= 1.0:
@@ -66,8 +67,8 @@ class CacheSettings:
             raise ConfigError(f"ttl_s must be positive or None, got {self.ttl_s!r}")
         if self.max_entries < 1:
             raise ConfigError(f"max_entries must be >= 1, got {self.max_entries!r}")
-        if self.index not in ("flat", "hnsw"):
-            raise ConfigError(f"index must be 'flat' or 'hnsw', got {self.index!r}")
+        if self.index not in ("flat", "hnsw", "auto"):
+            raise ConfigError(f"index must be 'flat', 'hnsw' or 'auto', got {self.index!r}")
 
 
 @dataclass(frozen=True, slots=True)

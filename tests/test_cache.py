@@ -536,6 +536,26 @@ def test_index_search_remove_and_compaction(kind):
     assert len(index) == 0 and index.search(vs[0], scope=SCOPE_A, k=3) == []
 
 
+def test_auto_index_turns_a_large_scope_into_hnsw_and_keeps_finding_entries():
+    from semroute.cache.index import AUTO_HNSW_ROWS
+
+    auto, flat = FaissIndex(DIM, kind="auto"), FaissIndex(DIM, kind="flat")
+    vs = unit_vectors(AUTO_HNSW_ROWS + 10)
+    small = [entry(f"q{i}", v) for i, v in enumerate(vs[:100])]
+    auto.add(small)
+    flat.add(small)
+    assert auto._scopes[SCOPE_A].kind == "flat"
+    rest = [entry(f"q{i}", v) for i, v in enumerate(vs[100:], start=100)]
+    auto.add(rest)
+    flat.add(rest)
+    assert auto._scopes[SCOPE_A].kind == "hnsw" and len(auto) == len(vs)
+    for i in (0, 99, 100, 2000, len(vs) - 1):
+        assert auto.search(vs[i], scope=SCOPE_A, k=1) == flat.search(vs[i], scope=SCOPE_A, k=1)
+        assert auto.search(vs[i], scope=SCOPE_A, k=1)[0][0] == f"tenant-a/q{i}"
+    auto.remove([f"tenant-a/q{i}" for i in range(50)])
+    assert auto.search(vs[10], scope=SCOPE_A, k=1)[0][0] != "tenant-a/q10"
+
+
 def test_index_returns_cosine_for_unnormalised_inputs():
     index = FaissIndex(DIM)
     v = unit_vectors(1)[0]

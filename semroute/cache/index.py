@@ -32,39 +32,44 @@ __all__ = ["FaissIndex"]
 _COMPACT_FLOOR = 64
 # Batches at least this large are worth faiss's OpenMP threads; smaller ones run on one.
 _PARALLEL_ROWS = 4096
+# With kind="auto" a scope is searched exactly (flat) until it holds this many live vectors,
+# then rebuilt once as HNSW: measured at 10k x 384, a flat scan costs ~1 ms per lookup once the
+# embedding has evicted it from the CPU caches, HNSW ~0.4 ms with recall@1 of 1.0.
+AUTO_HNSW_ROWS = 4096
 
 
 class _Scope:
     """One scope's faiss index, its live labels and how many tombstoned vectors it still holds."""
 
-    __slots__ = ("dead", "ids", "index")
+    __slots__ = ("dead", "ids", "index", "kind")
 
-    def __init__(self, index: Any) -> None:
+    def __init__(self, index: Any, kind: str) -> None:
         self.index = index
+        self.kind = kind
         self.ids: dict[int, str] = {}  # live label -> entry id
         self.dead = 0
 
 
 class FaissIndex:
-    """Cosine nearest-neighbour search per scope. ``kind`` is ``"flat"`` (exact) or ``"hnsw"``.
+    """Cosine nearest-neighbour search per scope. ``kind``: ``"flat"``, ``"hnsw"`` or ``"auto"``.
 
-    Flat is exact and fast enough for tens of thousands of entries per scope; HNSW trades a
-    little recall for sub-linear search on large scopes (``hnsw_m`` links per node,
-    ``ef_search`` candidates per query).
+    Flat is exact; HNSW trades a little recall for sub-linear search on large scopes
+    (``hnsw_m`` links per node, ``ef_search`` candidates per query); ``auto`` starts each scope
+    flat and turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors.
     """
 
     def __init__(
         self,
         dim: int,
         *,
-        kind: Literal["flat", "hnsw"] = "flat",
+        kind: Literal["flat", "hnsw", "auto"] = "flat",
         hnsw_m: int = 32,
         ef_search: int = 64,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"dim must be a positive int, got {dim!r}")
-        if kind not in ("flat", "hnsw"):
-            raise ConfigError(f"kind must be 'flat' or 'hnsw', got {kind!r}")
+        if kind not in ("flat", "hnsw", "auto"):
+            raise ConfigError(f"kind must be 'flat', 'hnsw' or 'auto', got {kind!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ConfigError(f"{name} must be an int >= 2, got {value!r}")
@@ -94,12 +99,15 @@ class FaissIndex:
                 self._next_label += len(ids)
                 holder = self._scopes.get(scope)
                 if holder is None:
-                    holder = self._scopes[scope] = _Scope(self._new_index())
+                    kind = "flat" if self.kind == "auto" else self.kind
+                    holder = self._scopes[scope] = _Scope(self._new_index(kind), kind)
                 with self._serial(rows=len(ids)):
                     holder.index.add_with_ids(np.stack([vectors[i] for i in ids]), labels)
                 for label, entry_id in zip(labels.tolist(), ids):
                     holder.ids[label] = entry_id
                     self._where[entry_id] = (scope, label)
+                if self.kind == "auto" and holder.kind == "flat" and len(holder.ids) >= AUTO_HNSW_ROWS:
+                    self._rebuild(holder, "hnsw")
 
     def remove(self, entry_ids: Iterable[str]) -> None:
         """Forget these ids (unknown ids are ignored)."""
@@ -165,19 +173,19 @@ class FaissIndex:
             if not holder.ids:
                 del self._scopes[scope]  # nothing live: drop the whole faiss index
             elif holder.dead > max(_COMPACT_FLOOR, len(holder.ids)):
-                self._compact(holder)
+                self._rebuild(holder, holder.kind)
 
-    def _compact(self, holder: _Scope) -> None:
-        """Rebuild a scope's faiss index from its live vectors, dropping tombstones."""
+    def _rebuild(self, holder: _Scope, kind: str) -> None:
+        """Rebuild a scope's faiss index (of ``kind``) from its live vectors, dropping tombstones."""
         faiss = self._faiss
         labels = faiss.vector_to_array(holder.index.id_map)
         inner = faiss.downcast_index(holder.index.index)
         vectors = inner.reconstruct_n(0, inner.ntotal)
         live = np.fromiter((label in holder.ids for label in labels.tolist()), dtype=bool, count=len(labels))
-        fresh = self._new_index()
+        fresh = self._new_index(kind)
         with self._serial(rows=int(live.sum())):
             fresh.add_with_ids(np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live]))
-        holder.index = fresh
+        holder.index, holder.kind = fresh, kind
         holder.dead = 0
 
     @contextlib.contextmanager
@@ -200,9 +208,9 @@ class FaissIndex:
         finally:
             faiss.omp_set_num_threads(threads)
 
-    def _new_index(self) -> Any:
+    def _new_index(self, kind: str) -> Any:
         faiss = self._faiss
-        if self.kind == "flat":
+        if kind == "flat":
             inner = faiss.IndexFlatIP(self.dim)
         else:
             inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
