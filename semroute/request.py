@@ -14,7 +14,7 @@ import unicodedata
 
 from .errors import InvalidRequest
 
-__all__ = ["validate_question", "validate_namespace", "normalise", "policy_fingerprint", "scope_of", "exact_key"]
+__all__ = ["validate_chat", "validate_question", "validate_namespace", "normalise", "policy_fingerprint", "scope_of", "exact_key"]
 
 _SPACES = re.compile(r"\s+")
 _TRAILING_PUNCT = re.compile(r"[\s?!.。？！]+$")
@@ -36,6 +36,20 @@ def validate_question(question: object, *, max_chars: int) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidRequest("question contains a lone UTF-16 surrogate (invalid Unicode text)") from exc
     return question
+
+
+def validate_chat(model: object, messages: object) -> None:
+    """A backend call's model name and messages, checked before any I/O."""
+    from collections.abc import Sequence
+
+    from .types import Message
+
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(f"model must be a non-empty string, got {model!r}")
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise InvalidRequest("messages must be a non-empty sequence of Message")
+    if not all(isinstance(m, Message) for m in messages):
+        raise InvalidRequest("every message must be a semroute.types.Message")
 
 
 def validate_namespace(namespace: object) -> str:

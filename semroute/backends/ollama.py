@@ -32,8 +32,8 @@ from ..errors import (
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
-    InvalidRequest,
 )
+from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .settings import Timeout
 
@@ -180,12 +180,7 @@ def _base_url(host: str) -> str:
 
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
     """Validate before any I/O; ``InvalidRequest`` changes nothing."""
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest(f"model must be a non-empty string, got {model!r}")
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequest("messages must be a non-empty sequence of Message")
-    if not all(isinstance(m, Message) for m in messages):
-        raise InvalidRequest("every message must be a semroute.types.Message")
+    validate_chat(model, messages)
     return [{"role": m.role, "content": m.content} for m in messages]
 
 

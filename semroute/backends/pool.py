@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-from ..errors import BackendError, ConfigError, InvalidRequest
+from ..errors import BackendError, ConfigError
 from ..metrics import Metrics
+from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .balancer import Ask, Balancer, Instance, PoolSettings, RetrySettings
 from .base import Backend
@@ -81,7 +82,7 @@ class Pool:
         ``NoInstanceAvailable`` (no instance has the model, all are down, or every attempt
         failed; ``attempts`` lists them) or a non-retryable ``BackendError`` (such as a 400).
         """
-        _check(model, messages)
+        validate_chat(model, messages)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             self._refresh_models()
@@ -105,7 +106,7 @@ class Pool:
 
         Close the iterator if you stop early (it holds a slot until closed or collected).
         """
-        _check(model, messages)
+        validate_chat(model, messages)
         return self._stream(model, messages)
 
     def _stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
@@ -139,7 +140,7 @@ class Pool:
 
     async def achat(self, model: str, messages: Sequence[Message]) -> Completion:
         """``chat`` for event loops: waits without blocking the loop."""
-        _check(model, messages)
+        validate_chat(model, messages)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             await self._arefresh_models()
@@ -159,7 +160,7 @@ class Pool:
 
     def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
         """Chunks of one answer. ``aclose()`` the iterator if you stop early (it holds a slot)."""
-        _check(model, messages)
+        validate_chat(model, messages)
         return self._astream(model, messages)
 
     async def _astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
@@ -298,12 +299,3 @@ class Pool:
     async def _arefresh_models(self) -> None:
         if self._core.stale():
             await asyncio.to_thread(self._refresh_models)
-
-
-def _check(model: object, messages: object) -> None:
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest(f"model must be a non-empty string, got {model!r}")
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequest("messages must be a non-empty sequence of Message")
-    if not all(isinstance(m, Message) for m in messages):
-        raise InvalidRequest("every message must be a semroute.types.Message")
