@@ -124,7 +124,10 @@ class Router:
         The answer is stored only once the stream completed without error. Failures after
         the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
         """
-        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
+        return self._stream(plan)
+
+    def _stream(self, plan: Plan) -> Iterator[Chunk]:
         answer = self.pipeline.exact(plan)
         vector = None
         if answer is None:
@@ -139,9 +142,9 @@ class Router:
             try:
                 for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages):
                     parts.append(chunk.text)
-                    yield replace(chunk, source=tier)
-                    if chunk.done:
+                    if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
+                    yield replace(chunk, source=tier)
             except (BackendError, NoInstanceAvailable) as exc:
                 if parts:  # text already reached the caller: never retry
                     self.metrics.incr("stream.broken")
@@ -193,11 +196,14 @@ class Router:
         assert last_error is not None
         raise last_error
 
-    async def astream(
+    def astream(
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
     ) -> AsyncIterator[Chunk]:
-        """``stream`` for asyncio."""
-        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        """``stream`` for asyncio: ``async for chunk in router.astream(question)``."""
+        plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
+        return self._astream(plan)
+
+    async def _astream(self, plan: Plan) -> AsyncIterator[Chunk]:
         answer = self.pipeline.exact(plan)
         vector = None
         if answer is None:
@@ -212,10 +218,10 @@ class Router:
             try:
                 async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages):
                     parts.append(chunk.text)
-                    yield replace(chunk, source=tier)
-                    if chunk.done:
+                    if chunk.done:  # store before the last yield: the caller may stop reading there
                         completion = _joined(parts, chunk)
                         await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
+                    yield replace(chunk, source=tier)
             except (BackendError, NoInstanceAvailable) as exc:
                 if parts:
                     self.metrics.incr("stream.broken")

@@ -89,6 +89,14 @@ def test_streaming_miss_then_hit(make_router, fake_ollama):
     assert [(c.source, c.text, c.done) for c in hit] == [("exact", text, True)]
 
 
+def test_stream_is_stored_even_if_the_caller_stops_at_the_last_chunk(make_router, fake_ollama):
+    router = make_router()
+    for chunk in router.stream("Explain overtaking rules", tier="small"):
+        if chunk.done:
+            break
+    assert router.ask("explain overtaking rules").source == "exact"
+
+
 def test_async_ask_and_stream(make_router, fake_ollama):
     router = make_router()
 
@@ -159,7 +167,9 @@ def test_bad_input_raises_and_stores_nothing(make_router, fake_ollama, bad):
     with pytest.raises(InvalidRequest):
         router.ask(bad)
     with pytest.raises(InvalidRequest):
-        list(router.stream(bad))
+        router.stream(bad)  # raises at the call, before any iteration
+    with pytest.raises(InvalidRequest):
+        router.astream(bad)
     with pytest.raises(InvalidRequest):
         router.warm([("fine question", "fine answer"), (bad, "answer")])
     with pytest.raises(InvalidRequest):
