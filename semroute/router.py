@@ -237,7 +237,8 @@ class Router:
         """Counters, latency percentiles and each tier's instances (in flight, EWMA latency, health)."""
         snapshot = self.metrics.snapshot()
         snapshot["instances"] = {
-            tier: [dataclasses.asdict(s) for s in self.pipeline.pool(tier).states(self.tiers[tier].model)] for tier in self.tiers
+            name: [dataclasses.asdict(s) for s in self.pipeline.pool(name).states(tier.model)]
+            for name, tier in self.tiers.items()
         }
         return snapshot
 
