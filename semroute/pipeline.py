@@ -108,6 +108,15 @@ class Pipeline:
     # -- parts, built on first use (constructors do no I/O) -----------------------------
 
     @property
+    def ready(self) -> bool:
+        """True once the cache (store, index, embedder dimension) has been built."""
+        return self._cache is not None
+
+    def prepare(self) -> None:
+        """Build the cache now (it loads the store and the embedding model); idempotent."""
+        self.cache  # noqa: B018 - the property builds it
+
+    @property
     def cache(self):
         if self._cache is None:
             with self._lock:

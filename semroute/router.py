@@ -10,6 +10,7 @@ in ``semroute.pipeline``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from .backends.base import Backend
 from .classify import ComplexityClassifier
 from .embed import Embedder, SentenceTransformerEmbedder
-from .errors import BackendError, NoInstanceAvailable
+from .errors import BackendError, NoInstanceAvailable, StoreError
 from .flight import AsyncSingleFlight, SingleFlight
 from .metrics import Metrics
 from .pipeline import Pipeline, Plan
@@ -171,8 +172,9 @@ class Router:
     async def aask(
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
     ) -> Answer:
-        """``ask`` for asyncio: embedding and store writes run in worker threads."""
+        """``ask`` for asyncio: embedding, loading and store writes run in worker threads."""
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
+        await self._aready()
         answer = self.pipeline.exact(plan)
         if answer is not None:
             return answer
@@ -182,6 +184,12 @@ class Router:
             return answer
         answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
         return self.pipeline.follower_answer(plan, answer) if shared else answer
+
+    async def _aready(self) -> None:
+        """Build the cache (loads the store and the embedding model) off the event loop, once."""
+        if not self.pipeline.ready:
+            with contextlib.suppress(StoreError):  # the lookup that follows fails open and counts it
+                await asyncio.to_thread(self.pipeline.prepare)
 
     async def _agenerate(self, plan: Plan, vector) -> Answer:
         decision = self.pipeline.decide(plan, vector)
@@ -204,6 +212,7 @@ class Router:
         return self._astream(plan)
 
     async def _astream(self, plan: Plan) -> AsyncIterator[Chunk]:
+        await self._aready()
         answer = self.pipeline.exact(plan)
         vector = None
         if answer is None:

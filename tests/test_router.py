@@ -302,3 +302,13 @@ def test_busy_instance_fails_over_within_the_tier(make_router, fake_ollama):
         assert router.metrics.count("pool.failovers") >= 1
         assert router.metrics.count("pool.instance_failures") == router.metrics.count("pool.failovers")
         assert other.stats().count("chat") >= 1
+
+
+def test_a_store_that_cannot_open_fails_open_and_is_counted(make_router, fake_ollama, tmp_path):
+    first = make_router(data_dir=tmp_path / "shared")
+    first.ask(CITY, tier="small")  # holds the directory's lock
+    second = make_router(data_dir=tmp_path / "shared")
+    answer = second.ask(CITY, tier="small")
+    assert answer.source == "small" and answer.text
+    assert asyncio.run(second.aask(CITY, tier="small")).source == "small"
+    assert second.metrics.count("store.errors.lookup") >= 2
