@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,8 @@ class Plan:
     messages: tuple[Message, ...]
     tier: str | None
     started: float
+    # Per-step milliseconds of this request (embed, semantic, llm, store); filled as steps run.
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
 
 
 class SimilarityGate:
@@ -216,7 +218,8 @@ class Pipeline:
     def embed(self, plan: Plan) -> np.ndarray:
         t0 = time.perf_counter()
         vector = self.embedder.embed([plan.question])[0]
-        self.metrics.observe("step.embed", (time.perf_counter() - t0) * 1000)
+        plan.timings["embed"] = elapsed = (time.perf_counter() - t0) * 1000
+        self.metrics.observe("step.embed", elapsed)
         return vector
 
     def semantic(self, plan: Plan, vector: np.ndarray) -> Answer | None:
@@ -226,7 +229,8 @@ class Pipeline:
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
-        self.metrics.observe("step.semantic_lookup", (time.perf_counter() - t0) * 1000)
+        plan.timings["semantic"] = elapsed = (time.perf_counter() - t0) * 1000
+        self.metrics.observe("step.semantic_lookup", elapsed)
         self.metrics.incr("verifier.judged", len(judged))
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
         return None if hit is None else self._hit_answer(plan, hit)
@@ -245,6 +249,11 @@ class Pipeline:
             return [first]
         return [first] + [t for t in TIERS if t != first and t in self.tiers]
 
+    def llm_done(self, plan: Plan, started: float) -> None:
+        """Record how long the model call took (``started`` from ``time.perf_counter()``)."""
+        plan.timings["llm"] = elapsed = (time.perf_counter() - started) * 1000
+        self.metrics.observe("step.llm", elapsed)
+
     def tier_failed(self, tier: str, exc: BackendError | NoInstanceAvailable) -> Exception:
         self.metrics.incr(f"tier.{tier}.failed")
         self.metrics.incr("tier.fallback")
@@ -258,11 +267,13 @@ class Pipeline:
         entry_id = None
         if completion.text.strip():
             entry = self._entry(plan, vector, completion.text, model=completion.model, tier=tier)
+            t0 = time.perf_counter()
             try:
                 self.cache.insert([entry])
                 entry_id = entry.id
             except StoreError as exc:
                 self._store_failed("insert", exc)
+            plan.timings["store"] = (time.perf_counter() - t0) * 1000
         else:
             self.metrics.incr("answers.empty_not_stored")
         if tier != decision.tier:
@@ -369,12 +380,9 @@ class Pipeline:
         latency = (time.perf_counter() - plan.started) * 1000
         self.metrics.incr(f"answers.{answer.source}")
         self.metrics.observe(f"latency.{answer.source}", latency)
-        return _with_latency(answer, latency)
+        return replace(answer, latency_ms=latency, timings_ms=tuple(plan.timings.items()))
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         self.metrics.incr(f"store.errors.{what}")
         log.error("cache store %s failed, answering without the cache: %s", what, exc)
 
-
-def _with_latency(answer: Answer, latency_ms: float) -> Answer:
-    return replace(answer, latency_ms=latency_ms)

@@ -108,11 +108,13 @@ class Router:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
+            started = time.perf_counter()
             try:
                 completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages)
             except (BackendError, NoInstanceAvailable) as exc:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
+            self.pipeline.llm_done(plan, started)
             return self.pipeline.complete(plan, vector, decision, tier, completion)
         assert last_error is not None
         raise last_error
@@ -195,11 +197,13 @@ class Router:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
+            started = time.perf_counter()
             try:
                 completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages)
             except (BackendError, NoInstanceAvailable) as exc:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
+            self.pipeline.llm_done(plan, started)
             return await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
         assert last_error is not None
         raise last_error

@@ -56,6 +56,8 @@ def test_miss_reaches_fake_ollama_and_the_answer_is_cached(make_router, fake_oll
     assert first.source == "small" and first.model == SMALL
     assert first.instance == fake_ollama.url.rstrip("/") or first.instance.startswith("http://127.0.0.1")
     assert first.text and first.completion_tokens > 0
+    steps = dict(first.timings_ms)
+    assert {"embed", "semantic", "llm", "store"} <= set(steps) and sum(steps.values()) <= first.latency_ms
     assert chats(fake_ollama) == 1
     again = router.ask("  what is the SPEED limit in the city ")
     assert again.source == "exact" and again.text == first.text and again.similarity == 1.0
