@@ -38,9 +38,13 @@ NEGATIONS = frozenset(
     """.split()
 )
 
+# Synonyms of switching something on and off: every "on" word is the opposite of every "off" word
+# ("turn on" vs "disable" is as much a near miss as "enable" vs "disable").
+_SWITCH_ON = ("enable", "activate", "turn on", "switch on")
+_SWITCH_OFF = ("disable", "deactivate", "turn off", "switch off")
+
 # Pairs of opposite actions or states; a question with one cannot be answered by one with the other.
-OPPOSITES = (
-    ("enable", "disable"), ("activate", "deactivate"), ("turn on", "turn off"), ("switch on", "switch off"),
+OPPOSITES = tuple((on, off) for on in _SWITCH_ON for off in _SWITCH_OFF) + (
     ("open", "close"), ("start", "stop"), ("add", "remove"), ("add", "delete"),
     ("lock", "unlock"), ("block", "unblock"), ("freeze", "unfreeze"), ("increase", "decrease"),
     ("raise", "lower"), ("buy", "sell"), ("deposit", "withdraw"), ("send", "receive"), ("import", "export"),

@@ -53,6 +53,7 @@ NEAR_MISSES = [
     ("number", "1000 lira havale ücreti ne kadar?", "500 lira havale ücreti ne kadar?"),
     ("action", "How do I disable two-factor authentication?", "How do I enable two-factor authentication?"),
     ("action", "Işıkları kapat", "Işıkları aç"),
+    ("action", "How do I disable two-factor authentication?", "How can I turn on two-factor authentication?"),
     ("negation", "Why can't I log in to my account?", "Why can I log in to my account?"),
     ("negation", "Kartım neden çalışmıyor?", "Kartım neden çalışıyor?"),
     ("scope", "What documents do I need to open a business account?", "What documents do I need to open a personal account?"),
