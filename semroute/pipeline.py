@@ -316,7 +316,10 @@ class Pipeline:
             if not isinstance(pair, tuple | list) or len(pair) != 2:
                 raise InvalidRequest(f"pair {i} must be (question, answer), got {pair!r}")
             plans.append(self.plan(pair[0], namespace=namespace, system=system, tier=None))
-            validate_question(pair[1], max_chars=1_000_000)
+            try:
+                validate_question(pair[1], max_chars=1_000_000)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"answer of pair {i}: {exc}".replace("question", "text")) from exc
         stored = 0
         for start in range(0, len(plans), batch_size):
             batch = plans[start : start + batch_size]
