@@ -11,11 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from semroute.backends.balancer import Ask, Balancer
 from semroute.backends.health import BreakerSettings, CircuitBreaker, HealthThread
 from semroute.backends.limiter import LocalLimiter, QueueSettings, WaitQueue
 from semroute.backends.ollama import OllamaBackend
 from semroute.backends.pool import Instance, Pool, PoolSettings, RetrySettings
 from semroute.backends.settings import Timeout
+from semroute.backends.strategy import LatencyAware, LeastOutstanding
 from semroute.errors import (
     BackendError,
     ConfigError,
@@ -200,6 +202,67 @@ async def test_waiter_granted_from_another_thread_wakes_a_task() -> None:
 def test_bad_queue_settings(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         QueueSettings(**kwargs)
+
+
+# --------------------------------------------------------------------- balancer admission
+
+
+class Named:
+    """Only a name: the balancer never calls its backends."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def fast_and_slow(clock: FakeClock, strategy: object, timeout_s: float = 2.0) -> Balancer:
+    """A 0.1 s and a 1 s instance, one slot each, both measured; nothing in flight."""
+    specs = [Instance(Named(n), limit=1, models=("m",)) for n in ("fast", "slow")]  # type: ignore[arg-type]
+    core = Balancer(specs, strategy=strategy, settings=PoolSettings(queue=QueueSettings(max_length=8, timeout_s=timeout_s)),  # type: ignore[arg-type]
+                    limiter=LocalLimiter(), clock=clock, rng=random.Random(0))
+    held = [core.enter(Ask("m"), in_loop=False) for _ in range(2)]
+    assert sorted(held) == [0, 1]  # type: ignore[type-var]
+    for idx in (0, 1):
+        core.succeeded(idx, "m", (0.1, 1.0)[idx], None)
+    return core
+
+
+def test_a_request_waits_for_the_busy_fast_slot_rather_than_the_free_slow_one() -> None:
+    clock = FakeClock()
+    core = fast_and_slow(clock, LatencyAware())
+    assert core.enter(Ask("m"), in_loop=False) == 0  # the fast instance is free: it takes it
+    waiter = core.enter(Ask("m"), in_loop=False)
+    assert not isinstance(waiter, int) and core.queue_length == 1  # the slow slot stays free
+    clock.advance(0.05)
+    assert core.after_wait(waiter) is None  # polling re-decides: still worth waiting
+    core.succeeded(0, "m", 0.1, None)  # the fast slot frees and goes to the waiter
+    assert core.after_wait(waiter) == 0 and core.queue_length == 0
+    assert [s.in_flight for s in core.states("m")] == [1, 0]
+
+
+def test_a_waiter_at_its_deadline_takes_the_free_slow_slot_instead_of_overloaded() -> None:
+    clock = FakeClock()
+    core = fast_and_slow(clock, LatencyAware(), timeout_s=0.5)
+    assert core.enter(Ask("m"), in_loop=False) == 0
+    waiter = core.enter(Ask("m"), in_loop=False)
+    assert not isinstance(waiter, int)
+    clock.advance(0.5)
+    assert core.after_wait(waiter) == 1
+    assert [s.in_flight for s in core.states("m")] == [1, 1]
+
+
+def test_queued_requests_far_back_take_the_slow_slot() -> None:
+    clock = FakeClock()
+    core = fast_and_slow(clock, LatencyAware())
+    assert core.enter(Ask("m"), in_loop=False) == 0
+    # One fast slot frees every 0.1 s: the 3rd in line expects 0.3 s + 0.1 s, and 3 x 0.4 s > 1 s.
+    waiters = [core.enter(Ask("m"), in_loop=False) for _ in range(3)]
+    assert [w.value for w in waiters] == [None, None, 1]  # type: ignore[union-attr]
+    assert core.queue_length == 2
+
+
+def test_strategies_without_admit_never_hold_back_a_free_slot() -> None:
+    core = fast_and_slow(FakeClock(), LeastOutstanding())
+    assert sorted([core.enter(Ask("m"), in_loop=False), core.enter(Ask("m"), in_loop=False)]) == [0, 1]  # type: ignore[type-var]
 
 
 # --------------------------------------------------------------------- pools over real HTTP

@@ -13,12 +13,14 @@ from semroute.backends.strategy import (
     LatencyAware,
     LeastOutstanding,
     PowerOfTwo,
+    QueueAwareStrategy,
     RoundRobin,
     Strategy,
     WeightedLatencyAware,
     WeightedLeastOutstanding,
     WeightedPowerOfTwo,
     WeightedRoundRobin,
+    expected_wait,
     resolve_strategy,
 )
 from semroute.errors import ConfigError
@@ -136,6 +138,76 @@ def test_distribution_on_skewed_loads_favours_the_idle() -> None:
         assert counts["i0"] >= 2000 * 0.5, (name, counts)
     counts = tally(resolve_strategy("round_robin"), sts, n=2000)
     assert counts["i0"] == 500  # round-robin ignores load by definition
+
+
+# ------------------------------------------------ queue-aware admission (shortest expected delay)
+
+
+def fleet(slow_in_flight: int = 0, **slow: object) -> list[InstanceState]:
+    """Two busy 0.1 s instances (5 slots each, all taken) and a 0.9 s one with free slots."""
+    return [
+        InstanceState(name="fast0", limit=5, in_flight=5, ewma_latency_s=0.1),
+        InstanceState(name="fast1", limit=5, in_flight=5, ewma_latency_s=0.1),
+        InstanceState(name="slow", limit=5, in_flight=slow_in_flight, ewma_latency_s=0.9, **slow),  # type: ignore[arg-type]
+    ]
+
+
+def test_expected_wait_sums_slot_rates_of_faster_busy_instances() -> None:
+    # Two instances freeing 5 slots per 0.1 s each: 100 slots/s; 10 slots at 100/s answer in 0.1 s.
+    wait_s, answer_s = expected_wait(fleet(), 0.9, ahead=9)  # type: ignore[misc]
+    assert wait_s == pytest.approx(0.1) and answer_s == pytest.approx(0.1)
+    assert expected_wait(fleet(), 0.1, ahead=0) is None  # nobody busy is faster than 0.1 s
+
+
+def test_fast_busy_against_slow_free_waits() -> None:
+    # Waiting: 1/100 s for a fast slot + 0.1 s = 0.11 s; margin 3 x 0.11 s < 0.9 s on the slow slot.
+    assert LatencyAware().admit(fleet(), 0, 2.0, random.Random(0)) is None
+    assert LatencyAware().admit(fleet(), 15, 2.0, random.Random(0)) is None  # 3 x (0.16 + 0.1) < 0.9
+
+
+def test_long_queue_sends_work_to_the_slow_instance() -> None:
+    # 25 ahead: 3 x (0.26 s wait + 0.1 s) > 0.9 s: waiting is no longer clearly better.
+    assert LatencyAware().admit(fleet(), 25, 2.0, random.Random(0)) == 2
+    assert LatencyAware(margin=1.0).admit(fleet(), 25, 2.0, random.Random(0)) is None  # pure SED waits longer
+
+
+def test_a_slow_instances_last_slot_costs_more() -> None:
+    # 0.9 s x (1 + 4/5) = 1.62 s for its fifth slot: 25 ahead still wait; 60 ahead do not.
+    assert LatencyAware().admit(fleet(slow_in_flight=4), 25, 2.0, random.Random(0)) is None
+    assert LatencyAware().admit(fleet(slow_in_flight=4), 60, 2.0, random.Random(0)) == 2
+
+
+def test_no_time_left_takes_the_free_slot() -> None:
+    la = LatencyAware()
+    assert la.admit(fleet(), 0, 0.0, random.Random(0)) == 2  # the deadline has come
+    assert la.admit(fleet(), 0, 0.005, random.Random(0)) == 2  # a fast slot is 0.01 s away: too late
+
+
+def test_near_equal_instances_never_wait() -> None:
+    # 0.2 s is less than 3 x 0.11 s: not worth waiting on noisy estimates.
+    sts = fleet()[:2] + [InstanceState(name="mid", limit=5, ewma_latency_s=0.2)]
+    assert LatencyAware().admit(sts, 0, 2.0, random.Random(0)) == 2
+    assert LatencyAware(margin=1.5).admit(sts, 0, 2.0, random.Random(0)) is None
+    with pytest.raises(ConfigError):
+        LatencyAware(margin=0.5)
+
+
+def test_admission_takes_free_fast_and_unmeasured_slots_and_waits_when_all_are_busy() -> None:
+    la, rng = LatencyAware(), random.Random(0)
+    sts = fleet()
+    free_fast = [sts[0], InstanceState(name="fast1", limit=5, in_flight=2, ewma_latency_s=0.1), sts[2]]
+    assert la.admit(free_fast, 0, 2.0, rng) == 1
+    unmeasured = sts[:2] + [InstanceState(name="new", limit=5)]
+    assert la.admit(unmeasured, 0, 2.0, rng) == 2  # never measured: try it
+    assert la.admit(fleet(slow_in_flight=5), 0, 2.0, rng) is None
+    # A busy fast instance that keeps failing is no reason to wait: 0.1 s x 5 = 0.5 s expected.
+    flaky = [InstanceState(name="f", limit=5, in_flight=5, ewma_latency_s=0.1, recent_failures=4), sts[2]]
+    assert la.admit(flaky, 0, 2.0, rng) == 1
+
+
+def test_only_latency_aware_is_queue_aware() -> None:
+    aware = {name for name, make in BUILTIN_STRATEGIES.items() if isinstance(make(), QueueAwareStrategy)}
+    assert aware == {"latency_aware"}
 
 
 class PickLast:

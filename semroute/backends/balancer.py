@@ -2,7 +2,8 @@
 
 ``Balancer`` holds each instance's live state (slots in flight, EWMA latency and
 time-to-first-token, breaker, health, models) under one lock, admits requests (model-aware
-candidates -> ``Strategy`` -> ``Limiter`` slot, else the FIFO ``WaitQueue``), hands freed slots
+candidates -> ``Strategy`` -> ``Limiter`` slot, else the FIFO ``WaitQueue``; a queue-aware
+strategy may also keep a request queued rather than take a slow free slot), hands freed slots
 to queued requests, and records successes, failures and health probes. It never calls a
 backend and never sleeps or waits: ``Pool`` is the thin sync/async shell that does.
 """
@@ -13,7 +14,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import (
     BackendError,
@@ -26,7 +27,7 @@ from ..metrics import Metrics
 from .base import Backend
 from .health import BreakerSettings, CircuitBreaker, Probe
 from .limiter import Limiter, QueueSettings, Waiter, WaitQueue
-from .strategy import InstanceState, Strategy
+from .strategy import InstanceState, QueueAwareStrategy, Strategy
 
 log = logging.getLogger("semroute.pool")
 
@@ -145,6 +146,8 @@ class Balancer:
         self.settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
         self.strategy = strategy
+        # A queue-aware strategy sees busy instances too and may keep a request queued.
+        self._admit = strategy.admit if isinstance(strategy, QueueAwareStrategy) else None
         self._limiter = limiter
         self._clock = clock
         self._rng = rng
@@ -171,7 +174,9 @@ class Balancer:
         """A granted instance index, or a queued ``Waiter`` (raises ``Overloaded`` if the queue is full)."""
         with self._lock:
             if not len(self._queue):  # FIFO: nobody may overtake a queued request
-                idx = self._admit_locked(ask)
+                # A zero-length queue leaves no room to wait: then take any free slot.
+                room = self._queue.settings.max_length > 0
+                idx = self._admit_locked(ask, budget_s=self._queue.settings.timeout_s if room else 0.0)
                 if idx is not None:
                     return idx
             try:
@@ -202,8 +207,8 @@ class Balancer:
             model_loaded=key is not None and key in m.loaded,
         )
 
-    def _free_candidates(self, ask: Ask) -> list[int]:
-        """Instances that may take this request now. Raises when none ever could."""
+    def _usable_candidates(self, ask: Ask) -> list[int]:
+        """Instances that may take this request now or when a slot frees. Raises when none ever could."""
         members = self._members
         with_model = [i for i, m in enumerate(members) if m.models is not None and ask.key in m.models]
         if not with_model:
@@ -215,11 +220,15 @@ class Balancer:
             raise NoInstanceAvailable(
                 f"every instance with model {ask.model!r} is unhealthy or cooling down: {names}", attempts=tuple(ask.attempts)
             )
-        fresh = [i for i in usable if i not in ask.tried] or usable  # fail over to new instances first
-        return [i for i in fresh if self._limiter.in_flight(members[i].name) < members[i].spec.limit]
+        return [i for i in usable if i not in ask.tried] or usable  # fail over to new instances first
 
-    def _admit_locked(self, ask: Ask) -> int | None:
-        free = self._free_candidates(ask)
+    def _admit_locked(self, ask: Ask, *, ahead: int = 0, budget_s: float = 0.0) -> int | None:
+        """Grant a slot (an instance index) or ``None``: every slot is taken, or the strategy would wait."""
+        usable = self._usable_candidates(ask)
+        if self._admit is not None:
+            return self._admit_queue_aware(ask, usable, ahead, budget_s)
+        members = self._members
+        free = [i for i in usable if self._limiter.in_flight(members[i].name) < members[i].spec.limit]
         while free:
             j = self.strategy.pick([self._state(i, ask.model) for i in free], self._rng)
             if not isinstance(j, int) or not 0 <= j < len(free):
@@ -232,6 +241,22 @@ class Balancer:
                 return i
         return None
 
+    def _admit_queue_aware(self, ask: Ask, usable: list[int], ahead: int, budget_s: float) -> int | None:
+        states = [self._state(i, ask.model) for i in usable]
+        for _ in range(len(usable)):
+            j = self._admit(states, ahead, budget_s, self._rng)  # type: ignore[misc]
+            if j is None:
+                return None
+            if not isinstance(j, int) or not 0 <= j < len(usable) or not states[j].free_slots:
+                raise ConfigError(f"strategy {self.strategy.name!r} returned {j!r}, not a free one of {len(usable)}")
+            m = self._members[usable[j]]
+            if self._limiter.try_acquire(m.name, m.spec.limit):
+                m.in_flight += 1
+                m.breaker.on_dispatch()
+                return usable[j]
+            states[j] = replace(states[j], in_flight=m.spec.limit)  # a shared limiter filled it meanwhile
+        return None
+
     def _has_free_slot_locked(self) -> bool:
         return any(self._limiter.in_flight(m.name) < m.spec.limit for m in self._members)
 
@@ -240,14 +265,17 @@ class Balancer:
         # Cheap exit first: this runs on every release and every waiter's poll.
         if not len(self._queue) or not self._has_free_slot_locked():
             return
-        for waiter in self._queue:  # a copy: granted waiters leave while we walk
+        left = 0  # waiters in front that left the queue are no longer ahead
+        for ahead, waiter in enumerate(self._queue):  # a copy: granted waiters leave while we walk
             try:
-                idx = self._admit_locked(waiter.request)
+                idx = self._admit_locked(waiter.request, ahead=ahead - left, budget_s=self._queue.remaining(waiter))
             except NoInstanceAvailable as exc:
+                left += 1
                 self._queue.leave(waiter)
                 waiter.fail(exc)
                 continue
             if idx is not None:
+                left += 1
                 self._queue.leave(waiter)
                 waiter.grant(idx)
                 if not self._has_free_slot_locked():
