@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -309,7 +310,10 @@ class Pipeline:
         system: str | None,
         batch_size: int,
         progress: Callable[[int], None] | None,
+        ttl_s: float | None = None,
     ) -> int:
+        if ttl_s is not None and not ttl_s > 0:
+            raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
         items = list(pairs)
         plans = []
         for i, pair in enumerate(items):
@@ -325,7 +329,7 @@ class Pipeline:
             batch = plans[start : start + batch_size]
             vectors = self.embedder.embed([p.question for p in batch])
             entries = [
-                self._entry(plan, vector, items[start + j][1], model="", tier="")
+                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s)
                 for j, (plan, vector) in enumerate(zip(batch, vectors))
             ]
             self.cache.insert(entries)
@@ -346,9 +350,13 @@ class Pipeline:
     def _policy_for(self, system: str | None) -> str:
         return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
-    def _entry(self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str) -> CacheEntry:
+    def _entry(
+        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None
+    ) -> CacheEntry:
         now = self.clock()
-        ttl = self.settings.cache.ttl_s
+        ttl = self.settings.cache.ttl_s if ttl_s is None else ttl_s
+        if ttl is not None and math.isinf(ttl):
+            ttl = None
         return CacheEntry(
             id=uuid.uuid4().hex,
             key=plan.key,

@@ -165,9 +165,16 @@ class Router:
         system: str | None = None,
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
+        ttl_s: float | None = None,
     ) -> int:
-        """Store known question/answer pairs (an FAQ). Validates every pair before storing any."""
-        return self.pipeline.warm(pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress)
+        """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
+
+        ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
+        never expire), e.g. curated FAQ answers that outlive generated ones.
+        """
+        return self.pipeline.warm(
+            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s
+        )
 
     # -- async ----------------------------------------------------------------------------
 

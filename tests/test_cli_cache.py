@@ -80,3 +80,14 @@ def test_demo_runs_to_its_summary_with_simulated_answers(tmp_path):
     assert report["summary"]["questions"] == len(report["results"]) >= 30
     wrong_hits = [r for r in report["results"] if r["expected"] == "miss" and r["decision"] in ("exact", "semantic")]
     assert wrong_hits == []
+
+
+def test_warm_honours_system_prompt_and_ttl(run, tmp_path, fake_ollama):
+    faq = tmp_path / "faq.csv"
+    faq.write_text("question,answer\nIs a child seat required?,Yes.\n", encoding="utf-8")
+    assert run("warm", str(faq), "--system", "Answer briefly.", "--ttl", "3600").exit_code == 0
+    same = json.loads(run("ask", "Is a child seat required?", "--json", "--system", "Answer briefly.").stdout)
+    assert (same["source"], same["text"]) == ("exact", "Yes.")
+    other = json.loads(run("ask", "Is a child seat required?", "--json", "--tier", "small").stdout)
+    assert other["source"] == "small"
+    assert CliRunner().invoke(main, ["warm", str(faq), "--ttl", "0"]).exit_code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
 
@@ -134,6 +135,21 @@ def test_ttl_expiry_with_injected_clock(make_router, fake_ollama):
     now[0] += 2
     assert router.ask(CITY, tier="small").source == "small"
     assert chats(fake_ollama) == 2
+
+
+def test_warm_can_set_its_own_ttl(make_router, fake_ollama):
+    now = [1_000.0]
+    router = make_router(settings=RouterSettings(cache=CacheSettings(ttl_s=60)), clock=lambda: now[0])
+    router.warm([("Is a child seat required?", "Yes, for small children.")], ttl_s=math.inf)
+    router.warm([("Do I need winter tyres?", "In winter months, for some vehicles.")], ttl_s=10)
+    router.ask(CITY, tier="small")  # the cache's default: 60 s
+    now[0] += 30
+    assert router.ask("Do I need winter tyres?", tier="small").source == "small"
+    assert router.ask(CITY, tier="small").source == "exact"
+    now[0] += 10_000
+    assert router.ask("Is a child seat required?").source == "exact"
+    with pytest.raises(InvalidRequest):
+        router.warm([("q", "a")], ttl_s=0)
 
 
 def test_lru_eviction_at_max_entries(make_router, fake_ollama):

@@ -63,15 +63,17 @@ def ask(question: str, as_json: bool, tier: str | None, system: str | None,
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--system", default=None, help="System prompt the answers were written for.")
+@click.option("--ttl", "ttl_s", type=click.FloatRange(0, None, min_open=True), default=None,
+              help="Seconds these entries live (default: forever, or the cache's default TTL).")
 @common_options
-def warm(file: Path, batch_size: int, system: str | None,
+def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None,
          data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
     """Store question/answer pairs from FILE (CSV or JSONL with question and answer columns)."""
     rows = read_rows(file, ("question", "answer"))
     pairs = [(row["question"], row["answer"]) for row in rows]
     with _router(data_dir, namespace, ollama_url) as router:
         with click.progressbar(length=len(pairs), label="warming", file=sys.stderr) as bar:
-            stored = router.warm(pairs, batch_size=batch_size, progress=bar.update)
+            stored = router.warm(pairs, batch_size=batch_size, progress=bar.update, system=system, ttl_s=ttl_s)
     click.echo(f"stored {stored} entries in namespace {namespace!r}")
 
 
