@@ -119,14 +119,13 @@ def _agrees(expected: str, decision: str) -> bool:
 
 def _summary(router, results: list[dict[str, object]], simulated: bool) -> dict[str, object]:
     counts = Counter(str(r["decision"]) for r in results)
-    hits = counts["exact"] + counts["semantic"]
     labelled = [r for r in results if r["expected"]]
     latency = {src: router.metrics.percentiles(f"latency.{src}") for src in ("exact", "semantic", "small", "large")}
     return {
         "simulated": simulated,
         "questions": len(results),
         "decisions": dict(counts),
-        "hit_rate": hits / len(results) if results else 0.0,
+        "hit_rate": router.metrics.hit_rate() if results else 0.0,  # the replay is all this router answered
         "latency_ms": {src: stats for src, stats in latency.items() if stats},
         "agreement_with_expected": (
             sum(_agrees(str(r["expected"]), str(r["decision"])) for r in labelled) / len(labelled) if labelled else None
