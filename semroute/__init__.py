@@ -29,7 +29,7 @@ from .errors import (
 )
 from .metrics import Metrics
 from .router import Router
-from .settings import CacheSettings, RouterSettings, Tier
+from .settings import CacheSettings, JudgeSettings, RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
 from .verify import PairVerifier, ThresholdVerifier, Verifier
 
@@ -43,6 +43,7 @@ __all__ = [
     # settings
     "Tier",
     "CacheSettings",
+    "JudgeSettings",
     "RouterSettings",
     # value types
     "Answer",

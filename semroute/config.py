@@ -12,6 +12,9 @@ the CLI. Unknown keys are errors (a typo must not silently fall back to a defaul
     [cache]
     min_similarity = 0.5
     ttl_s = 604800
+    [cache.judge]           # optional grey-zone judge (off without this table); see semroute.judge
+    min_similarity = 0.7
+    timeout_s = 5.0
     [router]
     fallback = "other-tier"
     [tiers.small]
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .settings import CacheSettings, RouterSettings, parse_tiers
+from .settings import CacheSettings, JudgeSettings, RouterSettings, parse_tiers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +58,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if key in raw:
             kwargs[key] = raw[key]
     try:
-        cache = CacheSettings(**_table(path, raw, "cache"))
+        cache_table = _table(path, raw, "cache")
+        if "judge" in cache_table:  # a [cache.judge] table turns the grey-zone judge on
+            cache_table["judge"] = JudgeSettings(**_table(path, cache_table, "judge"))
+        cache = CacheSettings(**cache_table)
         kwargs["settings"] = RouterSettings(cache=cache, **_table(path, raw, "router"))
         if "tiers" in raw:
             kwargs["tiers"] = parse_tiers(_table(path, raw, "tiers"))

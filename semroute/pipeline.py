@@ -24,6 +24,7 @@ from .backends.base import Backend
 from .classify import ComplexityClassifier, decide
 from .embed import Embedder
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
+from .judge import GreyZone
 from .metrics import Metrics
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .settings import RouterSettings, Tier
@@ -51,6 +52,8 @@ class Plan:
     started: float
     # Per-step milliseconds of this request (embed, semantic, llm, store); filled as steps run.
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    # The verifier's verdicts on a semantic miss: what the grey-zone judge may look at.
+    rejected: list[tuple[Candidate, Verdict]] = field(default_factory=list, compare=False)
 
 
 class SimilarityGate:
@@ -107,6 +110,7 @@ class Pipeline:
         self._models = {name: tier.model for name, tier in self.tiers.items()}
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
         self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
+        self._grey = None if settings.cache.judge is None else self._grey_zone(settings.cache.judge)
 
     # -- parts, built on first use (constructors do no I/O) -----------------------------
 
@@ -147,6 +151,12 @@ class Pipeline:
             self.metrics.incr("verifier.unavailable")
             log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= 0.9", exc)
             return ThresholdVerifier(max(0.9, self.settings.cache.min_similarity))
+
+    def _grey_zone(self, judge) -> GreyZone:
+        if judge.tier not in self.tiers:
+            raise ConfigError(f"judge tier {judge.tier!r} is not among the tiers {sorted(self.tiers)}")
+        return GreyZone(judge, model=judge.model or self.tiers[judge.tier].model, metrics=self.metrics,
+                        pool=functools.partial(self.pool, judge.tier), verifier=lambda: self.cache.verifier)
 
     def _default_dir(self) -> Path:
         if self._data_dir is not None:
@@ -234,6 +244,17 @@ class Pipeline:
         self.metrics.observe("step.semantic_lookup", elapsed)
         self.metrics.incr("verifier.judged", len(judged))
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
+        if hit is None:
+            plan.rejected.extend(judged)
+        return None if hit is None else self._hit_answer(plan, hit)
+
+    def judge(self, plan: Plan) -> Answer | None:
+        """The grey-zone check (off by default): a model's cached yes/no on the best rejected candidate."""
+        hit = None if self._grey is None else self._grey.run(plan.question, plan.rejected, plan.timings)
+        return None if hit is None else self._hit_answer(plan, hit)
+
+    async def ajudge(self, plan: Plan) -> Answer | None:
+        hit = None if self._grey is None else await self._grey.arun(plan.question, plan.rejected, plan.timings)
         return None if hit is None else self._hit_answer(plan, hit)
 
     def decide(self, plan: Plan, vector: np.ndarray) -> Decision:
@@ -340,6 +361,8 @@ class Pipeline:
         return stored
 
     def close(self) -> None:
+        if self._grey is not None:
+            self._grey.close()
         for pool in self._pools.values():
             pool.close()
         if self._store is not None and hasattr(self._store, "close"):

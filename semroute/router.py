@@ -98,7 +98,7 @@ class Router:
         if answer is not None:
             return answer
         vector = self.pipeline.embed(plan)
-        answer = self.pipeline.semantic(plan, vector)
+        answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
             return answer
         answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector))
@@ -135,7 +135,7 @@ class Router:
         vector = None
         if answer is None:
             vector = self.pipeline.embed(plan)
-            answer = self.pipeline.semantic(plan, vector)
+            answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
             yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
             return
@@ -188,7 +188,7 @@ class Router:
         if answer is not None:
             return answer
         vector = await asyncio.to_thread(self.pipeline.embed, plan)
-        answer = self.pipeline.semantic(plan, vector)
+        answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
         answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
@@ -228,7 +228,7 @@ class Router:
         vector = None
         if answer is None:
             vector = await asyncio.to_thread(self.pipeline.embed, plan)
-            answer = self.pipeline.semantic(plan, vector)
+            answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
             yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
             return

@@ -13,7 +13,7 @@ from typing import Literal
 
 from .errors import ConfigError
 
-__all__ = ["Tier", "CacheSettings", "RouterSettings", "default_tiers", "parse_tiers", "DEFAULT_OLLAMA_HOST"]
+__all__ = ["Tier", "JudgeSettings", "CacheSettings", "RouterSettings", "default_tiers", "parse_tiers", "DEFAULT_OLLAMA_HOST"]
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
@@ -43,13 +43,44 @@ class Tier:
 
 
 @dataclass(frozen=True, slots=True)
+class JudgeSettings:
+    """The optional grey-zone judge (``semroute.judge``): which candidates it sees, how long it may take.
+
+    Only a candidate the verifier rejected with cosine >= ``min_similarity`` and (for a verifier
+    with a pair model) P(same question) >= ``min_probability`` is judged, one per lookup, by
+    ``model`` (None: the tier's own model) on ``tier``'s pool. A call longer than ``timeout_s``
+    counts as "no"; ``cache_size`` verdicts are remembered.
+    """
+
+    min_similarity: float = 0.7
+    min_probability: float = 0.5
+    model: str | None = None
+    tier: str = "small"
+    timeout_s: float = 5.0
+    cache_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ConfigError(f"judge min_similarity is a cosine similarity in [-1, 1], got {self.min_similarity!r}")
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise ConfigError(f"judge min_probability is a probability in [0, 1], got {self.min_probability!r}")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise ConfigError(f"judge model must be a model name or None, got {self.model!r}")
+        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, int | float) or not self.timeout_s > 0:
+            raise ConfigError(f"judge timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
+        if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int) or self.cache_size < 0:
+            raise ConfigError(f"judge cache_size must be an int >= 0, got {self.cache_size!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class CacheSettings:
     """How the cache behaves.
 
     ``min_similarity`` is a cosine similarity in [-1, 1] below which no candidate is even
     shown to the verifier; ``ttl_s`` is the default time-to-live (None: forever). ``index``
     is exact ``"flat"`` search, approximate ``"hnsw"``, or ``"auto"``: flat while a scope is
-    small, HNSW from a few thousand entries on (see ``FaissIndex``).
+    small, HNSW from a few thousand entries on (see ``FaissIndex``). ``judge`` turns on the
+    grey-zone judge (off by default: None).
     """
 
     min_similarity: float = 0.8
@@ -57,6 +88,7 @@ class CacheSettings:
     ttl_s: float | None = None
     max_entries: int = 100_000
     index: Literal["flat", "hnsw", "auto"] = "auto"
+    judge: JudgeSettings | None = None
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_similarity <= 1.0:
@@ -69,6 +101,8 @@ class CacheSettings:
             raise ConfigError(f"max_entries must be >= 1, got {self.max_entries!r}")
         if self.index not in ("flat", "hnsw", "auto"):
             raise ConfigError(f"index must be 'flat', 'hnsw' or 'auto', got {self.index!r}")
+        if self.judge is not None and not isinstance(self.judge, JudgeSettings):
+            raise ConfigError(f"judge must be a JudgeSettings or None, got {self.judge!r}")
 
 
 @dataclass(frozen=True, slots=True)

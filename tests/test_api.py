@@ -10,7 +10,7 @@ import pytest
 import semroute
 
 PUBLIC = {
-    "Router", "Tier", "CacheSettings", "RouterSettings",
+    "Router", "Tier", "CacheSettings", "JudgeSettings", "RouterSettings",
     "Answer", "Chunk", "Message", "CacheEntry", "Candidate", "Hit", "Verdict", "Decision", "Completion",
     "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder",
     "Verifier", "ThresholdVerifier", "PairVerifier", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",

@@ -20,7 +20,8 @@ import email.utils
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -283,11 +284,12 @@ class OllamaBackend:
 
     # -- sync ------------------------------------------------------------------------------
 
-    def chat(self, model: str, messages: Sequence[Message]) -> Completion:
+    def chat(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> Completion:
+        """One complete answer; ``options`` are Ollama's model options (temperature, num_predict, ...)."""
         payload = _payload(model, messages)
         started = time.perf_counter()
         with self._edge():
-            response = self._sync().chat(model=model, messages=payload, stream=False)
+            response = self._sync().chat(model=model, messages=payload, stream=False, options=options)
         return self._completion(response, model, started)
 
     def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
@@ -320,12 +322,16 @@ class OllamaBackend:
 
     # -- async -----------------------------------------------------------------------------
 
-    async def achat(self, model: str, messages: Sequence[Message]) -> Completion:
+    async def achat(
+        self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None
+    ) -> Completion:
         payload = _payload(model, messages)
         started = time.perf_counter()
         with self._edge():
             async with _timeout_at(self._deadline()):
-                response = await (await self._async()).chat(model=model, messages=payload, stream=False)
+                response = await (await self._async()).chat(
+                    model=model, messages=payload, stream=False, options=options
+                )
         return self._completion(response, model, started)
 
     def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:

@@ -18,7 +18,8 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..errors import BackendError, ConfigError
 from ..metrics import Metrics
@@ -75,8 +76,11 @@ class Pool:
 
     # ----------------------------------------------------------------- public surface
 
-    def chat(self, model: str, messages: Sequence[Message]) -> Completion:
+    def chat(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> Completion:
         """One complete answer. A failed instance is replaced by another, within the retry budget.
+
+        ``options`` (Ollama's model options, e.g. ``{"temperature": 0, "num_predict": 4}``) are
+        passed to backends only when given, so backends without an ``options`` keyword still work.
 
         Raises ``InvalidRequest`` (before any I/O), ``Overloaded`` (queue full or deadline passed),
         ``NoInstanceAvailable`` (no instance has the model, all are down, or every attempt
@@ -89,7 +93,7 @@ class Pool:
             idx = self._acquire(ask)
             started = self._clock()
             try:
-                completion = self._core.backend(idx).chat(model, messages)
+                completion = self._core.backend(idx).chat(model, messages, **_extra(options))
             except BackendError as exc:
                 delay = self._core.failed(idx, ask, exc, attempt)
                 time.sleep(delay)
@@ -138,7 +142,9 @@ class Pool:
             return
         raise self._core.exhausted(ask)
 
-    async def achat(self, model: str, messages: Sequence[Message]) -> Completion:
+    async def achat(
+        self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None
+    ) -> Completion:
         """``chat`` for event loops: waits without blocking the loop."""
         validate_chat(model, messages)
         ask = Ask(model)
@@ -147,7 +153,7 @@ class Pool:
             idx = await self._aacquire(ask)
             started = self._clock()
             try:
-                completion = await self._core.backend(idx).achat(model, messages)
+                completion = await self._core.backend(idx).achat(model, messages, **_extra(options))
             except BackendError as exc:
                 await asyncio.sleep(self._core.failed(idx, ask, exc, attempt))
                 continue
@@ -299,3 +305,8 @@ class Pool:
     async def _arefresh_models(self) -> None:
         if self._core.stale():
             await asyncio.to_thread(self._refresh_models)
+
+
+def _extra(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments for a backend call: ``options`` only when the caller gave some."""
+    return {} if options is None else {"options": dict(options)}

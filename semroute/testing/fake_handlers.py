@@ -45,6 +45,8 @@ class Generation:
         timing: Timing,
         extra_words: int,
         on_complete: Callable[[int], None],
+        *,
+        reply: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._conn = conn
         self._endpoint = endpoint
@@ -55,6 +57,7 @@ class Generation:
         # Called with the token count just before the last bytes go out, so a client that has
         # its answer always finds it counted (counting after the write would race the client).
         self._on_complete = on_complete
+        self._reply_fn = reply  # scripted answers (see FakeOllama's ``reply``)
 
     async def _reply(self, status: int, body: Mapping[str, Any]) -> bool:
         await self._conn.respond(status, json.dumps(body).encode(), _JSON)
@@ -76,7 +79,11 @@ class Generation:
     def _tokens(self, prompt: str, load_only: bool) -> tuple[list[str], str]:
         if load_only:  # Ollama answers an empty request by loading the model
             return [], "load"
-        tokens = content.answer_tokens(self._model, prompt, self._extra_words)
+        scripted = self._reply_fn(self._model, prompt) if self._reply_fn is not None else None
+        if scripted is None:
+            tokens = content.answer_tokens(self._model, prompt, self._extra_words)
+        else:
+            tokens = [w if i == 0 else f" {w}" for i, w in enumerate(str(scripted).split())]
         options = self._payload.get("options") or {}
         limit = options.get("num_predict") if isinstance(options, dict) else None
         if isinstance(limit, int) and 0 < limit < len(tokens):
@@ -102,7 +109,10 @@ class Generation:
         load_only = (self._endpoint == "chat" and not self._payload.get("messages")) or (
             self._endpoint == "generate" and not prompt
         )
-        tokens, reason = self._tokens(prompt, load_only)
+        try:
+            tokens, reason = self._tokens(prompt, load_only)
+        except Exception as exc:  # a broken reply script is the test's bug: show it as a 500
+            return await self._reply(500, {"error": f"fake ollama: reply function failed: {exc!r}"})
         timing = self._timing
         await _sleep_ms(timing.latency_ms)
         t_loaded = time.perf_counter_ns()

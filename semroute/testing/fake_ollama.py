@@ -54,6 +54,11 @@ class FakeOllama:
             ollama.Client(fake.url).chat("llama3.2:3b", [{"role": "user", "content": "hi"}])
 
     ``timing`` may be replaced while running; faults are switched with ``set_fault``.
+    ``reply`` scripts answers: called as ``reply(model, prompt)`` (the last user message) for
+    each chat/generate request, it returns the answer text, or None for the default
+    deterministic echo (``answer_text``). It runs on the server's thread, so keep it quick;
+    it may be replaced while running (``fake.reply = ...``). Example: a judge that says yes
+    only about cities, ``reply=lambda model, prompt: "Yes" if "city" in prompt else "No"``.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class FakeOllama:
         capacity: Capacity = Capacity(),
         extra_words: int = 8,
         embed_dim: int = 384,
+        reply: Callable[[str, str], str | None] | None = None,
     ) -> None:
         names = [models] if isinstance(models, str) else list(models)
         if not names or not all(isinstance(m, str) and m.strip() for m in names):
@@ -77,6 +83,9 @@ class FakeOllama:
         self._models = tuple(dict.fromkeys(content.canonical_model(m) for m in names))
         self._host, self._port = host, port
         self.timing = timing
+        if reply is not None and not callable(reply):
+            raise ConfigError(f"reply must be a function (model, prompt) -> str | None, got {reply!r}")
+        self.reply = reply
         self._capacity = capacity
         self._extra_words, self._embed_dim = extra_words, embed_dim
         self._counters = Counters()
@@ -367,7 +376,7 @@ class FakeOllama:
             self._loaded[model] = time.time() + 300.0  # Ollama's default keep_alive: 5 minutes
             self._counters.completed(endpoint, model, tokens)
 
-        job = Generation(conn, endpoint, model, payload, self.timing, self._extra_words, completed)
+        job = Generation(conn, endpoint, model, payload, self.timing, self._extra_words, completed, reply=self.reply)
         try:
             async with self._slots:
                 self._counters.start()
