@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +22,11 @@ from .train_verifier import threshold_for_precision
 from .types import CacheEntry
 from .verify import PLACEHOLDER_ANSWER, Verifier
 
-__all__ = ["Judged", "PairRow", "PairsReport", "cosine_curve", "judge_pairs", "report"]
+if TYPE_CHECKING:
+    from .judge import AnswerJudge
+    from .settings import JudgeSettings
+
+__all__ = ["JudgeReport", "Judged", "PairRow", "PairsReport", "cosine_curve", "judge_grey_pairs", "judge_pairs", "report"]
 
 _SCOPE = "eval"
 
@@ -137,4 +142,60 @@ def report(judged: Sequence[Judged]) -> PairsReport:
         precision=precision, recall=recall, f1=f1,
         false_hits=tuple(j for j in judged if j.hit and j.row.label == 0),
         curve=tuple(cosine_curve(sims, labels)), baseline_min_similarity=threshold, baseline_recall=base_recall,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeReport:
+    """The grey-zone judge on the same pairs: what it was asked, what it cost, and the result with it."""
+
+    model: str
+    min_similarity: float
+    min_probability: float
+    grey_zone: int  # missed rows inside the grey zone (each one judged)
+    calls: int  # model calls (repeated rows come from the judge's cache)
+    replies: dict[str, int]  # yes / no / unparsed / error
+    latency_ms: dict[str, float]  # p50 / p95 of the model calls
+    with_judge: PairsReport
+    added_hits: int
+
+    def as_dict(self) -> dict[str, object]:
+        w = self.with_judge.as_dict()
+        return {
+            "model": self.model, "min_similarity": self.min_similarity, "min_probability": self.min_probability,
+            "grey_zone": self.grey_zone, "calls": self.calls,
+            **{k: self.replies.get(k, 0) for k in ("yes", "no", "unparsed")}, "errors": self.replies.get("error", 0),
+            "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
+            "with_judge": {k: w[k] for k in ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "false_hits")}
+            | {"added_hits": self.added_hits},
+        }
+
+
+def judge_grey_pairs(
+    judged: Sequence[Judged], verifier: Verifier, judge: AnswerJudge, settings: JudgeSettings
+) -> JudgeReport:
+    """Ask ``judge`` about each missed row in the grey zone (as the router would) and report both ways.
+
+    A row is in the grey zone when it missed, its cosine is >= ``settings.min_similarity`` and a
+    verifier with a pair model gives P >= ``settings.min_probability``; "yes" turns it into a hit.
+    """
+    probability = getattr(verifier, "probability", None)
+    out, replies, grey = [], {"yes": 0, "no": 0, "unparsed": 0, "error": 0}, 0
+    for j in judged:
+        row = j.row
+        if j.hit or j.similarity < settings.min_similarity or (
+            probability is not None and probability(row.query, row.cached, j.similarity) < settings.min_probability
+        ):
+            out.append(j)
+            continue
+        grey += 1
+        verdict = judge.judge(row.query, row.cached, row.answer or PLACEHOLDER_ANSWER)
+        replies[verdict.reply] += 1
+        out.append(replace(j, hit=True, reason=f"judge {judge.model}: yes; {j.reason}") if verdict.accepted else j)
+    latency = judge.metrics.percentiles("judge.call", (50, 95))
+    return JudgeReport(
+        model=judge.model, min_similarity=settings.min_similarity, min_probability=settings.min_probability,
+        grey_zone=grey, calls=int(judge.metrics.count("judge.calls")), replies=replies,
+        latency_ms={k: latency[k] for k in ("p50", "p95") if k in latency},
+        with_judge=report(out), added_hits=replies["yes"],
     )

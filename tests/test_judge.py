@@ -223,3 +223,49 @@ def test_bad_judge_config_is_a_config_error(tmp_path, text):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError):
         Router.from_config(path, data_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text(
+        "query,cached,label,answer\n"
+        f"{PARAPHRASE},{CITY},1,{CITY_ANSWER}\n"
+        f"{HIGHWAY},{CITY},0,{CITY_ANSWER}\n"
+        f"What's the speed limit in a city?,{CITY},1,{CITY_ANSWER}\n"
+        "How do I reset my password?,How do I change my password?,1,Use the account page.\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_eval_with_a_judge_reports_both_operating_points(fakes, script, pairs_file, embedder):
+    small, _ = fakes
+    runner = CliRunner()
+    plain = json.loads(runner.invoke(main, ["eval", str(pairs_file), "--json"]).stdout)
+    result = runner.invoke(main, ["eval", str(pairs_file), "--json", "--judge-model", SMALL,
+                                  "--ollama-url", small.url])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    judge = data.pop("judge")
+    assert data == plain  # the existing keys are unchanged
+    assert judge["model"] == SMALL and judge["calls"] == judge["grey_zone"] == len(script.judge_prompts) >= 1
+    assert judge["yes"] == judge["calls"] and judge["errors"] == 0
+    assert set(judge["latency_ms"]) == {"p50", "p95"}
+    with_judge = judge["with_judge"]
+    assert with_judge["recall"] > plain["recall"] and with_judge["precision"] == 1.0
+    assert with_judge["added_hits"] == with_judge["tp"] - plain["tp"] >= 1
+    text = runner.invoke(main, ["eval", str(pairs_file), "--judge-model", SMALL, "--ollama-url", small.url])
+    assert text.exit_code == 0, text.output
+    assert "grey-zone judge" in text.stdout and "with the judge: precision 1.000" in text.stdout
+    assert "judge latency p50" in text.stdout
+
+
+def test_eval_judge_unreachable_is_counted_not_fatal(pairs_file, embedder):
+    with FakeOllama([SMALL]) as fake:
+        url = fake.url
+    result = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--judge-model", SMALL,
+                                       "--ollama-url", url, "--judge-timeout", "2"])
+    assert result.exit_code == 0, result.output
+    judge = json.loads(result.stdout)["judge"]
+    assert judge["errors"] == judge["grey_zone"] >= 1 and judge["with_judge"]["added_hits"] == 0

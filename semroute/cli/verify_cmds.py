@@ -4,6 +4,8 @@ PAIRS files (CSV or JSON Lines) have columns ``query,cached,label`` and optional
 label 1 means the cached question's answer answers the query (must hit), 0 must miss.
 ``eval --retrieval CACHE QUERIES`` measures a whole cache: CACHE has ``id,question`` (and
 optionally ``answer``), QUERIES has ``query,expected`` (an id, or empty when it must miss).
+``eval --judge-model MODEL`` also measures the grey-zone judge (``semroute.judge``) against a
+real Ollama at ``--ollama-url`` (default ``OLLAMA_HOST`` or localhost).
 """
 
 from __future__ import annotations
@@ -74,7 +76,14 @@ def _with_verifier_options(fn):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a precision/recall PNG")
 @_with_verifier_options
-def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similarity, embedder):
+@click.option("--judge-model", default=None, help="also measure the grey-zone judge with this Ollama model")
+@click.option("--ollama-url", default=None, help="the Ollama server for --judge-model (default: OLLAMA_HOST)")
+@click.option("--judge-min-similarity", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="lowest cosine the judge is asked about (default: JudgeSettings' 0.7)")
+@click.option("--judge-timeout", type=click.FloatRange(0.0, min_open=True), default=60.0, show_default=True,
+              help="seconds per judge call (the first one may load the model)")
+def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similarity, embedder,
+             judge_model, ollama_url, judge_min_similarity, judge_timeout):
     """Precision, recall, F1 and false hits of the verifier on labelled PAIRS, vs cosine only."""
     try:
         if retrieval:
@@ -89,15 +98,55 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
 
         rows = _pair_rows(pairs)
         emb = _embedder(embedder)
-        result = report(judge_pairs(rows, emb, _verifier(kind, model, min_similarity, emb)))
+        verifier = _verifier(kind, model, min_similarity, emb)
+        judged = judge_pairs(rows, emb, verifier)
+        result = report(judged)
+        grey = None
+        if judge_model is not None:
+            grey = _judge_grey(judged, verifier, judge_model, ollama_url, judge_min_similarity, judge_timeout)
         if plot:
             _plot(result, plot)
     except SemrouteError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        out = result.as_dict()
+        click.echo(json.dumps(out if grey is None else {**out, "judge": grey.as_dict()}, indent=2, ensure_ascii=False))
     else:
         _print(result)
+        if grey is not None:
+            _print_judge(grey)
+
+
+def _judge_grey(judged, verifier, model: str, url: str | None, min_similarity: float | None, timeout: float):
+    """The grey-zone judge on the same rows, against a real Ollama (one call per grey row, sequential)."""
+    from ..backends import OllamaBackend, Pool, Timeout
+    from ..evaluate import judge_grey_pairs
+    from ..judge import AnswerJudge
+    from ..settings import JudgeSettings, default_tiers
+
+    settings = JudgeSettings(timeout_s=timeout) if min_similarity is None else JudgeSettings(
+        min_similarity=min_similarity, timeout_s=timeout)
+    host = url or default_tiers()["small"].hosts[0]  # OLLAMA_HOST or localhost
+    with Pool([OllamaBackend(host, timeout=Timeout(read=timeout))]) as pool:
+        judge = AnswerJudge(pool, model, timeout_s=timeout, cache_size=settings.cache_size)
+        try:
+            return judge_grey_pairs(judged, verifier, judge, settings)
+        finally:
+            judge.close()
+
+
+def _print_judge(g) -> None:
+    r, w = g.replies, g.with_judge
+    click.echo(f"grey-zone judge {g.model} (cosine >= {g.min_similarity:.3f}, pair model >= {g.min_probability:.3f}): "
+               f"{g.grey_zone} missed pairs judged, {g.calls} model calls "
+               f"(yes {r['yes']}, no {r['no']}, unparsed {r['unparsed']}, errors {r['error']})")
+    if g.latency_ms:
+        click.echo(f"judge latency p50 {g.latency_ms['p50']:.1f} ms  p95 {g.latency_ms['p95']:.1f} ms")
+    click.echo(f"with the judge: precision {w.precision:.3f}  recall {w.recall:.3f}  F1 {w.f1:.3f} "
+               f"(hits added {g.added_hits}; false hits {w.fp})")
+    for j in w.false_hits:
+        if j.reason.startswith("judge "):
+            click.echo(f"  judge served {j.row.query!r} with {j.row.cached!r} (cosine {j.similarity:.3f})")
 
 
 def _print(r) -> None:
