@@ -269,3 +269,11 @@ def test_eval_judge_unreachable_is_counted_not_fatal(pairs_file, embedder):
     assert result.exit_code == 0, result.output
     judge = json.loads(result.stdout)["judge"]
     assert judge["errors"] == judge["grey_zone"] >= 1 and judge["with_judge"]["added_hits"] == 0
+
+
+def test_eval_judge_is_not_taken_with_retrieval(tmp_path):
+    cache, queries = tmp_path / "cache.csv", tmp_path / "queries.csv"
+    cache.write_text("id,question\n1,q\n", encoding="utf-8")
+    queries.write_text("query,expected\nq,1\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["eval", "--retrieval", str(cache), str(queries), "--judge-model", SMALL])
+    assert result.exit_code == 1 and "not available with --retrieval" in result.output

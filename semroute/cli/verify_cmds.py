@@ -87,6 +87,8 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
     """Precision, recall, F1 and false hits of the verifier on labelled PAIRS, vs cosine only."""
     try:
         if retrieval:
+            if judge_model is not None:
+                raise ConfigError("--judge-model measures labelled pairs; it is not available with --retrieval")
             from .retrieval import run_retrieval
 
             run_retrieval(pairs, queries, as_json=as_json, verifier=lambda e: _verifier(kind, model, min_similarity, e),
