@@ -36,6 +36,7 @@ import minimal_pairs as mp  # noqa: E402
 import shared_data as sd  # noqa: E402
 
 from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
+from semroute.consensus import AnswerConsensus  # noqa: E402
 from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
 from semroute.evaluate import PairRow, judge_pairs, report  # noqa: E402
 from semroute.train_verifier import threshold_for_precision  # noqa: E402
@@ -45,12 +46,26 @@ from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def retrieval(name, cache_rows, queries, embedder, verifier, timings, with_gptcache=False):
+def retrieval(name, cache_rows, queries, embedder, verifier, timings, with_gptcache=False, consensus=None):
     """cache_rows: (question, answer, label); queries: (text, label or None for must-miss)."""
     vc = embedder.embed([q for q, _, _ in cache_rows])
     vq = embedder.embed([q for q, _ in queries])
-    cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(embedder.dim), verifier,
-                          top_k=4, clock=lambda: 0.0)
+    out = _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consensus)
+    if consensus is not None:  # the same lookups with the pair verifier alone, for comparison
+        alone = _retrieval_run(name, cache_rows, queries, vc, vq, verifier, [], None, quiet=True)
+        out["pair_verifier_only"] = {k: alone[k] for k in ("precision", "recall", "f1")}
+        print(f"{'':12s} pair verifier alone P={alone['precision']:.3f} R={alone['recall']:.3f}; "
+              f"consensus hits {out['consensus_hits']}, vetoes {out['consensus_vetoes']}")
+    if with_gptcache:
+        out["gptcache_defaults"] = gptcache_run(cache_rows, queries, vc)
+        print(f"{'':12s} GPTCache 0.1.44 defaults P={out['gptcache_defaults']['precision']:.3f} "
+              f"R={out['gptcache_defaults']['recall']:.3f}")
+    return out
+
+
+def _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consensus, quiet=False):
+    cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(vc.shape[1]), verifier,
+                          top_k=4, clock=lambda: 0.0, consensus=consensus)
     cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=q,
                              answer=a or PLACEHOLDER_ANSWER, vector=vc[i], created_at=0.0)
                   for i, (q, a, _) in enumerate(cache_rows)])
@@ -75,12 +90,10 @@ def retrieval(name, cache_rows, queries, embedder, verifier, timings, with_gptca
     must_hit = sum(label is not None for _, label in queries)
     precision = correct / hits if hits else 1.0
     recall = correct / must_hit
-    out = _summary(name, precision, recall, np.asarray(top1_sim), np.asarray(top1_ok), must_hit, len(queries), examples)
+    out = _summary(name, precision, recall, np.asarray(top1_sim), np.asarray(top1_ok), must_hit, len(queries), examples,
+                   quiet)
     out["verifier_curve"] = _curve(np.asarray([s for s, _ in best]), np.asarray([ok for _, ok in best]), must_hit)
-    if with_gptcache:
-        out["gptcache_defaults"] = gptcache_run(cache_rows, queries, vc)
-        print(f"{'':12s} GPTCache 0.1.44 defaults P={out['gptcache_defaults']['precision']:.3f} "
-              f"R={out['gptcache_defaults']['recall']:.3f}")
+    out["consensus_hits"], out["consensus_vetoes"] = cache.consensus_hits, cache.consensus_vetoes
     return out
 
 
@@ -115,7 +128,7 @@ def gptcache_run(cache_rows, queries, vc):
     return {"precision": round(precision, 4), "recall": round(correct / must_hit, 4), "hits": len(hits)}
 
 
-def _summary(name, precision, recall, sims, ok, must_hit, n, examples):
+def _summary(name, precision, recall, sims, ok, must_hit, n, examples, quiet=False):
     # Cosine-only baseline: serve the top-1 when its similarity >= t; correct if its label matches.
     order = np.argsort(-sims)
     correct = np.cumsum(ok[order])
@@ -129,7 +142,8 @@ def _summary(name, precision, recall, sims, ok, must_hit, n, examples):
            "f1": round(f1, 4), "cosine_recall_at_same_precision": round(float(base), 4),
            "recall_ratio": None if base == 0 else round(recall / base, 2), "false_hit_examples": examples,
            "cosine_curve": [{"min_similarity": round(t, 4), "precision": round(p, 4), "recall": round(r, 4)} for t, p, r in curve]}
-    print(f"{name:12s} n={n:5d} verifier P={precision:.3f} R={recall:.3f} F1={f1:.3f} | cosine R at same P={base:.3f}")
+    if not quiet:
+        print(f"{name:12s} n={n:5d} verifier P={precision:.3f} R={recall:.3f} F1={f1:.3f} | cosine R at same P={base:.3f}")
     return out
 
 
@@ -146,13 +160,15 @@ def pairs_bench(name, rows, embedder, verifier):
 
 
 def datasets(rng, quick):
+    # Intent datasets: every cached utterance of an intent carries that intent's answer, as a cache
+    # warmed from one FAQ would (the pair verifier ignores answers; the answer consensus reads them).
     b_train, b_test = sd.banking77("train"), sd.banking77("test")
-    yield "banking77", [(t, "", i) for t, i in b_train[::10]], (b_test[::4] if quick else b_test)
+    yield "banking77", [(t, f"answer for {i}", i) for t, i in b_train[::10]], (b_test[::4] if quick else b_test)
     c_train = sd.clinc150("train")
     per: dict[str, list] = {}
     for t, i in c_train:
         per.setdefault(i, []).append(t)
-    c_cache = [(t, "", i) for i, ts in per.items() for t in ts[:10]]
+    c_cache = [(t, f"answer for {i}", i) for i, ts in per.items() for t in ts[:10]]
     c_test = rng.sample(sd.clinc150("test"), 300 if quick else 1500)
     oos = sd.clinc150("oos_test")[: 200 if quick else 1000]
     yield "clinc150", c_cache, c_test + [(t, None) for t, _ in oos]
@@ -209,6 +225,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a verifier directory (default: the shipped one)")
     ap.add_argument("--threshold", type=float, default=None, help="override the verifier's threshold")
     ap.add_argument("--embedding-cache", default=None, help="an .npz of text embeddings reused across runs")
+    ap.add_argument("--no-consensus", action="store_true", help="the pair verifier alone (no answer consensus)")
+    ap.add_argument("--consensus-model", default=None, help="a consensus model directory (default: the shipped one)")
     args = ap.parse_args()
     rng = random.Random(0)
     from train_verifier import _CachedEmbed
@@ -218,15 +236,21 @@ def main() -> None:
         verifier = PairVerifier.load(args.model, embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
     else:
         verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
+    consensus = None
+    if not args.no_consensus:
+        kw = {"embedder": embedder.name, "dim": embedder.dim}
+        consensus = (AnswerConsensus.load(args.consensus_model, verifier.probability, **kw) if args.consensus_model
+                     else AnswerConsensus.default(verifier.probability, **kw))
     results, timings = [], []
     for name, cache_rows, queries in datasets(rng, args.quick):
-        results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings, args.gptcache))
+        results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings, args.gptcache, consensus))
         embedder.save()
     results.append(pairs_bench("near_miss", near_miss_rows(rng), embedder, verifier))
     embedder.save()
     cost = _verifier_cost(verifier)
     print(f"lookup (search + top-4 verification) p50 {np.percentile(timings, 50):.3f} ms; verifier alone p50 {cost:.3f} ms per candidate")
     out = {"embedder": embedder.name, "verifier_threshold": verifier.threshold, "top_k": 4,
+           "consensus": None if consensus is None else {"k": consensus.k, "threshold": consensus.threshold},
            "lookup_ms_p50": round(float(np.percentile(timings, 50)), 4), "verifier_ms_p50_per_candidate": round(cost, 4),
            "benchmarks": results,
            "gptcache": "GPTCache 0.1.44 similar cache at its defaults (cosine >= 0.6), same MiniLM" if args.gptcache else "not run"}

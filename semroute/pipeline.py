@@ -22,6 +22,8 @@ import numpy as np
 
 from .backends.base import Backend
 from .classify import ComplexityClassifier, decide
+from .consensus import REASON as CONSENSUS_REASON
+from .consensus import AnswerConsensus
 from .embed import Embedder
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
 from .judge import GreyZone
@@ -139,8 +141,22 @@ class Pipeline:
             store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
             self._store = store
         index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index)
-        verifier = SimilarityGate(self.settings.cache.min_similarity, self._verifier or self._default_verifier())
-        return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock)
+        inner = self._verifier or self._default_verifier()
+        verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
+        return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
+                             consensus=self._default_consensus(inner))
+
+    def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
+        """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
+        probability = getattr(verifier, "probability", None)
+        if not self.settings.cache.consensus or probability is None:
+            return None
+        try:
+            return AnswerConsensus.default(probability, embedder=self.embedder.name, dim=self.embedder.dim)
+        except ModelError as exc:
+            self.metrics.incr("consensus.unavailable")
+            log.warning("shipped answer consensus unusable (%s); the pair verifier decides alone", exc)
+            return None
 
     def _default_verifier(self) -> Verifier:
         from .verify import PairVerifier
@@ -244,6 +260,10 @@ class Pipeline:
         self.metrics.observe("step.semantic_lookup", elapsed)
         self.metrics.incr("verifier.judged", len(judged))
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
+        if hit is not None and hit.verdict is not None and hit.verdict.reason.startswith(CONSENSUS_REASON):
+            self.metrics.incr("consensus.hits")
+        elif hit is None and any(v.accepted for _, v in judged):
+            self.metrics.incr("consensus.vetoes")  # a verified candidate whose answer the neighbours outvoted
         if hit is None:
             plan.rejected.extend(judged)
         return None if hit is None else self._hit_answer(plan, hit)

@@ -80,7 +80,10 @@ class CacheSettings:
     shown to the verifier; ``ttl_s`` is the default time-to-live (None: forever). ``index``
     is exact ``"flat"`` search, approximate ``"hnsw"``, or ``"auto"``: flat while a scope is
     small, HNSW from a few thousand entries on (see ``FaissIndex``). ``judge`` turns on the
-    grey-zone judge (off by default: None).
+    grey-zone judge (off by default: None). ``consensus`` lets the nearest cached questions vote
+    by answer (``semroute.consensus``): an answer several of them share is served even below
+    ``min_similarity``, and a hit contradicting such an answer is refused. It needs the shipped
+    pair verifier and changes nothing when every cached answer is different.
     """
 
     min_similarity: float = 0.8
@@ -89,8 +92,11 @@ class CacheSettings:
     max_entries: int = 100_000
     index: Literal["flat", "hnsw", "auto"] = "auto"
     judge: JudgeSettings | None = None
+    consensus: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.consensus, bool):
+            raise ConfigError(f"consensus must be true or false, got {self.consensus!r}")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ConfigError(f"min_similarity is a cosine similarity in [-1, 1], got {self.min_similarity!r}")
         if self.top_k < 1:

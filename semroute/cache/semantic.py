@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from ..errors import ConfigError, DimensionMismatch, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
 from ..verify import Verifier
 from .base import Change, Index, Store
+
+if TYPE_CHECKING:
+    from ..consensus import AnswerConsensus
 
 __all__ = ["SemanticCache"]
 
@@ -31,7 +35,9 @@ class SemanticCache:
     """Exact and semantic lookups with verifier reranking; inserts go to the store, then the index.
 
     ``top_k`` nearest candidates are judged per semantic lookup; the best *accepted* one wins
-    (highest verdict score, then highest similarity), not merely the nearest.
+    (highest verdict score, then highest similarity), not merely the nearest. With an
+    ``AnswerConsensus`` its ``k`` nearest also vote by answer: a well-supported answer is served
+    even below the verifier's cosine floor, and a verified hit that contradicts one is not.
     """
 
     def __init__(
@@ -42,6 +48,7 @@ class SemanticCache:
         *,
         top_k: int = 4,
         clock: Callable[[], float] = time.time,
+        consensus: AnswerConsensus | None = None,
     ) -> None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k must be a positive int, got {top_k!r}")
@@ -50,6 +57,7 @@ class SemanticCache:
         self.verifier = verifier
         self._nearest_wins = bool(getattr(verifier, "nearest_accepted_wins", False))
         self.top_k = top_k
+        self.consensus = consensus
         self._clock = clock
         self._sync_lock = threading.Lock()
         self._cursor: int | None = None  # last store sequence number applied to the index
@@ -57,6 +65,9 @@ class SemanticCache:
         # touches only what differs (re-adding everything would double a flat index's size)
         self._indexed: dict[str, int] = {}
         self.rebuilds = 0
+        # Lookups the consensus decided: served by agreement, or a verified hit vetoed by it.
+        self.consensus_hits = 0
+        self.consensus_vetoes = 0
 
     def sync(self) -> int:
         """Apply the store's changes since the last sync to the index; returns how many.
@@ -92,10 +103,12 @@ class SemanticCache:
         now = self._clock() if now is None else now
         self.sync()
         judged: list[tuple[Candidate, Verdict]] = []
+        nearest: list[Candidate] = []
         seen: set[str] = set()
+        k = max(self.top_k, self.consensus.k) if self.consensus is not None else self.top_k
         for _attempt in range(2):
-            found = self.index.search(vector, scope=scope, k=self.top_k)
-            stale = self._judge(query_text, found, scope, now, seen, judged)
+            found = self.index.search(vector, scope=scope, k=k)
+            stale = self._judge(query_text, found, scope, now, seen, judged, nearest)
             if not stale:
                 break
             self._drop_dead(stale, now)
@@ -104,21 +117,51 @@ class SemanticCache:
             key=lambda pair: (pair[1].score, pair[0].similarity),
             default=None,
         )
+        if self.consensus is not None:
+            nearest.sort(key=lambda c: -c.similarity)
+            return self._with_consensus(query_text, vector, nearest, best), judged
         if best is None:
             return None, judged
         candidate, verdict = best
         return Hit(entry=candidate.entry, source="semantic", similarity=candidate.similarity, verdict=verdict), judged
 
+    def _with_consensus(
+        self, query_text: str, vector: np.ndarray, nearest: list[Candidate], best: tuple[Candidate, Verdict] | None
+    ) -> Hit | None:
+        """Serve a supported answer, else the verified hit unless a supported answer contradicts it."""
+        from ..consensus import REASON, group_key
+
+        assert self.consensus is not None
+        judged = self.consensus.judge(query_text, vector, nearest)
+        if judged is None:  # no answer has two votes: the pair verifier alone decides
+            return None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
+        group, p, accepted = judged
+        winner = nearest[group.members[0]]
+        if accepted:
+            self.consensus_hits += 1
+            why = (f"{REASON}: {group.support} of {len(nearest[: self.consensus.k])} nearest share this "
+                   f"answer (vote share {group.share:.2f}, margin {group.margin:.3f}), P {p:.3f} >= "
+                   f"{self.consensus.threshold:.3f}")
+            return Hit(winner.entry, "semantic", winner.similarity, Verdict(True, p, why))
+        if best is None:
+            return None
+        if group_key(best[0]) != group_key(winner) and group.share >= 0.5:
+            self.consensus_vetoes += 1  # most of the neighbourhood's weight says another answer
+            return None
+        return Hit(best[0].entry, "semantic", best[0].similarity, best[1])
+
     def _judge(
         self, query_text: str, found: list[tuple[str, float]], scope: str, now: float,
-        seen: set[str], judged: list[tuple[Candidate, Verdict]],
+        seen: set[str], judged: list[tuple[Candidate, Verdict]], nearest: list[Candidate],
     ) -> list[str]:
-        """Ask the verifier about each new candidate; returns the ids the store no longer has.
+        """Ask the verifier about the ``top_k`` nearest new candidates; returns ids the store lost.
 
+        Every live candidate found is appended to ``nearest`` (the consensus votes over them).
         A verifier whose ``nearest_accepted_wins`` is true ranks accepted candidates by cosine, so
         judging stops at the first accepted one (the verifier is most of a semantic hit's cost).
         """
         stale: list[str] = []
+        done = any(v.accepted for _, v in judged) and self._nearest_wins
         for entry_id, similarity in found:
             if entry_id in seen:
                 continue
@@ -130,10 +173,13 @@ class SemanticCache:
             if entry.scope != scope:  # isolation must not rest on the index alone
                 continue
             candidate = Candidate(entry=entry, similarity=similarity)
+            nearest.append(candidate)
+            if done or len(judged) >= self.top_k:
+                continue
             verdict = self.verifier.accept(query_text, candidate)
             judged.append((candidate, verdict))
-            if verdict.accepted and self._nearest_wins:
-                break  # candidates come nearest first, so nothing later can outrank this one
+            # candidates come nearest first, so nothing later can outrank an accepted one
+            done = verdict.accepted and self._nearest_wins
         return stale
 
     def insert(self, entries: Sequence[CacheEntry]) -> None:

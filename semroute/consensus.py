@@ -1,0 +1,172 @@
+"""Answer consensus: when the nearest cached questions agree on one answer, that agreement is evidence.
+
+A cache warmed from a FAQ holds many phrasings per answer. A query whose nearest neighbours
+mostly carry the same answer, with no other answer close by, is asking that answer's question
+even when no single phrasing is close enough for the pair verifier's cosine floor (measured on
+banking77 and clinc150, see ``bench/cache_quality.py``). ``AnswerConsensus`` votes over the
+``k`` nearest candidates (weights ``exp(power * (cos - top cos))``, grouped by answer text) and
+a small logistic regression over the winning group's shape (vote share, support, best and mean
+cosine, margin to the best other answer, the pair model's probability for its best member)
+gives P(the winning answer answers the query). It only speaks when at least two cached
+questions carry the winning answer: a lone entry is the pair verifier's business, so caches
+whose answers are all different (grown from LLM answers) behave exactly as without it.
+
+It also vetoes: a pair-verified hit whose answer differs from a supported winning answer is not
+served. Not here: searching the index or deciding single pairs (``semroute.verify``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, ModelError, ModelMismatch
+from .resources import shipped
+from .types import Candidate
+
+__all__ = ["AnswerConsensus", "Group", "FEATURE_NAMES", "FORMAT", "REASON", "group_key", "neighbourhood"]
+
+FORMAT = "semroute.consensus/1"
+REASON = "answer consensus"  # how a consensus hit's Verdict.reason starts (the pipeline counts them)
+FEATURE_NAMES = ("share", "support", "best_cos", "mean_cos", "margin", "pair_probability", "is_nearest",
+                 "centroid_cos", "centroid_gap")
+
+# The pair model's P(same question) for (query, cached question, cosine).
+PairProbability = Callable[[str, str, float], float]
+
+
+def group_key(candidate: Candidate) -> str:
+    """Candidates with the same answer text vote together; placeholders and blanks never do."""
+    from .verify import PLACEHOLDER_ANSWER
+
+    answer = candidate.entry.answer.strip()
+    return f"id:{candidate.entry.id}" if not answer or answer == PLACEHOLDER_ANSWER else f"a:{answer}"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The winning answer among the nearest candidates and the shape of its support."""
+
+    members: tuple[int, ...]  # indices into the candidate list, nearest first
+    share: float  # its part of the similarity-weighted vote
+    margin: float  # its best cosine minus the best cosine of any other answer
+
+    @property
+    def support(self) -> int:
+        return len(self.members)
+
+
+def neighbourhood(candidates: Sequence[Candidate], power: float) -> Group | None:
+    """Vote the candidates (nearest first) into answer groups; the heaviest group wins."""
+    if not candidates:
+        return None
+    top = candidates[0].similarity
+    weight: dict[str, float] = {}
+    members: dict[str, list[int]] = {}
+    for i, cand in enumerate(candidates):
+        key = group_key(cand)
+        weight[key] = weight.get(key, 0.0) + math.exp(power * (cand.similarity - top))
+        members.setdefault(key, []).append(i)
+    winner = max(weight, key=weight.__getitem__)
+    best = candidates[members[winner][0]].similarity
+    other = max((candidates[idx[0]].similarity for key, idx in members.items() if key != winner), default=0.0)
+    return Group(tuple(members[winner]), weight[winner] / sum(weight.values()), best - other)
+
+
+def features(candidates: Sequence[Candidate], group: Group, k: int, pair_probability: float,
+             query_vector: np.ndarray) -> np.ndarray:
+    """The winning group's shape as the model's input row (``FEATURE_NAMES``).
+
+    The centroid features ask whether the query sits inside the group as its members do, or
+    beside it: a question whose answer is not cached often lands next to a dense group
+    (measured on clinc150's out-of-scope queries, where they lift recall at equal precision).
+    """
+    sims = [candidates[i].similarity for i in group.members]
+    members = np.stack([np.asarray(candidates[i].entry.vector, dtype=np.float64) for i in group.members])
+    centre = members.mean(axis=0)
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    centroid_cos = float(np.asarray(query_vector, dtype=np.float64) @ centre)
+    spread = float((members @ centre).mean())
+    return np.array([group.share, group.support / k, sims[0], float(np.mean(sims)), group.margin,
+                     pair_probability, float(group.members[0] == 0), centroid_cos, centroid_cos - spread],
+                    dtype=np.float64)
+
+
+class AnswerConsensus:
+    """Logistic P(winning answer is right) over the neighbourhood; speaks for support >= 2.
+
+    ``threshold`` is the probability above which the winning answer is served;
+    ``min_pair_probability`` is a hard veto so a FAQ full of "city" phrasings never answers a
+    "highway" query, whatever the vote.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], card: Mapping[str, object], pair: PairProbability, *,
+                 threshold: float | None = None) -> None:
+        try:
+            self._mean = np.asarray(arrays["mean"], dtype=np.float64)
+            self._scale = np.asarray(arrays["scale"], dtype=np.float64)
+            self._coef = np.asarray(arrays["coef"], dtype=np.float64)
+            self._intercept = float(np.asarray(arrays["intercept"]).reshape(-1)[0])
+            self.k = int(card["k"])  # type: ignore[call-overload]
+            self.power = float(card["power"])  # type: ignore[arg-type]
+            self.min_pair_probability = float(card["min_pair_probability"])  # type: ignore[arg-type]
+            chosen = float(card["threshold"] if threshold is None else threshold)  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"consensus model is incomplete: {exc}") from exc
+        if self._coef.shape != (len(FEATURE_NAMES),) or list(card.get("features", ())) != list(FEATURE_NAMES):  # type: ignore[call-overload]
+            raise ModelMismatch("consensus model was made for other features; retrain it")
+        if not 0.0 <= chosen <= 1.0:
+            raise ConfigError(f"consensus threshold is a probability in [0, 1], got {chosen!r}")
+        if self.k < 2:
+            raise ConfigError(f"consensus needs k >= 2 neighbours, got {self.k}")
+        self.threshold = chosen
+        self.card = dict(card)
+        self._pair = pair
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], pair: PairProbability, *, embedder: str | None = None,
+             dim: int | None = None, threshold: float | None = None) -> AnswerConsensus:
+        """Load ``model.npz`` + ``card.json``; ``ModelMismatch`` if made for another embedder."""
+        path = Path(directory)
+        try:
+            card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+            with np.load(path / "model.npz", allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read consensus model in {path}: {exc}") from exc
+        if embedder is not None and card.get("embedder") != embedder:
+            raise ModelMismatch(f"consensus model in {path} was trained with {card.get('embedder')!r}, not {embedder!r}")
+        if dim is not None and card.get("dim") != dim:
+            raise ModelMismatch(f"consensus model in {path} was trained for dimension {card.get('dim')}, not {dim}")
+        return cls(arrays, card, pair, threshold=threshold)
+
+    @classmethod
+    def default(cls, pair: PairProbability, **kwargs: object) -> AnswerConsensus:
+        """The model shipped in ``semroute.models/consensus``."""
+        return cls.load(shipped("models", "consensus"), pair, **kwargs)  # type: ignore[arg-type]
+
+    def probability(self, x: np.ndarray) -> float:
+        z = float(((x - self._mean) / self._scale) @ self._coef) + self._intercept
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def judge(self, query: str, vector: np.ndarray, candidates: Sequence[Candidate]) -> tuple[Group, float, bool] | None:
+        """The supported winning group, P(it is right) and whether to serve it; None without support.
+
+        ``candidates`` are the nearest first (only the first ``k`` vote); ``vector`` is the query's.
+        None means no answer has support >= 2, so the pair verifier decides alone.
+        """
+        group = neighbourhood(candidates[: self.k], self.power)
+        if group is None or group.support < 2:
+            return None
+        best = candidates[group.members[0]]
+        p_pair = self._pair(query, best.entry.question, best.similarity)
+        if p_pair < self.min_pair_probability:
+            return group, 0.0, False  # a hard veto, whatever the threshold
+        p = self.probability(features(candidates, group, self.k, p_pair, vector))
+        return group, p, p >= self.threshold

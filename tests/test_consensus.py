@@ -1,0 +1,135 @@
+"""Answer consensus: a supported answer is served below the floor, near misses still refused,
+a verified hit the neighbourhood outvotes is vetoed, and unique answers change nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from semroute.cache import FaissIndex, MemoryStore, SemanticCache
+from semroute.consensus import REASON, AnswerConsensus, group_key, neighbourhood
+from semroute.errors import ConfigError, ModelMismatch
+from semroute.resources import shipped
+from semroute.settings import CacheSettings
+from semroute.types import CacheEntry, Candidate
+from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier
+
+FAQ = {
+    "card": ["When will my new card arrive?", "How long does card delivery take?",
+             "My card still hasn't come in the mail", "I'm still waiting for my card to be delivered",
+             "Where is the card you sent me?"],
+    "pin": ["How do I change my PIN?", "Can I reset my card PIN?", "I want a new PIN number"],
+    "city": ["What is the speed limit in the city?", "How fast may I drive inside town?",
+             "Speed limit within city limits?"],
+    "refund": ["How do I get a refund?", "I want my money back for a purchase", "Can I return an item for a refund?"],
+}
+
+
+def _entry(i, question, answer, vector):
+    return CacheEntry(id=str(i), key=str(i), scope="s", namespace="s", question=question, answer=answer,
+                      vector=np.asarray(vector, dtype=np.float32), created_at=0.0)
+
+
+def _cache(embedder, rows, consensus=True):
+    verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
+    cons = AnswerConsensus.default(verifier.probability, embedder=embedder.name, dim=embedder.dim) if consensus else None
+    cache = SemanticCache(MemoryStore(), FaissIndex(embedder.dim), verifier, top_k=4, clock=lambda: 0.0, consensus=cons)
+    vectors = embedder.embed([q for q, _ in rows])
+    cache.insert([_entry(i, q, a, vectors[i]) for i, (q, a) in enumerate(rows)])
+    return cache
+
+
+def _ask(cache, embedder, query):
+    hit, _ = cache.semantic(query, embedder.embed([query])[0], "s")
+    return hit
+
+
+@pytest.fixture(scope="module")
+def faq_cache(embedder):
+    return _cache(embedder, [(q, f"answer about {k}") for k, qs in FAQ.items() for q in qs])
+
+
+def test_a_supported_answer_is_served_below_the_pair_floor(faq_cache, embedder):
+    hit = _ask(faq_cache, embedder, "has my card been shipped yet? it's been a week")
+    assert hit is not None and hit.entry.answer == "answer about card"
+    assert hit.similarity < 0.86  # the pair verifier's floor: it alone would miss
+    assert hit.verdict.reason.startswith(REASON)
+
+
+@pytest.mark.parametrize("query", ["What is the speed limit on the highway?", "How fast can I drive on the motorway?"])
+def test_many_city_phrasings_never_answer_a_highway_question(faq_cache, embedder, query):
+    assert _ask(faq_cache, embedder, query) is None
+
+
+def test_unique_answers_decide_exactly_as_the_pair_verifier(embedder):
+    rows = [(q, f"answer {n}") for n, q in enumerate(q for qs in FAQ.values() for q in qs)]
+    with_c, without = _cache(embedder, rows), _cache(embedder, rows, consensus=False)
+    for query in ["my card hasn't arrived", "speed limit in town", "What is the speed limit on the highway?",
+                  "has my card been shipped yet? it's been a week", "give me a refund"]:
+        a, b = _ask(with_c, embedder, query), _ask(without, embedder, query)
+        assert (a and a.entry.id) == (b and b.entry.id)
+    assert with_c.consensus_hits == 0 and with_c.consensus_vetoes == 0
+
+
+def _unit(*xs):
+    v = np.zeros(8, dtype=np.float32)
+    v[: len(xs)] = xs
+    return v / np.linalg.norm(v)
+
+
+def _synthetic(pair_probability, threshold=0.5):
+    """Geometry by hand: query on axis 0; one 'B' entry nearest, three 'A' entries close behind."""
+    card = json.loads((shipped("models", "consensus") / "card.json").read_text(encoding="utf-8"))
+    with np.load(shipped("models", "consensus") / "model.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    cons = AnswerConsensus(arrays, {**card, "threshold": threshold}, lambda q, c, s: pair_probability)
+    cache = SemanticCache(MemoryStore(), FaissIndex(8, kind="flat"), ThresholdVerifier(0.9), top_k=4,
+                          clock=lambda: 0.0, consensus=cons)
+    cache.insert([_entry(0, "b", "answer B", _unit(1, 0.3)), _entry(1, "a1", "answer A", _unit(1, 0.35, 0.1)),
+                  _entry(2, "a2", "answer A", _unit(1, 0.36, 0, 0.1)), _entry(3, "a3", "answer A", _unit(1, 0.37, 0, 0, 0.1))])
+    return cache
+
+
+def test_a_verified_hit_the_neighbourhood_outvotes_is_vetoed():
+    cache = _synthetic(pair_probability=0.9, threshold=1.0)  # consensus never serves, only vetoes
+    hit, judged = cache.semantic("q", _unit(1), "s")
+    assert hit is None and judged[0][1].accepted and judged[0][0].entry.answer == "answer B"
+    assert cache.consensus_vetoes == 1
+
+
+def test_the_pair_veto_overrides_any_vote():
+    cache = _synthetic(pair_probability=0.0, threshold=0.0)
+    hit, _ = cache.semantic("q", _unit(1), "s")
+    # the consensus is vetoed; the nearest (B, cosine >= 0.9) is outvoted by A
+    assert hit is None and cache.consensus_hits == 0
+
+
+def test_placeholder_and_blank_answers_never_vote_together():
+    same = [Candidate(_entry(i, f"q{i}", PLACEHOLDER_ANSWER, _unit(1)), 0.9) for i in range(3)]
+    assert len({group_key(c) for c in same}) == 3
+    group = neighbourhood(same, power=10.0)
+    assert group is not None and group.support == 1
+
+
+def test_loading_checks_the_embedder_and_threshold():
+    with pytest.raises(ModelMismatch):
+        AnswerConsensus.default(lambda q, c, s: 1.0, embedder="another-model")
+    with pytest.raises(ConfigError):
+        AnswerConsensus.default(lambda q, c, s: 1.0, threshold=1.5)
+
+
+def test_setting_must_be_a_bool():
+    with pytest.raises(ConfigError):
+        CacheSettings(consensus="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("line", "on"), [("", True), ("consensus = false", False)])
+def test_router_builds_the_consensus_unless_turned_off(tmp_path, embedder, line, on):
+    from semroute import Router
+
+    path = tmp_path / "semroute.toml"
+    path.write_text(f"[cache]\n{line}\n[tiers.small]\nmodel = 'm'\nhost = 'http://127.0.0.1:1'\n", encoding="utf-8")
+    router = Router.from_config(path, data_dir=tmp_path / "cache", embedder=embedder)
+    assert (router.pipeline.cache.consensus is not None) is on
