@@ -251,19 +251,22 @@ class GreyZone:
 
     def run(self, query: str, judged: Judged, timings: dict[str, float] | None = None) -> Hit | None:
         """Judge the grey-zone candidate, if any, waiting at most ``timeout_s``."""
+        started = time.perf_counter()
         picked = self.pick(query, judged)
         if picked is None:
             return None
         entry = picked[0].entry
-        return self._decided(picked, self.judge.judge(query, entry.question, entry.answer), timings)
+        return self._decided(picked, self.judge.judge(query, entry.question, entry.answer), started, timings)
 
     async def arun(self, query: str, judged: Judged, timings: dict[str, float] | None = None) -> Hit | None:
         """``run`` for event loops: the model call never blocks the loop."""
+        started = time.perf_counter()
         picked = self.pick(query, judged)
         if picked is None:
             return None
         entry = picked[0].entry
-        return self._decided(picked, await self.judge.ajudge(query, entry.question, entry.answer), timings)
+        judgement = await self.judge.ajudge(query, entry.question, entry.answer)
+        return self._decided(picked, judgement, started, timings)
 
     def close(self) -> None:
         if self._judge is not None:
@@ -274,13 +277,14 @@ class GreyZone:
         verifier = getattr(verifier, "inner", verifier)  # the pipeline's SimilarityGate wraps the verifier
         return getattr(verifier, "probability", None)
 
-    def _decided(self, picked: tuple[Candidate, Verdict, float | None], judgement: Judgement,
+    def _decided(self, picked: tuple[Candidate, Verdict, float | None], judgement: Judgement, started: float,
                  timings: dict[str, float] | None) -> Hit | None:
         candidate, verdict, p = picked
+        elapsed = (time.perf_counter() - started) * 1000  # the whole step: picking, cache, model call
         self.metrics.incr("judge.grey")
-        self.metrics.observe("step.judge", judgement.latency_ms)
+        self.metrics.observe("step.judge", elapsed)
         if timings is not None:
-            timings["judge"] = judgement.latency_ms
+            timings["judge"] = elapsed
         if not judgement.accepted:
             return None
         self.metrics.incr("judge.hits")
