@@ -203,7 +203,7 @@ class AnswerJudge:
             return self._executor
 
 
-Judged = Sequence[tuple[Candidate, Verdict]]
+Verdicts = Sequence[tuple[Candidate, Verdict]]  # the cache's (candidate, verdict) pairs of one lookup
 
 
 class GreyZone:
@@ -235,7 +235,7 @@ class GreyZone:
                                           cache_size=s.cache_size, metrics=self.metrics)
             return self._judge
 
-    def pick(self, query: str, judged: Judged) -> tuple[Candidate, Verdict, float | None] | None:
+    def pick(self, query: str, judged: Verdicts) -> tuple[Candidate, Verdict, float | None] | None:
         """The nearest rejected candidate with cosine >= min_similarity the pair model does not veto."""
         if any(verdict.accepted for _, verdict in judged):
             return None  # a hit: nothing to judge
@@ -249,7 +249,7 @@ class GreyZone:
                 return candidate, verdict, p
         return None
 
-    def run(self, query: str, judged: Judged, timings: dict[str, float] | None = None) -> Hit | None:
+    def run(self, query: str, judged: Verdicts, timings: dict[str, float] | None = None) -> Hit | None:
         """Judge the grey-zone candidate, if any, waiting at most ``timeout_s``."""
         started = time.perf_counter()
         picked = self.pick(query, judged)
@@ -258,7 +258,7 @@ class GreyZone:
         entry = picked[0].entry
         return self._decided(picked, self.judge.judge(query, entry.question, entry.answer), started, timings)
 
-    async def arun(self, query: str, judged: Judged, timings: dict[str, float] | None = None) -> Hit | None:
+    async def arun(self, query: str, judged: Verdicts, timings: dict[str, float] | None = None) -> Hit | None:
         """``run`` for event loops: the model call never blocks the loop."""
         started = time.perf_counter()
         picked = self.pick(query, judged)
