@@ -15,6 +15,8 @@ the CLI. Unknown keys are errors (a typo must not silently fall back to a defaul
     [cache.judge]           # optional grey-zone judge (off without this table); see semroute.judge
     min_similarity = 0.7
     timeout_s = 5.0
+    [verifiers]             # optional per-namespace operating points (semroute calibrate --out DIR)
+    traffic = "calibrated/traffic"      # relative paths are relative to this file
     [router]
     fallback = "other-tier"
     [tiers.small]
@@ -40,7 +42,7 @@ else:  # pragma: no cover
 
 __all__ = ["load_config"]
 
-_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers"}
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers"}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -69,7 +71,25 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from exc
     if "embedder" in raw:
         kwargs["embedder"] = _embedder(path, _table(path, raw, "embedder"))
+    if "verifiers" in raw:
+        kwargs["verifier"] = _verifiers(path, _table(path, raw, "verifiers"))
     return kwargs
+
+
+def _verifiers(path: Path, table: Mapping[str, Any]):
+    """``namespace = "DIR"`` rows -> ``ByNamespace`` over calibrated verifiers; the rest use the shipped one."""
+    from .errors import ModelError
+    from .verify import ByNamespace, PairVerifier
+
+    loaded = {}
+    for namespace, directory in table.items():
+        if not isinstance(directory, str):
+            raise ConfigError(f"{path}: [verifiers] {namespace} must be a directory path string")
+        try:
+            loaded[namespace] = PairVerifier.load(path.parent / directory)
+        except ModelError as exc:
+            raise ConfigError(f"{path}: [verifiers] {namespace}: {exc}") from exc
+    return ByNamespace(loaded, default=PairVerifier.default())
 
 
 def _table(path: Path, raw: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .pairs import (
 )
 from .types import Candidate, Verdict
 
-__all__ = ["PLACEHOLDER_ANSWER", "PairVerifier", "ThresholdVerifier", "Verifier"]
+__all__ = ["PLACEHOLDER_ANSWER", "ByNamespace", "PairVerifier", "ThresholdVerifier", "Verifier"]
 
 
 @runtime_checkable
@@ -217,3 +217,27 @@ class PairVerifier:
                 f"pair model {p:.3f} {relation} threshold {self.threshold:.3f}{why}"
             ),
         )
+
+
+class ByNamespace:
+    """Per-namespace operating points: each namespace's candidates go to its own verifier.
+
+    Namespaces differ in what a false hit costs and in how their users phrase things, so each
+    may carry its own calibrated verifier (``semroute calibrate PAIRS.csv --out DIR`` per
+    namespace; TOML ``[verifiers]``). Candidates of other namespaces go to ``default``.
+    """
+
+    def __init__(self, verifiers: Mapping[str, Verifier], default: Verifier) -> None:
+        bad = [ns for ns, v in verifiers.items() if not isinstance(ns, str) or not isinstance(v, Verifier)]
+        if bad or not isinstance(default, Verifier):
+            raise ConfigError(f"ByNamespace needs str -> Verifier and a default Verifier; bad entries: {bad!r}")
+        self.verifiers = dict(verifiers)
+        self.default = default
+        every = [*self.verifiers.values(), default]
+        # early stop is only safe when every verifier ranks accepted candidates by cosine
+        self.nearest_accepted_wins = all(getattr(v, "nearest_accepted_wins", False) for v in every)
+        if hasattr(default, "probability"):  # the answer consensus reads the default's pair model
+            self.probability = default.probability
+
+    def accept(self, query: str, candidate: Candidate) -> Verdict:
+        return self.verifiers.get(candidate.entry.namespace, self.default).accept(query, candidate)
