@@ -1,16 +1,24 @@
 """Cache hit quality on ../shared/data: semroute's pair verifier vs a cosine-only cache, same run.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/cache_quality.py [--out bench/results/cache_quality.json]
-        [--plot bench/results/cache_quality.png] [--quick]
+        [--plot bench/results/cache_quality.png] [--quick] [--gptcache] [--no-consensus]
+        [--embedder NAME_OR_PATH | --ollama-embed MODEL --ollama-url URL] [--only tqp_dev,near_miss]
+
+With another embedder (a multilingual one for Turkish) the shipped verifier and consensus do not
+apply (they were trained on MiniLM vectors), so the run uses the Router's fallback, cosine >= 0.9,
+and the cosine-only curve shows what the embedder itself separates.
 
 Retrieval benchmarks build one SemanticCache (MemoryStore + FaissIndex, top_k=4, the shipped
-PairVerifier) and look every query up through the real hit path; a hit is correct when the served
-entry has the query's label. Pair benchmarks hold one cached question per row (as ``semroute eval``).
-For each: precision, recall, F1, false-hit examples, and the cosine-only baseline (top-1 similarity
-threshold) at the verifier's precision. GPTCache is not run here (see the report in the README).
+PairVerifier and AnswerConsensus, as the Router does) and look every query up through the real
+hit path; a hit is correct when the served entry has the query's label. The same lookups with the
+pair verifier alone are reported beside it. Pair benchmarks hold one cached question per row (as
+``semroute eval``). For each: precision, recall, F1, false-hit examples, and the cosine-only
+baseline (top-1 similarity threshold) at the verifier's precision; ``--gptcache`` adds GPTCache
+0.1.44's similar cache at its defaults with the same model (slow: it embeds every query itself).
 
-- banking77: cache = every 10th train utterance (all 77 intents), queries = the 3,080 test utterances.
-- clinc150: cache = 10 train utterances per intent; queries = 1,500 in-scope test + the 1,000
+- banking77: cache = every 10th train utterance (all 77 intents; each carries its intent's answer,
+  as a FAQ warm-up would), queries = the 3,080 test utterances.
+- clinc150: cache = 10 train utterances per intent (with its intent's answer); queries = 1,500 in-scope test + the 1,000
   out-of-scope test queries (must miss).
 - covid_faq: cache = the 213 FAQ questions with their answers; queries = the 244 labelled rewordings.
 - tqp_dev: cache = one question per paraphrase group of tqp dev; queries = the group's other members.
@@ -37,11 +45,12 @@ import shared_data as sd  # noqa: E402
 
 from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
 from semroute.consensus import AnswerConsensus  # noqa: E402
-from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
+from semroute.embed import OllamaEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from semroute.errors import ModelMismatch  # noqa: E402
 from semroute.evaluate import PairRow, judge_pairs, report  # noqa: E402
 from semroute.train_verifier import threshold_for_precision  # noqa: E402
 from semroute.types import CacheEntry  # noqa: E402
-from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier  # noqa: E402
+from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -227,29 +236,44 @@ def main() -> None:
     ap.add_argument("--embedding-cache", default=None, help="an .npz of text embeddings reused across runs")
     ap.add_argument("--no-consensus", action="store_true", help="the pair verifier alone (no answer consensus)")
     ap.add_argument("--consensus-model", default=None, help="a consensus model directory (default: the shipped one)")
+    ap.add_argument("--embedder", default=None, help="a sentence-transformers model name or path (default: MiniLM)")
+    ap.add_argument("--ollama-embed", default=None, help="an Ollama embedding model instead (e.g. bge-m3)")
+    ap.add_argument("--ollama-url", default="http://127.0.0.1:11434", help="the Ollama server for --ollama-embed")
+    ap.add_argument("--only", default=None, help="comma-separated benchmark names, e.g. tqp_dev,traffic_demo,near_miss")
     args = ap.parse_args()
     rng = random.Random(0)
     from train_verifier import _CachedEmbed
 
-    embedder = _CachedEmbed(SentenceTransformerEmbedder(), Path(args.embedding_cache) if args.embedding_cache else None)
-    if args.model:
-        verifier = PairVerifier.load(args.model, embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
-    else:
-        verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
+    base = (OllamaEmbedder(args.ollama_embed, host=args.ollama_url) if args.ollama_embed
+            else SentenceTransformerEmbedder(args.embedder))
+    embedder = _CachedEmbed(base, Path(args.embedding_cache) if args.embedding_cache else None)
+    try:
+        if args.model:
+            verifier = PairVerifier.load(args.model, embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
+        else:
+            verifier = PairVerifier.default(embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)
+    except ModelMismatch as exc:  # what the Router does with another embedder: a plain cosine gate
+        verifier = ThresholdVerifier(args.threshold or 0.9)
+        print(f"{exc}: using cosine >= {verifier.min_similarity} (the Router's fallback)")
     consensus = None
-    if not args.no_consensus:
+    if not args.no_consensus and isinstance(verifier, PairVerifier):
         kw = {"embedder": embedder.name, "dim": embedder.dim}
         consensus = (AnswerConsensus.load(args.consensus_model, verifier.probability, **kw) if args.consensus_model
                      else AnswerConsensus.default(verifier.probability, **kw))
     results, timings = [], []
+    only = set(args.only.split(",")) if args.only else None
     for name, cache_rows, queries in datasets(rng, args.quick):
+        if only is not None and name not in only:
+            continue
         results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings, args.gptcache, consensus))
         embedder.save()
-    results.append(pairs_bench("near_miss", near_miss_rows(rng), embedder, verifier))
+    if only is None or "near_miss" in only:
+        results.append(pairs_bench("near_miss", near_miss_rows(rng), embedder, verifier))
     embedder.save()
     cost = _verifier_cost(verifier)
     print(f"lookup (search + top-4 verification) p50 {np.percentile(timings, 50):.3f} ms; verifier alone p50 {cost:.3f} ms per candidate")
-    out = {"embedder": embedder.name, "verifier_threshold": verifier.threshold, "top_k": 4,
+    out = {"embedder": embedder.name, "verifier_threshold": getattr(verifier, "threshold", None),
+           "verifier_min_similarity": verifier.min_similarity, "top_k": 4,
            "consensus": None if consensus is None else {"k": consensus.k, "threshold": consensus.threshold},
            "lookup_ms_p50": round(float(np.percentile(timings, 50)), 4), "verifier_ms_p50_per_candidate": round(cost, 4),
            "benchmarks": results,
@@ -280,7 +304,8 @@ def _plot(results, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2))
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), squeeze=False)
+    axes = axes[0]
     for ax, r in zip(axes, results):
         ax.plot([c["recall"] for c in r["cosine_curve"]], [c["precision"] for c in r["cosine_curve"]], label="cosine only")
         ax.scatter([r["recall"]], [r["precision"]], color="red", zorder=3, label="pair verifier")

@@ -31,7 +31,7 @@ from .metrics import Metrics
 from .router import Router
 from .settings import CacheSettings, JudgeSettings, RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
-from .verify import PairVerifier, ThresholdVerifier, Verifier
+from .verify import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 
 try:
     __version__ = version("semroute")
@@ -62,6 +62,7 @@ __all__ = [
     "Verifier",
     "ThresholdVerifier",
     "PairVerifier",
+    "ByNamespace",
     "ComplexityClassifier",
     "FixedTier",
     "LogisticComplexityClassifier",

@@ -13,7 +13,7 @@ PUBLIC = {
     "Router", "Tier", "CacheSettings", "JudgeSettings", "RouterSettings",
     "Answer", "Chunk", "Message", "CacheEntry", "Candidate", "Hit", "Verdict", "Decision", "Completion",
     "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder",
-    "Verifier", "ThresholdVerifier", "PairVerifier", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",
+    "Verifier", "ThresholdVerifier", "PairVerifier", "ByNamespace", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",
     "SemrouteError", "InvalidRequest", "ConfigError", "EmbeddingError", "DimensionMismatch",
     "StoreError", "StoreUnavailable", "BackendError", "BackendUnavailable", "BackendTimeout",
     "BackendProtocolError", "Overloaded", "NoInstanceAvailable", "ModelError", "ModelMismatch",
