@@ -17,20 +17,19 @@ served. Not here: searching the index or deciding single pairs (``semroute.verif
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from .artifacts import load_artifact
 from .errors import ConfigError, ModelError, ModelMismatch
 from .resources import shipped
 from .types import Candidate
 
-__all__ = ["AnswerConsensus", "Group", "FEATURE_NAMES", "FORMAT", "REASON", "group_key", "neighbourhood"]
+__all__ = ["FEATURE_NAMES", "FORMAT", "REASON", "AnswerConsensus", "Group", "group_key", "neighbourhood"]
 
 FORMAT = "semroute.consensus/1"
 REASON = "answer consensus"  # how a consensus hit's Verdict.reason starts (the pipeline counts them)
@@ -133,17 +132,7 @@ class AnswerConsensus:
     def load(cls, directory: str | os.PathLike[str], pair: PairProbability, *, embedder: str | None = None,
              dim: int | None = None, threshold: float | None = None) -> AnswerConsensus:
         """Load ``model.npz`` + ``card.json``; ``ModelMismatch`` if made for another embedder."""
-        path = Path(directory)
-        try:
-            card = json.loads((path / "card.json").read_text(encoding="utf-8"))
-            with np.load(path / "model.npz", allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read consensus model in {path}: {exc}") from exc
-        if embedder is not None and card.get("embedder") != embedder:
-            raise ModelMismatch(f"consensus model in {path} was trained with {card.get('embedder')!r}, not {embedder!r}")
-        if dim is not None and card.get("dim") != dim:
-            raise ModelMismatch(f"consensus model in {path} was trained for dimension {card.get('dim')}, not {dim}")
+        card, arrays = load_artifact(directory, "consensus model", embedder=embedder, dim=dim)
         return cls(arrays, card, pair, threshold=threshold)
 
     @classmethod

@@ -10,7 +10,6 @@ pair model (``PairVerifier``, features in ``semroute.pairs``, training in
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .artifacts import load_artifact
 from .errors import ConfigError, ModelError, ModelMismatch
 from .lexicon import LEXICON_VERSION
 from .pairs import (
@@ -150,16 +150,7 @@ class PairVerifier:
              threshold: float | None = None, min_similarity: float | None = None) -> PairVerifier:
         """Load ``model.npz`` + ``card.json``; ``ModelMismatch`` if made for another embedder or features."""
         path = Path(directory)
-        try:
-            card = json.loads((path / "card.json").read_text(encoding="utf-8"))
-            with np.load(path / "model.npz", allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read verifier model in {path}: {exc}") from exc
-        if embedder is not None and card.get("embedder") != embedder:
-            raise ModelMismatch(f"verifier in {path} was trained with embedder {card.get('embedder')!r}, not {embedder!r}")
-        if dim is not None and card.get("dim") != dim:
-            raise ModelMismatch(f"verifier in {path} was trained for dimension {card.get('dim')}, not {dim}")
+        card, arrays = load_artifact(path, "verifier", embedder=embedder, dim=dim)
         if (card.get("features") != list(FEATURE_NAMES) or card.get("lexicon_version") != LEXICON_VERSION
                 or card.get("features_version") != FEATURES_VERSION):
             raise ModelMismatch(f"verifier in {path} was made for other features; retrain it")
