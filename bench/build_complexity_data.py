@@ -5,6 +5,12 @@ with attributed rows from the public sets in ``../shared/data`` (see ``data/READ
 sources, licences and the label definition). The split is fixed by a hash of the prompt, so it
 does not depend on row order and a re-run reproduces the same files byte for byte.
 
+Also writes ``data/complexity_routing.csv``: the *train part* of RouteLLM's GSM8K and MMLU labels
+(``bench/routellm_split.py``), labelled complex where the weak model was wrong and the strong one
+right, simple otherwise, for the classifier's routing head. GSM8K prompts used as ``complex``
+examples are drawn from that train part too, so the held-out part that
+``bench/router_quality.py`` evaluates on is never seen in training.
+
 This is a data-preparation script, not a benchmark; it lives here because it reads
 ``../shared/data``, which the package itself must never do.
 
@@ -17,6 +23,7 @@ import csv
 import hashlib
 import json
 import random
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +31,9 @@ SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "data"
 SEED = 20261126
 HELDOUT_PERCENT = 20
+
+sys.path.insert(0, str(ROOT / "bench"))
+import routellm_split
 
 # How many rows to take from each public source; kept modest so our own questions weigh in.
 QUOTAS = {
@@ -58,8 +68,8 @@ def public_rows(rng: random.Random) -> list[tuple[str, str, str, str]]:
         covid = [r["question"] for r in csv.DictReader(f) if r.get("lang", "en") == "en"]
     with (SHARED / "tqp_turkish_question_paraphrase/tqp_dev.csv").open(encoding="utf-8", newline="") as f:
         tqp = [r["input"] for r in csv.DictReader(f)]
-    with (SHARED / "routellm_labels/routellm_gsm8k_labels.csv").open(encoding="utf-8", newline="") as f:
-        gsm8k = [r["prompt"] for r in csv.DictReader(f) if r["contaminated"] == "0"]
+    # Only the RouteLLM train part: router_quality.py evaluates on the other part.
+    gsm8k = [r["prompt"] for r in routellm_split.split()[0] if r["source"] == "gsm8k"]
     mt_bench = [
         row["turns"][0]
         for row in map(json.loads, (SHARED / "routellm_labels/routellm_mtbench_scores.jsonl").open(encoding="utf-8"))
@@ -93,6 +103,31 @@ def is_heldout(prompt: str) -> bool:
     return int.from_bytes(digest[:4], "big") % 100 < HELDOUT_PERCENT
 
 
+def routing_rows(exclude: set[str]) -> list[tuple[str, str, str, str]]:
+    """RouteLLM train-part rows labelled for the routing head; prompts in ``exclude`` are left out.
+
+    complex = weak wrong and strong right (``needs_strong``); simple = weak right, or both wrong
+    (a larger model does not help there, so paying for it is wasted).
+    """
+    rows = []
+    for r in routellm_split.split()[0]:
+        if r["prompt"].casefold() not in exclude:
+            label = "complex" if r["needs_strong"] == "1" else "simple"
+            rows.append((r["prompt"], label, "en", f"routellm_{r['source']}"))
+    return rows
+
+
+def write(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["prompt", "label", "lang", "source"])
+        writer.writerows(sorted(rows, key=lambda r: (r[3], r[1], r[0])))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[f"{r[3]}/{r[1]}"] = counts.get(f"{r[3]}/{r[1]}", 0) + 1
+    print(f"{path.relative_to(ROOT)}: {len(rows)} rows {dict(sorted(counts.items()))}")
+
+
 def main() -> None:
     rng = random.Random(SEED)
     rows, seen = [], set()
@@ -103,15 +138,9 @@ def main() -> None:
             rows.append(row)
     splits = {"train": [r for r in rows if not is_heldout(r[0])], "heldout": [r for r in rows if is_heldout(r[0])]}
     for name, split in splits.items():
-        path = OUT / f"complexity_{name}.csv"
-        with path.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["prompt", "label", "lang", "source"])
-            writer.writerows(sorted(split, key=lambda r: (r[3], r[1], r[0])))
-        counts: dict[str, int] = {}
-        for r in split:
-            counts[f"{r[3]}/{r[1]}"] = counts.get(f"{r[3]}/{r[1]}", 0) + 1
-        print(f"{path.relative_to(ROOT)}: {len(split)} rows {dict(sorted(counts.items()))}")
+        write(OUT / f"complexity_{name}.csv", split)
+    # Rows of our held-out file stay out of the routing head too, so the card's metrics stay clean.
+    write(OUT / "complexity_routing.csv", routing_rows({r[0].casefold() for r in splits["heldout"]}))
 
 
 if __name__ == "__main__":

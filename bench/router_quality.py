@@ -1,15 +1,21 @@
 """Cost/quality of the complexity router on RouteLLM's labels: accuracy vs share of large-tier calls.
 
-For every prompt of ``../shared/data/routellm_labels`` (GSM8K and MMLU, contaminated rows dropped,
-rows that also appear in our training data dropped) we know whether the weak model and the strong
-model answered correctly. A router that sends a prompt to the large tier earns the strong model's
-correctness, otherwise the weak model's. Sorting prompts by a router's score and sweeping the
+For every prompt of ``../shared/data/routellm_labels`` (GSM8K and MMLU, contaminated rows dropped)
+we know whether the weak model and the strong model answered correctly. Those rows are split 50/50
+by a salted hash of the prompt (``bench/routellm_split.py``); the classifier's routing head is
+trained on the train part (``data/complexity_routing.csv``) and this benchmark evaluates ONLY on
+the held-out part, never on a row training saw (any held-out prompt that also appears in
+``data/complexity_*.csv`` is dropped and counted; the build script makes that zero).
+
+A router that sends a prompt to the large tier earns the strong model's correctness, otherwise the
+weak model's. Sorting prompts by a router's score and sweeping the
 cut-off gives accuracy as a function of the share of large-tier calls; APGR is the area between
 that curve and the weak model's accuracy, divided by the area up to the strong model's accuracy
 (RouteLLM's definition: random routing scores about 0.5, a perfect ranking more).
 
 Compared in the same run: this classifier's P(complex), random routing (its expected curve, exact)
-and a length-only router (longer prompt = large tier).
+and a length-only router (longer prompt = large tier). Embeddings are cached in ``bench/results/``
+(git-ignored) by text hash; the cache saves minutes and changes no number.
 
 IMPORTANT: the labels come from another model pair, Mixtral-8x7B (weak) vs GPT-4 (strong), not from
 llama3.2:3b vs llama3.1:8b. They are a proxy for "does this prompt need the bigger model".
@@ -17,7 +23,7 @@ llama3.2:3b vs llama3.1:8b. They are a proxy for "does this prompt need the bigg
 Run from the repository root::
 
     python bench/router_quality.py                 # default sample, prints a table, writes PNG + JSON
-    python bench/router_quality.py --mmlu-sample 0 # every MMLU row (slow: ~14k prompts to embed)
+    python bench/router_quality.py --mmlu-sample 0 # every held-out MMLU row (~7k; slow the first time)
     python bench/router_quality.py --json          # JSON on stdout
 """
 
@@ -25,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import random
 import sys
@@ -36,30 +41,28 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-LABELS = ROOT.parent / "shared" / "data" / "routellm_labels"
+import routellm_split
+
 RESULTS = ROOT / "bench" / "results"
 PAIR_NOTE = (
     "labels: RouteLLM's Mixtral-8x7B (weak) vs GPT-4-1106 (strong) correctness, a proxy for "
-    "llama3.2:3b vs llama3.1:8b, not a measurement of them"
+    "llama3.2:3b vs llama3.1:8b, not a measurement of them; evaluated only on the held-out half of "
+    "the RouteLLM rows (hash split, bench/routellm_split.py), the router's routing head was trained on the other half"
 )
 
 
 def load_rows(mmlu_sample: int, seed: int) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """Uncontaminated GSM8K + (a sample of) MMLU rows not present in our training data."""
-    with (LABELS / "routellm_gsm8k_labels.csv").open(encoding="utf-8", newline="") as f:
-        gsm8k = list(csv.DictReader(f))
-    with gzip.open(LABELS / "routellm_mmlu_labels.csv.gz", "rt", encoding="utf-8", newline="") as f:
-        mmlu = list(csv.DictReader(f))
+    """Held-out-part GSM8K + (a sample of) MMLU rows, none of which any training file contains."""
+    _train, held, stats = routellm_split.split()
     seen = set()
-    for name in ("complexity_train.csv", "complexity_heldout.csv"):
+    for name in ("complexity_train.csv", "complexity_heldout.csv", "complexity_routing.csv"):
         with (ROOT / "data" / name).open(encoding="utf-8", newline="") as f:
-            seen |= {r["prompt"].strip() for r in csv.DictReader(f)}
-    stats = {"gsm8k_rows": len(gsm8k), "mmlu_rows": len(mmlu)}
-    clean = [r for r in gsm8k + mmlu if r["contaminated"] == "0"]
-    stats["dropped_contaminated"] = len(gsm8k) + len(mmlu) - len(clean)
-    fresh = [r for r in clean if r["prompt"].strip() not in seen]
-    stats["dropped_in_training_data"] = len(clean) - len(fresh)
+            seen |= {r["prompt"].strip().casefold() for r in csv.DictReader(f)}
+    fresh = [r for r in held if r["prompt"].casefold() not in seen]
+    stats.update(split=f"held-out part ({routellm_split.HELDOUT_PERCENT}% by salted SHA-256 of the prompt)",
+                 dropped_in_training_data=len(held) - len(fresh))
     g = [r for r in fresh if r["source"] == "gsm8k"]
     m = [r for r in fresh if r["source"] == "mmlu"]
     if 0 < mmlu_sample < len(m):
@@ -102,12 +105,13 @@ def classifier_scores(prompts: list[str], model_dir: Path | None) -> tuple[np.nd
     embedder = SentenceTransformerEmbedder()
     clf = LogisticComplexityClassifier.load(model_dir, embedder_name=embedder.name)
     t0 = time.perf_counter()
-    vectors = embedder.embed(prompts)
+    vectors = routellm_split.embed_cached(prompts, embedder)
     embed_s = time.perf_counter() - t0
     p = clf.predict_proba(vectors, prompts)
     info = {
         "threshold": clf.threshold,
-        "embed_s": round(embed_s, 1),
+        "embed_s": round(embed_s, 1),  # seconds, 0-ish when the embedding cache is warm
+        "routing_head": dict(clf.card_.get("routing", {})).get("file", None),
         "large_share_at_threshold": round(float((p >= clf.threshold).mean()), 4),
         "decision_us": decision_timing(clf, vectors, prompts),
     }

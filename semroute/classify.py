@@ -8,6 +8,12 @@ numpy arrays (one dot product per request, no pickle). Its ``threshold`` is cali
 to a target share of large-tier calls on reference traffic or to a target recall of complex
 prompts. The trained default ships in ``models/complexity`` with a JSON card.
 
+An optional *routing head* (``fit_routing``) is a second logistic regression over the same
+inputs, trained on "did the small model fail where the large one succeeded" labels. With it the
+score is ``clip(complexity logit, -c, c) + weight * routing logit + length_weight * scaled
+log_chars``: the complexity head still separates simple from complex, and among prompts it is
+sure about, the routing head and prompt length decide which most need the large tier.
+
 Not here: reading label files and measuring a model (``semroute.classify_train``), choosing
 instances or falling back between tiers (the router's pipeline).
 """
@@ -28,6 +34,7 @@ from .features import FEATURE_NAMES, text_features
 from .types import Decision
 
 __all__ = [
+    "ARTIFACT_FORMAT",
     "ComplexityClassifier",
     "FixedTier",
     "LogisticComplexityClassifier",
@@ -36,13 +43,16 @@ __all__ = [
     "load_default_classifier",
     "threshold_for_recall",
     "threshold_for_share",
-    "ARTIFACT_FORMAT",
 ]
 
 ARTIFACT_FORMAT = "semroute.complexity/1"
+ROUTING_FORMAT = "semroute.complexity/2"  # same arrays plus a routing head
+_FORMATS = (ARTIFACT_FORMAT, ROUTING_FORMAT)
 _WEIGHTS = "weights.npz"
 _CARD = "card.json"
 _ARRAYS = ("coef", "feature_coef", "intercept", "feature_mean", "feature_scale")
+_ROUTE_ARRAYS = ("route_coef", "route_feature_coef", "route_intercept")
+_LENGTH = FEATURE_NAMES.index("log_chars")
 
 
 @runtime_checkable
@@ -131,6 +141,41 @@ class LogisticComplexityClassifier:
         self.feature_names_ = FEATURE_NAMES
         self.dim_ = dim
         self.n_train_ = int(y.shape[0])
+        for stale in ("routing_", "route_coef_", "route_feature_coef_", "route_intercept_"):
+            self.__dict__.pop(stale, None)  # a routing head belongs to the feature scaling it was fitted with
+        return self
+
+    def fit_routing(
+        self,
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        labels: Sequence[int] | np.ndarray,
+        *,
+        C: float = 0.3,
+        clip: float = 3.0,
+        weight: float = 1.0,
+        length_weight: float = 1.0,
+    ):
+        """Add a routing head fitted on ``labels`` (1 = only the large model answers well).
+
+        Uses the complexity head's feature scaling, so call ``fit`` first. Unweighted classes:
+        its logit should rank prompts by how likely the large tier helps, not balance them.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        self._require_fitted()
+        x_emb = self._check_vectors(vectors, texts, dim=self.dim_)
+        y = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if y.shape[0] != x_emb.shape[0] or set(np.unique(y).tolist()) != {0, 1}:
+            raise ConfigError("the routing head needs one 0/1 label per vector, with both labels present")
+        if not (clip > 0 and weight >= 0 and length_weight >= 0):
+            raise ConfigError("routing clip must be > 0 and its weights >= 0")
+        x = np.hstack([x_emb.astype(np.float64), self._scaled_features(texts)])
+        model = LogisticRegression(C=C, random_state=self.seed, max_iter=5000).fit(x, y)
+        self.route_coef_ = model.coef_[0, : self.dim_].copy()
+        self.route_feature_coef_ = model.coef_[0, self.dim_ :].copy()
+        self.route_intercept_ = float(model.intercept_[0])
+        self.routing_ = {"C": C, "clip": clip, "weight": weight, "length_weight": length_weight, "rows": int(y.shape[0])}
         return self
 
     def calibrate_share(self, vectors: np.ndarray, texts: Sequence[str], share: float):
@@ -157,8 +202,21 @@ class LogisticComplexityClassifier:
         """Log-odds of complex, shape (n,)."""
         self._require_fitted()
         x_emb = self._check_vectors(vectors, texts, dim=self.dim_)
-        feats = (text_features(texts) - self.feature_mean_) / self.feature_scale_
-        return x_emb @ self.coef_ + feats @ self.feature_coef_ + self.intercept_
+        feats = self._scaled_features(texts)
+        z = x_emb @ self.coef_ + feats @ self.feature_coef_ + self.intercept_
+        routing = getattr(self, "routing_", None)
+        if routing is None:
+            return z
+        # Clipping keeps the complexity head's verdict (|z| is large for clear cases) while
+        # letting the routing head and length order the prompts it is already sure about.
+        return np.clip(z, -routing["clip"], routing["clip"]) + self._routing_terms(x_emb, feats)
+
+    def _routing_terms(self, x_emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        route = x_emb @ self.route_coef_ + feats @ self.route_feature_coef_ + self.route_intercept_
+        return self.routing_["weight"] * route + self.routing_["length_weight"] * feats[:, _LENGTH]
+
+    def _scaled_features(self, texts: Sequence[str]) -> np.ndarray:
+        return (text_features(texts) - self.feature_mean_) / self.feature_scale_
 
     def predict_proba(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """P(complex) per request, shape (n,)."""
@@ -176,8 +234,11 @@ class LogisticComplexityClassifier:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         full = dict(card)
+        routing = getattr(self, "routing_", None)
+        if routing is not None:
+            full["routing"] = {**dict(full.get("routing", {})), **routing}
         full.update(
-            format=ARTIFACT_FORMAT,
+            format=ARTIFACT_FORMAT if routing is None else ROUTING_FORMAT,
             threshold=float(self.threshold),
             features=list(self.feature_names_),
             dim=int(self.dim_),
@@ -185,15 +246,18 @@ class LogisticComplexityClassifier:
         )
         # Write to temporary names first so a crash never leaves a half-written artifact.
         tmp_w, tmp_c = out / (_WEIGHTS + ".tmp"), out / (_CARD + ".tmp")
+        arrays = {
+            "coef": self.coef_,
+            "feature_coef": self.feature_coef_,
+            "intercept": np.array([self.intercept_]),
+            "feature_mean": self.feature_mean_,
+            "feature_scale": self.feature_scale_,
+        }
+        if routing is not None:
+            arrays.update(route_coef=self.route_coef_, route_feature_coef=self.route_feature_coef_,
+                          route_intercept=np.array([self.route_intercept_]))
         with tmp_w.open("wb") as f:
-            np.savez(
-                f,
-                coef=self.coef_,
-                feature_coef=self.feature_coef_,
-                intercept=np.array([self.intercept_]),
-                feature_mean=self.feature_mean_,
-                feature_scale=self.feature_scale_,
-            )
+            np.savez(f, **arrays)
         tmp_c.write_text(json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
         tmp_w.replace(out / _WEIGHTS)
         tmp_c.replace(out / _CARD)
@@ -209,7 +273,7 @@ class LogisticComplexityClassifier:
         """
         where = default_model_dir() if path is None else Path(path)
         card = _read_card(where)
-        arrays = _read_arrays(where)
+        arrays = _read_arrays(where, routing=card["format"] == ROUTING_FORMAT)
         hyper = card.get("hyperparameters", {})
         clf = cls(
             C=float(hyper.get("C", 1.0)),
@@ -226,6 +290,8 @@ class LogisticComplexityClassifier:
         clf.dim_ = int(card["dim"])
         clf.n_train_ = int(card.get("training", {}).get("rows", 0))
         clf.card_ = MappingProxyType(card)
+        if "route_coef" in arrays:
+            clf._load_routing(where, card, arrays)
         clf._check_artifact(where)
         clf.check_embedder(embedder_name, dim)
         return clf
@@ -240,6 +306,21 @@ class LogisticComplexityClassifier:
             raise ModelMismatch(f"complexity model expects {self.dim_}-d embeddings, the embedder gives {dim}")
 
     # -- internals --------------------------------------------------------------------------
+
+    def _load_routing(self, where: Path, card: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        routing = card.get("routing")
+        try:
+            self.routing_ = {k: float(routing[k]) for k in ("clip", "weight", "length_weight")}
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ModelError(f"{where / _CARD}: routing needs clip, weight and length_weight") from exc
+        self.route_coef_ = arrays["route_coef"].astype(np.float64)
+        self.route_feature_coef_ = arrays["route_feature_coef"].astype(np.float64)
+        self.route_intercept_ = float(arrays["route_intercept"].reshape(-1)[0])
+        ok = (self.route_coef_.shape == (self.dim_,) and self.route_feature_coef_.shape == (len(FEATURE_NAMES),)
+              and all(np.isfinite(a).all() for a in (self.route_coef_, self.route_feature_coef_))
+              and math.isfinite(self.route_intercept_) and all(map(math.isfinite, self.routing_.values())))
+        if not ok:
+            raise ModelError(f"{where}: routing head shapes do not match the card or are not finite")
 
     def _check_artifact(self, where: Path) -> None:
         if self.feature_names_ != FEATURE_NAMES:
@@ -316,19 +397,20 @@ def _read_card(where: Path) -> dict[str, Any]:
         raise ModelError(f"{where}: no {_CARD}; train one with `semroute train-router`") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{where / _CARD}: unreadable: {exc}") from exc
-    if not isinstance(card, dict) or card.get("format") != ARTIFACT_FORMAT:
-        raise ModelError(f"{where / _CARD}: not a {ARTIFACT_FORMAT} card")
+    if not isinstance(card, dict) or card.get("format") not in _FORMATS:
+        raise ModelError(f"{where / _CARD}: not a {' or '.join(_FORMATS)} card")
     missing = [k for k in ("threshold", "features", "dim", "embedder") if k not in card]
     if missing:
         raise ModelError(f"{where / _CARD}: missing {', '.join(missing)}")
     return card
 
 
-def _read_arrays(where: Path) -> dict[str, np.ndarray]:
+def _read_arrays(where: Path, *, routing: bool = False) -> dict[str, np.ndarray]:
+    names = _ARRAYS + (_ROUTE_ARRAYS if routing else ())
     try:
         # allow_pickle=False: an artifact is data, never code.
         with np.load(where / _WEIGHTS, allow_pickle=False) as npz:
-            arrays = {name: np.array(npz[name]) for name in _ARRAYS}
+            arrays = {name: np.array(npz[name]) for name in names}
     except FileNotFoundError as exc:
         raise ModelError(f"{where}: no {_WEIGHTS}") from exc
     except (KeyError, ValueError, OSError) as exc:

@@ -25,12 +25,18 @@ from .classify import (
 )
 from .errors import ConfigError
 
-__all__ = ["LabelledSet", "Evaluation", "ThresholdRule", "parse_label", "labelled_set", "evaluate", "train"]
+__all__ = ["Evaluation", "LabelledSet", "ThresholdRule", "evaluate", "labelled_set", "parse_label", "train"]
 
 _LABELS = {"simple": 0, "0": 0, "complex": 1, "1": 1}
 LABEL_DEFINITION = (
     "simple = a single fact, definition, lookup or short instruction a small model answers in a sentence "
     "or two; complex = multi-step reasoning, calculation, comparison, planning, code, or a long multi-part request"
+)
+
+
+ROUTING_LABEL_DEFINITION = (
+    "for the routing head: complex (1) = the weak model answered wrong and the strong model right; "
+    "simple (0) = otherwise (the weak model was right, or neither was: a larger model does not help)"
 )
 
 
@@ -156,8 +162,13 @@ def evaluate(classifier: LogisticComplexityClassifier, vectors: np.ndarray, data
     )
 
 
-def _out_of_fold(vectors: np.ndarray, data: LabelledSet, *, C: float, seed: int, folds: int = 5) -> np.ndarray:
-    """P(complex) for each training row from a model fitted without that row's fold."""
+def _out_of_fold(vectors: np.ndarray, data: LabelledSet, *, C: float, seed: int, folds: int = 5,
+                 like: LogisticComplexityClassifier | None = None) -> np.ndarray:
+    """P(complex) for each training row from a model fitted without that row's fold.
+
+    With ``like`` (a classifier with a routing head) each fold model borrows that head: it was
+    fitted on other rows (the routing set), so the training rows stay out of sample for it.
+    """
     from sklearn.model_selection import StratifiedKFold
 
     p = np.empty(len(data.prompts), dtype=np.float64)
@@ -165,23 +176,34 @@ def _out_of_fold(vectors: np.ndarray, data: LabelledSet, *, C: float, seed: int,
     texts = np.array(data.prompts, dtype=object)
     for fit_idx, held_idx in splitter.split(vectors, data.labels):
         fold = LogisticComplexityClassifier(C=C, seed=seed).fit(vectors[fit_idx], list(texts[fit_idx]), data.labels[fit_idx])
-        p[held_idx] = fold.predict_proba(vectors[held_idx], list(texts[held_idx]))
+        held_texts = list(texts[held_idx])
+        z = fold.decision_function(vectors[held_idx], held_texts)
+        if like is not None and hasattr(like, "routing_"):
+            z = _with_routing(z, like, vectors[held_idx], held_texts)
+        p[held_idx] = 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
     return p
 
 
+def _with_routing(z: np.ndarray, full: LogisticComplexityClassifier, vectors: np.ndarray, texts) -> np.ndarray:
+    """A fold's complexity logit combined with the full model's routing head (fitted on other rows)."""
+    clip = full.routing_["clip"]
+    return np.clip(z, -clip, clip) + full._routing_terms(vectors, full._scaled_features(texts))
+
+
 def _calibrate(clf, rule: ThresholdRule, vectors, data, reference) -> dict[str, Any]:
+    like = clf if hasattr(clf, "routing_") else None
     if rule.kind == "fixed":
         clf.threshold = rule.target
         return {"kind": "fixed", "target": rule.target}
     if rule.kind == "recall":
-        oof = _out_of_fold(vectors, data, C=clf.C, seed=clf.seed)
+        oof = _out_of_fold(vectors, data, C=clf.C, seed=clf.seed, like=like)
         clf.threshold = threshold_for_recall(oof, data.labels, rule.target)
         return {"kind": "recall", "target": rule.target, "on": f"{data.name} (5-fold out-of-fold)"}
     if reference is not None:
         ref_vectors, ref_texts, ref_name = reference
         clf.calibrate_share(ref_vectors, ref_texts, rule.target)
         return {"kind": "share", "target": rule.target, "on": ref_name}
-    oof = _out_of_fold(vectors, data, C=clf.C, seed=clf.seed)
+    oof = _out_of_fold(vectors, data, C=clf.C, seed=clf.seed, like=like)
     clf.threshold = threshold_for_share(oof, rule.target)
     return {"kind": "share", "target": rule.target, "on": f"{data.name} (5-fold out-of-fold)"}
 
@@ -193,13 +215,16 @@ def train(
     heldout: LabelledSet | None = None,
     rule: ThresholdRule = ThresholdRule(),
     reference: tuple[Sequence[str], str] | None = None,
+    routing: LabelledSet | None = None,
     C: float = 1.0,
     seed: int = 0,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> tuple[LogisticComplexityClassifier, dict[str, Any]]:
     """Embed, fit, calibrate and measure; return the classifier and its card (not yet saved).
 
-    ``reference`` is (prompts, name) of unlabelled traffic for a ``share`` rule.
+    ``reference`` is (prompts, name) of unlabelled traffic for a ``share`` rule. ``routing`` is
+    an optional set labelled 1 where only the large model answered well (e.g. RouteLLM's
+    golden labels); it trains the routing head (``fit_routing``) before the threshold is set.
     """
     counts = data.counts()
     if min(counts.values()) == 0:
@@ -208,6 +233,9 @@ def train(
     vectors = embedder.embed(list(data.prompts))
     progress("fitting logistic regression")
     clf = LogisticComplexityClassifier(C=C, seed=seed).fit(vectors, data.prompts, data.labels)
+    if routing is not None:
+        progress(f"embedding {len(routing.prompts)} routing prompts")
+        clf.fit_routing(embedder.embed(list(routing.prompts)), routing.prompts, routing.labels)
     ref = None
     if reference is not None:
         progress(f"embedding {len(reference[0])} reference prompts")
@@ -220,6 +248,7 @@ def train(
         "embedder": {"name": embedder.name, "dim": int(vectors.shape[1])},
         "threshold_rule": threshold_rule,
         "training": _describe(data),
+        **({"routing": {**_describe(routing), "label_definition": ROUTING_LABEL_DEFINITION}} if routing else {}),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "library": _versions(),
     }

@@ -185,6 +185,67 @@ def test_damaged_artifacts_raise_model_errors(tmp_path):
         LogisticComplexityClassifier.load(tmp_path / "missing")
 
 
+# -- the routing head --------------------------------------------------------------------------
+
+
+def with_routing(clf: LogisticComplexityClassifier, **kw) -> LogisticComplexityClassifier:
+    """A routing head on synthetic labels: 'needs large' where the second vector axis is positive."""
+    vectors, texts, _ = synthetic(n=300, seed=11)
+    return clf.fit_routing(vectors, texts, (vectors[:, 1] > 0).astype(int), **kw)
+
+
+def test_routing_head_reorders_prompts_the_complexity_head_is_sure_about():
+    clf = fitted()
+    vectors, texts, labels = synthetic(n=200, seed=12)
+    sure = clf.decision_function(vectors, texts)
+    assert with_routing(clf, clip=2.0, weight=1.0, length_weight=0.0) is clf
+    z = clf.decision_function(vectors, texts)
+    route = z - np.clip(sure, -2.0, 2.0)  # what the routing head adds, per prompt
+    assert np.corrcoef(route, vectors[:, 1])[0, 1] > 0.8  # it learned its own label
+    complex_ = labels == 1
+    # Among prompts the complexity head calls complex beyond the clip, only the routing head ranks.
+    beyond = complex_ & (sure > 2.0)
+    assert beyond.sum() > 20
+    np.testing.assert_allclose(z[beyond], 2.0 + route[beyond])
+    assert (clf.predict(vectors, texts) == labels.astype(bool)).mean() > 0.9  # the tiers still follow complexity
+
+
+def test_routing_head_round_trips_as_format_2_and_refitting_drops_it(tmp_path):
+    clf = with_routing(fitted(), clip=3.0, weight=0.5, length_weight=0.25)
+    clf.save(tmp_path, small_card())
+    with np.load(tmp_path / "weights.npz", allow_pickle=False) as npz:
+        assert {"route_coef", "route_feature_coef", "route_intercept"} <= set(npz.files)
+    card = json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
+    assert card["format"] == "semroute.complexity/2"
+    assert {k: card["routing"][k] for k in ("clip", "weight", "length_weight")} == {"clip": 3.0, "weight": 0.5, "length_weight": 0.25}
+    back = LogisticComplexityClassifier.load(tmp_path)
+    vectors, texts, _ = synthetic(n=30, seed=4)
+    np.testing.assert_array_equal(back.predict_proba(vectors, texts), clf.predict_proba(vectors, texts))
+    clf.fit(*synthetic()[:2], synthetic()[2])
+    assert not hasattr(clf, "routing_")
+    clf.save(tmp_path / "plain", small_card())
+    assert json.loads((tmp_path / "plain" / "card.json").read_text(encoding="utf-8"))["format"] == "semroute.complexity/1"
+
+
+def test_bad_routing_input_and_damaged_routing_artifacts_raise(tmp_path):
+    vectors, texts, labels = synthetic(n=40)
+    with pytest.raises(ModelError):
+        LogisticComplexityClassifier().fit_routing(vectors, texts, labels)  # complexity head first
+    with pytest.raises(ConfigError):
+        fitted().fit_routing(vectors, texts, np.zeros(40))
+    with pytest.raises(ConfigError):
+        fitted().fit_routing(vectors, texts, labels, clip=0.0)
+    with_routing(fitted()).save(tmp_path, small_card())
+    card_path = tmp_path / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card_path.write_text(json.dumps({**card, "routing": {"clip": 3.0}}), encoding="utf-8")
+    with pytest.raises(ModelError, match="routing"):
+        LogisticComplexityClassifier.load(tmp_path)
+    card_path.write_text(json.dumps({**card, "format": "semroute.complexity/1"}), encoding="utf-8")
+    plain = LogisticComplexityClassifier.load(tmp_path)  # a /1 card ignores extra arrays
+    assert not hasattr(plain, "routing_")
+
+
 def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card():
     where = default_model_dir()
     assert (where / "weights.npz").is_file() and (where / "card.json").is_file()
@@ -193,6 +254,9 @@ def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card(
     assert card["embedder"] == {"name": "all-MiniLM-L6-v2", "dim": 384} and clf.dim_ == 384
     assert card["training"]["counts"]["simple"] >= 200 and card["training"]["counts"]["complex"] >= 200
     assert card["heldout"]["metrics"]["accuracy"] >= 0.9 and card["heldout"]["metrics"]["roc_auc"] >= 0.95
+    # The routing head was trained on the RouteLLM train part only (bench/routellm_split.py).
+    assert card["format"] == "semroute.complexity/2" and card["routing"]["file"] == "complexity_routing.csv"
+    assert set(card["routing"]["by_source"]) == {f"routellm_{s}/{c}" for s in ("gsm8k", "mmlu") for c in ("simple", "complex")}
     with pytest.raises(ModelMismatch):
         LogisticComplexityClassifier.load(embedder_name="all-mpnet-base-v2")
 
@@ -245,6 +309,22 @@ def test_train_calibrates_to_a_share_and_cards_the_embedder(tmp_path):
         LogisticComplexityClassifier.load(tmp_path, embedder_name="all-MiniLM-L6-v2")
     with pytest.raises(ConfigError):
         train(labelled_set(rows[:1], name="one.csv"), embedder=HashEmbedder())  # one class only
+
+
+def test_train_with_a_routing_set_cards_it_and_calibrates_recall_with_the_head():
+    from semroute.classify_train import train
+
+    _, texts, labels = synthetic(n=200)
+    data = labelled_set([{"prompt": t, "label": str(y)} for t, y in zip(texts, labels)], name="synthetic.csv")
+    # Routing labels: among complex prompts, the longer ones need the large model.
+    routing_rows = [{"prompt": t, "label": str(int(y == 1 and len(t) > 70)), "source": "bench"}
+                    for t, y in zip(texts, labels)]
+    routing = labelled_set(routing_rows, name="routing.csv")
+    clf, card = train(data, embedder=HashEmbedder(), rule=ThresholdRule("recall", 0.95), routing=routing)
+    assert hasattr(clf, "routing_") and card["routing"]["file"] == "routing.csv"
+    assert card["routing"]["counts"] == routing.counts() and "weak model" in card["routing"]["label_definition"]
+    vectors = HashEmbedder().embed(list(texts))
+    assert clf.predict(vectors, texts)[labels == 1].mean() >= 0.95
 
 
 # -- labels and the CLI (no embedder needed for bad files) ----------------------------------

@@ -16,7 +16,7 @@ import click
 from . import main, typed_errors
 from .files import read_rows
 
-__all__ = ["train_router", "eval_router"]
+__all__ = ["eval_router", "train_router"]
 
 
 def _read_labelled(path: Path):
@@ -49,14 +49,16 @@ def _embedder(name: str | None):
 @click.option("--target-recall", type=float, default=None,
               help="Calibrate the threshold to catch this share of complex prompts.")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Fixed threshold if not calibrated.")
+@click.option("--routing", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Labelled CSV for the routing head: complex/1 = only the large model answered well.")
 @click.option("--C", "c_value", type=float, default=1.0, show_default=True, help="Inverse L2 regularisation.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--embedder", "embedder_name", default=None,
               help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2).")
 @typed_errors
 def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share: float | None,
-                 reference: Path | None, target_recall: float | None, threshold: float, c_value: float,
-                 seed: int, embedder_name: str | None) -> None:
+                 reference: Path | None, target_recall: float | None, threshold: float, routing: Path | None,
+                 c_value: float, seed: int, embedder_name: str | None) -> None:
     """Train the complexity classifier on LABELS (CSV prompt,label) and write an artifact."""
     from ..classify_train import ThresholdRule, train
     from ..errors import ConfigError
@@ -68,12 +70,13 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
             else ThresholdRule("fixed", threshold))
     data = _read_labelled(labels)
     held = _read_labelled(heldout) if heldout is not None else None
+    routed = _read_labelled(routing) if routing is not None else None
     ref = None
     if reference is not None:
         ref = ([r["prompt"] for r in read_rows(reference, required=("prompt",))], reference.name)
     click.echo(f"read {len(data.prompts)} rows from {labels} {data.counts()}", err=True)
     clf, card = train(data, embedder=_embedder(embedder_name), heldout=held, rule=rule, reference=ref,
-                      C=c_value, seed=seed, progress=lambda msg: click.echo(msg, err=True))
+                      routing=routed, C=c_value, seed=seed, progress=lambda msg: click.echo(msg, err=True))
     clf.save(out_dir, card)
     click.echo(f"wrote {out_dir / 'weights.npz'} and {out_dir / 'card.json'} (threshold {clf.threshold:.4f})")
 
