@@ -421,14 +421,15 @@ def test_cli_round_trip_train_then_eval(tmp_path, minilm):
             counts[label] += 1
     labels = write_csv(tmp_path / "labels.csv", rows)
     heldout = write_csv(tmp_path / "heldout.csv", [[SIMPLE_Q, "0"], [COMPLEX_Q, "1"]])
+    routing = write_csv(tmp_path / "routing.csv", [[r[0], str(int(i % 3 == 0))] for i, r in enumerate(rows)])
     out = tmp_path / "model"
     runner = CliRunner()
-    result = runner.invoke(
-        cli, ["train-router", str(labels), "--out", str(out), "--heldout", str(heldout), "--target-recall", "0.9"]
-    )
+    result = runner.invoke(cli, ["train-router", str(labels), "--out", str(out), "--heldout", str(heldout),
+                                 "--routing", str(routing), "--target-recall", "0.9"])
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text(encoding="utf-8"))
     assert card["training"]["counts"] == {"simple": 30, "complex": 30}
+    assert card["format"] == "semroute.complexity/2" and card["routing"]["counts"] == {"simple": 40, "complex": 20}
     assert card["threshold_rule"]["kind"] == "recall" and card["heldout"]["rows"] == 2
     result = runner.invoke(cli, ["eval-router", str(heldout), "--model", str(out), "--json"])
     assert result.exit_code == 0, result.output
