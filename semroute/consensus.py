@@ -144,18 +144,16 @@ class AnswerConsensus:
         z = float(((x - self._mean) / self._scale) @ self._coef) + self._intercept
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
-    def judge(self, query: str, vector: np.ndarray, candidates: Sequence[Candidate]) -> tuple[Group, float, bool] | None:
-        """The supported winning group, P(it is right) and whether to serve it; None without support.
-
-        ``candidates`` are the nearest first (only the first ``k`` vote); ``vector`` is the query's.
-        None means no answer has support >= 2, so the pair verifier decides alone.
-        """
+    def vote(self, candidates: Sequence[Candidate]) -> Group | None:
+        """The winning answer among the first ``k`` candidates (nearest first); None without support >= 2."""
         group = neighbourhood(candidates[: self.k], self.power)
-        if group is None or group.support < 2:
-            return None
+        return None if group is None or group.support < 2 else group
+
+    def score(self, query: str, vector: np.ndarray, candidates: Sequence[Candidate], group: Group) -> tuple[float, bool]:
+        """P(the winning answer answers the query) and whether to serve it; ``vector`` is the query's."""
         best = candidates[group.members[0]]
         p_pair = self._pair(query, best.entry.question, best.similarity)
         if p_pair < self.min_pair_probability:
-            return group, 0.0, False  # a hard veto, whatever the threshold
+            return 0.0, False  # a hard veto, whatever the threshold
         p = self.probability(features(candidates, group, self.k, p_pair, vector))
-        return group, p, p >= self.threshold
+        return p, p >= self.threshold

@@ -137,7 +137,8 @@ class PairVerifier:
         self.card = dict(card)
         # The cache asks about up to top_k candidates for one query in a row: analyse it once.
         # A (text, analysis) tuple is replaced whole, so concurrent callers never see a torn pair.
-        self._last_query: tuple[str, Analysed] | None = None
+        # The consensus asks again about one of them: each (question, cosine) is scored once per query.
+        self._last_query: tuple[str, Analysed, dict[tuple[str, float], float]] | None = None
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], *, threshold: float, embedder: str, dim: int,
@@ -180,17 +181,27 @@ class PairVerifier:
         logit = float((h @ w + b)[0])
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
 
+    def _query(self, query: str) -> tuple[str, Analysed, dict[tuple[str, float], float]]:
+        last = self._last_query
+        if last is None or last[0] != query:
+            last = self._last_query = (query, analyse(query), {})
+        return last
+
     def probability(self, query: str | Analysed, cached: str, similarity: float) -> float:
         """The pair model's P(the cached question asks what the query asks)."""
-        return self._score(self._features(query, cached, None, similarity))
+        if not isinstance(query, str):
+            return self._score(self._features(query, cached, None, similarity))
+        _, analysed, scored = self._query(query)
+        p = scored.get((cached, similarity))
+        if p is None:
+            p = scored[cached, similarity] = self._score(self._features(analysed, cached, None, similarity))
+        return p
 
     def accept(self, query: str, candidate: Candidate) -> Verdict:
         entry = candidate.entry
-        last = self._last_query
-        if last is None or last[0] != query:
-            last = self._last_query = (query, analyse(query))
-        x = self._features(last[1], entry.question, None, candidate.similarity)
-        p = self._score(x)
+        _, analysed, scored = self._query(query)
+        x = self._features(analysed, entry.question, None, candidate.similarity)
+        p = scored[entry.question, candidate.similarity] = self._score(x)
         close = candidate.similarity >= self.min_similarity
         ok = close and p >= self.threshold
         flags = [text for name, text in _FLAGS if x[FEATURE_NAMES.index(name)] > 0]

@@ -132,23 +132,24 @@ class SemanticCache:
         from ..consensus import REASON, group_key
 
         assert self.consensus is not None
-        judged = self.consensus.judge(query_text, vector, nearest)
-        if judged is None:  # no answer has two votes: the pair verifier alone decides
-            return None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
-        group, p, accepted = judged
+        group = self.consensus.vote(nearest)
+        pair_hit = None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
+        if group is None:  # no answer has two votes: the pair verifier alone decides
+            return pair_hit
         winner = nearest[group.members[0]]
+        if best is not None and group_key(best[0]) == group_key(winner):
+            return pair_hit  # verified and in agreement with the neighbourhood: nothing to add
+        p, accepted = self.consensus.score(query_text, vector, nearest, group)
         if accepted:
             self.consensus_hits += 1
             why = (f"{REASON}: {group.support} of {len(nearest[: self.consensus.k])} nearest share this "
                    f"answer (vote share {group.share:.2f}, margin {group.margin:.3f}), P {p:.3f} >= "
                    f"{self.consensus.threshold:.3f}")
             return Hit(winner.entry, "semantic", winner.similarity, Verdict(True, p, why))
-        if best is None:
-            return None
-        if group_key(best[0]) != group_key(winner) and group.share >= 0.5:
+        if pair_hit is not None and group.share >= 0.5:
             self.consensus_vetoes += 1  # most of the neighbourhood's weight says another answer
             return None
-        return Hit(best[0].entry, "semantic", best[0].similarity, best[1])
+        return pair_hit
 
     def _judge(
         self, query_text: str, found: list[tuple[str, float]], scope: str, now: float,
