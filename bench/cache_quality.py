@@ -308,12 +308,16 @@ def _plot(results, path) -> None:
     axes = axes[0]
     for ax, r in zip(axes, results):
         ax.plot([c["recall"] for c in r["cosine_curve"]], [c["precision"] for c in r["cosine_curve"]], label="cosine only")
-        ax.scatter([r["recall"]], [r["precision"]], color="red", zorder=3, label="pair verifier")
+        ax.scatter([r["recall"]], [r["precision"]], color="red", zorder=3, label="semroute default")
+        for key, colour, label in (("pair_verifier_only", "orange", "pair verifier alone"),
+                                   ("gptcache_defaults", "green", "GPTCache defaults")):
+            if key in r:
+                ax.scatter([r[key]["recall"]], [r[key]["precision"]], color=colour, marker="x", zorder=3, label=label)
         ax.set_title(r["name"], fontsize=9)
         ax.set_xlabel("recall")
         ax.set_ylim(0, 1.02)
     axes[0].set_ylabel("precision")
-    axes[0].legend(loc="lower left", fontsize=7)
+    axes[0].legend(loc="lower left", fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
