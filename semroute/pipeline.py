@@ -152,7 +152,8 @@ class Pipeline:
         if not self.settings.cache.consensus or probability is None:
             return None
         try:
-            return AnswerConsensus.default(probability, embedder=self.embedder.name, dim=self.embedder.dim)
+            return AnswerConsensus.default(probability, embedder=self.embedder.name, dim=self.embedder.dim,
+                                           threshold=self.settings.cache.consensus_threshold)
         except ModelError as exc:
             self.metrics.incr("consensus.unavailable")
             log.warning("shipped answer consensus unusable (%s); the pair verifier decides alone", exc)

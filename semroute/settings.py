@@ -83,7 +83,8 @@ class CacheSettings:
     grey-zone judge (off by default: None). ``consensus`` lets the nearest cached questions vote
     by answer (``semroute.consensus``): an answer several of them share is served even below
     ``min_similarity``, and a hit contradicting such an answer is refused. It needs the shipped
-    pair verifier and changes nothing when every cached answer is different.
+    pair verifier and changes nothing when every cached answer is different;
+    ``consensus_threshold`` overrides its shipped operating point (``semroute calibrate --retrieval``).
     """
 
     min_similarity: float = 0.8
@@ -93,10 +94,14 @@ class CacheSettings:
     index: Literal["flat", "hnsw", "auto"] = "auto"
     judge: JudgeSettings | None = None
     consensus: bool = True
+    consensus_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.consensus, bool):
             raise ConfigError(f"consensus must be true or false, got {self.consensus!r}")
+        t = self.consensus_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0):
+            raise ConfigError(f"consensus_threshold is a probability in [0, 1] or None, got {t!r}")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ConfigError(f"min_similarity is a cosine similarity in [-1, 1], got {self.min_similarity!r}")
         if self.top_k < 1:

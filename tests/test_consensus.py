@@ -133,3 +133,65 @@ def test_router_builds_the_consensus_unless_turned_off(tmp_path, embedder, line,
     path.write_text(f"[cache]\n{line}\n[tiers.small]\nmodel = 'm'\nhost = 'http://127.0.0.1:1'\n", encoding="utf-8")
     router = Router.from_config(path, data_dir=tmp_path / "cache", embedder=embedder)
     assert (router.pipeline.cache.consensus is not None) is on
+
+
+def _retrieval_files(tmp_path):
+    import csv
+
+    cache, queries = tmp_path / "cache.csv", tmp_path / "queries.csv"
+    with cache.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "question", "answer"])
+        for kind, qs in FAQ.items():
+            for n, q in enumerate(qs):
+                w.writerow([f"{kind}{n}", q, f"answer about {kind}"])
+    with queries.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "expected"])
+        w.writerows([["has my card been shipped yet? it's been a week", "card0"], ["my card hasn't arrived", "card2"],
+                     ["speed limit in town", "city0"], ["What is the speed limit on the highway?", ""],
+                     ["How do I open a savings account?", ""]])
+    return str(cache), str(queries)
+
+
+def test_eval_retrieval_measures_the_consensus_as_the_router_uses_it(tmp_path, embedder):
+    from click.testing import CliRunner
+
+    from semroute.cli import main
+
+    cache, queries = _retrieval_files(tmp_path)
+    runs = {}
+    for flags in ([], ["--no-consensus"]):
+        res = CliRunner().invoke(main, ["eval", "--retrieval", cache, queries, "--json", *flags])
+        assert res.exit_code == 0, res.output
+        runs[bool(flags)] = json.loads(res.stdout)
+    with_c, without = runs[False], runs[True]
+    assert with_c["consensus"]["k"] == 12 and without["consensus"] is None
+    assert with_c["recall"] > without["recall"] and with_c["false_hits"] == []
+
+
+def test_calibrate_retrieval_picks_a_consensus_threshold(tmp_path, embedder):
+    from click.testing import CliRunner
+
+    from semroute.cli import main
+
+    cache, queries = _retrieval_files(tmp_path)
+    res = CliRunner().invoke(main, ["calibrate", "--retrieval", cache, queries, "--target-precision", "0.99", "--json",
+                                    "--out", str(tmp_path / "op")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["reached"] and out["precision"] >= 0.99 and 0.0 <= out["consensus_threshold"] <= 1.0
+    assert len(out["curve"]) == 13 and (tmp_path / "op" / "operating_point.json").is_file()
+    missing = CliRunner().invoke(main, ["calibrate", "--retrieval", cache, "--target-precision", "0.9"])
+    assert missing.exit_code == 1 and "two files" in missing.output
+
+
+def test_consensus_threshold_setting(tmp_path, embedder):
+    from semroute import Router
+    from semroute.settings import RouterSettings
+
+    with pytest.raises(ConfigError):
+        CacheSettings(consensus_threshold=1.5)
+    router = Router(data_dir=tmp_path, embedder=embedder,
+                    settings=RouterSettings(cache=CacheSettings(consensus_threshold=0.5)))
+    assert router.pipeline.cache.consensus.threshold == 0.5

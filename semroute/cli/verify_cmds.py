@@ -76,13 +76,14 @@ def _with_verifier_options(fn):
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a precision/recall PNG")
 @_with_verifier_options
+@click.option("--no-consensus", is_flag=True, help="with --retrieval: the verifier alone, without the answer consensus")
 @click.option("--judge-model", default=None, help="also measure the grey-zone judge with this Ollama model")
 @click.option("--ollama-url", default=None, help="the Ollama server for --judge-model (default: OLLAMA_HOST)")
 @click.option("--judge-min-similarity", type=click.FloatRange(-1.0, 1.0), default=None,
               help="lowest cosine the judge is asked about (default: JudgeSettings' 0.7)")
 @click.option("--judge-timeout", type=click.FloatRange(0.0, min_open=True), default=60.0, show_default=True,
               help="seconds per judge call (the first one may load the model)")
-def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similarity, embedder,
+def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similarity, embedder, no_consensus,
              judge_model, ollama_url, judge_min_similarity, judge_timeout):
     """Precision, recall, F1 and false hits of the verifier on labelled PAIRS, vs cosine only."""
     try:
@@ -92,7 +93,7 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
             from .retrieval import run_retrieval
 
             run_retrieval(pairs, queries, as_json=as_json, verifier=lambda e: _verifier(kind, model, min_similarity, e),
-                          embedder=_embedder(embedder))
+                          embedder=_embedder(embedder), consensus=not no_consensus)
             return
         if queries is not None:
             raise ConfigError("a second file is only taken with --retrieval")
@@ -192,14 +193,22 @@ def _plot(result, path: str) -> None:
 
 @main.command("calibrate")
 @click.argument("pairs", type=click.Path(dir_okay=False))
+@click.argument("queries", type=click.Path(dir_okay=False), required=False)
+@click.option("--retrieval", is_flag=True,
+              help="PAIRS is a cache file and QUERIES its labelled queries: calibrate the answer consensus's threshold")
 @click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True), required=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="write the calibrated verifier (model + card with the new threshold) here")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @_with_verifier_options
-def calibrate_cmd(pairs, target_precision, out, as_json, kind, model, min_similarity, embedder):
+def calibrate_cmd(pairs, queries, retrieval, target_precision, out, as_json, kind, model, min_similarity, embedder):
     """Fit the operating point to reach --target-precision on PAIRS; report the recall there."""
     try:
+        if retrieval:
+            _calibrate_consensus(pairs, queries, target_precision, out, as_json, kind, model, min_similarity, embedder)
+            return
+        if queries is not None:
+            raise ConfigError("a second file is only taken with --retrieval")
         result = _calibrate(pairs, target_precision, out, kind, model, min_similarity, embedder)
     except SemrouteError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -214,6 +223,27 @@ def calibrate_cmd(pairs, target_precision, out, as_json, kind, model, min_simila
                    f"recall {result['recall']:.3f} on {result['rows']} pairs")
     if out:
         click.echo(f"wrote {out}")
+
+
+def _calibrate_consensus(cache, queries, target, out, as_json, kind, model, min_similarity, embedder_name) -> None:
+    from .retrieval import calibrate_retrieval
+
+    result = calibrate_retrieval(cache, queries, target=target, verifier=lambda e: _verifier(kind, model, min_similarity, e),
+                                 embedder=_embedder(embedder_name))
+    if out:
+        _write_json(Path(out) / "operating_point.json", result)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for c in result["curve"]:
+        click.echo(f"  consensus threshold {c['threshold']:.2f}: precision {c['precision']:.3f} recall {c['recall']:.3f}")
+    if not result["reached"]:
+        click.echo(f"precision {target} is out of reach on this cache at any consensus threshold")
+    else:
+        click.echo(f"consensus_threshold {result['consensus_threshold']:.2f}: precision {result['precision']:.3f} "
+                   f"recall {result['recall']:.3f}; set [cache] consensus_threshold = {result['consensus_threshold']}")
+    if out:
+        click.echo(f"wrote {Path(out) / 'operating_point.json'}")
 
 
 def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -> dict[str, object]:
