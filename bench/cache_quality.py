@@ -236,6 +236,8 @@ def main() -> None:
     ap.add_argument("--embedding-cache", default=None, help="an .npz of text embeddings reused across runs")
     ap.add_argument("--no-consensus", action="store_true", help="the pair verifier alone (no answer consensus)")
     ap.add_argument("--consensus-model", default=None, help="a consensus model directory (default: the shipped one)")
+    ap.add_argument("--consensus-threshold", type=float, default=None,
+                    help="override the consensus threshold (e.g. from semroute calibrate --retrieval)")
     ap.add_argument("--embedder", default=None, help="a sentence-transformers model name or path (default: MiniLM)")
     ap.add_argument("--ollama-embed", default=None, help="an Ollama embedding model instead (e.g. bge-m3)")
     ap.add_argument("--ollama-url", default="http://127.0.0.1:11434", help="the Ollama server for --ollama-embed")
@@ -257,7 +259,7 @@ def main() -> None:
         print(f"{exc}: using cosine >= {verifier.min_similarity} (the Router's fallback)")
     consensus = None
     if not args.no_consensus and isinstance(verifier, PairVerifier):
-        kw = {"embedder": embedder.name, "dim": embedder.dim}
+        kw = {"embedder": embedder.name, "dim": embedder.dim, "threshold": args.consensus_threshold}
         consensus = (AnswerConsensus.load(args.consensus_model, verifier.probability, **kw) if args.consensus_model
                      else AnswerConsensus.default(verifier.probability, **kw))
     results, timings = [], []
