@@ -29,7 +29,7 @@ from .errors import ConfigError, ModelError, ModelMismatch
 from .resources import shipped
 from .types import Candidate
 
-__all__ = ["FEATURE_NAMES", "FORMAT", "REASON", "AnswerConsensus", "Group", "group_key", "neighbourhood"]
+__all__ = ["FEATURE_NAMES", "FORMAT", "REASON", "AnswerConsensus", "Group", "Neighbours", "group_key", "neighbourhood", "rescore"]
 
 FORMAT = "semroute.consensus/1"
 REASON = "answer consensus"  # how a consensus hit's Verdict.reason starts (the pipeline counts them)
@@ -78,8 +78,43 @@ def neighbourhood(candidates: Sequence[Candidate], power: float) -> Group | None
     return Group(tuple(members[winner]), weight[winner] / sum(weight.values()), best - other)
 
 
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """The nearest candidates re-scored in the consensus's own space (an optional linear adapter).
+
+    ``ranked`` holds them nearest first by that space's cosine; ``vectors`` their vectors there
+    (rows in the same order); ``query`` the query's; ``raw`` each entry id's index cosine.
+    """
+
+    ranked: tuple[Candidate, ...]
+    vectors: np.ndarray
+    query: np.ndarray
+    raw: Mapping[str, float]
+
+
+def rescore(vector: np.ndarray, candidates: Sequence[Candidate], adapter: np.ndarray | None) -> Neighbours:
+    """Map query and candidates through ``adapter`` (None: unchanged) and rank them by cosine there.
+
+    The adapter is a linear map learned from paraphrase intents: it pulls phrasings of one
+    question together and pushes neighbouring questions apart, which the general-purpose
+    embedding does not (measured: it lifts kNN vote precision on banking77 and clinc150).
+    """
+    raw = {c.entry.id: c.similarity for c in candidates}
+    vectors = np.stack([np.asarray(c.entry.vector, dtype=np.float64) for c in candidates])
+    query = np.asarray(vector, dtype=np.float64)
+    if adapter is not None:
+        vectors = vectors @ adapter
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        query = query @ adapter
+        query /= max(float(np.linalg.norm(query)), 1e-12)
+    sims = vectors @ query
+    order = np.argsort(-sims, kind="stable")
+    ranked = tuple(Candidate(candidates[i].entry, float(sims[i])) for i in order)
+    return Neighbours(ranked, vectors[order], query, raw)
+
+
 def features(candidates: Sequence[Candidate], group: Group, k: int, pair_probability: float,
-             query_vector: np.ndarray) -> np.ndarray:
+             query_vector: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
     """The winning group's shape as the model's input row (``FEATURE_NAMES``).
 
     The centroid features ask whether the query sits inside the group as its members do, or
@@ -87,7 +122,9 @@ def features(candidates: Sequence[Candidate], group: Group, k: int, pair_probabi
     (measured on clinc150's out-of-scope queries, where they lift recall at equal precision).
     """
     sims = [candidates[i].similarity for i in group.members]
-    members = np.stack([np.asarray(candidates[i].entry.vector, dtype=np.float64) for i in group.members])
+    if vectors is None:
+        vectors = np.stack([np.asarray(c.entry.vector, dtype=np.float64) for c in candidates])
+    members = vectors[list(group.members)]
     centre = members.mean(axis=0)
     centre /= max(float(np.linalg.norm(centre)), 1e-12)
     centroid_cos = float(np.asarray(query_vector, dtype=np.float64) @ centre)
@@ -112,6 +149,7 @@ class AnswerConsensus:
             self._scale = np.asarray(arrays["scale"], dtype=np.float64)
             self._coef = np.asarray(arrays["coef"], dtype=np.float64)
             self._intercept = float(np.asarray(arrays["intercept"]).reshape(-1)[0])
+            self._adapter = np.asarray(arrays["adapter"], dtype=np.float64) if "adapter" in arrays else None
             self.k = int(card["k"])  # type: ignore[call-overload]
             self.power = float(card["power"])  # type: ignore[arg-type]
             self.min_pair_probability = float(card["min_pair_probability"])  # type: ignore[arg-type]
@@ -144,16 +182,20 @@ class AnswerConsensus:
         z = float(((x - self._mean) / self._scale) @ self._coef) + self._intercept
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
-    def vote(self, candidates: Sequence[Candidate]) -> Group | None:
-        """The winning answer among the first ``k`` candidates (nearest first); None without support >= 2."""
-        group = neighbourhood(candidates[: self.k], self.power)
+    def neighbours(self, vector: np.ndarray, candidates: Sequence[Candidate]) -> Neighbours:
+        """The first ``k`` candidates (nearest first) re-scored in the consensus's space."""
+        return rescore(vector, candidates[: self.k], self._adapter)
+
+    def vote(self, near: Neighbours) -> Group | None:
+        """The winning answer; None when no answer has support >= 2."""
+        group = neighbourhood(near.ranked, self.power)
         return None if group is None or group.support < 2 else group
 
-    def score(self, query: str, vector: np.ndarray, candidates: Sequence[Candidate], group: Group) -> tuple[float, bool]:
-        """P(the winning answer answers the query) and whether to serve it; ``vector`` is the query's."""
-        best = candidates[group.members[0]]
-        p_pair = self._pair(query, best.entry.question, best.similarity)
+    def score(self, query: str, near: Neighbours, group: Group) -> tuple[float, bool]:
+        """P(the winning answer answers the query) and whether to serve it."""
+        best = near.ranked[group.members[0]]
+        p_pair = self._pair(query, best.entry.question, near.raw[best.entry.id])
         if p_pair < self.min_pair_probability:
             return 0.0, False  # a hard veto, whatever the threshold
-        p = self.probability(features(candidates, group, self.k, p_pair, vector))
+        p = self.probability(features(near.ranked, group, self.k, p_pair, near.query, near.vectors))
         return p, p >= self.threshold

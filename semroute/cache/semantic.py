@@ -132,20 +132,23 @@ class SemanticCache:
         from ..consensus import REASON, group_key
 
         assert self.consensus is not None
-        group = self.consensus.vote(nearest)
         pair_hit = None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
+        if not nearest:
+            return pair_hit
+        near = self.consensus.neighbours(vector, nearest)
+        group = self.consensus.vote(near)
         if group is None:  # no answer has two votes: the pair verifier alone decides
             return pair_hit
-        winner = nearest[group.members[0]]
-        if best is not None and group_key(best[0]) == group_key(winner):
+        winner = near.ranked[group.members[0]].entry
+        if best is not None and group_key(best[0]) == group_key(near.ranked[group.members[0]]):
             return pair_hit  # verified and in agreement with the neighbourhood: nothing to add
-        p, accepted = self.consensus.score(query_text, vector, nearest, group)
+        p, accepted = self.consensus.score(query_text, near, group)
         if accepted:
             self.consensus_hits += 1
-            why = (f"{REASON}: {group.support} of {len(nearest[: self.consensus.k])} nearest share this "
+            why = (f"{REASON}: {group.support} of {len(near.ranked)} nearest share this "
                    f"answer (vote share {group.share:.2f}, margin {group.margin:.3f}), P {p:.3f} >= "
                    f"{self.consensus.threshold:.3f}")
-            return Hit(winner.entry, "semantic", winner.similarity, Verdict(True, p, why))
+            return Hit(winner, "semantic", near.raw[winner.id], Verdict(True, p, why))
         if pair_hit is not None and group.share >= 0.5:
             self.consensus_vetoes += 1  # most of the neighbourhood's weight says another answer
             return None
