@@ -33,7 +33,7 @@ from train_verifier import _CachedEmbed  # noqa: E402
 
 import semroute  # noqa: E402
 from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
-from semroute.consensus import FEATURE_NAMES, FORMAT, AnswerConsensus, features, neighbourhood  # noqa: E402
+from semroute.consensus import FEATURE_NAMES, FORMAT, AnswerConsensus, features, neighbourhood, rescore  # noqa: E402
 from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
 from semroute.types import CacheEntry, Candidate  # noqa: E402
 from semroute.verify import PairVerifier  # noqa: E402
@@ -66,22 +66,59 @@ def entries(cache_rows, vectors):
                        vector=vectors[i], created_at=0.0) for i, (q, label) in enumerate(cache_rows)]
 
 
-def rows_for(cache_rows, queries, vc, vq, pair, k=K, power=POWER):
+def adapter_data():
+    """Intent-labelled sentences the adapter may learn from: no tuning query, no held-out intent."""
+    b77 = sd.banking77("train")
+    held = _every_fifth(label for _, label in b77)
+    tuning = {t for t, _ in [r for n, r in enumerate(b77) if n % 10][1::3][:3000]}
+    rows = [(t, "b:" + i) for t, i in b77 if i not in held and t not in tuning]
+    clinc = sd.clinc150("train")
+    held = _every_fifth(i for _, i in clinc)
+    return rows + [(t, "c:" + i) for t, i in clinc if i not in held]
+
+
+def fit_adapter(vectors, labels, steps=600, seed=0) -> np.ndarray:
+    """A linear map trained with a supervised contrastive loss (same intent = positives), kept near
+    the identity so the embedding's general knowledge survives."""
+    import torch
+
+    torch.manual_seed(seed)
+    x = torch.tensor(vectors, dtype=torch.float32)
+    ids = {lab: n for n, lab in enumerate(sorted(set(labels)))}
+    y = torch.tensor([ids[lab] for lab in labels])
+    eye = torch.eye(x.shape[1])
+    w = torch.nn.Parameter(eye.clone())
+    opt = torch.optim.Adam([w], lr=1e-3)
+    for _ in range(steps):
+        batch = torch.randint(0, len(x), (512,))
+        z = torch.nn.functional.normalize(x[batch] @ w, dim=1)
+        logits = (z @ z.T / 0.05).fill_diagonal_(-1e9)
+        pos = (y[batch, None] == y[None, batch]).float().fill_diagonal_(0.0)
+        keep = pos.sum(1) > 0
+        loss = -((logits.log_softmax(1) * pos).sum(1)[keep] / pos.sum(1)[keep]).mean()
+        loss = loss + 1e-2 * ((w - eye) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach().numpy().astype(np.float32)
+
+
+def rows_for(cache_rows, queries, vc, vq, pair, k=K, power=POWER, adapter=None):
     """(features, label) for every query whose winning answer has support >= 2."""
     cached = entries(cache_rows, vc)
     sims = vq @ vc.T
     xs, ys = [], []
     for (text, label), row, vq_row in zip(queries, sims, vq):
         top = np.argsort(-row)[:k]
-        cands = [Candidate(cached[j], float(row[j])) for j in top]
-        group = neighbourhood(cands, power)
+        near = rescore(vq_row, [Candidate(cached[j], float(row[j])) for j in top], adapter)
+        group = neighbourhood(near.ranked, power)
         if group is None or group.support < 2:
             continue
-        best = cands[group.members[0]]
-        p = pair.probability(text, best.entry.question, best.similarity)
+        best = near.ranked[group.members[0]]
+        p = pair.probability(text, best.entry.question, near.raw[best.entry.id])
         if p < MIN_PAIR:
             continue  # vetoed whatever the model says: not a training row
-        xs.append(features(cands, group, k, p, vq_row))
+        xs.append(features(near.ranked, group, k, p, near.query, near.vectors))
         ys.append(int(cache_rows[int(best.entry.id)][1] == label))
     return np.array(xs), np.array(ys)
 
@@ -107,6 +144,7 @@ def main() -> None:
     ap.add_argument("--target-precision", type=float, default=0.97)
     ap.add_argument("--k", type=int, default=K, help="neighbours that vote")
     ap.add_argument("--power", type=float, default=POWER, help="vote weight exp(power * (cos - top cos))")
+    ap.add_argument("--no-adapter", action="store_true", help="vote in the embedding's own space")
     args = ap.parse_args()
     from sklearn.linear_model import LogisticRegression
 
@@ -116,20 +154,29 @@ def main() -> None:
     for name, cache_rows, queries in tuning_sets():
         vc, vq = embedder([q for q, _ in cache_rows]), embedder([q for q, _ in queries])
         sets.append((name, cache_rows, queries, vc, vq))
+    adapter = None
+    if not args.no_adapter:
+        data = adapter_data()
+        adapter = fit_adapter(embedder([t for t, _ in data]), [lab for _, lab in data])
     embedder.save()
-    parts = [rows_for(c, q, vc, vq, pair, args.k, args.power) for _, c, q, vc, vq in sets]
+    parts = [rows_for(c, q, vc, vq, pair, args.k, args.power, adapter) for _, c, q, vc, vq in sets]
     x = np.vstack([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     mean, scale = x.mean(0), x.std(0) + 1e-9
     model = LogisticRegression(C=1.0, max_iter=2000).fit((x - mean) / scale, y)
     arrays = {"mean": mean, "scale": scale, "coef": model.coef_[0], "intercept": model.intercept_}
+    if adapter is not None:
+        arrays["adapter"] = adapter
     card = {"format": FORMAT, "embedder": embedder.name, "dim": embedder.dim, "k": args.k, "power": args.power,
             "min_pair_probability": MIN_PAIR, "features": list(FEATURE_NAMES), "threshold": 0.5,
             "training_rows": {"total": int(len(y)), "right_answer": int(y.sum()),
                               "by_set": {s[0]: int(len(p[1])) for s, p in zip(sets, parts)}},
             "coef": dict(zip(FEATURE_NAMES, np.round(model.coef_[0], 4).tolist())),
             "library_version": semroute.__version__, "created": dt.date.today().isoformat(),
-            "data": "banking77 train (cache every 10th, queries others), clinc150 train/val/oos_val/oos_train"}
+            "data": "banking77 train (cache every 10th, queries others), clinc150 train/val/oos_val/oos_train",
+            "adapter": None if adapter is None else {
+                "kind": "linear map, supervised contrastive loss (same intent = positive), near identity",
+                "sentences": len(data), "data": "banking77 and clinc150 train, minus tuning queries and held-out intents"}}
     chosen, table = None, []
     for t in (0.8, 0.85, 0.88, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98):
         cons = AnswerConsensus(arrays, {**card, "threshold": t}, pair.probability)

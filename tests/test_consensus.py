@@ -83,7 +83,7 @@ def _synthetic(pair_probability, threshold=0.5):
     """Geometry by hand: query on axis 0; one 'B' entry nearest, three 'A' entries close behind."""
     card = json.loads((shipped("models", "consensus") / "card.json").read_text(encoding="utf-8"))
     with np.load(shipped("models", "consensus") / "model.npz") as data:
-        arrays = {k: data[k] for k in data.files}
+        arrays = {k: data[k] for k in data.files if k != "adapter"}  # the adapter is 384-d; these vectors are 8-d
     cons = AnswerConsensus(arrays, {**card, "threshold": threshold}, lambda q, c, s: pair_probability)
     cache = SemanticCache(MemoryStore(), FaissIndex(8, kind="flat"), ThresholdVerifier(0.9), top_k=4,
                           clock=lambda: 0.0, consensus=cons)
