@@ -31,9 +31,9 @@ from .metrics import Metrics
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
-from .verify import ThresholdVerifier, Verifier
+from .verify import SimilarityGate, ThresholdVerifier, Verifier
 
-__all__ = ["Plan", "Pipeline", "SimilarityGate"]
+__all__ = ["Plan", "Pipeline"]
 
 log = logging.getLogger("semroute")
 
@@ -56,20 +56,6 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     # The verifier's verdicts on a semantic miss: what the grey-zone judge may look at.
     rejected: list[tuple[Candidate, Verdict]] = field(default_factory=list, compare=False)
-
-
-class SimilarityGate:
-    """Shows the inner verifier only candidates with cosine >= ``min_similarity``."""
-
-    def __init__(self, min_similarity: float, inner: Verifier) -> None:
-        self.min_similarity = min_similarity
-        self.inner = inner
-        self.nearest_accepted_wins = bool(getattr(inner, "nearest_accepted_wins", False))
-
-    def accept(self, query: str, candidate: Candidate) -> Verdict:
-        if candidate.similarity < self.min_similarity:
-            return Verdict(False, 0.0, f"cosine {candidate.similarity:.3f} < min_similarity {self.min_similarity:.3f}")
-        return self.inner.accept(query, candidate)
 
 
 class Pipeline:

@@ -31,7 +31,7 @@ from .pairs import (
 )
 from .types import Candidate, Verdict
 
-__all__ = ["PLACEHOLDER_ANSWER", "ByNamespace", "PairVerifier", "ThresholdVerifier", "Verifier"]
+__all__ = ["PLACEHOLDER_ANSWER", "ByNamespace", "PairVerifier", "SimilarityGate", "ThresholdVerifier", "Verifier"]
 
 
 @runtime_checkable
@@ -243,3 +243,17 @@ class ByNamespace:
 
     def accept(self, query: str, candidate: Candidate) -> Verdict:
         return self.verifiers.get(candidate.entry.namespace, self.default).accept(query, candidate)
+
+
+class SimilarityGate:
+    """Shows the inner verifier only candidates with cosine >= ``min_similarity``."""
+
+    def __init__(self, min_similarity: float, inner: Verifier) -> None:
+        self.min_similarity = min_similarity
+        self.inner = inner
+        self.nearest_accepted_wins = bool(getattr(inner, "nearest_accepted_wins", False))
+
+    def accept(self, query: str, candidate: Candidate) -> Verdict:
+        if candidate.similarity < self.min_similarity:
+            return Verdict(False, 0.0, f"cosine {candidate.similarity:.3f} < min_similarity {self.min_similarity:.3f}")
+        return self.inner.accept(query, candidate)
