@@ -33,7 +33,7 @@ from train_verifier import _CachedEmbed  # noqa: E402
 
 import semroute  # noqa: E402
 from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
-from semroute.consensus import FEATURE_NAMES, FORMAT, AnswerConsensus, features, neighbourhood, rescore  # noqa: E402
+from semroute.consensus import FEATURE_NAMES, FORMAT, AnswerConsensus, Space, features, neighbourhood  # noqa: E402
 from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
 from semroute.types import CacheEntry, Candidate  # noqa: E402
 from semroute.verify import PairVerifier  # noqa: E402
@@ -107,10 +107,11 @@ def rows_for(cache_rows, queries, vc, vq, pair, k=K, power=POWER, adapter=None):
     """(features, label) for every query whose winning answer has support >= 2."""
     cached = entries(cache_rows, vc)
     sims = vq @ vc.T
+    space = Space(adapter)
     xs, ys = [], []
     for (text, label), row, vq_row in zip(queries, sims, vq):
         top = np.argsort(-row)[:k]
-        near = rescore(vq_row, [Candidate(cached[j], float(row[j])) for j in top], adapter)
+        near = space.rescore(vq_row, [Candidate(cached[j], float(row[j])) for j in top])
         group = neighbourhood(near.ranked, power)
         if group is None or group.support < 2:
             continue
@@ -118,7 +119,7 @@ def rows_for(cache_rows, queries, vc, vq, pair, k=K, power=POWER, adapter=None):
         p = pair.probability(text, best.entry.question, near.raw[best.entry.id])
         if p < MIN_PAIR:
             continue  # vetoed whatever the model says: not a training row
-        xs.append(features(near.ranked, group, k, p, near.query, near.vectors))
+        xs.append(features(near, group, k, p, space))
         ys.append(int(cache_rows[int(best.entry.id)][1] == label))
     return np.array(xs), np.array(ys)
 

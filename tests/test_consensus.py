@@ -195,3 +195,34 @@ def test_consensus_threshold_setting(tmp_path, embedder):
     router = Router(data_dir=tmp_path, embedder=embedder,
                     settings=RouterSettings(cache=CacheSettings(consensus_threshold=0.5)))
     assert router.pipeline.cache.consensus.threshold == 0.5
+
+
+def test_space_equals_mapping_every_vector_through_the_adapter():
+    from semroute.consensus import Space
+
+    rng = np.random.default_rng(0)
+    w = (np.eye(16) + 0.3 * rng.standard_normal((16, 16))).astype(np.float32)
+    vectors = rng.standard_normal((6, 16)).astype(np.float32)
+    query = rng.standard_normal(16).astype(np.float32)
+    cands = [Candidate(_entry(i, f"q{i}", "a", v), 0.0) for i, v in enumerate(vectors)]
+    near = Space(w).rescore(query, cands)
+    mapped = vectors @ w
+    mapped /= np.linalg.norm(mapped, axis=1, keepdims=True)
+    q = query @ w / np.linalg.norm(query @ w)
+    direct = sorted(mapped @ q, reverse=True)
+    assert np.allclose([c.similarity for c in near.ranked], direct, atol=1e-5)
+    members = (0, 2, 3)
+    ids = [int(near.ranked[i].entry.id) for i in members]
+    centre = mapped[ids].mean(axis=0)
+    centre /= np.linalg.norm(centre)
+    centroid_cos, spread = Space(w).centroid(near, members)
+    assert np.isclose(centroid_cos, q @ centre, atol=1e-5) and np.isclose(spread, (mapped[ids] @ centre).mean(), atol=1e-5)
+
+
+def test_space_is_not_fooled_by_a_reused_id():
+    from semroute.consensus import Space
+
+    w = np.diag(np.arange(1, 9)).astype(np.float32)
+    space = Space(w)
+    a, b = _unit(1), _unit(0, 1)
+    assert np.isclose(space.norm("same-id", a), 1.0) and np.isclose(space.norm("same-id", b), 2.0)
