@@ -4,10 +4,11 @@ A cache warmed from a FAQ holds many phrasings per answer. A query whose nearest
 mostly carry the same answer, with no other answer close by, is asking that answer's question
 even when no single phrasing is close enough for the pair verifier's cosine floor (measured on
 banking77 and clinc150, see ``bench/cache_quality.py``). ``AnswerConsensus`` votes over the
-``k`` nearest candidates (weights ``exp(power * (cos - top cos))``, grouped by answer text) and
-a small logistic regression over the winning group's shape (vote share, support, best and mean
-cosine, margin to the best other answer, the pair model's probability for its best member)
-gives P(the winning answer answers the query). It only speaks when at least two cached
+``k`` nearest candidates (weights ``exp(power * (cos - top cos))``, grouped by answer text, with
+cosines taken after a small learned linear adapter, see ``Space``) and a small logistic
+regression over the winning group's shape (vote share, support, best and mean cosine, margin to
+the best other answer, the query's fit to the group's centroid, the pair model's probability for
+its best member) gives P(the winning answer answers the query). It only speaks when at least two cached
 questions carry the winning answer: a lone entry is the pair verifier's business, so caches
 whose answers are all different (grown from LLM answers) behave exactly as without it.
 
@@ -184,7 +185,7 @@ class AnswerConsensus:
             self._scale = np.asarray(arrays["scale"], dtype=np.float64)
             self._coef = np.asarray(arrays["coef"], dtype=np.float64)
             self._intercept = float(np.asarray(arrays["intercept"]).reshape(-1)[0])
-            self.space = Space(np.asarray(arrays["adapter"], dtype=np.float32) if "adapter" in arrays else None)
+            adapter = np.asarray(arrays["adapter"], dtype=np.float32) if "adapter" in arrays else None
             self.k = int(card["k"])  # type: ignore[call-overload]
             self.power = float(card["power"])  # type: ignore[arg-type]
             self.min_pair_probability = float(card["min_pair_probability"])  # type: ignore[arg-type]
@@ -197,6 +198,9 @@ class AnswerConsensus:
             raise ConfigError(f"consensus threshold is a probability in [0, 1], got {chosen!r}")
         if self.k < 2:
             raise ConfigError(f"consensus needs k >= 2 neighbours, got {self.k}")
+        if adapter is not None and (adapter.ndim != 2 or adapter.shape[0] != adapter.shape[1]):
+            raise ModelMismatch(f"consensus adapter must be a square matrix, got shape {adapter.shape}")
+        self.space = Space(adapter)
         self.threshold = chosen
         self.card = dict(card)
         self._pair = pair
