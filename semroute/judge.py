@@ -34,6 +34,7 @@ from .errors import SemrouteError
 from .metrics import Metrics
 from .settings import JudgeSettings
 from .types import Candidate, Hit, Message, Verdict
+from .verify import PLACEHOLDER_ANSWER
 
 __all__ = ["AnswerJudge", "GreyZone", "Judgement", "judge_prompt", "parse_reply"]
 
@@ -48,7 +49,7 @@ _YES = {"yes", "y", "true", "correct", "evet"}
 _NO = {"no", "n", "false", "incorrect", "hayır", "hayir"}
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 _WORD = re.compile(r"\w+", re.UNICODE)
-_PLACEHOLDERS = {"", "[no answer recorded]"}  # verify.PLACEHOLDER_ANSWER: eval without an answer column
+_PLACEHOLDERS = {"", PLACEHOLDER_ANSWER}  # nothing to judge: eval rows without an answer column
 
 
 @dataclass(frozen=True, slots=True)
