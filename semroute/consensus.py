@@ -217,6 +217,23 @@ class AnswerConsensus:
         """The model shipped in ``semroute.models/consensus``."""
         return cls.load(shipped("models", "consensus"), pair, **kwargs)  # type: ignore[arg-type]
 
+    @classmethod
+    def over(cls, verifier: object, *, embedder: str, dim: int, threshold: float | None = None) -> AnswerConsensus | None:
+        """The shipped consensus over ``verifier``'s pair model; None when it has none (a cosine gate)."""
+        probability = getattr(verifier, "probability", None)
+        if probability is None:
+            return None
+        return cls.default(probability, embedder=embedder, dim=dim, threshold=threshold)
+
+    def with_threshold(self, threshold: float) -> AnswerConsensus:
+        """The same model (and remembered lengths) at another operating point."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"consensus threshold is a probability in [0, 1], got {threshold!r}")
+        clone = object.__new__(AnswerConsensus)
+        clone.__dict__.update(self.__dict__)
+        clone.threshold = float(threshold)
+        return clone
+
     def probability(self, x: np.ndarray) -> float:
         z = float(((x - self._mean) / self._scale) @ self._coef) + self._intercept
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))

@@ -134,12 +134,11 @@ class Pipeline:
 
     def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
         """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
-        probability = getattr(verifier, "probability", None)
-        if not self.settings.cache.consensus or probability is None:
+        if not self.settings.cache.consensus:
             return None
         try:
-            return AnswerConsensus.default(probability, embedder=self.embedder.name, dim=self.embedder.dim,
-                                           threshold=self.settings.cache.consensus_threshold)
+            return AnswerConsensus.over(verifier, embedder=self.embedder.name, dim=self.embedder.dim,
+                                        threshold=self.settings.cache.consensus_threshold)
         except ModelError as exc:
             self.metrics.incr("consensus.unavailable")
             log.warning("shipped answer consensus unusable (%s); the pair verifier decides alone", exc)

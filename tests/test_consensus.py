@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from semroute.artifacts import load_artifact
 from semroute.cache import FaissIndex, MemoryStore, SemanticCache
 from semroute.consensus import REASON, AnswerConsensus, group_key, neighbourhood
 from semroute.errors import ConfigError, ModelMismatch
@@ -81,9 +82,8 @@ def _unit(*xs):
 
 def _synthetic(pair_probability, threshold=0.5):
     """Geometry by hand: query on axis 0; one 'B' entry nearest, three 'A' entries close behind."""
-    card = json.loads((shipped("models", "consensus") / "card.json").read_text(encoding="utf-8"))
-    with np.load(shipped("models", "consensus") / "model.npz") as data:
-        arrays = {k: data[k] for k in data.files if k != "adapter"}  # the adapter is 384-d; these vectors are 8-d
+    card, arrays = load_artifact(shipped("models", "consensus"), "consensus model")
+    arrays.pop("adapter")  # the adapter is 384-d; these vectors are 8-d
     cons = AnswerConsensus(arrays, {**card, "threshold": threshold}, lambda q, c, s: pair_probability)
     cache = SemanticCache(MemoryStore(), FaissIndex(8, kind="flat"), ThresholdVerifier(0.9), top_k=4,
                           clock=lambda: 0.0, consensus=cons)

@@ -139,8 +139,9 @@ class SemanticCache:
         group = self.consensus.vote(near)
         if group is None:  # no answer has two votes: the pair verifier alone decides
             return pair_hit
-        winner = near.ranked[group.members[0]].entry
-        if best is not None and group_key(best[0]) == group_key(near.ranked[group.members[0]]):
+        top = near.ranked[group.members[0]]
+        winner = top.entry
+        if best is not None and group_key(best[0]) == group_key(top):
             return pair_hit  # verified and in agreement with the neighbourhood: nothing to add
         p, accepted = self.consensus.score(query_text, near, group)
         if accepted:

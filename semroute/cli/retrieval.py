@@ -43,7 +43,7 @@ def _load(cache_path: str, queries_path: str | None):
 def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder, consensus: bool = True) -> None:
     cache_rows, queries, vc, vq = _prepare(cache_path, queries_path, embedder)
     verify = verifier(embedder)
-    voter = _consensus(verify, embedder, None) if consensus else None
+    voter = _consensus(verify, embedder) if consensus else None
     result = _lookups(cache_rows, queries, vc, vq, verify, voter, embedder.name)
     result["consensus"] = None if voter is None else {"k": voter.k, "threshold": voter.threshold}
     if as_json:
@@ -61,11 +61,12 @@ def calibrate_retrieval(cache_path, queries_path, *, target: float, verifier, em
     """The consensus threshold with the best recall at precision >= ``target`` on this cache."""
     cache_rows, queries, vc, vq = _prepare(cache_path, queries_path, embedder)
     verify = verifier(embedder)
-    if _consensus(verify, embedder, None) is None:
+    voter = _consensus(verify, embedder)
+    if voter is None:
         raise ConfigError("calibrating the consensus needs the pair verifier (--verifier pair)")
     curve = []
     for threshold in _GRID:
-        r = _lookups(cache_rows, queries, vc, vq, verify, _consensus(verify, embedder, threshold), embedder.name)
+        r = _lookups(cache_rows, queries, vc, vq, verify, voter.with_threshold(threshold), embedder.name)
         curve.append({"threshold": threshold, "precision": r["precision"], "recall": r["recall"]})
     reached = [c for c in curve if c["precision"] >= target]
     best = max(reached, key=lambda c: (c["recall"], -c["threshold"]), default=None)
@@ -85,14 +86,11 @@ def _prepare(cache_path, queries_path, embedder):
     return cache_rows, queries, vc, vq
 
 
-def _consensus(verifier, embedder, threshold: float | None):
+def _consensus(verifier, embedder):
     """The shipped consensus over this verifier's pair model, as the Router builds it (None: no pair model)."""
     from ..consensus import AnswerConsensus
 
-    probability = getattr(verifier, "probability", None)
-    if probability is None:
-        return None
-    return AnswerConsensus.default(probability, embedder=embedder.name, dim=embedder.dim, threshold=threshold)
+    return AnswerConsensus.over(verifier, embedder=embedder.name, dim=embedder.dim)
 
 
 def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str) -> dict[str, object]:
