@@ -108,6 +108,12 @@ def fit(
     return arrays
 
 
+CONFIDENT_THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
+"""Model thresholds tried for the confident gate (a lower cosine floor where the model is surer)."""
+CONFIDENT_GATES = tuple((round(0.70 + 0.02 * i, 2), t) for i in range(13) for t in CONFIDENT_THRESHOLDS)
+"""Every ``(min_similarity, threshold)`` confident gate that calibration tries."""
+
+
 def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float, float]:
     """Lowest threshold whose accepted set reaches ``target`` precision: (threshold, precision, recall).
 

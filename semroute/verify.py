@@ -99,7 +99,9 @@ class PairVerifier:
     """A cosine gate plus a trained near-miss veto over ``semroute.pairs`` features.
 
     Accepts when the cosine similarity is at least ``min_similarity`` and a small perceptron
-    (plain arrays) gives P(same question) >= ``threshold``. The model sees what differs between
+    (plain arrays) gives P(same question) >= ``threshold``; or, through the optional *confident
+    gate* ``confident = (min_similarity, threshold)``, at a lower cosine when the model is surer.
+    The model sees what differs between
     the two texts, so it vetoes near misses that cosine cannot tell apart (city vs highway,
     enable vs disable, 100 vs 200, drivers vs professional drivers); the verdict score of an
     accepted candidate is its cosine, so the nearest accepted candidate is served. Load the
@@ -117,6 +119,7 @@ class PairVerifier:
         floor = float(card.get("min_similarity", 0.88) if min_similarity is None else min_similarity)  # type: ignore[arg-type]
         if not -1.0 <= floor <= 1.0:
             raise ConfigError(f"min_similarity is a cosine similarity in [-1, 1], got {floor!r}")
+        self.confident = _confident_gate(card.get("confident"))
         try:
             self._mean = np.asarray(arrays["mean"], dtype=np.float64)
             self._scale = np.asarray(arrays["scale"], dtype=np.float64)
@@ -165,12 +168,18 @@ class PairVerifier:
         return cls.load(_default_dir(), embedder=embedder, dim=dim, threshold=threshold, min_similarity=min_similarity)
 
     def with_operating_point(self, *, threshold: float, min_similarity: float) -> PairVerifier:
-        """The same model at another operating point (see ``semroute calibrate``)."""
+        """The same model at another operating point (see ``semroute calibrate``); the confident gate is kept."""
         if not 0.0 <= threshold <= 1.0 or not -1.0 <= min_similarity <= 1.0:
             raise ConfigError(f"bad operating point: threshold {threshold!r}, min_similarity {min_similarity!r}")
         clone = object.__new__(PairVerifier)
         clone.__dict__.update(self.__dict__)
         clone.threshold, clone.min_similarity = float(threshold), float(min_similarity)
+        return clone
+
+    def with_confident_gate(self, gate: tuple[float, float] | None) -> PairVerifier:
+        """The same model with another confident gate ``(min_similarity, threshold)``, or none."""
+        clone = self.with_operating_point(threshold=self.threshold, min_similarity=self.min_similarity)
+        clone.confident = _confident_gate(None if gate is None else {"min_similarity": gate[0], "threshold": gate[1]})
         return clone
 
     def _score(self, x: np.ndarray) -> float:
@@ -208,6 +217,10 @@ class PairVerifier:
         relation = ">=" if p >= self.threshold else "<"
         gate = ">=" if close else "<"
         why = f"; {', '.join(flags)}" if flags else ""
+        if not ok and self.confident is not None and not close:
+            floor, sure = self.confident
+            if candidate.similarity >= floor and p >= sure:
+                ok, why = True, f"; confident gate: cosine >= {floor:.3f}, pair model >= {sure:.3f}{why}"
         # Accepted candidates are ranked by cosine (the nearest accepted wins): measured better on
         # banking77 than ranking by the model's probability, which is a veto, not a distance.
         score = max(0.0, min(1.0, candidate.similarity)) if ok else 0.0
@@ -219,6 +232,19 @@ class PairVerifier:
                 f"pair model {p:.3f} {relation} threshold {self.threshold:.3f}{why}"
             ),
         )
+
+
+def _confident_gate(spec: object) -> tuple[float, float] | None:
+    """The card's ``confident`` entry as ``(min_similarity, threshold)``; ``None`` when absent."""
+    if spec is None:
+        return None
+    try:
+        floor, sure = float(spec["min_similarity"]), float(spec["threshold"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"confident gate needs numeric min_similarity and threshold, got {spec!r}") from exc
+    if not -1.0 <= floor <= 1.0 or not 0.0 <= sure <= 1.0:
+        raise ConfigError(f"bad confident gate: min_similarity {floor!r}, threshold {sure!r}")
+    return floor, sure
 
 
 class ByNamespace:

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from semroute.cli import main
-from semroute.errors import ModelError, ModelMismatch
+from semroute.errors import ConfigError, ModelError, ModelMismatch
 from semroute.train_verifier import threshold_for_precision
 from semroute.types import CacheEntry, Candidate
 from semroute.verify import (
@@ -101,6 +101,24 @@ def test_cosine_alone_cannot_separate_the_speed_limit_pairs(embedder, verifier):
     looser = verifier.with_operating_point(threshold=0.5, min_similarity=0.75)
     assert looser.accept("How fast can I drive inside the city?", para).accepted
     assert not looser.accept("What is the speed limit on the highway?", near).accepted
+
+
+def test_confident_gate_serves_a_sure_pair_below_the_floor_and_nothing_unsure(embedder, verifier):
+    query, cached = "How much alcohol may I have in my blood when driving my own car?", "What is the blood alcohol limit for private car drivers?"
+    sure = _candidate(embedder, query, cached)
+    p = verifier.probability(query, cached, sure.similarity)
+    plain = verifier.with_operating_point(threshold=0.5, min_similarity=sure.similarity + 0.01).with_confident_gate(None)
+    assert plain.confident is None and not plain.accept(query, sure).accepted
+    gated = plain.with_confident_gate((sure.similarity - 0.01, p - 0.01))
+    verdict = gated.accept(query, sure)
+    assert verdict.accepted and "confident gate" in verdict.reason
+    assert verdict.score == pytest.approx(sure.similarity)
+    assert not plain.with_confident_gate((sure.similarity - 0.01, p + 0.01)).accept(query, sure).accepted
+    assert not plain.with_confident_gate((sure.similarity + 0.005, 0.0)).accept(query, sure).accepted
+    with pytest.raises(ConfigError, match="confident gate"):
+        plain.with_confident_gate((0.8, 1.5))
+    with pytest.raises(ConfigError, match="confident gate"):
+        PairVerifier({}, threshold=0.5, card={"confident": {"min_similarity": "high"}})
 
 
 def test_reason_names_the_difference(embedder, verifier):
@@ -219,6 +237,7 @@ def test_calibrate_reaches_its_target_and_eval_confirms_it(embedder, tmp_path):
     card = json.loads((out / "card.json").read_text(encoding="utf-8"))
     assert card["min_similarity"] == pytest.approx(fitted["min_similarity"], abs=1e-5)
     assert card["calibration"]["pairs_file"] == "labelled.csv"
+    assert card["confident"] == fitted["confident"]  # chosen too (or none), and eval below measures it
     check = CliRunner().invoke(main, ["eval", str(path), "--model", str(out), "--json"])
     measured = json.loads(check.stdout)
     assert measured["precision"] >= 0.9

@@ -219,6 +219,9 @@ def calibrate_cmd(pairs, queries, retrieval, target_precision, out, as_json, kin
         click.echo(f"precision {target_precision} is out of reach on these {result['rows']} pairs")
     else:
         gate = "" if result["threshold"] is None else f", pair-model threshold {result['threshold']:.2f}"
+        if result.get("confident"):
+            gate += (f", confident gate cosine >= {result['confident']['min_similarity']:.2f} "
+                     f"at pair model >= {result['confident']['threshold']:.2f}")
         click.echo(f"min_similarity {result['min_similarity']:.4f}{gate}: precision {result['precision']:.3f} "
                    f"recall {result['recall']:.3f} on {result['rows']} pairs")
     if out:
@@ -249,7 +252,7 @@ def _calibrate_consensus(cache, queries, target, out, as_json, kind, model, min_
 def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -> dict[str, object]:
     import numpy as np
 
-    from ..train_verifier import threshold_for_precision
+    from ..train_verifier import CONFIDENT_GATES, threshold_for_precision
 
     rows = _pair_rows(pairs)
     emb = _embedder(embedder_name)
@@ -262,15 +265,19 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
     else:
         verifier = _verifier(kind, model, min_similarity, emb)
         probs = np.asarray([verifier.probability(r.query, r.cached, float(s)) for r, s in zip(rows, sims)])
-        best = (-1.0, math.inf, 0.5, 1.0)  # recall, min_similarity, threshold, precision
-        # Two gates: for each model threshold, the lowest cosine floor reaching the target.
-        for gate in (0.1, 0.3, 0.5, 0.7, 0.9):
-            cut, p, r = threshold_for_precision(np.where(probs >= gate, sims, -2.0), labels, target)
-            if not math.isinf(cut) and r > best[0]:
-                best = (r, cut, gate, p)
-        recall, cut, gate, precision = best
+        best = (-1.0, math.inf, 0.5, 1.0, None)  # recall, min_similarity, threshold, precision, confident gate
+        # For each confident gate (none first) and model threshold, the lowest cosine floor
+        # reaching the target; a confident gate must add recall to be chosen.
+        for confident in (None, *CONFIDENT_GATES):
+            extra = np.zeros(len(rows), bool) if confident is None else (sims >= confident[0]) & (probs >= confident[1])
+            for gate in (0.1, 0.3, 0.5, 0.7, 0.9):
+                cut, p, r = threshold_for_precision(np.where(extra, 2.0, np.where(probs >= gate, sims, -2.0)), labels, target)
+                if not math.isinf(cut) and r > best[0] + 1e-9:
+                    best = (r, min(cut, 1.0), gate, p, confident)
+        recall, cut, gate, precision, confident = best
         recall = max(recall, 0.0)
-        result = {"min_similarity": None if math.isinf(cut) else cut, "threshold": gate}
+        result = {"min_similarity": None if math.isinf(cut) else cut, "threshold": gate,
+                  "confident": None if confident is None else {"min_similarity": confident[0], "threshold": confident[1]}}
         if out:
             _write_calibrated(verifier, Path(model) if model else None, Path(out), gate, cut,
                               {**result, "precision": precision, "recall": recall}, pairs)
@@ -295,7 +302,7 @@ def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut
     # The cut is one pair's own similarity; a hair lower keeps that pair accepted when the
     # index (float32 inner products in faiss) recomputes it a few ulps apart.
     card = {**verifier.card, "threshold": gate, "min_similarity": 1.0 if math.isinf(cut) else cut - 1e-6,
-            "calibration": {**result, "pairs_file": Path(pairs).name}}
+            "confident": result["confident"], "calibration": {**result, "pairs_file": Path(pairs).name}}
     _write_json(out / "card.json", card)
 
 
