@@ -72,11 +72,16 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A verifier's decision on one candidate: accept or not, a score in [0, 1] and why."""
+    """A verifier's decision on one candidate: accept or not, a score in [0, 1] and why.
+
+    ``tentative`` marks an acceptance on weaker evidence (the pair verifier's confident gate,
+    below its cosine floor): where the answer consensus has a say, it decides instead.
+    """
 
     accepted: bool
     score: float
     reason: str
+    tentative: bool = False
 
 
 @dataclass(frozen=True, slots=True)

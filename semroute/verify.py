@@ -217,10 +217,12 @@ class PairVerifier:
         relation = ">=" if p >= self.threshold else "<"
         gate = ">=" if close else "<"
         why = f"; {', '.join(flags)}" if flags else ""
+        tentative = False
         if not ok and self.confident is not None and not close:
             floor, sure = self.confident
             if candidate.similarity >= floor and p >= sure:
-                ok, why = True, f"; confident gate: cosine >= {floor:.3f}, pair model >= {sure:.3f}{why}"
+                ok = tentative = True
+                why = f"; confident gate: cosine >= {floor:.3f}, pair model >= {sure:.3f}{why}"
         # Accepted candidates are ranked by cosine (the nearest accepted wins): measured better on
         # banking77 than ranking by the model's probability, which is a veto, not a distance.
         score = max(0.0, min(1.0, candidate.similarity)) if ok else 0.0
@@ -231,6 +233,7 @@ class PairVerifier:
                 f"cosine {candidate.similarity:.3f} {gate} min_similarity {self.min_similarity:.3f}, "
                 f"pair model {p:.3f} {relation} threshold {self.threshold:.3f}{why}"
             ),
+            tentative=tentative,
         )
 
 

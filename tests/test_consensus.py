@@ -74,6 +74,24 @@ def test_unique_answers_decide_exactly_as_the_pair_verifier(embedder):
     assert with_c.consensus_hits == 0 and with_c.consensus_vetoes == 0
 
 
+def test_a_tentative_hit_is_served_alone_but_the_vote_decides_where_answers_repeat(embedder):
+    # A reckless confident gate (any cosine, any pair probability) makes every candidate a tentative hit.
+    reckless = PairVerifier.default(embedder=embedder.name, dim=embedder.dim).with_confident_gate((-1.0, 0.0))
+    cons = AnswerConsensus.default(reckless.probability, embedder=embedder.name, dim=embedder.dim)
+
+    def cache_of(rows):
+        cache = SemanticCache(MemoryStore(), FaissIndex(embedder.dim), reckless, top_k=4, clock=lambda: 0.0, consensus=cons)
+        vectors = embedder.embed([q for q, _ in rows])
+        cache.insert([_entry(i, q, a, vectors[i]) for i, (q, a) in enumerate(rows)])
+        return cache
+
+    unique = cache_of([(q, f"answer {n}") for n, q in enumerate(q for qs in FAQ.values() for q in qs)])
+    hit = _ask(unique, embedder, "What is the speed limit on the highway?")
+    assert hit is not None and hit.verdict.tentative and "confident gate" in hit.verdict.reason
+    repeated = cache_of([(q, f"answer about {k}") for k, qs in FAQ.items() for q in qs])
+    assert _ask(repeated, embedder, "What is the speed limit on the highway?") is None
+
+
 def _unit(*xs):
     v = np.zeros(8, dtype=np.float32)
     v[: len(xs)] = xs

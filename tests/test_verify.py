@@ -87,7 +87,7 @@ def test_default_rejects_each_near_miss_kind(embedder, verifier, kind, query, ca
 def test_default_accepts_paraphrases(embedder, verifier, query, cached):
     candidate = _candidate(embedder, query, cached)
     verdict = verifier.accept(query, candidate)
-    assert verdict.accepted, verdict.reason
+    assert verdict.accepted and not verdict.tentative, verdict.reason
     assert verdict.score == pytest.approx(candidate.similarity)  # the nearest accepted candidate wins
 
 
@@ -111,7 +111,7 @@ def test_confident_gate_serves_a_sure_pair_below_the_floor_and_nothing_unsure(em
     assert plain.confident is None and not plain.accept(query, sure).accepted
     gated = plain.with_confident_gate((sure.similarity - 0.01, p - 0.01))
     verdict = gated.accept(query, sure)
-    assert verdict.accepted and "confident gate" in verdict.reason
+    assert verdict.accepted and verdict.tentative and "confident gate" in verdict.reason
     assert verdict.score == pytest.approx(sure.similarity)
     assert not plain.with_confident_gate((sure.similarity - 0.01, p + 0.01)).accept(query, sure).accepted
     assert not plain.with_confident_gate((sure.similarity + 0.005, 0.0)).accept(query, sure).accepted

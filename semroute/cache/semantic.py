@@ -139,6 +139,11 @@ class SemanticCache:
         group = self.consensus.vote(near)
         if group is None:  # no answer has two votes: the pair verifier alone decides
             return pair_hit
+        if best is not None and best[1].tentative:
+            # Accepted below the cosine floor on the pair model's confidence alone: measured on
+            # the consensus tuning sets, such hits let precision slip where answers repeat, so
+            # there the vote decides (the confident gate is for caches whose answers all differ).
+            best = pair_hit = None
         top = near.ranked[group.members[0]]
         winner = top.entry
         if best is not None and group_key(best[0]) == group_key(top):
