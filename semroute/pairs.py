@@ -66,6 +66,7 @@ def stem(word: str) -> str:
     return w
 
 
+@functools.lru_cache(maxsize=65536)
 def _same(a: str, b: str) -> bool:
     """Two stems count as one word when equal or one is a long prefix of the other (suffixes)."""
     if a == b:
@@ -96,6 +97,8 @@ class Analysed:
     turkish: bool  # Turkish letters or question particles seen (English embedders map Turkish poorly)
     kinds: dict[str, frozenset[str]]  # same-kind lexicon members present, by kind
     phrases: frozenset[str]  # opposite-action lexicon phrases present
+    stems: tuple[str, ...]  # stem of each of ``words`` (computed once: every pair feature reads them)
+    trigrams: frozenset[str]  # character trigrams of the folded text
 
 
 def _number(token: str) -> str | None:
@@ -135,19 +138,25 @@ def analyse(text: str) -> Analysed:
         negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
     kinds, phrases = _lexicon_hits(low, words)
     return Analysed(
-        low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), turkish, kinds, phrases
+        low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), turkish, kinds, phrases,
+        tuple(stem(w) for w in words), frozenset(_trigrams(low)),
     )
 
 
 def _raw(a: Analysed, stems: Iterable[str]) -> list[str]:
     """The lower-cased words behind content stems (word pieces want real words, not stems)."""
     wanted = set(stems)
-    return [w for w in a.words if stem(w) in wanted]
+    return [w for w, s in zip(a.words, a.stems) if s in wanted]
 
 
 def _unmatched(side: Iterable[str], other: Iterable[str]) -> list[str]:
-    other = tuple(other)
-    return [w for w in side if not any(_same(w, o) for o in other)]
+    # ``_same`` never matches stems that start differently: compare only those that start alike.
+    exact: set[str] = set()
+    by_first: dict[str, list[str]] = {}
+    for o in other:
+        exact.add(o)
+        by_first.setdefault(o[:1], []).append(o)
+    return [w for w in side if w not in exact and not any(_same(w, o) for o in by_first.get(w[:1], ()))]
 
 
 def _prefixes(s: str) -> Iterable[str]:
@@ -177,6 +186,9 @@ def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[s
 
 
 _KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
+_OPPOSITE_OF: dict[str, frozenset[str]] = {
+    a: frozenset(y if x == a else x for x, y in OPPOSITES if a in (x, y)) for pair in OPPOSITES for a in pair
+}
 _SCOPE_STEMS = frozenset(stem(w) for w in SCOPE_WORDS)
 
 
@@ -204,11 +216,9 @@ def _lexicon_hits(low: str, words: Iterable[str]) -> tuple[dict[str, frozenset[s
 
 
 def _opposite(q: Analysed, c: Analysed) -> bool:
-    for x, y in OPPOSITES:
-        for a, b in ((x, y), (y, x)):
-            if a in q.phrases and b in c.phrases and b not in q.phrases and a not in c.phrases:
-                return True
-    return False
+    """One side has an action, the other its opposite, and neither has both."""
+    return any(b in c.phrases and b not in q.phrases and a not in c.phrases
+               for a in q.phrases for b in _OPPOSITE_OF.get(a, ()))
 
 
 def _kinds(q: Analysed, c: Analysed) -> tuple[int, int]:
@@ -252,6 +262,7 @@ class WordVectors:
         norms = np.linalg.norm(vectors.astype(np.float32), axis=1, keepdims=True)
         self.vectors = vectors.astype(np.float32) / np.maximum(norms, 1e-6)
         self._memo: dict[str, np.ndarray] = {}
+        self._matrices: dict[tuple[str, ...], np.ndarray] = {}
 
     def pieces(self, word: str) -> list[int]:
         word = "".join(ch for ch in unicodedata.normalize("NFD", word) if unicodedata.category(ch) != "Mn")
@@ -280,7 +291,14 @@ class WordVectors:
     def matrix(self, words: Sequence[str]) -> np.ndarray:
         if not words:
             return np.zeros((0, self.vectors.shape[1]), np.float32)
-        return np.stack([self.vector(w) for w in words])
+        key = tuple(words)
+        m = self._matrices.get(key)
+        if m is None:  # a cached question's words are aligned against every query that finds it
+            m = np.stack([self.vector(w) for w in words])
+            if len(self._matrices) >= 50_000:
+                self._matrices.clear()  # a bound, not an LRU: rebuilding one matrix is cheap
+            self._matrices[key] = m
+        return m
 
 
 def _alignment(only: list[str], other: Sequence[str], vectors: WordVectors | None) -> tuple[float, float]:
@@ -326,7 +344,7 @@ class PairFeatures:
         iqo, ico = self._idf(q_only), self._idf(c_only)
         shared = len(q.content) - len(q_only)
         kind_mismatch, kind_one_side = _kinds(q, c)
-        tq, tc = _trigrams(q.text), _trigrams(c.text)
+        tq, tc = q.trigrams, c.trigrams
         align_q = _alignment(_raw(q, q_only), _raw(c, c.content), self.vectors)
         align_c = _alignment(_raw(c, c_only), _raw(q, q.content), self.vectors)
         lens = (max(1, len(q.words)), max(1, len(c.words)))
