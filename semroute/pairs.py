@@ -39,6 +39,7 @@ FEATURE_NAMES = (
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 _NON_WORD = re.compile(r"[^\w ]+")
+_APOSTROPHE = re.compile(r"['’]")
 _TR_CHARS = re.compile(r"[çğıöşü]")
 # Turkish negative verb forms (gelmiyor, gelmez, gelmedi, gelmeyecek, gelmemiş); only used on Turkish text.
 _TR_NEG = re.compile(r"\w{2,}(?:m[ıiuü]yor|m[ae]z\b|m[ae]d[ıiuü]|m[ae]y[ae]c|m[ae]m[ıiuü]ş|m[ae]s[ıi]n)")
@@ -112,15 +113,17 @@ def analyse(text: str) -> Analysed:
     raw = _TOKEN.findall(text)
     low = _lower(text)
     turkish = bool(_TR_CHARS.search(low))
-    words, content, numbers, proper = [], [], set(), set()
+    words, stems, content, numbers, proper = [], [], [], set(), set()
     negated = False
     for i, tok in enumerate(raw):
-        base = re.split(r"['’]", tok, maxsplit=1)[0]
+        base = _APOSTROPHE.split(tok, maxsplit=1)[0]
         lw = _lower(tok)
         if lw.endswith(("n't", "n’t")):
             negated = not negated
         word = _lower(base)
         words.append(word)
+        s = stem(word)
+        stems.append(s)
         turkish = turkish or word in _TR_HINTS
         num = _number(word)
         if num is not None:
@@ -130,16 +133,15 @@ def analyse(text: str) -> Analysed:
             negated = not negated
         if word in STOPWORDS or len(word) < 2:
             continue
-        s = stem(word)
         content.append(s)
         if i > 0 and base[:1].isupper() and base != "I":
             proper.add(s)
     if turkish:
         negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
-    kinds, phrases = _lexicon_hits(low, words)
+    kinds, phrases = _lexicon_hits(low, words, stems)
     return Analysed(
         low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), turkish, kinds, phrases,
-        tuple(stem(w) for w in words), frozenset(_trigrams(low)),
+        tuple(stems), frozenset(_trigrams(low)),
     )
 
 
@@ -192,14 +194,13 @@ _OPPOSITE_OF: dict[str, frozenset[str]] = {
 _SCOPE_STEMS = frozenset(stem(w) for w in SCOPE_WORDS)
 
 
-def _lexicon_hits(low: str, words: Iterable[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
-    """Same-kind members (by kind) and opposite-action phrases present in a text."""
+def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """Same-kind members (by kind) and opposite-action phrases present in a text (``stems``: of ``words``)."""
     kinds: dict[str, set[str]] = {}
     phrases: set[str] = set()
-    for w in words:
+    for w, s in zip(words, stems):
         if w in STOPWORDS:
             continue
-        s = stem(w)
         member = next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
         if member is not None:
             kinds.setdefault(_KIND_OF[member], set()).add(member)
