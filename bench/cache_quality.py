@@ -112,11 +112,19 @@ def _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consens
 
 
 def _curve(scores, ok, must_hit):
+    """Precision/recall of serving every query whose best score is >= each threshold (~60 points).
+
+    Only accepted candidates score above 0, and a cut falls between distinct scores only: ties
+    (all rejected queries score 0) say nothing about any order among them.
+    """
     order = np.argsort(-scores, kind="stable")
+    s = scores[order]
     correct = np.cumsum(ok[order])
     served = np.arange(1, len(order) + 1)
-    return [{"threshold": round(float(scores[order][i]), 4), "precision": round(float(correct[i] / served[i]), 4),
-             "recall": round(float(correct[i] / must_hit), 4)} for i in range(0, len(order), max(1, len(order) // 60))]
+    cuts = [i for i in range(len(s)) if s[i] > 0 and (i + 1 == len(s) or s[i + 1] != s[i])]
+    cuts = cuts[:: max(1, len(cuts) // 60)]
+    return [{"threshold": round(float(s[i]), 4), "precision": round(float(correct[i] / served[i]), 4),
+             "recall": round(float(correct[i] / must_hit), 4)} for i in cuts]
 
 
 def gptcache_run(cache_rows, queries, vc):

@@ -100,9 +100,9 @@ class PairVerifier:
 
     Accepts when the cosine similarity is at least ``min_similarity`` and a small perceptron
     (plain arrays) gives P(same question) >= ``threshold``; or, through the optional *confident
-    gate* ``confident = (min_similarity, threshold)``, at a lower cosine when the model is surer.
-    The model sees what differs between
-    the two texts, so it vetoes near misses that cosine cannot tell apart (city vs highway,
+    gate* ``confident = (min_similarity, threshold)``, at a lower cosine when the model is surer
+    (such a verdict is ``tentative``). The model sees what differs between the two texts,
+    so it vetoes near misses that cosine cannot tell apart (city vs highway,
     enable vs disable, 100 vs 200, drivers vs professional drivers); the verdict score of an
     accepted candidate is its cosine, so the nearest accepted candidate is served. Load the
     shipped model with ``PairVerifier.default()``; tune both gates with ``semroute calibrate``.
@@ -218,7 +218,7 @@ class PairVerifier:
         gate = ">=" if close else "<"
         why = f"; {', '.join(flags)}" if flags else ""
         tentative = False
-        if not ok and self.confident is not None and not close:
+        if not ok and self.confident is not None:  # either gate admits (calibrate measures the union)
             floor, sure = self.confident
             if candidate.similarity >= floor and p >= sure:
                 ok = tentative = True
