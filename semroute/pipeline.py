@@ -248,6 +248,8 @@ class Pipeline:
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
         if hit is not None and hit.verdict is not None and hit.verdict.reason.startswith(CONSENSUS_REASON):
             self.metrics.incr("consensus.hits")
+        elif hit is not None and hit.verdict is not None and hit.verdict.tentative:
+            self.metrics.incr("verifier.confident_hits")  # served through the pair verifier's confident gate
         elif hit is None and any(v.accepted for _, v in judged):
             self.metrics.incr("consensus.vetoes")  # a verified candidate whose answer the neighbours outvoted
         if hit is None:

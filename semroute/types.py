@@ -175,7 +175,8 @@ class Answer:
             "entry_id": self.entry_id,
             "verdict": None
             if self.verdict is None
-            else {"accepted": self.verdict.accepted, "score": self.verdict.score, "reason": self.verdict.reason},
+            else {"accepted": self.verdict.accepted, "score": self.verdict.score, "reason": self.verdict.reason,
+                  "tentative": self.verdict.tentative},
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms},

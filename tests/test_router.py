@@ -75,6 +75,19 @@ def test_paraphrase_is_a_semantic_hit_with_real_minilm(make_router, fake_ollama)
     assert chats(fake_ollama) == 0
 
 
+def test_a_confident_gate_hit_is_tentative_and_counted(make_router, fake_ollama):
+    from semroute import PairVerifier
+
+    # The main floor out of reach, a confident gate that admits any candidate the cache shows.
+    gated = PairVerifier.default().with_operating_point(threshold=0.5, min_similarity=0.999).with_confident_gate((0.0, 0.0))
+    router = make_router(verifier=gated)
+    router.warm([(CITY, CITY_ANSWER)])
+    answer = router.ask("What's the speed limit in a city?")
+    assert answer.source == "semantic" and answer.verdict is not None and answer.verdict.tentative
+    assert answer.as_dict()["verdict"]["tentative"] is True
+    assert router.stats()["counters"]["verifier.confident_hits"] == 1 and chats(fake_ollama) == 0
+
+
 def test_unrelated_question_misses(make_router, fake_ollama):
     router = make_router(verifier=ThresholdVerifier(0.8))
     router.warm([(CITY, CITY_ANSWER)])
