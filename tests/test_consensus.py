@@ -195,6 +195,10 @@ def test_eval_retrieval_measures_the_consensus_as_the_router_uses_it(tmp_path, e
     with_c, without = runs[False], runs[True]
     assert with_c["consensus"]["k"] == 12 and without["consensus"] is None
     assert with_c["recall"] > without["recall"] and with_c["false_hits"] == []
+    assert with_c["by_path"]["consensus"]["hits"] >= 1 and "consensus" not in without["by_path"]
+    for run in runs.values():
+        assert sum(n["hits"] for n in run["by_path"].values()) == run["hits"]
+        assert sum(n["correct"] for n in run["by_path"].values()) == run["correct"]
 
 
 def test_calibrate_retrieval_picks_a_consensus_threshold(tmp_path, embedder):

@@ -53,6 +53,9 @@ def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder
     click.echo(f"hits {result['hits']}: correct {result['correct']}, false {len(result['false_hits'])}")
     click.echo(f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  F1 {result['f1']:.3f}")
     click.echo(f"cosine only at the same precision: recall {result['baseline']['recall_at_same_precision']:.3f}")
+    if result["by_path"]:
+        click.echo("served by: " + ", ".join(f"{path} {n['hits']} ({n['correct']} right)"
+                                             for path, n in sorted(result["by_path"].items())))
     for f in result["false_hits"]:
         click.echo(f"  {f['query']!r} served {f['served']} (expected {f['expected']})")
 
@@ -105,6 +108,7 @@ def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: st
                              vector=vc[i], created_at=0.0, embedder=embedder_name) for i, r in enumerate(cache_rows)])
     answers = {r["id"].strip(): (r.get("answer") or "").strip() for r in cache_rows}
     served, top1, false_hits = [], [], []
+    by_path: dict[str, dict[str, int]] = {}
     for q, vec in zip(queries, vq):
         expected = (q.get("expected") or "").strip() or None
         hit, judged = cache.semantic(q["query"], vec, "eval")
@@ -112,10 +116,25 @@ def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: st
         top1.append((nearest.similarity if nearest else -1.0, _right(nearest and nearest.entry.id, expected, answers)))
         ok = hit is not None and _right(hit.entry.id, expected, answers)
         served.append((hit is not None, ok))
-        if hit is not None and not ok:
-            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected,
+        if hit is None:
+            continue
+        path = by_path.setdefault(_path(hit), {"hits": 0, "correct": 0})
+        path["hits"] += 1
+        path["correct"] += ok
+        if not ok:
+            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected, "path": _path(hit),
                                "similarity": round(hit.similarity, 4), "reason": hit.verdict.reason if hit.verdict else ""})
-    return _summary(served, top1, sum(1 for q in queries if (q.get("expected") or "").strip()), false_hits)
+    summary = _summary(served, top1, sum(1 for q in queries if (q.get("expected") or "").strip()), false_hits)
+    return {**summary, "by_path": by_path}
+
+
+def _path(hit) -> str:
+    """Which part of the hit path served it: the answer consensus, the confident gate or the verifier."""
+    from ..consensus import REASON
+
+    if hit.verdict is not None and hit.verdict.reason.startswith(REASON):
+        return "consensus"
+    return "confident_gate" if hit.verdict is not None and hit.verdict.tentative else "verifier"
 
 
 def _right(served: str | None, expected: str | None, answers: dict[str, str]) -> bool:
