@@ -249,7 +249,6 @@ def choose_operating_point(verifier, embed, target: float) -> dict[str, object]:
             "target_precision": target}
 
 
-
 def _candidates(verifier, embed, cache, queries):
     """Per query, its 4 nearest cached rows as (cosine, pair model P, right answer)."""
     vc, vq = embed([t for t, _ in cache]), embed([t for t, _ in queries])

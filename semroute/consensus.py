@@ -28,14 +28,24 @@ import numpy as np
 from .artifacts import load_artifact
 from .errors import ConfigError, ModelError, ModelMismatch
 from .resources import shipped
-from .types import Candidate
+from .types import Candidate, Hit
 
-__all__ = ["FEATURE_NAMES", "FORMAT", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space", "group_key", "neighbourhood"]
+__all__ = ["FEATURE_NAMES", "FORMAT", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space", "group_key",
+           "neighbourhood", "served_by"]
 
 FORMAT = "semroute.consensus/1"
 REASON = "answer consensus"  # how a consensus hit's Verdict.reason starts (the pipeline counts them)
 FEATURE_NAMES = ("share", "support", "best_cos", "mean_cos", "margin", "pair_probability", "is_nearest",
                  "centroid_cos", "centroid_gap")
+
+
+
+def served_by(hit: Hit) -> str:
+    """Which part of the hit path served a semantic hit: "consensus", "confident_gate" or "verifier"."""
+    if hit.verdict is not None and hit.verdict.reason.startswith(REASON):
+        return "consensus"
+    return "confident_gate" if hit.verdict is not None and hit.verdict.tentative else "verifier"
+
 
 # The pair model's P(same question) for (query, cached question, cosine).
 PairProbability = Callable[[str, str, float], float]

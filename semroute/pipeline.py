@@ -22,7 +22,7 @@ import numpy as np
 
 from .backends.base import Backend
 from .classify import ComplexityClassifier, decide
-from .consensus import REASON as CONSENSUS_REASON
+from .consensus import served_by
 from .consensus import AnswerConsensus
 from .embed import Embedder
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
@@ -246,10 +246,11 @@ class Pipeline:
         self.metrics.observe("step.semantic_lookup", elapsed)
         self.metrics.incr("verifier.judged", len(judged))
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
-        if hit is not None and hit.verdict is not None and hit.verdict.reason.startswith(CONSENSUS_REASON):
+        path = None if hit is None else served_by(hit)
+        if path == "consensus":
             self.metrics.incr("consensus.hits")
-        elif hit is not None and hit.verdict is not None and hit.verdict.tentative:
-            self.metrics.incr("verifier.confident_hits")  # served through the pair verifier's confident gate
+        elif path == "confident_gate":
+            self.metrics.incr("verifier.confident_hits")
         elif hit is None and any(v.accepted for _, v in judged):
             self.metrics.incr("consensus.vetoes")  # a verified candidate whose answer the neighbours outvoted
         if hit is None:

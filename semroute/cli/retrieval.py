@@ -98,6 +98,7 @@ def _consensus(verifier, embedder):
 
 def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str) -> dict[str, object]:
     from ..cache import FaissIndex, MemoryStore, SemanticCache
+    from ..consensus import served_by
     from ..types import CacheEntry
     from ..verify import PLACEHOLDER_ANSWER
 
@@ -118,23 +119,14 @@ def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: st
         served.append((hit is not None, ok))
         if hit is None:
             continue
-        path = by_path.setdefault(_path(hit), {"hits": 0, "correct": 0})
+        path = by_path.setdefault(served_by(hit), {"hits": 0, "correct": 0})
         path["hits"] += 1
         path["correct"] += ok
         if not ok:
-            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected, "path": _path(hit),
+            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected, "path": served_by(hit),
                                "similarity": round(hit.similarity, 4), "reason": hit.verdict.reason if hit.verdict else ""})
     summary = _summary(served, top1, sum(1 for q in queries if (q.get("expected") or "").strip()), false_hits)
     return {**summary, "by_path": by_path}
-
-
-def _path(hit) -> str:
-    """Which part of the hit path served it: the answer consensus, the confident gate or the verifier."""
-    from ..consensus import REASON
-
-    if hit.verdict is not None and hit.verdict.reason.startswith(REASON):
-        return "consensus"
-    return "confident_gate" if hit.verdict is not None and hit.verdict.tentative else "verifier"
 
 
 def _right(served: str | None, expected: str | None, answers: dict[str, str]) -> bool:
