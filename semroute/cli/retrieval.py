@@ -119,11 +119,12 @@ def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: st
         served.append((hit is not None, ok))
         if hit is None:
             continue
-        path = by_path.setdefault(served_by(hit), {"hits": 0, "correct": 0})
-        path["hits"] += 1
-        path["correct"] += ok
+        path = served_by(hit)
+        counts = by_path.setdefault(path, {"hits": 0, "correct": 0})
+        counts["hits"] += 1
+        counts["correct"] += ok
         if not ok:
-            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected, "path": served_by(hit),
+            false_hits.append({"query": q["query"], "served": hit.entry.id, "expected": expected, "path": path,
                                "similarity": round(hit.similarity, 4), "reason": hit.verdict.reason if hit.verdict else ""})
     summary = _summary(served, top1, sum(1 for q in queries if (q.get("expected") or "").strip()), false_hits)
     return {**summary, "by_path": by_path}
