@@ -30,8 +30,8 @@ from .errors import ConfigError, ModelError, ModelMismatch
 from .resources import shipped
 from .types import Candidate, Hit
 
-__all__ = ["FEATURE_NAMES", "FORMAT", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space", "group_key",
-           "neighbourhood", "served_by"]
+__all__ = ["FEATURE_NAMES", "FORMAT", "GENERATED_LEAD", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space",
+           "group_key", "neighbourhood", "served_by", "votes"]
 
 FORMAT = "semroute.consensus/1"
 REASON = "answer consensus"  # how a consensus hit's Verdict.reason starts (the pipeline counts them)
@@ -39,12 +39,30 @@ FEATURE_NAMES = ("share", "support", "best_cos", "mean_cos", "margin", "pair_pro
                  "centroid_cos", "centroid_gap")
 
 
-
 def served_by(hit: Hit) -> str:
     """Which part of the hit path served a semantic hit: "consensus", "confident_gate" or "verifier"."""
     if hit.verdict is not None and hit.verdict.reason.startswith(REASON):
         return "consensus"
     return "confident_gate" if hit.verdict is not None and hit.verdict.tentative else "verifier"
+
+
+# A supported answer is not served when a model-written entry is nearer to the query than the
+# answer's best phrasing by more than this (index cosine). Chosen on the consensus tuning sets
+# replayed as streams that store their misses (``bench/cache_stream.py --tuning --warm-answers
+# per-intent``; 0, 0.03, 0.06 and no limit tried): the largest lead at which banking77's stream
+# kept the precision it had when model-written entries voted (0.956) and clinc150's stayed >= 0.97.
+GENERATED_LEAD = 0.03
+
+
+def votes(candidate: Candidate) -> bool:
+    """Whether an entry takes part in the vote: known answers (``Router.warm``) do, model-written ones don't.
+
+    A model writes a different text for every question, so its entries can only split a vote
+    (measured: as a FAQ cache stored its misses, recall fell below the frozen cache's), and
+    when it repeats itself it is boilerplate ("I can't help with that"), no evidence that two
+    questions are one. The router records the model of every answer it stores; warm-up has none.
+    """
+    return not candidate.entry.model
 
 
 # The pair model's P(same question) for (query, cached question, cosine).
@@ -261,6 +279,13 @@ class AnswerConsensus:
         """The winning answer; None when no answer has support >= 2."""
         group = neighbourhood(near.ranked, self.power)
         return None if group is None or group.support < 2 else group
+
+    def silenced(self, near: Neighbours, group: Group, nearest_generated: float | None) -> bool:
+        """Whether a model-written entry (index cosine ``nearest_generated``) is clearly nearer than the
+        winning answer's best phrasing: a question the cache could not answer from those phrasings
+        when it was asked, so the vote does not serve them for this one either."""
+        best = near.ranked[group.members[0]]
+        return nearest_generated is not None and nearest_generated > near.raw[best.entry.id] + GENERATED_LEAD
 
     def score(self, query: str, near: Neighbours, group: Group) -> tuple[float, bool]:
         """P(the winning answer answers the query) and whether to serve it."""

@@ -3,6 +3,7 @@ a verified hit the neighbourhood outvotes is vetoed, and unique answers change n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -257,3 +258,31 @@ def test_space_is_not_fooled_by_a_reused_id():
     space = Space(w)
     a, b = _unit(1), _unit(0, 1)
     assert np.isclose(space.norm("same-id", a), 1.0) and np.isclose(space.norm("same-id", b), 2.0)
+
+
+def _with_model_written(embedder, rows, written):
+    """A FAQ cache (``rows``) plus entries a model wrote (``written``: question, answer)."""
+    cache = _cache(embedder, rows)
+    vectors = embedder.embed([q for q, _ in written])
+    cache.insert([dataclasses.replace(_entry(f"m{i}", q, a, vectors[i]), model="llama3.2:3b")
+                  for i, (q, a) in enumerate(written)])
+    return cache
+
+
+def test_model_written_answers_never_vote(embedder):
+    # A model repeating itself ("I can't help with that") is no evidence that two questions are one.
+    refusal = [(q, "I can't help with that.") for q in FAQ["card"]]
+    query = "has my card been shipped yet? it's been a week"
+    assert _ask(_cache(embedder, refusal), embedder, query).verdict.reason.startswith(REASON)  # as known answers
+    hit = _ask(_with_model_written(embedder, [], refusal), embedder, query)
+    assert hit is None or not hit.verdict.reason.startswith(REASON)
+
+
+def test_a_much_nearer_model_written_entry_keeps_the_vote_from_serving(embedder):
+    rows = [(q, f"answer about {k}") for k, qs in FAQ.items() for q in qs]
+    query = "has my card been shipped yet? it's been a week"
+    near = [("has my card been shipped yet? it has been a week", "a model's answer")]
+    assert _ask(_with_model_written(embedder, rows, [("What is a good pasta recipe?", "boil it")]), embedder,
+                query).entry.answer == "answer about card"  # a far model-written entry changes nothing
+    hit = _ask(_with_model_written(embedder, rows, near), embedder, query)
+    assert hit is None or hit.entry.answer == "a model's answer"

@@ -118,7 +118,6 @@ class SemanticCache:
             default=None,
         )
         if self.consensus is not None:
-            nearest.sort(key=lambda c: -c.similarity)
             return self._with_consensus(query_text, vector, nearest, best), judged
         if best is None:
             return None, judged
@@ -128,14 +127,20 @@ class SemanticCache:
     def _with_consensus(
         self, query_text: str, vector: np.ndarray, nearest: list[Candidate], best: tuple[Candidate, Verdict] | None
     ) -> Hit | None:
-        """Serve a supported answer, else the verified hit unless a supported answer contradicts it."""
-        from ..consensus import REASON, group_key
+        """Serve a supported answer, else the verified hit unless a supported answer contradicts it.
+
+        Only known answers vote (``consensus.votes``); model-written entries can still be the
+        verified hit, and one much nearer than the winning answer keeps the vote from serving.
+        """
+        from ..consensus import REASON, group_key, votes
 
         assert self.consensus is not None
         pair_hit = None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
-        if not self.consensus.may_speak(nearest):  # every answer differs: the pair verifier alone decides
+        voters = sorted((c for c in nearest if votes(c)), key=lambda c: -c.similarity)
+        generated = max((c.similarity for c in nearest if not votes(c)), default=None)
+        if not self.consensus.may_speak(voters):  # every answer differs: the pair verifier alone decides
             return pair_hit
-        near = self.consensus.neighbours(vector, nearest)
+        near = self.consensus.neighbours(vector, voters)
         group = self.consensus.vote(near)
         if group is None:  # no answer has two votes: the pair verifier alone decides
             return pair_hit
@@ -148,7 +153,10 @@ class SemanticCache:
         winner = top.entry
         if best is not None and group_key(best[0]) == group_key(top):
             return pair_hit  # verified and in agreement with the neighbourhood: nothing to add
-        p, accepted = self.consensus.score(query_text, near, group)
+        # A model-written entry much nearer than the winning answer: the vote serves nothing, but
+        # its veto still holds (measured: serving the verified hit there cost precision).
+        silenced = self.consensus.silenced(near, group, generated)
+        p, accepted = (0.0, False) if silenced else self.consensus.score(query_text, near, group)
         if accepted:
             self.consensus_hits += 1
             why = (f"{REASON}: {group.support} of {len(near.ranked)} nearest share this "
