@@ -104,7 +104,7 @@ class Tally:
                 "share": {s: round(c / self.n, 4) for s, c in self.by_source.items()} if self.n else {}}
 
 
-def replay(name, warm_rows, stream, embedder, *, per_intent: bool, learn: bool, frozen: bool, quarters: int = 4):
+def replay(warm_rows, stream, embedder, *, per_intent: bool, learn: bool, frozen: bool, quarters: int = 4):
     """Warm a fresh router, replay ``stream`` and tally each quarter; ``frozen``: lookups only."""
     intent_of = {normalise(q): i for q, i in warm_rows}  # a served question -> its intent
     present = {i for _, i in warm_rows}  # intents the cache can answer: a query of another must miss
@@ -171,10 +171,10 @@ def main() -> None:
         stream = stream[: args.limit]
         embedder([q for q, _ in warm_rows] + [q for q, _ in stream])  # embed once; both replays reuse it
         t0 = time.perf_counter()
-        runs = {"frozen warm-up cache": replay(name, warm_rows, stream, embedder, per_intent=args.warm_answers == "per-intent",
+        runs = {"frozen warm-up cache": replay(warm_rows, stream, embedder, per_intent=args.warm_answers == "per-intent",
                                                learn=False, frozen=True),
                 "storing misses" + (" + aliases" if args.learn_aliases else ""):
-                    replay(name, warm_rows, stream, embedder, per_intent=args.warm_answers == "per-intent",
+                    replay(warm_rows, stream, embedder, per_intent=args.warm_answers == "per-intent",
                            learn=args.learn_aliases, frozen=False)}
         print(f"{name}: {len(warm_rows)} warm-up entries ({args.warm_answers} answers), {len(stream)} queries "
               f"({sum(e is None for _, e in stream)} must miss), {time.perf_counter() - t0:.0f} s")
