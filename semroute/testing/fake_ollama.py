@@ -179,6 +179,7 @@ class FakeOllama:
         await self._stopping.wait()
         await self._stop_listening()
         await self._close_connections()
+        await self._finish_late_connections()
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
@@ -188,6 +189,12 @@ class FakeOllama:
 
     async def _stop_listening(self) -> None:
         if self._server is not None:
+            # CPython 3.11 leaks a connection accepted just before ``close()`` whose set-up task runs
+            # after it (``Server._attach`` asserts the server is open; the socket is never closed).
+            # So stop accepting first, and yield once: set-up tasks already queued run before we resume.
+            for sock in self._server.sockets:
+                self._loop.remove_reader(sock.fileno())
+            await asyncio.sleep(0)
             self._server.close()
             await self._server.wait_closed()
             self._server = None
@@ -198,6 +205,13 @@ class FakeOllama:
             conn.abort()
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _finish_late_connections(self) -> None:
+        """At shutdown: a connection accepted just before the listener closed may have a handler
+        that has not run yet; cancelled unstarted at the loop's end it would leave its socket
+        open. Let every such task run (the handler sees it is not wanted and drops it)."""
+        while late := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
         loop = self._loop
@@ -303,6 +317,10 @@ class FakeOllama:
         task = asyncio.current_task()
         assert task is not None
         conn = HttpConnection(reader, writer)
+        stopping = self._stopping is not None and self._stopping.is_set()
+        if stopping or (self._fault is not None and self._fault.kind == "refuse"):
+            conn.abort()  # accepted just before the listener closed
+            return
         self._conns[task] = conn
         self._counters.connection()
         try:
