@@ -186,11 +186,7 @@ def datasets(rng, quick):
     # warmed from one FAQ would (the pair verifier ignores answers; the answer consensus reads them).
     b_train, b_test = sd.banking77("train"), sd.banking77("test")
     yield "banking77", [(t, f"answer for {i}", i) for t, i in b_train[::10]], (b_test[::4] if quick else b_test)
-    c_train = sd.clinc150("train")
-    per: dict[str, list] = {}
-    for t, i in c_train:
-        per.setdefault(i, []).append(t)
-    c_cache = [(t, f"answer for {i}", i) for i, ts in per.items() for t in ts[:10]]
+    c_cache = [(t, f"answer for {i}", i) for t, i in sd.first_per_intent(sd.clinc150("train"), 10)]
     c_test = rng.sample(sd.clinc150("test"), 300 if quick else 1500)
     oos = sd.clinc150("oos_test")[: 200 if quick else 1000]
     yield "clinc150", c_cache, c_test + [(t, None) for t, _ in oos]

@@ -74,12 +74,9 @@ def stream_sets(names, seed: int, tuning: bool = False):
         rng.shuffle(stream)
         yield "banking77", sd.banking77("train")[::10], stream
     if "clinc150" in names:
-        per: dict[str, list[str]] = {}
-        for text, intent in sd.clinc150("train"):
-            per.setdefault(intent, []).append(text)
         stream = sd.clinc150("test") + [(t, None) for t, _ in sd.clinc150("oos_test")]
         rng.shuffle(stream)
-        yield "clinc150", [(t, i) for i, ts in per.items() for t in ts[:10]], stream
+        yield "clinc150", sd.first_per_intent(sd.clinc150("train"), 10), stream
 
 
 class Tally:

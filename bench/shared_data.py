@@ -10,7 +10,7 @@ import csv
 import json
 from pathlib import Path
 
-__all__ = ["DATA", "banking77", "clinc150", "covid_faq", "covid_pairs", "tqp_pairs", "xsid"]
+__all__ = ["DATA", "banking77", "clinc150", "covid_faq", "covid_pairs", "first_per_intent", "tqp_pairs", "xsid"]
 
 DATA = Path(__file__).resolve().parent.parent / ".." / "shared" / "data"
 
@@ -29,6 +29,14 @@ def clinc150(split: str) -> list[tuple[str, str]]:
     """(text, intent) rows of a clinc150 split (``train``, ``val``, ``test``, ``oos_test``, ...)."""
     with open(DATA / "clinc150" / "data_full.json", encoding="utf-8") as fh:
         return [(t, i) for t, i in json.load(fh)[split]]
+
+
+def first_per_intent(rows: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """The first ``n`` (text, intent) rows of every intent, intents in order of first appearance."""
+    per: dict[str, list[str]] = {}
+    for text, intent in rows:
+        per.setdefault(intent, []).append(text)
+    return [(t, i) for i, ts in per.items() for t in ts[:n]]
 
 
 def covid_faq() -> list[tuple[str, str]]:

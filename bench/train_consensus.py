@@ -48,11 +48,9 @@ def tuning_sets():
     cache = [r for r in b77[::10] if r[1] not in held]
     queries = [(t, None if i in held else i) for t, i in [r for n, r in enumerate(b77) if n % 10][1::3][:3000]]
     yield "banking77", cache, queries
-    per: dict[str, list[str]] = {}
-    for t, i in sd.clinc150("train"):
-        per.setdefault(i, []).append(t)
-    held = _every_fifth(per)
-    cache = [(t, i) for i, ts in per.items() if i not in held for t in ts[:10]]
+    clinc = sd.clinc150("train")
+    held = _every_fifth(i for _, i in clinc)
+    cache = [(t, i) for t, i in sd.first_per_intent(clinc, 10) if i not in held]
     oos = [(t, None) for t, _ in sd.clinc150("oos_val") + sd.clinc150("oos_train")]
     yield "clinc150", cache, [(t, None if i in held else i) for t, i in sd.clinc150("val")[::2]] + oos
 
