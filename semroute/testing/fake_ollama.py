@@ -47,6 +47,11 @@ _KNOWN_PATHS = {path for _, path in _ROUTES}
 _BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
 
 
+def _refuses(fault: Fault | None) -> bool:
+    """A "refuse" fault: the fake stops listening and drops its connections."""
+    return fault is not None and fault.kind == "refuse"
+
+
 class FakeOllama:
     """A fake Ollama server. Use as a context manager, or ``start()`` / ``stop()``::
 
@@ -173,7 +178,7 @@ class FakeOllama:
         self._slots = asyncio.Semaphore(self._capacity.max_parallel)
         self._gate = asyncio.Event()
         self._gate.set()
-        if not (self._fault is not None and self._fault.kind == "refuse"):
+        if not _refuses(self._fault):
             await self._listen()
         ready.set()
         await self._stopping.wait()
@@ -233,7 +238,7 @@ class FakeOllama:
         elif options:
             raise ConfigError("pass Fault fields only together with a fault kind")
         if self._thread is None:
-            if fault is not None and fault.kind == "refuse":
+            if _refuses(fault):
                 raise RuntimeError("start FakeOllama before making it refuse connections")
             self._install_fault(fault)
             return
@@ -287,9 +292,9 @@ class FakeOllama:
         self._fault_left = fault.count if fault is not None else None
 
     async def _switch_fault(self, fault: Fault | None) -> None:
-        was_refusing = self._fault is not None and self._fault.kind == "refuse"
+        was_refusing = _refuses(self._fault)
         self._install_fault(fault)
-        refusing = fault is not None and fault.kind == "refuse"
+        refusing = _refuses(fault)
         if refusing and not was_refusing:
             await self._stop_listening()
             await self._close_connections()  # idle keep-alive connections would still answer
@@ -318,7 +323,7 @@ class FakeOllama:
         assert task is not None
         conn = HttpConnection(reader, writer)
         stopping = self._stopping is not None and self._stopping.is_set()
-        if stopping or (self._fault is not None and self._fault.kind == "refuse"):
+        if stopping or _refuses(self._fault):
             conn.abort()  # accepted just before the listener closed
             return
         self._conns[task] = conn
