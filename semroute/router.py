@@ -17,18 +17,22 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .backends.base import BackendFactory
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, SentenceTransformerEmbedder
-from .errors import BackendError, NoInstanceAvailable, StoreError
-from .flight import AsyncSingleFlight, SingleFlight
+from .errors import BackendError, NoInstanceAvailable
+from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
 from .routing.classify import ComplexityClassifier
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Router"]
 
@@ -75,6 +79,8 @@ class Router:
         self.pipeline = Pipeline(parts, tiers=self.tiers, settings=self.settings, namespace=namespace)
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
+        self._stream_flight: StreamFlight[Chunk] = StreamFlight()
+        self._astream_flight: AsyncStreamFlight[Chunk] = AsyncStreamFlight()
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: object) -> Router:
@@ -88,19 +94,29 @@ class Router:
     def ask(
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
     ) -> Answer:
-        """Answer one question from the cache or a model tier."""
+        """Answer one question from the cache or a model tier.
+
+        Raises ``InvalidRequest`` (bad input, before any I/O), ``Overloaded`` (every instance of
+        the tier busy and its queue full, or the queue deadline passed), ``NoInstanceAvailable``
+        or ``BackendError`` (no tier could answer). Store failures never raise: the question
+        goes to the model and ``store.errors.*`` counts them.
+        """
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
         answer = self.pipeline.exact(plan)
         if answer is not None:
             return answer
-        vector = self.pipeline.embed(plan)
-        answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
+        vector, answer = self.pipeline.lookup(plan)
+        answer = answer or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector))
+        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector), on_join=self._coalesced)
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
-    def _generate(self, plan: Plan, vector) -> Answer:
+    def _coalesced(self) -> None:
+        """A caller joined an identical miss in flight (counted when it joins, not when it ends)."""
+        self.metrics.incr("requests.coalesced")
+
+    def _generate(self, plan: Plan, vector: np.ndarray) -> Answer:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
@@ -120,21 +136,28 @@ class Router:
     ) -> Iterator[Chunk]:
         """Stream an answer. A cache hit is one final chunk; a miss streams from the model.
 
-        The answer is stored only once the stream completed without error. Failures after
-        the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
+        Concurrent identical misses share one model call, and each caller receives the whole
+        stream. The answer is stored only once the stream completed without error. Failures
+        after the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
         """
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
         return self._stream(plan)
 
     def _stream(self, plan: Plan) -> Iterator[Chunk]:
         answer = self.pipeline.exact(plan)
-        vector = None
         if answer is None:
-            vector = self.pipeline.embed(plan)
-            answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
+            vector, answer = self.pipeline.lookup(plan)
+            answer = answer or self.pipeline.judge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            yield _hit_chunk(answer)
             return
+        chunks, shared = self._stream_flight.join(plan.key, lambda: self._stream_miss(plan, vector))
+        if shared:
+            self._coalesced()
+        with contextlib.closing(chunks):
+            yield from chunks
+
+    def _stream_miss(self, plan: Plan, vector: np.ndarray) -> Iterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             parts: list[str] = []
@@ -177,27 +200,22 @@ class Router:
     async def aask(
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
     ) -> Answer:
-        """``ask`` for asyncio: embedding, loading and store writes run in worker threads."""
+        """``ask`` for asyncio. Store, index, embedding and model loading run in worker threads,
+        so the event loop never waits on them; raises what ``ask`` raises."""
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
-        await self._aready()
-        answer = self.pipeline.exact(plan)
+        answer = await asyncio.to_thread(self.pipeline.exact, plan)
         if answer is not None:
             return answer
-        vector = await asyncio.to_thread(self.pipeline.embed, plan)
-        answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
+        vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
+        answer = answer or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
-        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
+        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector),
+                                                on_join=self._coalesced)
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
-    async def _aready(self) -> None:
-        """Build the cache (loads the store and the embedding model) off the event loop, once."""
-        if not self.pipeline.ready:
-            with contextlib.suppress(StoreError):  # the lookup that follows fails open and counts it
-                await asyncio.to_thread(self.pipeline.prepare)
-
-    async def _agenerate(self, plan: Plan, vector) -> Answer:
-        decision = self.pipeline.decide(plan, vector)
+    async def _agenerate(self, plan: Plan, vector: np.ndarray) -> Answer:
+        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)  # loads the classifier once
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
             started = time.perf_counter()
@@ -219,16 +237,24 @@ class Router:
         return self._astream(plan)
 
     async def _astream(self, plan: Plan) -> AsyncIterator[Chunk]:
-        await self._aready()
-        answer = self.pipeline.exact(plan)
-        vector = None
+        answer = await asyncio.to_thread(self.pipeline.exact, plan)
         if answer is None:
-            vector = await asyncio.to_thread(self.pipeline.embed, plan)
-            answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
+            vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
+            answer = answer or await self.pipeline.ajudge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            yield _hit_chunk(answer)
             return
-        decision = self.pipeline.decide(plan, vector)
+        chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector))
+        if shared:
+            self._coalesced()
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    async def _astream_miss(self, plan: Plan, vector: np.ndarray) -> AsyncIterator[Chunk]:
+        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             parts: list[str] = []
             try:
@@ -282,3 +308,6 @@ def _joined(parts: Sequence[str], last: Chunk) -> Completion:
         completion_tokens=last.completion_tokens,
     )
 
+
+def _hit_chunk(answer: Answer) -> Chunk:
+    return Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
