@@ -104,11 +104,16 @@ def _no_unknown(path: Path, where: str, table: Mapping[str, Any], known: set[str
 
 
 def _embedder(path: Path, spec: dict[str, Any]):
-    from .embed import OllamaEmbedder, SentenceTransformerEmbedder
+    from .embed import DEFAULT_MODEL, OllamaEmbedder, SentenceTransformerEmbedder
 
     _no_unknown(path, "[embedder]", spec, {"model", "ollama", "host", "device"})
     if "ollama" in spec:
         if "host" not in spec:
             raise ConfigError(f"{path}: [embedder] ollama = ... needs host = ...")
         return OllamaEmbedder(str(spec["ollama"]), host=str(spec["host"]))
-    return SentenceTransformerEmbedder(spec.get("model"), device=str(spec.get("device", "cpu")))
+    model = spec.get("model")
+    if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        model = None  # the copy shipped in site-packages: no download, works offline
+    elif model is not None and not isinstance(model, str):
+        raise ConfigError(f"{path}: [embedder] model must be a name or path string, got {model!r}")
+    return SentenceTransformerEmbedder(model, device=str(spec.get("device", "cpu")))

@@ -152,3 +152,9 @@ class OllamaEmbedder:
         vectors = normalise_rows(np.asarray(response.embeddings, dtype=np.float32), dim=self._dim)
         self._dim = vectors.shape[1]
         return vectors
+
+    def close(self) -> None:
+        """Close the HTTP connections (the next ``embed`` opens new ones)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client._client.close()  # ollama.Client keeps its httpx.Client here and has no close()
