@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -259,19 +258,6 @@ def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card(
     assert set(card["routing"]["by_source"]) == {f"routellm_{s}/{c}" for s in ("gsm8k", "mmlu") for c in ("simple", "complex")}
     with pytest.raises(ModelMismatch):
         LogisticComplexityClassifier.load(embedder_name="all-mpnet-base-v2")
-
-
-def test_decision_given_the_embedding_is_fast():
-    clf = load_default_classifier()
-    vector = np.random.default_rng(0).normal(size=384).astype(np.float32)
-    vector /= np.linalg.norm(vector)
-    times = []
-    for _ in range(300):
-        t0 = time.perf_counter()
-        decide(clf, vector, COMPLEX_Q)
-        times.append(time.perf_counter() - t0)
-    # The target is 0.1 ms p50 (reported by the benchmark); 1 ms here leaves room for slow CI.
-    assert np.median(times) < 1e-3
 
 
 class HashEmbedder:
