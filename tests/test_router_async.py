@@ -77,7 +77,7 @@ class SlowStore:
 
     def _slow(self) -> None:
         self.entered.set()
-        if not self.gate.wait(10):
+        if not self.gate.wait(30):  # a deadlock guard only: the ticker opens it at once when the loop is free
             self.waited_out = True
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
@@ -117,7 +117,7 @@ async def test_a_slow_store_never_blocks_the_event_loop(make_router, call):
     async def ticker() -> None:
         """Runs only if the loop is free while the store holds a read."""
         nonlocal ticks
-        await asyncio.to_thread(store.entered.wait, 10)
+        await asyncio.to_thread(store.entered.wait, 30)
         for _ in range(3):
             ticks += 1
             await asyncio.sleep(0)
