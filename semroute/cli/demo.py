@@ -159,6 +159,10 @@ def _summary(router, results: list[dict[str, object]], simulated: bool) -> dict[
         "cache_rows": len(cache_rows),
         "tier_matching_expected": _share(r["expected"] == r["decision"] for r in tier_rows),
         "tier_rows": len(tier_rows),
+        # both together (the key older reports had); each row judged by its own question
+        "agreement_with_expected": _share(
+            [_agrees_cache(str(r["expected"]), str(r["decision"])) for r in cache_rows]
+            + [r["expected"] == r["decision"] for r in tier_rows]),
     }
 
 
