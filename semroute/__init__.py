@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .classify import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
 from .embed import E5Embedder, Embedder, OllamaEmbedder, SentenceTransformerEmbedder, USEEmbedder
 from .errors import (
     BackendError,
@@ -27,11 +26,22 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .hits import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 from .metrics import Metrics
 from .router import Router
-from .settings import CacheSettings, JudgeSettings, RouterSettings, Tier
+from .routing import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
+from .settings import (
+    BreakerSettings,
+    CacheSettings,
+    JudgeSettings,
+    PoolSettings,
+    QueueSettings,
+    RetrySettings,
+    RouterSettings,
+    Tier,
+    Timeout,
+)
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
-from .verify import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 
 try:
     __version__ = version("semroute")
@@ -45,6 +55,11 @@ __all__ = [
     "CacheSettings",
     "JudgeSettings",
     "RouterSettings",
+    "Timeout",
+    "PoolSettings",
+    "RetrySettings",
+    "QueueSettings",
+    "BreakerSettings",
     # value types
     "Answer",
     "Chunk",

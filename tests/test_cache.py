@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semroute.cache import Change, FaissIndex, Index, MemoryStore, SemanticCache, Store
-from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, StoreError
+from semroute.cache import Change, FaissIndex, Index, MemoryStore, Store
+from semroute.hits import SemanticCache
+from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, StoreError, StoreUnavailable
 from semroute.request import exact_key, normalise, policy_fingerprint, scope_of
 from semroute.types import CacheEntry, Candidate, Verdict
-from semroute.verify import ThresholdVerifier
+from semroute.hits.verify import ThresholdVerifier
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[1]
@@ -416,7 +417,7 @@ def test_reload_lru_order_is_write_order_and_respects_max_entries(tmp_path):
 
 def test_directory_is_locked_while_open(tmp_path):
     store = MemoryStore(tmp_path)
-    with pytest.raises(StoreError, match="already open"):
+    with pytest.raises(StoreUnavailable, match="already open"):
         MemoryStore(tmp_path)
     store.close()
     MemoryStore(tmp_path).close()
@@ -431,7 +432,7 @@ def test_unreadable_journal_or_path_is_a_store_error_and_releases_the_lock(tmp_p
     (tmp_path / "semroute-cache.sqlite3").unlink()
     MemoryStore(tmp_path).close()  # the failed open released the directory lock
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError, match="cannot create the cache directory"):
+    with pytest.raises(StoreUnavailable, match="cannot create the cache directory"):
         MemoryStore(tmp_path / "file")
 
 
@@ -620,7 +621,8 @@ class _Counting:
 
 
 def test_judging_stops_at_the_first_accepted_candidate_when_nearest_wins():
-    from semroute.cache import FaissIndex, MemoryStore, SemanticCache
+    from semroute.cache import FaissIndex, MemoryStore
+    from semroute.hits import SemanticCache
     from semroute.request import exact_key, scope_of
     from semroute.types import CacheEntry
 
