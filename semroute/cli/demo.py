@@ -77,6 +77,8 @@ def run_demo(
             echo(notice)
         extra.update(tiers=tiers, data_dir=data_dir, namespace=namespace)
         router = stack.enter_context(Router(**extra))  # type: ignore[arg-type]
+        if not as_json:
+            echo(_embedder_line(router.pipeline.embedder.name))
         t0 = time.perf_counter()
         stored = router.warm([(r["question"], r["answer"]) for r in faq_rows])
         warm_s = time.perf_counter() - t0
@@ -104,6 +106,16 @@ def _notice(tiers: dict[str, Tier], simulated: bool) -> str:
 def _short(text: str, width: int = 90) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _embedder_line(name: str) -> str:
+    """Which embedder answers, and why when it is not the chosen default (its models are missing)."""
+    from ..embed import DEFAULT_EMBEDDER
+
+    if name == DEFAULT_EMBEDDER:
+        return f"Embedder: {name} (multilingual: English and Turkish questions share one cache)."
+    return (f"Embedder: {name}. NOTE: this build ships no trained models for {DEFAULT_EMBEDDER}, "
+            "the multilingual default, so the router uses the next embedder that has them.")
 
 
 def _replay(router, number: int, row: dict[str, str], as_json: bool, echo: Callable[[str], None]) -> dict[str, object]:
@@ -149,6 +161,7 @@ def _summary(router, results: list[dict[str, object]], simulated: bool) -> dict[
     tier_rows = [r for r in results if r["expected"] in ("small", "large")]
     return {
         "simulated": simulated,
+        "embedder": router.pipeline.embedder.name,
         "questions": len(results),
         "decisions": dict(counts),
         "hit_rate": router.metrics.hit_rate() if results else 0.0,  # the replay is all this router answered
