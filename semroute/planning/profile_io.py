@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from .profile import PlanProfile, Prices, ServerProfile, Slo, TierTraffic, TokenDist, TrafficProfile
 
-__all__ = ["profile_from_mapping", "server_from_mapping", "server_profile_toml"]
+__all__ = ["profile_from_mapping", "server_from_mapping", "server_profile_toml", "probe_profile_toml"]
 
 _TOP = {"name", "traffic", "servers", "slo", "prices", "fleet", "claims"}
 _TRAFFIC = {"tiers", "hit_rate", "hit_latency_s", "miss_overhead_s", "arrival_rate", "users", "think_time_s"}
@@ -135,3 +135,34 @@ def server_profile_toml(server: ServerProfile, tier: str) -> str:
     for key in ("model", "tokens_per_s", "slots", "prompt_tokens_per_s", "ttft_s", "throughput_curve", "source"):
         lines.append(f"{key} = {_toml_value(getattr(server, key))}")
     return "\n".join(lines) + "\n"
+
+
+def probe_profile_toml(server: ServerProfile, tier: str) -> str:
+    """A complete one-tier plan profile around a probed ``server``: ``semroute plan --profile``
+    runs it as it is; the traffic, SLO and price lines are placeholders to edit."""
+    return f'''# Written by `semroute probe`. [servers.{tier}] is measured; everything else is a placeholder
+# to replace with your own traffic and prices (or copy [servers.{tier}] into your profile).
+name = "probed {server.model}"
+
+[traffic]
+users = 100
+think_time_s = 60.0
+hit_rate = 0.5
+hit_latency_s = 0.05
+
+[traffic.tiers.{tier}]
+share = 0.5
+prompt_tokens = {{ mean = 300, cv = 0.5 }}
+answer_tokens = {{ mean = 200, cv = 0.5 }}
+
+[slo.p95_s]
+{tier} = 5.0
+
+[prices]
+api_input_per_1m = 0.15
+api_output_per_1m = 0.60
+
+[prices.server_per_month]
+{tier} = 600.0
+
+''' + server_profile_toml(server, tier)
