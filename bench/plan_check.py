@@ -14,7 +14,7 @@ at three loads: 50%, 80% and 95% of each tier's capacity. Three ways to its p95:
 Targets: planner within 10% of the Poisson simulation; trace simulation within 15% of the replay.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/plan_check.py          # about 2-3 minutes
-    PYTHONPATH=. .venv/bin/python bench/plan_check.py --sim-requests 20000 --replay-s 8   # quick
+    PYTHONPATH=. .venv/bin/python bench/plan_check.py --sim-requests 20000 --replay-s 6   # quick
 
 Writes ``bench/results/plan_check.json``.
 """
@@ -99,8 +99,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loads", type=float, nargs="+", default=[0.5, 0.8, 0.95])
     ap.add_argument("--sim-requests", type=int, default=150_000, help="Poisson simulation length (requests)")
-    ap.add_argument("--time-scale", type=float, default=8.0, help="model seconds per real second in the replay")
-    ap.add_argument("--replay-s", type=float, default=18.0, help="real seconds of replay per load")
+    ap.add_argument("--time-scale", type=float, default=4.0, help="model seconds per real second in the replay")
+    ap.add_argument("--replay-s", type=float, default=15.0, help="real seconds of replay per load")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     times, tokens = read_trace()

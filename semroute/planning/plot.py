@@ -44,6 +44,8 @@ def plot_users(profile: PlanProfile, path: Path, users: list[int] | None = None)
     left.legend(fontsize=7)
     right.plot(grid, [r.cost_per_month for r in sized], marker=".", label="servers (sized to SLO)")
     right.plot(grid, [r.api_cost_per_month for r in sized], marker=".", label="reference API, no cache")
+    if profile.fleet:
+        right.axhline(fixed[0].cost_per_month, linestyle=":", color="grey", label=f"the profile's fleet ({fleet})")
     right.set(xlabel="concurrent users", ylabel="$ per month", title="monthly cost")
     right.legend(fontsize=7)
     fig.tight_layout()

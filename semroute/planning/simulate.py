@@ -110,16 +110,17 @@ class _Server:
                 self.wake = env.event()
                 continue
             rate = self._rate()
-            dt = min(j.fixed if j.fixed > _EPS else j.tokens / rate for j in self.jobs)
+            running = list(self.jobs)  # a request added while we wait must not get this interval
+            dt = min(j.fixed if j.fixed > _EPS else j.tokens / rate for j in running)
             start = env.now
             yield env.timeout(max(dt, 0.0)) | self.wake
             if self.wake.triggered:
                 self.wake = env.event()
-            self._advance(env.now - start, rate)
+            self._advance(running, env.now - start, rate)
 
-    def _advance(self, elapsed: float, rate: float) -> None:
+    def _advance(self, running: list[_Job], elapsed: float, rate: float) -> None:
         finished = []
-        for job in self.jobs:
+        for job in running:
             if job.fixed > _EPS:
                 job.fixed -= elapsed
             else:
