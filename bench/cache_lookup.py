@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from semroute.cache import FaissIndex, MemoryStore, SemanticCache
+from semroute.cache import FaissIndex, MemoryStore
+from semroute.hits import SemanticCache
 from semroute.request import exact_key, scope_of
 from semroute.types import CacheEntry
-from semroute.verify import ThresholdVerifier
+from semroute.hits.verify import ThresholdVerifier
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:

@@ -49,13 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import minimal_pairs as mp  # noqa: E402
 import shared_data as sd  # noqa: E402
 
-from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
-from semroute.consensus import AnswerConsensus  # noqa: E402
+from semroute.cache import FaissIndex, MemoryStore
+from semroute.hits import SemanticCache# noqa: E402
+from semroute.hits.consensus import AnswerConsensus  # noqa: E402
 from semroute.embed import OllamaEmbedder, SentenceTransformerEmbedder  # noqa: E402
 from semroute.errors import ModelMismatch  # noqa: E402
-from semroute.evaluate import PairRow, judge_pairs, report  # noqa: E402
+from semroute.training.evaluate import PairRow, judge_pairs, report  # noqa: E402
 from semroute.types import CacheEntry  # noqa: E402
-from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier  # noqa: E402
+from semroute.hits.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """How big is the grey zone, and how good must the judge be? (no model needed)
 
-The grey-zone judge (``semroute.judge``) asks the small tier's model about the nearest candidate
+The grey-zone judge (``semroute.hits.judge``) asks the small tier's model about the nearest candidate
 the verifier rejected with cosine >= ``min_similarity`` and pair-model P >= ``min_probability``.
 Its quality needs a real model (``semroute eval PAIRS.csv --judge-model MODEL``); what can be
 measured here is the grey zone itself, on banking77 in the issue's set-up (cache = every 10th

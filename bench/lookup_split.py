@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cache_latency  # noqa: E402
 
 from semroute.cache import index, semantic  # noqa: E402
-from semroute.verify import PairVerifier  # noqa: E402
+from semroute.hits.verify import PairVerifier  # noqa: E402
 
 spent: dict[str, float] = collections.defaultdict(float)
 samples: dict[str, list[float]] = collections.defaultdict(list)

@@ -137,7 +137,7 @@ def xsid_swaps(sentences: list[dict[str, object]], lang: str, rng: random.Random
 
 def visible(query: str, cached: str) -> bool:
     """Whether the pair features can see any change at all (inflections like albümü/albümünü are not one)."""
-    from semroute.pairs import FEATURE_NAMES, PairFeatures
+    from semroute.hits.pairs import FEATURE_NAMES, PairFeatures
 
     x = PairFeatures({}, default_idf=1.0)(query, cached, None, 1.0)
     flags = ("num_mismatch", "num_one_side", "neg_mismatch", "opposite", "kind_mismatch", "proper_diff", "scope_one_side")
@@ -155,7 +155,7 @@ _SWAPS = {
 
 def word_swaps(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) -> list[tuple[str, str, str, int, str, str]]:
     """Near misses from real sentences: one kind word, opposite or number swapped for another."""
-    from semroute.lexicon import KINDS, OPPOSITES
+    from semroute.hits.lexicon import KINDS, OPPOSITES
 
     opposite = {}
     for a, b in OPPOSITES:
@@ -236,7 +236,7 @@ _TR_SCOPE = ("profesyonel", "ticari", "uluslararası", "kurumsal", "öğrenci", 
 
 def scope_insertions(texts: list[tuple[str, str]], rng: random.Random, *, limit: int) -> list[tuple[str, str, str, int, str, str]]:
     """Near misses from real sentences: a modifier narrows one noun (drivers -> professional drivers)."""
-    from semroute.lexicon import STOPWORDS
+    from semroute.hits.lexicon import STOPWORDS
 
     out = []
     for text, lang in texts:

@@ -99,7 +99,7 @@ def share_for_quality(share: np.ndarray, acc: np.ndarray, weak_acc: float, stron
 
 
 def classifier_scores(prompts: list[str], model_dir: Path | None) -> tuple[np.ndarray, dict[str, object]]:
-    from semroute.classify import LogisticComplexityClassifier
+    from semroute.routing.classify import LogisticComplexityClassifier
     from semroute.embed import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
@@ -120,7 +120,7 @@ def classifier_scores(prompts: list[str], model_dir: Path | None) -> tuple[np.nd
 
 def decision_timing(clf, vectors: np.ndarray, prompts: list[str], n: int = 2000) -> dict[str, float]:
     """Per-request ``decide()`` time given the embedding (what the router adds on a miss), in µs."""
-    from semroute.classify import decide
+    from semroute.routing.classify import decide
 
     times = []
     for i in range(min(n, len(prompts))):

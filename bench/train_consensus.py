@@ -1,6 +1,6 @@
-"""Train the answer-consensus model and write it to models/consensus/ (run from the repo root).
+"""Train the answer-consensus model and write it to models/all-MiniLM-L6-v2/consensus/ (run from the repo root).
 
-    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/train_consensus.py [--out models/consensus]
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/train_consensus.py [--out models/all-MiniLM-L6-v2/consensus]
         [--embedding-cache FILE.npz] [--target-precision 0.975]
 
 Tuning data, disjoint from what bench/cache_quality.py measures on:
@@ -11,7 +11,7 @@ Tuning data, disjoint from what bench/cache_quality.py measures on:
 In both, every 5th intent is left out of the cache, so its queries must miss too: questions of
 the same domain whose answer is not cached are the hard negatives (200 out-of-scope queries
 alone were too few: the threshold they chose let clinc150's test precision fall to 0.95).
-For every query the cache's ``k`` nearest are voted (``semroute.consensus``); queries where an
+For every query the cache's ``k`` nearest are voted (``semroute.hits.consensus``); queries where an
 answer has support >= 2 become training rows (label: the winning answer is the right one).
 The threshold is then chosen by running the real ``SemanticCache`` (pair verifier + consensus)
 over both tuning sets: the lowest threshold at which each reaches the target precision (0.97).
@@ -32,11 +32,12 @@ import shared_data as sd  # noqa: E402
 from train_verifier import _CachedEmbed  # noqa: E402
 
 import semroute  # noqa: E402
-from semroute.cache import FaissIndex, MemoryStore, SemanticCache  # noqa: E402
-from semroute.consensus import FEATURE_NAMES, FORMAT, AnswerConsensus, Space, features, neighbourhood  # noqa: E402
+from semroute.cache import FaissIndex, MemoryStore
+from semroute.hits import SemanticCache# noqa: E402
+from semroute.hits.consensus import FEATURE_NAMES, FORMAT, AnswerConsensus, Space, features, neighbourhood  # noqa: E402
 from semroute.embed import SentenceTransformerEmbedder  # noqa: E402
 from semroute.types import CacheEntry, Candidate  # noqa: E402
-from semroute.verify import PairVerifier  # noqa: E402
+from semroute.hits.verify import PairVerifier  # noqa: E402
 
 K, POWER, MIN_PAIR = 12, 10.0, 0.1  # K: 8, 12 and 16 tried; 12 best on the tuning sets
 
@@ -138,7 +139,7 @@ def precision_recall(cache_rows, queries, vc, vq, pair, consensus):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="models/consensus")
+    ap.add_argument("--out", default="models/all-MiniLM-L6-v2/consensus")
     ap.add_argument("--embedding-cache", default=None)
     ap.add_argument("--target-precision", type=float, default=0.97)
     ap.add_argument("--k", type=int, default=K, help="neighbours that vote")

@@ -1,8 +1,8 @@
-"""Train the default pair verifier and write it to models/verifier/ (run from the repo root).
+"""Train the default pair verifier and write it to models/all-MiniLM-L6-v2/verifier/ (run from the repo root).
 
-    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/train_verifier.py [--out models/verifier]
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/train_verifier.py [--out models/all-MiniLM-L6-v2/verifier]
 
-Training pairs (see semroute.train_verifier for the model, bench/minimal_pairs.py for generation):
+Training pairs (see semroute.training.verifier for the model, bench/minimal_pairs.py for generation):
 banking77 and clinc150 train splits (same intent = hit; nearest other intent = miss), tqp train
 (paraphrases = hit; nearest question of another paraphrase group = miss), generated minimal pairs
 (EN/TR question families, xSID valid slot swaps, lexicon word swaps, negations and scope
@@ -26,7 +26,7 @@ import minimal_pairs as mp
 import shared_data as sd
 
 from semroute.embed import SentenceTransformerEmbedder
-from semroute.train_verifier import (
+from semroute.training.verifier import (
     CONFIDENT_GATES,
     LabelledPair,
     fit,
@@ -34,7 +34,7 @@ from semroute.train_verifier import (
     threshold_for_precision,
     word_piece_vectors,
 )
-from semroute.verify import PairVerifier
+from semroute.hits.verify import PairVerifier
 
 
 def _intent_pairs(rows, vec, rng, n, source):
@@ -148,7 +148,7 @@ class _CachedEmbed:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="models/verifier")
+    ap.add_argument("--out", default="models/all-MiniLM-L6-v2/verifier")
     ap.add_argument("--target-precision", type=float, default=0.97)
     ap.add_argument("--hidden", default="32,16", help="MLP hidden sizes, e.g. 32,16; empty: logistic regression")
     ap.add_argument("--embedding-cache", default=None, help="an .npz reused across runs (speeds up retraining)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .classify import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
 from .embed import Embedder, OllamaEmbedder, SentenceTransformerEmbedder
 from .errors import (
     BackendError,
@@ -27,11 +26,12 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .hits import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 from .metrics import Metrics
 from .router import Router
+from .routing import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
 from .settings import CacheSettings, JudgeSettings, RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
-from .verify import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 
 try:
     __version__ = version("semroute")

@@ -1,23 +1,68 @@
-"""Reading a trained artifact: a folder of plain arrays (``model.npz``) and a JSON card.
+"""Shipped files and trained artifacts: where they live and how one is read.
 
-Every shipped model is stored this way (no pickle: sklearn pickles break across versions and
-run code on load), and every one must refuse vectors of an embedder it was not trained on.
-Not here: what the arrays mean (each model's own module) or where shipped folders live
-(``semroute.resources``).
+A trained artifact is a folder of plain arrays (``model.npz``) and a JSON card (no pickle:
+sklearn pickles break across versions and run code on load). Shipped artifacts are kept per
+embedder, ``models/<embedder name>/<kind>/``, because a model trained on one embedder's vectors
+means nothing on another's; every loader refuses a card made for another embedder or dimension.
+This module is the one place that locates ``models/`` and ``data/`` and the one artifact reader.
+Not here: what the arrays mean (each model's own module).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import ModelError, ModelMismatch
 
-__all__ = ["load_artifact"]
+__all__ = ["card_embedder", "load_artifact", "model_dir", "shipped", "DEFAULT_EMBEDDER"]
+
+# The embedder the shipped artifacts without a more specific match were trained on.
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+def shipped(kind: Literal["models", "data"], name: str = "") -> Path:
+    """Path of a shipped file or folder, e.g. ``shipped("data", "traffic_faq.csv")``.
+
+    In a wheel ``models/`` and ``data/`` are the packages ``semroute.models`` and
+    ``semroute.data``; in a source checkout or an editable install they are top-level folders.
+    """
+    try:
+        root = Path(str(resources.files(f"semroute.{kind}")))
+    except ModuleNotFoundError:  # editable install: the mapped folder is not importable
+        root = Path(__file__).resolve().parent.parent / kind
+    if not (root / name).exists():
+        source_tree = Path(__file__).resolve().parent.parent / kind
+        if (source_tree / name).exists():
+            root = source_tree
+    return root / name
+
+
+def model_dir(kind: Literal["verifier", "consensus", "complexity"], embedder: str | None = None) -> Path:
+    """The shipped ``kind`` artifact trained on ``embedder`` (default: the MiniLM set).
+
+    ``ModelMismatch`` when none was shipped for that embedder: callers treat it as "no model for
+    this embedder" and fall back (counted), or the user trains one.
+    """
+    path = shipped("models", f"{embedder or DEFAULT_EMBEDDER}/{kind}")
+    if not (path / "card.json").is_file():
+        known = sorted(p.parent.name for p in shipped("models").glob(f"*/{kind}/card.json"))
+        raise ModelMismatch(f"no shipped {kind} model for embedder {embedder or DEFAULT_EMBEDDER!r} "
+                            f"(shipped for: {', '.join(known) or 'none'})")
+    return path
+
+
+def card_embedder(card: dict[str, Any]) -> str | None:
+    """The embedder name a card records (older cards store ``{"name": ..., "dim": ...}``)."""
+    value = card.get("embedder")
+    if isinstance(value, dict):
+        value = value.get("name")
+    return value if isinstance(value, str) else None
 
 
 def load_artifact(directory: str | os.PathLike[str], what: str, *, embedder: str | None = None,
@@ -28,13 +73,13 @@ def load_artifact(directory: str | os.PathLike[str], what: str, *, embedder: str
     try:
         card = json.loads((path / "card.json").read_text(encoding="utf-8"))
         with np.load(path / "model.npz", allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+            arrays = {k: np.array(data[k]) for k in data.files}
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {what} in {path}: {exc}") from exc
     if not isinstance(card, dict):
         raise ModelError(f"{what} card in {path} is not a JSON object")
-    if embedder is not None and card.get("embedder") != embedder:
-        raise ModelMismatch(f"{what} in {path} was trained with embedder {card.get('embedder')!r}, not {embedder!r}")
+    if embedder is not None and card_embedder(card) != embedder:
+        raise ModelMismatch(f"{what} in {path} was trained with embedder {card_embedder(card)!r}, not {embedder!r}")
     if dim is not None and card.get("dim") != dim:
         raise ModelMismatch(f"{what} in {path} was trained for dimension {card.get('dim')}, not {dim}")
     return card, arrays

@@ -79,7 +79,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def _verifiers(path: Path, table: Mapping[str, Any]):
     """``namespace = "DIR"`` rows -> ``ByNamespace`` over calibrated verifiers; the rest use the shipped one."""
     from .errors import ModelError
-    from .verify import ByNamespace, PairVerifier
+    from .hits.verify import ByNamespace, PairVerifier
 
     loaded = {}
     for namespace, directory in table.items():

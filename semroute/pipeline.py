@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import Backend
-from .classify import ComplexityClassifier, decide
-from .consensus import served_by
-from .consensus import AnswerConsensus
+from .routing.classify import ComplexityClassifier, decide
+from .hits.consensus import served_by
+from .hits.consensus import AnswerConsensus
 from .embed import Embedder
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
-from .judge import GreyZone
+from .hits.judge import GreyZone
 from .metrics import Metrics
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
-from .verify import SimilarityGate, ThresholdVerifier, Verifier
+from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
 
 __all__ = ["Plan", "Pipeline"]
 
@@ -120,7 +120,8 @@ class Pipeline:
         return self._cache
 
     def _build_cache(self):
-        from .cache import FaissIndex, MemoryStore, SemanticCache
+        from .cache import FaissIndex, MemoryStore
+        from .hits import SemanticCache
 
         store = self._store
         if store is None:
@@ -145,7 +146,7 @@ class Pipeline:
             return None
 
     def _default_verifier(self) -> Verifier:
-        from .verify import PairVerifier
+        from .hits.verify import PairVerifier
 
         try:
             return PairVerifier.default(embedder=self.embedder.name, dim=self.embedder.dim)
@@ -177,7 +178,7 @@ class Pipeline:
         return self._classifier
 
     def _default_classifier(self) -> ComplexityClassifier:
-        from .classify import FixedTier, load_default_classifier
+        from .routing.classify import FixedTier, load_default_classifier
 
         if len(self.tiers) < 2:
             return FixedTier(self.settings.default_tier)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .backends.base import Backend
-from .classify import ComplexityClassifier
+from .routing.classify import ComplexityClassifier
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import BackendError, NoInstanceAvailable, StoreError
 from .flight import AsyncSingleFlight, SingleFlight
@@ -27,7 +27,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline, Plan
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
-from .verify import Verifier
+from .hits.verify import Verifier
 
 __all__ = ["Router"]
 

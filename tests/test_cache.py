@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semroute.cache import Change, FaissIndex, Index, MemoryStore, SemanticCache, Store
+from semroute.cache import Change, FaissIndex, Index, MemoryStore, Store
+from semroute.hits import SemanticCache
 from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, StoreError
 from semroute.request import exact_key, normalise, policy_fingerprint, scope_of
 from semroute.types import CacheEntry, Candidate, Verdict
-from semroute.verify import ThresholdVerifier
+from semroute.hits.verify import ThresholdVerifier
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[1]
@@ -620,7 +621,8 @@ class _Counting:
 
 
 def test_judging_stops_at_the_first_accepted_candidate_when_nearest_wins():
-    from semroute.cache import FaissIndex, MemoryStore, SemanticCache
+    from semroute.cache import FaissIndex, MemoryStore
+    from semroute.hits import SemanticCache
     from semroute.request import exact_key, scope_of
     from semroute.types import CacheEntry
 

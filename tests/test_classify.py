@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from semroute.classify import (
+from semroute.routing.classify import (
     FixedTier,
     LogisticComplexityClassifier,
     decide,
     default_model_dir,
     load_default_classifier,
 )
-from semroute.classify_train import ThresholdRule, evaluate, labelled_set, parse_label
+from semroute.training.complexity import ThresholdRule, evaluate, labelled_set, parse_label
 from semroute.cli import main as cli
 from semroute.errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
-from semroute.features import FEATURE_NAMES, text_features
+from semroute.routing.features import FEATURE_NAMES, text_features
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 16
@@ -147,7 +147,7 @@ def test_save_load_round_trip_is_plain_arrays_and_reproduces_probabilities(tmp_p
     clf = fitted()
     clf.threshold = 0.42
     clf.save(tmp_path, small_card())
-    with np.load(tmp_path / "weights.npz", allow_pickle=False) as npz:  # no pickled objects inside
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:  # no pickled objects inside
         assert sorted(npz.files) == ["coef", "feature_coef", "feature_mean", "feature_scale", "intercept"]
     card = json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
     assert card["threshold"] == 0.42 and card["dim"] == DIM and card["features"] == list(FEATURE_NAMES)
@@ -213,7 +213,7 @@ def test_routing_head_reorders_prompts_the_complexity_head_is_sure_about():
 def test_routing_head_round_trips_as_format_2_and_refitting_drops_it(tmp_path):
     clf = with_routing(fitted(), clip=3.0, weight=0.5, length_weight=0.25)
     clf.save(tmp_path, small_card())
-    with np.load(tmp_path / "weights.npz", allow_pickle=False) as npz:
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
         assert {"route_coef", "route_feature_coef", "route_intercept"} <= set(npz.files)
     card = json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
     assert card["format"] == "semroute.complexity/2"
@@ -248,7 +248,7 @@ def test_bad_routing_input_and_damaged_routing_artifacts_raise(tmp_path):
 
 def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card():
     where = default_model_dir()
-    assert (where / "weights.npz").is_file() and (where / "card.json").is_file()
+    assert (where / "model.npz").is_file() and (where / "card.json").is_file()
     clf = load_default_classifier()
     card = clf.card_
     assert card["embedder"] == {"name": "all-MiniLM-L6-v2", "dim": 384} and clf.dim_ == 384
@@ -290,7 +290,7 @@ class HashEmbedder:
 
 
 def test_train_calibrates_to_a_share_and_cards_the_embedder(tmp_path):
-    from semroute.classify_train import train
+    from semroute.training.complexity import train
 
     _, texts, labels = synthetic(n=200)
     rows = [{"prompt": t, "label": str(y), "source": "synthetic"} for t, y in zip(texts, labels)]
@@ -312,7 +312,7 @@ def test_train_calibrates_to_a_share_and_cards_the_embedder(tmp_path):
 
 
 def test_train_with_a_routing_set_cards_it_and_calibrates_recall_with_the_head():
-    from semroute.classify_train import train
+    from semroute.training.complexity import train
 
     _, texts, labels = synthetic(n=200)
     data = labelled_set([{"prompt": t, "label": str(y)} for t, y in zip(texts, labels)], name="synthetic.csv")

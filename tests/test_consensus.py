@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from semroute.artifacts import load_artifact
-from semroute.cache import FaissIndex, MemoryStore, SemanticCache
-from semroute.consensus import REASON, AnswerConsensus, group_key, neighbourhood
+from semroute.cache import FaissIndex, MemoryStore
+from semroute.hits import SemanticCache
+from semroute.hits.consensus import REASON, AnswerConsensus, group_key, neighbourhood
 from semroute.errors import ConfigError, ModelMismatch
-from semroute.resources import shipped
+from semroute.artifacts import load_artifact, model_dir
 from semroute.settings import CacheSettings
 from semroute.types import CacheEntry, Candidate
-from semroute.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier
+from semroute.hits.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier
 
 FAQ = {
     "card": ["When will my new card arrive?", "How long does card delivery take?",
@@ -101,7 +101,7 @@ def _unit(*xs):
 
 def _synthetic(pair_probability, threshold=0.5):
     """Geometry by hand: query on axis 0; one 'B' entry nearest, three 'A' entries close behind."""
-    card, arrays = load_artifact(shipped("models", "consensus"), "consensus model")
+    card, arrays = load_artifact(model_dir("consensus"), "consensus model")
     arrays.pop("adapter")  # the adapter is 384-d; these vectors are 8-d
     cons = AnswerConsensus(arrays, {**card, "threshold": threshold}, lambda q, c, s: pair_probability)
     cache = SemanticCache(MemoryStore(), FaissIndex(8, kind="flat"), ThresholdVerifier(0.9), top_k=4,
@@ -230,7 +230,7 @@ def test_consensus_threshold_setting(tmp_path, embedder):
 
 
 def test_space_equals_mapping_every_vector_through_the_adapter():
-    from semroute.consensus import Space
+    from semroute.hits.consensus import Space
 
     rng = np.random.default_rng(0)
     w = (np.eye(16) + 0.3 * rng.standard_normal((16, 16))).astype(np.float32)
@@ -252,7 +252,7 @@ def test_space_equals_mapping_every_vector_through_the_adapter():
 
 
 def test_space_is_not_fooled_by_a_reused_id():
-    from semroute.consensus import Space
+    from semroute.hits.consensus import Space
 
     w = np.diag(np.arange(1, 9)).astype(np.float32)
     space = Space(w)

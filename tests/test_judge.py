@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from semroute import CacheSettings, ConfigError, JudgeSettings, Router, RouterSettings, Tier
 from semroute.backends import OllamaBackend, Pool
 from semroute.cli import main
-from semroute.judge import AnswerJudge, parse_reply
+from semroute.hits.judge import AnswerJudge, parse_reply
 from semroute.testing import FakeOllama
 
 SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"

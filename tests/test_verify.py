@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from semroute.cli import main
 from semroute.errors import ConfigError, ModelError, ModelMismatch
-from semroute.train_verifier import threshold_for_precision
+from semroute.training.verifier import threshold_for_precision
 from semroute.types import CacheEntry, Candidate
-from semroute.verify import (
+from semroute.hits.verify import (
     PLACEHOLDER_ANSWER,
     PairVerifier,
     ThresholdVerifier,
@@ -139,9 +139,9 @@ def test_is_a_verifier_and_card_is_checked(tmp_path):
 
 
 def test_artifact_is_plain_arrays():
-    from semroute.verify import _default_dir
+    from semroute.artifacts import model_dir
 
-    with np.load(_default_dir() / "model.npz", allow_pickle=False) as data:
+    with np.load(model_dir("verifier") / "model.npz", allow_pickle=False) as data:
         assert {"mean", "scale", "w0", "b0", "idf_words"} <= set(data.files)
         assert all(data[k].dtype != object for k in data.files)
 
@@ -320,18 +320,18 @@ def _operating_point(tmp_path, name, min_similarity):
     """A calibrated verifier directory, as ``semroute calibrate --out`` writes one."""
     import shutil
 
-    from semroute.verify import _default_dir
+    from semroute.artifacts import model_dir
 
     out = tmp_path / name
     out.mkdir()
-    shutil.copyfile(_default_dir() / "model.npz", out / "model.npz")
-    card = json.loads((_default_dir() / "card.json").read_text(encoding="utf-8"))
+    shutil.copyfile(model_dir("verifier") / "model.npz", out / "model.npz")
+    card = json.loads((model_dir("verifier") / "card.json").read_text(encoding="utf-8"))
     (out / "card.json").write_text(json.dumps({**card, "min_similarity": min_similarity}), encoding="utf-8")
     return out
 
 
 def test_each_namespace_gets_its_own_operating_point():
-    from semroute.verify import ByNamespace, ThresholdVerifier
+    from semroute.hits.verify import ByNamespace, ThresholdVerifier
 
     verifier = ByNamespace({"strict": ThresholdVerifier(0.99), "loose": ThresholdVerifier(0.5)},
                            default=ThresholdVerifier(0.8))
@@ -346,7 +346,7 @@ def test_each_namespace_gets_its_own_operating_point():
 def test_toml_verifiers_table_loads_calibrated_directories(tmp_path, embedder):
     from semroute import Router
     from semroute.errors import ConfigError
-    from semroute.verify import ByNamespace
+    from semroute.hits.verify import ByNamespace
 
     _operating_point(tmp_path, "traffic-op", 0.95)
     path = tmp_path / "semroute.toml"

@@ -1,8 +1,9 @@
-"""The cache: ``Store`` (truth: entries, TTL, LRU, change feed) and ``Index`` (a derived vector
-replica), composed by ``SemanticCache`` into the exact and semantic tiers.
+"""The cache: storage only. ``Store`` (truth: entries, TTL, LRU, namespaces, change feed) and
+``Index`` (a derived vector replica), kept in step by ``Replica``.
 
-``MemoryStore`` is the embedded store (optionally journaled to SQLite), ``FaissIndex`` the
-faiss-backed index (faiss loads on first construction, not on import).
+Owns: ``MemoryStore`` (the embedded store, optionally journaled to SQLite), ``FaissIndex``
+(faiss loads on first construction, not on import), ``Replica``. Not here: deciding whether a
+cached answer is right for a question (``semroute.hits``). May import: ``types``, ``errors``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,6 @@ from __future__ import annotations
 from .base import Change, Index, Store
 from .index import FaissIndex
 from .memory import MemoryStore
-from .semantic import SemanticCache
+from .replica import Replica
 
-__all__ = ["Change", "FaissIndex", "Index", "MemoryStore", "SemanticCache", "Store"]
+__all__ = ["Change", "FaissIndex", "Index", "MemoryStore", "Replica", "Store"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .files import read_rows
-from ..resources import shipped
+from ..artifacts import shipped
 from ..settings import Tier, default_tiers
 
 __all__ = ["run_demo", "ollama_answers"]

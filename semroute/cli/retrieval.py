@@ -91,16 +91,17 @@ def _prepare(cache_path, queries_path, embedder):
 
 def _consensus(verifier, embedder):
     """The shipped consensus over this verifier's pair model, as the Router builds it (None: no pair model)."""
-    from ..consensus import AnswerConsensus
+    from ..hits.consensus import AnswerConsensus
 
     return AnswerConsensus.over(verifier, embedder=embedder.name, dim=embedder.dim)
 
 
 def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str) -> dict[str, object]:
-    from ..cache import FaissIndex, MemoryStore, SemanticCache
-    from ..consensus import served_by
+    from ..cache import FaissIndex, MemoryStore
+    from ..hits import SemanticCache
+    from ..hits.consensus import served_by
     from ..types import CacheEntry
-    from ..verify import PLACEHOLDER_ANSWER
+    from ..hits.verify import PLACEHOLDER_ANSWER
 
     cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(vc.shape[1]), verifier,
                           top_k=4, clock=lambda: 0.0, consensus=consensus)

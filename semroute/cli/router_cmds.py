@@ -20,7 +20,7 @@ __all__ = ["eval_router", "train_router"]
 
 
 def _read_labelled(path: Path):
-    from ..classify_train import labelled_set
+    from ..training.complexity import labelled_set
 
     rows = read_rows(path, required=("prompt", "label"))
     try:
@@ -39,7 +39,7 @@ def _embedder(name: str | None):
 @main.command("train-router")
 @click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write weights.npz and card.json into.")
+              help="Directory to write model.npz and card.json into.")
 @click.option("--heldout", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Labelled CSV measured for the card (never used for fitting).")
 @click.option("--target-share", type=float, default=None,
@@ -60,7 +60,7 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
                  reference: Path | None, target_recall: float | None, threshold: float, routing: Path | None,
                  c_value: float, seed: int, embedder_name: str | None) -> None:
     """Train the complexity classifier on LABELS (CSV prompt,label) and write an artifact."""
-    from ..classify_train import ThresholdRule, train
+    from ..training.complexity import ThresholdRule, train
     from ..errors import ConfigError
 
     if target_share is not None and target_recall is not None:
@@ -78,7 +78,7 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
     clf, card = train(data, embedder=_embedder(embedder_name), heldout=held, rule=rule, reference=ref,
                       routing=routed, C=c_value, seed=seed, progress=lambda msg: click.echo(msg, err=True))
     clf.save(out_dir, card)
-    click.echo(f"wrote {out_dir / 'weights.npz'} and {out_dir / 'card.json'} (threshold {clf.threshold:.4f})")
+    click.echo(f"wrote {out_dir / 'model.npz'} and {out_dir / 'card.json'} (threshold {clf.threshold:.4f})")
 
 
 @main.command("eval-router")
@@ -93,8 +93,8 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
 def eval_router(labels: Path, model_dir: Path | None, threshold: float | None, as_json: bool,
                 embedder_name: str | None) -> None:
     """Measure a complexity classifier on LABELS (CSV prompt,label)."""
-    from ..classify import LogisticComplexityClassifier
-    from ..classify_train import evaluate
+    from ..routing.classify import LogisticComplexityClassifier
+    from ..training.complexity import evaluate
 
     data = _read_labelled(labels)
     embedder = _embedder(embedder_name)

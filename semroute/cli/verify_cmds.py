@@ -25,7 +25,7 @@ __all__ = ["calibrate_cmd", "eval_cmd"]
 
 
 def _pair_rows(path: str):
-    from ..evaluate import PairRow
+    from ..training.evaluate import PairRow
 
     rows = read_rows(path, ("query", "cached", "label"))
     out = []
@@ -38,7 +38,7 @@ def _pair_rows(path: str):
 
 
 def _verifier(kind: str, model: str | None, min_similarity: float | None, embedder):
-    from ..verify import PairVerifier, ThresholdVerifier
+    from ..hits.verify import PairVerifier, ThresholdVerifier
 
     if kind == "cosine":
         return ThresholdVerifier(0.9 if min_similarity is None else min_similarity)
@@ -97,7 +97,7 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
             return
         if queries is not None:
             raise ConfigError("a second file is only taken with --retrieval")
-        from ..evaluate import judge_pairs, report
+        from ..training.evaluate import judge_pairs, report
 
         rows = _pair_rows(pairs)
         emb = _embedder(embedder)
@@ -123,8 +123,8 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
 def _judge_grey(judged, verifier, model: str, url: str | None, min_similarity: float | None, timeout: float):
     """The grey-zone judge on the same rows, against a real Ollama (one call per grey row, sequential)."""
     from ..backends import OllamaBackend, Pool, Timeout
-    from ..evaluate import judge_grey_pairs
-    from ..judge import AnswerJudge
+    from ..training.evaluate import judge_grey_pairs
+    from ..hits.judge import AnswerJudge
     from ..settings import JudgeSettings, default_tiers
 
     settings = JudgeSettings(timeout_s=timeout) if min_similarity is None else JudgeSettings(
@@ -252,7 +252,7 @@ def _calibrate_consensus(cache, queries, target, out, as_json, kind, model, min_
 def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -> dict[str, object]:
     import numpy as np
 
-    from ..train_verifier import CONFIDENT_GATES, threshold_for_precision
+    from ..training.verifier import CONFIDENT_GATES, threshold_for_precision
 
     rows = _pair_rows(pairs)
     emb = _embedder(embedder_name)
@@ -289,9 +289,9 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
 
 
 def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut: float, result: dict, pairs: str) -> None:
-    from ..verify import _default_dir
+    from ..artifacts import model_dir
 
-    source = source or _default_dir()
+    source = source or model_dir("verifier")
     try:
         out.mkdir(parents=True, exist_ok=True)
         if source.resolve() != out.resolve():

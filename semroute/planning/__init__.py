@@ -8,7 +8,7 @@ measures a live Ollama's server profile (``probe``) and a scaled-time replay thr
 ``Router`` and ``Pool`` against a ``FakeFleet`` (``replay``).
 
 It is not a load balancer and not a benchmark harness: it answers "how many, how fast, how much"
-from a profile. Imports: ``semroute.types``/``errors``/``settings``, the standard library, numpy
+from a profile; it serves no requests. Imports: ``semroute.types``/``errors``/``settings``, the standard library, numpy
 and (lazily) SimPy and httpx; only ``replay`` imports ``semroute.testing`` and ``semroute.router``.
 Reading profile files is the CLI's job (``semroute plan``); here profiles are plain mappings.
 

@@ -109,7 +109,7 @@ def replay(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mapping[
     """Send ``requests`` through a real router to fake fleets; (latencies, errors by type)."""
     from ..router import Router
     from ..settings import CacheSettings, RouterSettings, Tier
-    from ..verify import ThresholdVerifier
+    from .. import ThresholdVerifier  # the public API: semroute.hits is not the planner's to import
 
     if set(fleet) != set(profile.traffic.tiers) or time_scale <= 0:
         raise ConfigError("replay needs a server count for every tier and time_scale > 0")

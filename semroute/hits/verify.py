@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .artifacts import load_artifact
-from .errors import ConfigError, ModelError, ModelMismatch
+from ..artifacts import load_artifact, model_dir
+from ..errors import ConfigError, ModelError, ModelMismatch
 from .lexicon import LEXICON_VERSION
 from .pairs import (
     FEATURE_NAMES,
@@ -29,7 +29,7 @@ from .pairs import (
     WordVectors,
     analyse,
 )
-from .types import Candidate, Verdict
+from ..types import Candidate, Verdict
 
 __all__ = ["PLACEHOLDER_ANSWER", "ByNamespace", "PairVerifier", "SimilarityGate", "ThresholdVerifier", "Verifier"]
 
@@ -80,19 +80,6 @@ _FLAGS = (
     ("proper_diff", "different proper noun"),
     ("scope_one_side", "different scope"),
 )
-
-
-def _default_dir() -> Path:
-    """The shipped model: ``semroute.models`` when installed, the repo's ``models/`` from source."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("semroute.models") / "verifier"))
-        if (path / "card.json").is_file():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "models" / "verifier"
 
 
 class PairVerifier:
@@ -164,8 +151,8 @@ class PairVerifier:
     @classmethod
     def default(cls, *, embedder: str | None = None, dim: int | None = None, threshold: float | None = None,
                 min_similarity: float | None = None) -> PairVerifier:
-        """The model shipped in ``semroute.models/verifier`` (checked against ``embedder``/``dim``)."""
-        return cls.load(_default_dir(), embedder=embedder, dim=dim, threshold=threshold, min_similarity=min_similarity)
+        """The model shipped for ``embedder`` (default: the MiniLM set), checked against ``embedder``/``dim``."""
+        return cls.load(model_dir("verifier", embedder), embedder=embedder, dim=dim, threshold=threshold, min_similarity=min_similarity)
 
     def with_operating_point(self, *, threshold: float, min_similarity: float) -> PairVerifier:
         """The same model at another operating point (see ``semroute calibrate``); the confident gate is kept."""

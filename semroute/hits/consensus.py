@@ -25,10 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .artifacts import load_artifact
-from .errors import ConfigError, ModelError, ModelMismatch
-from .resources import shipped
-from .types import Candidate, Hit
+from ..artifacts import load_artifact, model_dir
+from ..errors import ConfigError, ModelError, ModelMismatch
+from ..types import Candidate, Hit
 
 __all__ = ["FEATURE_NAMES", "FORMAT", "GENERATED_LEAD", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space",
            "group_key", "neighbourhood", "served_by", "votes"]
@@ -242,8 +241,8 @@ class AnswerConsensus:
 
     @classmethod
     def default(cls, pair: PairProbability, **kwargs: object) -> AnswerConsensus:
-        """The model shipped in ``semroute.models/consensus``."""
-        return cls.load(shipped("models", "consensus"), pair, **kwargs)  # type: ignore[arg-type]
+        """The model shipped for ``kwargs["embedder"]`` (default: the MiniLM set)."""
+        return cls.load(model_dir("consensus", kwargs.get("embedder")), pair, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def over(cls, verifier: object, *, embedder: str, dim: int, threshold: float | None = None) -> AnswerConsensus | None:

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .classify import (
+from ..routing.classify import (
     LogisticComplexityClassifier,
     threshold_for_recall,
     threshold_for_share,
 )
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Evaluation", "LabelledSet", "ThresholdRule", "evaluate", "labelled_set", "parse_label", "train"]
 

@@ -6,7 +6,7 @@ texts, and returns P(complex) per request. ``FixedTier`` always picks one tier;
 text features (``semroute.features``), trained with scikit-learn but stored and applied as plain
 numpy arrays (one dot product per request, no pickle). Its ``threshold`` is calibrated either
 to a target share of large-tier calls on reference traffic or to a target recall of complex
-prompts. The trained default ships in ``models/complexity`` with a JSON card.
+prompts. The trained default ships in ``models/<embedder>/complexity`` with a JSON card.
 
 An optional *routing head* (``fit_routing``) is a second logistic regression over the same
 inputs, trained on "did the small model fail where the large one succeeded" labels. With it the
@@ -29,9 +29,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
+from ..artifacts import card_embedder, load_artifact, model_dir
+from ..errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
+from ..types import Decision
 from .features import FEATURE_NAMES, text_features
-from .types import Decision
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -48,7 +49,7 @@ __all__ = [
 ARTIFACT_FORMAT = "semroute.complexity/1"
 ROUTING_FORMAT = "semroute.complexity/2"  # same arrays plus a routing head
 _FORMATS = (ARTIFACT_FORMAT, ROUTING_FORMAT)
-_WEIGHTS = "weights.npz"
+_WEIGHTS = "model.npz"
 _CARD = "card.json"
 _ARRAYS = ("coef", "feature_coef", "intercept", "feature_mean", "feature_scale")
 _ROUTE_ARRAYS = ("route_coef", "route_feature_coef", "route_intercept")
@@ -232,7 +233,7 @@ class LogisticComplexityClassifier:
     # -- artifact ---------------------------------------------------------------------------
 
     def save(self, directory: str | Path, card: Mapping[str, Any]) -> Path:
-        """Write ``weights.npz`` (plain arrays) and ``card.json``; return the directory."""
+        """Write ``model.npz`` (plain arrays) and ``card.json``; return the directory."""
         self._require_fitted()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -274,9 +275,8 @@ class LogisticComplexityClassifier:
         Raises ``ModelError`` if it is missing or unreadable and ``ModelMismatch`` if it was
         trained for another embedder name or dimension, or with other text features.
         """
-        where = default_model_dir() if path is None else Path(path)
-        card = _read_card(where)
-        arrays = _read_arrays(where, routing=card["format"] == ROUTING_FORMAT)
+        where = model_dir("complexity", embedder_name) if path is None else Path(path)
+        card, arrays = _read(where)
         hyper = card.get("hyperparameters", {})
         clf = cls(
             C=float(hyper.get("C", 1.0)),
@@ -302,7 +302,7 @@ class LogisticComplexityClassifier:
     def check_embedder(self, name: str | None, dim: int | None) -> None:
         """Raise ``ModelMismatch`` unless the artifact was trained for this embedder (None = skip)."""
         self._require_fitted()
-        trained_for = getattr(self, "card_", {}).get("embedder", {}).get("name")
+        trained_for = card_embedder(dict(getattr(self, "card_", {})))
         if name is not None and trained_for is not None and name != trained_for:
             raise ModelMismatch(f"complexity model was trained for embedder {trained_for!r}, not {name!r}")
         if dim is not None and dim != self.dim_:
@@ -379,11 +379,9 @@ def threshold_for_recall(p: np.ndarray, labels: np.ndarray, recall: float) -> fl
     return float(positives[k - 1])
 
 
-def default_model_dir() -> Path:
-    """The shipped artifact: ``semroute.models/complexity`` when installed, else the repo's ``models/``."""
-    from .resources import shipped
-
-    return shipped("models", "complexity")
+def default_model_dir(embedder_name: str | None = None) -> Path:
+    """The shipped artifact for ``embedder_name`` (default: the MiniLM set)."""
+    return model_dir("complexity", embedder_name)
 
 
 def load_default_classifier(embedder: Any | None = None) -> LogisticComplexityClassifier:
@@ -393,29 +391,16 @@ def load_default_classifier(embedder: Any | None = None) -> LogisticComplexityCl
     return LogisticComplexityClassifier.load(embedder_name=embedder.name, dim=embedder.dim)
 
 
-def _read_card(where: Path) -> dict[str, Any]:
-    try:
-        card = json.loads((where / _CARD).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelError(f"{where}: no {_CARD}; train one with `semroute train-router`") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{where / _CARD}: unreadable: {exc}") from exc
-    if not isinstance(card, dict) or card.get("format") not in _FORMATS:
+def _read(where: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Card and arrays through the one artifact reader, checked for what this model needs."""
+    if not (where / _CARD).exists():
+        raise ModelError(f"{where}: no {_CARD}; train one with `semroute train-router`")
+    card, arrays = load_artifact(where, "complexity model")
+    if card.get("format") not in _FORMATS:
         raise ModelError(f"{where / _CARD}: not a {' or '.join(_FORMATS)} card")
     missing = [k for k in ("threshold", "features", "dim", "embedder") if k not in card]
+    names = _ARRAYS + (_ROUTE_ARRAYS if card["format"] == ROUTING_FORMAT else ())
+    missing += [name for name in names if name not in arrays]
     if missing:
-        raise ModelError(f"{where / _CARD}: missing {', '.join(missing)}")
-    return card
-
-
-def _read_arrays(where: Path, *, routing: bool = False) -> dict[str, np.ndarray]:
-    names = _ARRAYS + (_ROUTE_ARRAYS if routing else ())
-    try:
-        # allow_pickle=False: an artifact is data, never code.
-        with np.load(where / _WEIGHTS, allow_pickle=False) as npz:
-            arrays = {name: np.array(npz[name]) for name in names}
-    except FileNotFoundError as exc:
-        raise ModelError(f"{where}: no {_WEIGHTS}") from exc
-    except (KeyError, ValueError, OSError) as exc:
-        raise ModelError(f"{where / _WEIGHTS}: unreadable or incomplete: {exc}") from exc
-    return arrays
+        raise ModelError(f"{where}: missing {', '.join(missing)}")
+    return card, {name: arrays[name] for name in names}

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .embed import Embedder
-from .errors import ConfigError
-from .train_verifier import threshold_for_precision
-from .types import CacheEntry
-from .verify import PLACEHOLDER_ANSWER, Verifier
+from ..embed import Embedder
+from ..errors import ConfigError
+from .verifier import threshold_for_precision
+from ..types import CacheEntry
+from ..hits.verify import PLACEHOLDER_ANSWER, Verifier
 
 if TYPE_CHECKING:
-    from .judge import AnswerJudge
-    from .settings import JudgeSettings
+    from ..hits.judge import AnswerJudge
+    from ..settings import JudgeSettings
 
 __all__ = ["JudgeReport", "Judged", "PairRow", "PairsReport", "cosine_curve", "judge_grey_pairs", "judge_pairs", "report"]
 
@@ -93,7 +93,8 @@ class PairsReport:
 
 def judge_pairs(rows: Sequence[PairRow], embedder: Embedder, verifier: Verifier) -> list[Judged]:
     """Look each query up in a cache holding only its row's cached question."""
-    from .cache import FaissIndex, MemoryStore, SemanticCache
+    from ..cache import FaissIndex, MemoryStore
+    from ..hits import SemanticCache
 
     if not rows:
         raise ConfigError("no pairs to evaluate")

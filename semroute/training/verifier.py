@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .lexicon import LEXICON_VERSION
-from .pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, WordVectors, idf_table
+from ..hits.lexicon import LEXICON_VERSION
+from ..hits.pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, WordVectors, idf_table
 
 __all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision", "word_piece_vectors"]
 
@@ -138,7 +138,7 @@ def save(directory: Path, arrays: dict[str, np.ndarray], card: dict[str, object]
     """Write ``model.npz`` and ``card.json`` (the card gains feature and lexicon versions)."""
     import datetime
 
-    from . import __version__
+    from .. import __version__
 
     directory.mkdir(parents=True, exist_ok=True)
     card = {

@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import SemrouteError
-from .metrics import Metrics
-from .settings import JudgeSettings
-from .types import Candidate, Hit, Message, Verdict
+from ..errors import SemrouteError
+from ..metrics import Metrics
+from ..settings import JudgeSettings
+from ..types import Candidate, Hit, Message, Verdict
 from .verify import PLACEHOLDER_ANSWER
 
 __all__ = ["AnswerJudge", "GreyZone", "Judgement", "judge_prompt", "parse_reply"]

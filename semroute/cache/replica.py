@@ -1,0 +1,160 @@
+"""``Replica``: a process's vector index kept in step with the store it follows.
+
+The store is the truth; the index is derived and can always be rebuilt from it. A replica
+follows the store's change feed (``sync``), and answers "which live entries in this scope are
+nearest to this vector?" without ever returning an entry the store no longer has. It does no
+embedding and no verification (``semroute.hits`` decides which candidate, if any, is a hit),
+so several replicas (threads, processes sharing a store) stay consistent by syncing first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DimensionMismatch
+from ..types import CacheEntry, Candidate
+from .base import Change, Index, Store
+
+__all__ = ["Replica"]
+
+# ``changes(since)`` with ``since`` at or past the newest sequence number returns the newest
+# number and nothing else: that is how a follower learns where the feed is before a rebuild.
+_HEAD = 2**62
+
+
+class Replica:
+    """A store (truth) and the local index that follows its change feed."""
+
+    def __init__(self, store: Store, index: Index) -> None:
+        self.store = store
+        self.index = index
+        self._sync_lock = threading.Lock()
+        self._cursor: int | None = None  # last store sequence number applied to the index
+        # id -> fingerprint of what the index holds for it, so a rebuild or a replayed change
+        # touches only what differs (re-adding everything would double a flat index's size)
+        self._indexed: dict[str, int] = {}
+        self.rebuilds = 0
+
+    def sync(self) -> int:
+        """Apply the store's changes since the last sync to the index; returns how many.
+
+        Cheap when nothing changed (one ``changes`` call). Rebuilds from ``entries()`` on the
+        first call, when the feed no longer reaches back far enough, or when it went backwards.
+        """
+        with self._sync_lock:
+            if self._cursor is not None:
+                result = self.store.changes(self._cursor)
+                if result is not None and result[0] >= self._cursor:
+                    newest, changes = result
+                    self._apply(changes)
+                    self._cursor = newest
+                    return len(changes)
+            return self._rebuild()
+
+    def nearest(self, vector: np.ndarray, scope: str, k: int, now: float) -> list[Candidate]:
+        """Up to ``k`` live entries of ``scope`` nearest to ``vector``, nearest first.
+
+        Candidates gone or expired in the store are dropped from the index and the search runs
+        once more, so dead entries never crowd live ones out of the ``k``.
+        """
+        self.sync()
+        found: list[Candidate] = []
+        seen: set[str] = set()
+        for _attempt in range(2):
+            stale: list[str] = []
+            for entry_id, similarity in self.index.search(vector, scope=scope, k=k):
+                if entry_id in seen:
+                    continue
+                seen.add(entry_id)
+                entry = self.store.get(entry_id, now=now)
+                if entry is None:
+                    stale.append(entry_id)
+                elif entry.scope == scope:  # isolation must not rest on the index alone
+                    found.append(Candidate(entry=entry, similarity=similarity))
+            if not stale:
+                break
+            self._drop_dead(stale, now)
+        found.sort(key=lambda c: -c.similarity)
+        return found[:k]
+
+    def insert(self, entries: Sequence[CacheEntry]) -> None:
+        """Store the entries (the truth first), then bring the index up to date."""
+        entries = list(entries)
+        for entry in entries:
+            shape = np.shape(entry.vector) if isinstance(entry, CacheEntry) else None
+            if shape is not None and shape != (self.index.dim,):
+                raise DimensionMismatch(
+                    f"entry {entry.id!r} vector has shape {shape}; the index expects ({self.index.dim},)"
+                )
+        self.store.put_many(entries)
+        self.sync()
+
+    def delete(self, entry_ids: Iterable[str]) -> int:
+        """Delete entries from the store (and so, via the feed, from every index)."""
+        removed = self.store.delete(entry_ids)
+        self.sync()
+        return removed
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # -- internals (callers hold the sync lock) ------------------------------------------------
+
+    def _apply(self, changes: Sequence[Change]) -> None:
+        final: dict[str, CacheEntry | None] = {}  # each id ends in its last state
+        for change in changes:
+            final[change.entry_id] = change.entry if change.op == "put" else None
+        self._reconcile(final)
+
+    def _rebuild(self) -> int:
+        head = self.store.changes(_HEAD)
+        newest = head[0] if head is not None else 0
+        final: dict[str, CacheEntry | None] = dict.fromkeys(self._indexed)
+        final.update((entry.id, entry) for entry in self.store.entries())
+        self._reconcile(final)
+        # Changes made while we read entries() are replayed by the next sync (puts and deletes
+        # are idempotent), because the cursor was taken before the snapshot.
+        self._cursor = newest
+        self.rebuilds += 1
+        return len(self._indexed)
+
+    def _reconcile(self, final: dict[str, CacheEntry | None]) -> None:
+        """Make the index hold exactly ``final``'s entries for those ids (``None``: absent)."""
+        gone: list[str] = []
+        fresh: list[tuple[CacheEntry, int]] = []
+        for entry_id, entry in final.items():
+            mark = _fingerprint(entry) if entry is not None and self._fits(entry) else None
+            if mark is None:
+                if entry_id in self._indexed:
+                    gone.append(entry_id)
+            elif self._indexed.get(entry_id) != mark:
+                fresh.append((entry, mark))
+        if gone:
+            self.index.remove(gone)
+            for entry_id in gone:
+                del self._indexed[entry_id]
+        if fresh:
+            self.index.add([entry for entry, _ in fresh])
+            self._indexed.update((entry.id, mark) for entry, mark in fresh)
+
+    def _drop_dead(self, entry_ids: list[str], now: float) -> None:
+        """Remove ids the store no longer has, so they stop taking ``top_k`` places."""
+        with self._sync_lock:
+            # re-checked under the lock: a sync may have just re-added one of them
+            dead = [i for i in entry_ids if i in self._indexed and self.store.get(i, now=now) is None]
+            if dead:
+                self.index.remove(dead)
+                for entry_id in dead:
+                    del self._indexed[entry_id]
+
+    def _fits(self, entry: CacheEntry) -> bool:
+        # Entries of another embedder (another dimension) live in other scopes and cannot be
+        # searched with this index; the store still serves them to their own caches.
+        return np.shape(entry.vector) == (self.index.dim,)
+
+
+def _fingerprint(entry: CacheEntry) -> int:
+    return hash((entry.scope, np.ascontiguousarray(entry.vector).tobytes()))

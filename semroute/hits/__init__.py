@@ -1,0 +1,16 @@
+"""Is this cached answer right for this question?
+
+Owns: the ``Verifier`` seam and its built-ins (``verify``), the pair features and lexicon they
+read (``pairs``, ``lexicon``), the answer consensus (``consensus``), the optional grey-zone LLM
+judge (``judge``) and ``SemanticCache`` (``lookup``), which composes them over the cache's
+``Replica`` into the exact and semantic tiers. Not here: storage (``semroute.cache``), fitting
+the models (``semroute.training``). May import: ``types``, ``errors``, ``settings``,
+``metrics``, ``artifacts``, ``cache``.
+"""
+
+from __future__ import annotations
+
+from .lookup import SemanticCache
+from .verify import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
+
+__all__ = ["ByNamespace", "PairVerifier", "SemanticCache", "ThresholdVerifier", "Verifier"]

@@ -1,0 +1,6 @@
+"""Glue for web frameworks (Flask, Django): one ``Router`` per worker process, views, commands.
+
+The core package never imports a web framework; each integration is imported only by apps
+that use it (and installed with its extra). May import: ``router``, ``config``, ``types``,
+``errors``. Empty until the integrations land.
+"""
