@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import ConfigError, SemrouteError
 from .profile import PlanProfile, ServerProfile
-from .simulate import SimRequest, SimResult, _summarise
+from .simulate import SimRequest, SimResult, summarise
 
 __all__ = ["replay", "HashEmbedder", "fleet_timing"]
 
@@ -63,16 +63,16 @@ def fleet_timing(server: ServerProfile, fixed_s: float, time_scale: float) -> An
                   parallel_speedup=server.throughput_curve)
 
 
-def _fleets_main(conn: Any, specs: list[tuple[str, int, int, Any]]) -> None:
+def _fleets_main(conn: Any, specs: list[tuple[str, str, int, int, Any]]) -> None:
     """Child process: one FakeFleet per tier; send the URLs, serve until told to stop."""
     from ..testing import Capacity, FakeFleet, InstanceSpec
 
     fleets = []
     try:
         urls: dict[str, list[str]] = {}
-        for tier, count, slots, timing in specs:
+        for tier, model, count, slots, timing in specs:
             spec = InstanceSpec(capacity=Capacity(max_parallel=slots, queue=64))
-            fleet = FakeFleet([spec] * count, timing=timing, reply=_reply).start()
+            fleet = FakeFleet([spec] * count, models=(model,), timing=timing, reply=_reply).start()
             fleets.append(fleet)
             urls[tier] = fleet.urls
         conn.send(urls)
@@ -85,6 +85,10 @@ def _fleets_main(conn: Any, specs: list[tuple[str, int, int, Any]]) -> None:
 
 async def _drive(router: Any, questions: list[tuple[float, str, str | None]], time_scale: float):
     loop = asyncio.get_running_loop()
+    # One call per tier first: the first call builds clients and learns each instance's models,
+    # work that would otherwise hold up the event loop inside the measured schedule.
+    for tier in sorted({t for _, _, t in questions if t is not None}):
+        await router.aask(f"warm-up {tier} n=1", tier=tier)
     start = loop.time() + 0.2
     latencies: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
@@ -113,11 +117,13 @@ def replay(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mapping[
 
     if set(fleet) != set(profile.traffic.tiers) or time_scale <= 0:
         raise ConfigError("replay needs a server count for every tier and time_scale > 0")
+    if not set(fleet) <= {"small", "large"}:
+        raise ConfigError(f"the router's tiers are small and large, got {sorted(fleet)}")
     specs = []
     for tier, count in fleet.items():
         server, tt = profile.servers[tier], profile.traffic.tiers[tier]
         fixed = server.ttft_s + tt.prompt_tokens.mean / server.prompt_tokens_per_s
-        specs.append((tier, count, server.slots, fleet_timing(server, fixed, time_scale)))
+        specs.append((tier, server.model, count, server.slots, fleet_timing(server, fixed, time_scale)))
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_fleets_main, args=(child, specs), daemon=True)
@@ -147,4 +153,4 @@ def replay(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mapping[
         if proc.is_alive():
             proc.terminate()
     kept = {t: [lat for at, lat in v if at >= warmup_s] for t, v in latencies.items()}
-    return _summarise(kept, profile.traffic.hit_rate, {}), errors
+    return summarise(kept), errors

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import ConfigError
 from .profile import PlanProfile, ServerProfile
 
-__all__ = ["SimRequest", "SimResult", "poisson_requests", "simulate"]
+__all__ = ["SimRequest", "SimResult", "poisson_requests", "simulate", "summarise"]
 
 _EPS = 1e-9
 
@@ -156,7 +156,6 @@ class _Tier:
 def simulate(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mapping[str, int], *,
              warmup_s: float = 0.0) -> SimResult:
     """Run ``requests`` through ``fleet`` servers per tier; quantiles of those after ``warmup_s``."""
-    import numpy as np
     import simpy
 
     if set(fleet) != set(profile.traffic.tiers):
@@ -170,7 +169,8 @@ def simulate(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mappin
         yield env.timeout(req.arrival_s - env.now)
         if req.tier is None:
             yield env.timeout(traffic.hit_latency_s)
-            latencies["hit"].append(env.now - req.arrival_s) if req.arrival_s >= warmup_s else None
+            if req.arrival_s >= warmup_s:
+                latencies["hit"].append(env.now - req.arrival_s)
             return
         server = profile.servers[req.tier]
         fixed = server.ttft_s + req.prompt_tokens / server.prompt_tokens_per_s
@@ -183,10 +183,11 @@ def simulate(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mappin
     for req in sorted(requests, key=lambda r: r.arrival_s):
         env.process(one(req))
     env.run()
-    return _summarise(latencies, traffic.hit_rate, {t: tt.share for t, tt in traffic.tiers.items()})
+    return summarise(latencies)
 
 
-def _summarise(latencies: dict[str, list[float]], hit_rate: float, shares: dict[str, float]) -> SimResult:
+def summarise(latencies: dict[str, list[float]]) -> SimResult:
+    """Quantiles per key of ``latencies`` (seconds) and over all of them."""
     import numpy as np
 
     p50, p95 = {}, {}
