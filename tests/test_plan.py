@@ -243,8 +243,10 @@ def test_a_short_replay_through_the_router_answers_every_request_at_model_speed(
     requests = [SimRequest(0.3 * i, None if i % 3 == 0 else "small", 1.0, 50.0) for i in range(30)]
     result, errors = replay(profile, requests, {"small": 1}, time_scale=20.0)
     errors.pop("wall_s")
+    # Every hit came from the exact cache (counted under "hit" by the answer's source), every miss
+    # from the fake fleet.
     assert errors == {} and result.count == {"hit": 10, "small": 20}
-    assert result.p50_s["hit"] < 0.2  # an exact hit: no model call
-    # 50 tokens take 0.5 s alone; sharing slots and real overhead only add (no upper bound: a busy
-    # machine's scheduling delays are real time too, and speed is the benchmark's business)
-    assert result.p50_s["small"] > 0.45 and result.p50_s["small"] > 10 * result.p50_s["hit"]
+    # 50 tokens take 0.5 s alone at the fake's scaled speed; sharing slots and real overhead only
+    # add. (No upper bounds: a busy machine's scheduling delays are real time too; speed is the
+    # benchmark's business.)
+    assert min(result.latencies["small"]) > 0.45
