@@ -250,3 +250,27 @@ def test_a_short_replay_through_the_router_answers_every_request_at_model_speed(
     # add. (No upper bounds: a busy machine's scheduling delays are real time too; speed is the
     # benchmark's business.)
     assert min(result.latencies["small"]) > 0.45
+
+
+def test_a_traffic_profile_from_a_real_routers_metrics(tmp_path, fake_ollama):
+    from semroute import Router, ThresholdVerifier
+    from semroute.planning.from_metrics import traffic_from_metrics
+    from semroute.planning.replay import HashEmbedder
+    from semroute.settings import CacheSettings, RouterSettings, Tier
+
+    tiers = {"small": Tier("llama3.2:3b", (fake_ollama.url,)), "large": Tier("llama3.1:8b", (fake_ollama.url,))}
+    settings = RouterSettings(cache=CacheSettings(consensus=False, min_similarity=0.99))
+    with Router(tiers=tiers, data_dir=tmp_path, embedder=HashEmbedder(), verifier=ThresholdVerifier(0.99),
+                settings=settings) as router:
+        router.warm([("cached one", "a"), ("cached two", "b")])
+        for q in ("cached one", "cached two", "cached one"):
+            assert router.ask(q).source == "exact"
+        router.ask("first new question", tier="small")
+        router.ask("second new question", tier="small")
+        router.ask("third new question", tier="large")
+        traffic = traffic_from_metrics(router.metrics.snapshot(), users=10, think_time_s=30.0)
+    assert traffic.hit_rate == pytest.approx(0.5)
+    assert traffic.tiers["small"].share == pytest.approx(2 / 6) and traffic.tiers["large"].share == pytest.approx(1 / 6)
+    assert traffic.tiers["small"].answer_tokens.mean > 0 and traffic.tiers["small"].prompt_tokens.mean > 0
+    with pytest.raises(ConfigError, match="counters"):
+        traffic_from_metrics({}, users=1, think_time_s=1.0)

@@ -4,7 +4,8 @@ This package owns the planner's value objects (``profile``), the queueing formul
 (``queueing``), the capacity model built on them (``model``), the check of a profile's own
 claims (``claims``), documented default server profiles (``defaults``), a discrete-event
 simulation of the same system (``simulate``, needs the ``plan`` extra: SimPy), the probe that
-measures a live Ollama's server profile (``probe``) and a scaled-time replay through the real
+measures a live Ollama's server profile (``probe``), a traffic profile from a router's metrics
+(``from_metrics``) and a scaled-time replay through the real
 ``Router`` and ``Pool`` against a ``FakeFleet`` (``replay``).
 
 It is not a load balancer and not a benchmark harness: it answers "how many, how fast, how much"
