@@ -23,8 +23,10 @@ __all__ = ["Generation"]
 _JSON = "application/json; charset=utf-8"
 _NDJSON = "application/x-ndjson"
 # How often a non-streamed answer re-reads the number of streams under a speed curve: short
-# next to the 100 ms-plus answers the curve is meant for, long next to the event loop's wakeup cost.
-_QUANTUM_MS = 5.0
+# next to the 100 ms-plus answers the curve is meant for, long next to the event loop's wakeup
+# cost (at 5 ms, 16 streams woke the loop 3,200 times a second and a fleet on a busy 2-core
+# machine fell behind its own clock in bench/plan_check.py).
+_QUANTUM_MS = 20.0
 
 
 async def _sleep_ms(ms: float) -> None:
