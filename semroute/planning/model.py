@@ -60,7 +60,11 @@ _CLOSED_LOOP_ITERATIONS = 8
 
 @dataclass(frozen=True, slots=True)
 class TierResult:
-    """One tier at one load: how many servers, how busy, how fast."""
+    """One tier at one load: how many servers, how busy, how fast.
+
+    ``utilisation`` is the arrival rate over the rate the tier completes requests with every
+    slot busy (streams at their slowest); 1.0 or more means the queue grows without bound.
+    """
 
     tier: str
     servers: int
