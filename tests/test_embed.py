@@ -3,6 +3,7 @@ packages: shapes, unit norm, determinism, Turkish paraphrase vs unrelated, lazy 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,12 @@ def test_config_names_a_packaged_embedder(tmp_path):
     assert isinstance(load_config(path)["embedder"], USEEmbedder)
     path.write_text('[embedder]\nmodel = "multilingual-e5-small"\n', encoding="utf-8")
     assert isinstance(load_config(path)["embedder"], E5Embedder)
+
+
+def test_loading_e5_leaves_the_process_environment_alone(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    E5Embedder(threads=1).embed([QUESTION])
+    assert "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    E5Embedder(threads=1).embed([QUESTION])
+    assert os.environ["OMP_NUM_THREADS"] == "7"
