@@ -24,8 +24,8 @@ as "Show each step." is read together with the sentence before it), and the feat
   neyse ...) that pad a prompt without adding work.
 - ``digit_share``, ``math``, ``code``: numbers, operators and code syntax (calculations, programs).
 - ``log_chars``: the whole prompt's length. The complexity head does not read it (its weight is
-  fixed at 0, see ``LENGTH_FREE``); only the routing head's length term does, which orders prompts
-  the complexity head is already sure about (RouteLLM APGR, ``bench/router_quality.py``).
+  fixed at 0, see ``LENGTH_FREE``); the routing head, which orders prompts the complexity head is
+  already sure about (RouteLLM APGR, ``bench/router_quality.py``), has it among its inputs.
 
 English patterns are matched on plain lower case, Turkish ones on Turkish lower case
 (I -> ı, İ -> i). This module only computes
