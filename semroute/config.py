@@ -23,6 +23,12 @@ the CLI. Unknown keys are errors (a typo must not silently fall back to a defaul
     model = "llama3.2:3b"
     hosts = ["http://gpu1:11434", "http://gpu2:11434"]
     limit = 4
+    [server]                # semroute serve only (see semroute.server.settings)
+    alias = "semroute"
+    [[server.keys]]
+    name = "team-a"
+    key_sha256 = "..."      # or key = "..." (plain)
+    namespace = "team-a"
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ else:  # pragma: no cover
 
 __all__ = ["load_config"]
 
-_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers"}
+# [server] configures `semroute serve` (semroute.server.settings); the Router ignores it.
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "server"}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from ..types import Chunk, Completion, Message
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "EmbeddingBackend"]
 
 
 @runtime_checkable
@@ -43,3 +43,10 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingBackend(Backend, Protocol):
+    """A backend that also embeds texts (Ollama's ``/api/embed``, OpenAI's ``/v1/embeddings``)."""
+
+    async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]: ...
