@@ -48,7 +48,8 @@ class Gateway:
     def __init__(self, urls: list[str], data_dir: Path, *, settings: ServerSettings = ServerSettings(),
                  embedder=None, tenants: Tenants | None = None, verifier=None, **router_kwargs) -> None:
         self.batcher = BatchingEmbedder(embedder or WordEmbedder())
-        router_kwargs.setdefault("tiers", tiers_at(*urls))
+        if "tiers" not in router_kwargs:
+            router_kwargs["tiers"] = tiers_at(*urls)
         self.router = Router(data_dir=data_dir, embedder=self.batcher,
                              verifier=verifier or ThresholdVerifier(0.85), **router_kwargs)
         self.app = create_app(self.router, settings, batcher=self.batcher, tenants=tenants)

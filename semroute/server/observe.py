@@ -36,7 +36,7 @@ access_log = logging.getLogger("semroute.access")
 # Request latencies span an exact hit over loopback (~0.5 ms, bench/serve.py) to a long model answer.
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/ps", "/api/version", "/",
-                    "/v1/chat/completions", "/v1/models", "/metrics", "/healthz", "/readyz"})
+                    "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/metrics", "/healthz", "/readyz"})
 
 
 class _RouterCollector:

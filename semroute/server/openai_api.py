@@ -1,4 +1,5 @@
-"""OpenAI's API over the gateway: ``/v1/chat/completions`` (JSON or SSE) and ``/v1/models``, with
+"""OpenAI's API over the gateway: ``/v1/chat/completions`` (JSON or SSE), ``/v1/embeddings`` (passed to
+the named model's pool) and ``/v1/models``, with
 OpenAI's shapes and error body (``{"error": {"message", "type", "param", "code"}}``; 429 with
 ``Retry-After`` when busy, as OpenAI's SDKs expect for a retry).
 
@@ -128,6 +129,21 @@ async def _sse(service: Service, request: Request, first: Chunk, rest: AsyncIter
     yield b"data: [DONE]\n\n"
 
 
+async def embeddings(service: Service, request: Request) -> Response:
+    payload = await read_json(request, service.settings.max_body_bytes)
+    tenant = service.identify(request)
+    model, raw = payload.get("model"), payload.get("input")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("you must provide a model parameter")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("input must be a string or a non-empty array of strings")
+    with service.admitted(request, tenant, model):
+        vectors = await service.run(request, service.gateway.embed(model, texts))
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    return JSONResponse({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+
+
 async def models(service: Service, request: Request) -> Response:
     service.identify(request)
     created = int(time.time())
@@ -150,4 +166,5 @@ def _handler(service: Service, fn: Callable[[Service, Request], Any]) -> Callabl
 
 def routes(service: Service) -> list[Route]:
     return [Route("/v1/chat/completions", _handler(service, chat_completions), methods=["POST"]),
+            Route("/v1/embeddings", _handler(service, embeddings), methods=["POST"]),
             Route("/v1/models", _handler(service, models), methods=["GET"])]
