@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidRequest
 from ..request import validate_namespace
 
 __all__ = ["ApiKey", "ServerSettings", "key_digest", "is_loopback", "server_settings_from_table"]
@@ -68,7 +68,10 @@ class ApiKey:
     def __post_init__(self) -> None:
         if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
             raise ConfigError(f"key {self.name!r}: sha256 must be 64 lowercase hex digits")
-        validate_namespace(self.namespace)
+        try:
+            validate_namespace(self.namespace)
+        except InvalidRequest as exc:
+            raise ConfigError(f"key {self.name!r}: {exc}") from exc
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("every API key needs a name (used in logs instead of the key)")
         _positive(f"key {self.name!r}: rate_per_s", self.rate_per_s, optional=True)
