@@ -28,7 +28,7 @@ from ..errors import BackendError, BackendProtocolError, BackendTimeout, Backend
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .ollama import _retry_after
-from .settings import Timeout
+from ..settings import Timeout
 
 __all__ = ["OpenAIBackend"]
 
