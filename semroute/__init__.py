@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .batching import BatchingEmbedder, BatchSettings
 from .embed import Embedder, OllamaEmbedder, SentenceTransformerEmbedder
 from .errors import (
     BackendError,
@@ -74,6 +75,8 @@ __all__ = [
     "Embedder",
     "SentenceTransformerEmbedder",
     "OllamaEmbedder",
+    "BatchingEmbedder",
+    "BatchSettings",
     "Verifier",
     "ThresholdVerifier",
     "PairVerifier",
