@@ -157,3 +157,18 @@ def test_the_gateway_serves_through_an_openai_upstream(tmp_path, shared):
         assert first.headers["x-semroute-instance"] == f"openai+{front.url}"
     finally:
         gw.stop()
+
+
+def test_instance_url_kinds():
+    from semroute import ConfigError
+    from semroute.backends.ollama import OllamaBackend
+
+    assert isinstance(backend_for("http://127.0.0.1:11434"), OllamaBackend)
+    assert isinstance(backend_for("ollama+http://127.0.0.1:11434"), OllamaBackend)
+    openai_backend = backend_for("openai+http://127.0.0.1:8000")
+    assert isinstance(openai_backend, OpenAIBackend) and openai_backend.base == "http://127.0.0.1:8000/v1"
+    assert openai_backend.name == "openai+http://127.0.0.1:8000"
+    with pytest.raises(ConfigError, match="unknown backend kind"):
+        backend_for("grpc+http://127.0.0.1:1")
+    with pytest.raises(ConfigError):
+        OpenAIBackend("ftp://nowhere")
