@@ -251,3 +251,18 @@ def test_shutdown_drains_requests_in_flight(gateway, fake_ollama):
     caller.join(timeout=30)
     stopper.join(timeout=30)
     assert result["r"].status_code == 200 and "answer me before you go" in result["r"].json()["message"]["content"]
+
+
+def test_an_upstream_failure_mid_stream_ends_with_an_error_line(gateway, fake_ollama):
+    gw = gateway()
+    fake_ollama.set_fault("drop", after_chunks=2, count=1)
+    with httpx.stream("POST", f"{gw.url}/api/chat", json={"model": "semroute", "messages": user("drop me midway")}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert r.status_code == 200 and lines[0]["done"] is False
+    assert "error" in lines[-1] and not any(line.get("done") for line in lines)
+    fake_ollama.set_fault("drop", after_chunks=2, count=1)
+    with pytest.raises(ollama.ResponseError):  # the official client surfaces the error line
+        list(gw.ollama().chat(model="semroute", messages=user("drop me midway"), stream=True))
+    again = gw.ollama().chat(model="semroute", messages=user("drop me midway"))
+    assert again.message.content  # nothing broken was cached: this one came from the model
+    assert fake_ollama.stats().count("chat") == 3
