@@ -45,7 +45,7 @@ def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="semroute-serve")
         loop.set_default_executor(executor)
-        background = [asyncio.create_task(_prepare(router), name="semroute-prepare")]
+        background = [asyncio.create_task(_load_cache(service.gateway), name="semroute-load-cache")]
         for tier in router.tiers:
             await router.pipeline.pool(tier).astart_health_checks()  # its first round runs at once
         try:
@@ -66,10 +66,10 @@ def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
     return app
 
 
-async def _prepare(router: Router) -> None:
+async def _load_cache(gateway: Gateway) -> None:
     """Load the store and the embedding model off the loop; requests are served meanwhile."""
     try:
-        await asyncio.to_thread(router.pipeline.prepare)
+        await asyncio.to_thread(gateway.load_cache)
     except SemrouteError as exc:  # requests fail open on the store; readiness stays false
         log.error("cache could not be loaded: %s", exc)
 

@@ -165,6 +165,14 @@ class Gateway:
                 out.append(tier.model)
         return list(dict.fromkeys(out))
 
+    def load_cache(self) -> None:
+        """Open the store and load the embedding model (blocking; the app runs it in a thread)."""
+        self.router.pipeline.prepare()
+
+    @property
+    def cache_loaded(self) -> bool:
+        return self.router.pipeline.ready
+
     def unready_tiers(self) -> list[str]:
         """Tiers without one healthy instance that has the tier's model."""
         return [

@@ -129,7 +129,7 @@ class Observer:
 
 def readiness(service: Service) -> list[str]:
     """What keeps the gateway from being ready (empty when ready)."""
-    problems = [] if service.gateway.router.pipeline.ready else ["cache not loaded"]
+    problems = [] if service.gateway.cache_loaded else ["cache not loaded"]
     problems += [f"tier {t}: no healthy instance with its model" for t in service.gateway.unready_tiers()]
     return problems
 
