@@ -120,6 +120,7 @@ def test_semroute_serve_command(tmp_path, fake_ollama):
         rest = proc.communicate(timeout=30)[1]
         assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
         assert "Finished server process" in rest
+        assert "HTTP Request:" not in rest  # upstream calls are not logged one by one (httpx stays at WARNING)
         assert '"path": "/api/generate"' in rest and "Is the command alive" not in rest
     finally:
         if proc.poll() is None:

@@ -100,8 +100,20 @@ def build_app(spec: ServeSpec):
     return create_app(router, settings, batcher=batcher), settings
 
 
+def _log_to_stderr() -> None:
+    """semroute's own logs (access lines included) at INFO on stderr; other libraries stay at
+    WARNING (httpx logs every upstream request at INFO)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    semroute_log = logging.getLogger("semroute")
+    semroute_log.setLevel(logging.INFO)
+    semroute_log.addHandler(handler)
+    semroute_log.propagate = False
+
+
 def app_from_env():
     """uvicorn's factory in each ``--workers`` process."""
+    _log_to_stderr()
     raw = json.loads(os.environ[_SPEC_ENV])
     raw["ollama_urls"] = tuple(raw["ollama_urls"])
     return build_app(ServeSpec(**raw))[0]
@@ -133,7 +145,7 @@ def serve(host: str | None, port: int | None, ollama_urls: tuple[str, ...], data
         raise ConfigError("semroute serve needs the serve extra: pip install 'semroute[serve]'") from exc
     spec = ServeSpec(host, port, tuple(ollama_urls), None if data_dir is None else str(data_dir), redis_url,
                      None if config is None else str(config), workers, allow_unauthenticated, alias)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _log_to_stderr()
     app, settings = build_app(spec)
     options = dict(host=settings.host, port=settings.port, access_log=False, log_level="info",
                    timeout_graceful_shutdown=int(settings.drain_s) or 1)
