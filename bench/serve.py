@@ -186,7 +186,7 @@ def run(quick: bool) -> dict[str, object]:
     n_seq, n_warm, n_stream = (40, 150, 300) if quick else (200, 600, 1000)
     train = [t for t, _ in first_per_intent(banking77("train"), 8)][:n_warm]
     test = [t for t, _ in banking77("test")]
-    out: dict[str, object] = {"quick": quick, "cores": os.cpu_count()}
+    out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "loadavg_start": os.getloadavg()}
     fake = FakeOllama((SMALL, LARGE), capacity=Capacity(max_parallel=4096, queue=4096)).start()
     workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
     proc, url = start_gateway(fake.url, workdir)
@@ -241,6 +241,7 @@ def run(quick: bool) -> dict[str, object]:
         proc.terminate()
         proc.wait(timeout=60)
         out["server_log_tail"] = (workdir / "serve.log").read_text()[-1500:]
+        out["loadavg_end"] = os.getloadavg()  # other work on the machine skews every number above
         fake.stop()
     return out
 
