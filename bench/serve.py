@@ -60,7 +60,7 @@ def summary(ms: list[float]) -> dict[str, float]:
 def start_gateway(fake_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
     config = workdir / "serve.toml"
     config.write_text(
-        "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\n"
+        "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
         f'[tiers.small]\nmodel = "{SMALL}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
         f'[tiers.large]\nmodel = "{LARGE}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
     )

@@ -148,7 +148,8 @@ def serve(host: str | None, port: int | None, ollama_urls: tuple[str, ...], data
     _log_to_stderr()
     app, settings = build_app(spec)
     options = dict(host=settings.host, port=settings.port, access_log=False, log_level="info",
-                   timeout_graceful_shutdown=int(settings.drain_s) or 1)
+                   timeout_graceful_shutdown=int(settings.drain_s) or 1,
+                   timeout_keep_alive=settings.keep_alive_s)
     if workers == 1:
         uvicorn.run(app, **options)
         return

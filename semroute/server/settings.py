@@ -106,7 +106,8 @@ class ServerSettings:
     ``keys`` empty means unauthenticated, which is refused off loopback unless
     ``allow_unauthenticated``. ``max_inflight`` bounds requests being answered at once (beyond
     it: ``Overloaded``, Ollama's 503 / OpenAI's 429 with ``Retry-After: retry_after_s``);
-    ``drain_s`` is how long shutdown waits for them. ``threads`` sizes the worker threads that
+    ``drain_s`` is how long shutdown waits for them; ``keep_alive_s`` how long an idle client
+    connection stays open (uvicorn's default, 5 s). ``threads`` sizes the worker threads that
     blocking steps run in (each waiting embedding holds one, so it bounds the batch size).
     """
 
@@ -120,6 +121,7 @@ class ServerSettings:
     max_inflight: int = 1024
     retry_after_s: int = 1
     drain_s: float = 30.0
+    keep_alive_s: float = 5.0
     threads: int = 128
     access_log: bool = True
 
@@ -131,6 +133,7 @@ class ServerSettings:
         for name in ("max_body_bytes", "max_inflight", "retry_after_s", "threads"):
             _positive(name, getattr(self, name), integer=True)
         _positive("drain_s", self.drain_s)
+        _positive("keep_alive_s", self.keep_alive_s)
         keys = tuple(self.keys)
         if not all(isinstance(k, ApiKey) for k in keys):
             raise ConfigError("keys must be ApiKey objects")
@@ -145,7 +148,7 @@ class ServerSettings:
 
 
 _FIELDS = {"host", "port", "alias", "allow_unauthenticated", "cache_models", "max_body_bytes", "max_inflight",
-           "retry_after_s", "drain_s", "threads", "access_log"}
+           "retry_after_s", "drain_s", "keep_alive_s", "threads", "access_log"}
 
 
 def server_settings_from_table(table: Mapping[str, Any], **overrides: Any) -> ServerSettings:
