@@ -86,7 +86,7 @@ def run() -> dict[str, object]:
     llama_log = work / "llama.log"
     llama = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", MODEL,
                               "--host", "127.0.0.1", "--port", str(llama_port), "--n_ctx", "2048",
-                              "--chat_format", "gemma"]  # the GGUF's own template gives empty answers here,
+                              "--chat_format", "gemma"],  # the GGUF's own template answered nothing here
                              stdout=llama_log.open("w"), stderr=subprocess.STDOUT)
     serve_log = work / "serve.log"
     config = work / "serve.toml"
