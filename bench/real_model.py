@@ -101,7 +101,7 @@ def run() -> dict[str, object]:
         serve = subprocess.Popen([sys.executable, "-m", "semroute.cli", "serve", "--port", "0", "--data-dir",
                                   str(work / "data"), "--config", str(config)], stderr=serve_log.open("w"),
                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a loaded machine can take minutes to start it
         while not (found := re.search(r"running on (http://127\.0\.0\.1:\d+)", serve_log.read_text())):
             if serve.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("semroute serve did not start: " + serve_log.read_text()[-2000:])
