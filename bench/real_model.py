@@ -98,6 +98,8 @@ def run() -> dict[str, object]:
     out: dict[str, object] = {"model": MODEL, "gguf": path.name}
     try:
         wait_http(f"http://127.0.0.1:{llama_port}/v1/models", llama, llama_log)
+        with httpx.Client(timeout=300) as client:  # load and warm the model before the gateway probes it
+            timed_chat(client, f"http://127.0.0.1:{llama_port}/v1/chat/completions", "Say hi.", MODEL)
         serve = subprocess.Popen([sys.executable, "-m", "semroute.cli", "serve", "--port", "0", "--data-dir",
                                   str(work / "data"), "--config", str(config)], stderr=serve_log.open("w"),
                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -123,7 +125,6 @@ def measure(llama: str, gateway: str) -> dict[str, object]:
 
     rows = []
     with httpx.Client(timeout=300) as client:
-        timed_chat(client, f"{llama}/v1/chat/completions", "Say hi.", MODEL)  # load and warm the model
         for question, paraphrase in QUESTIONS:
             direct = timed_chat(client, f"{llama}/v1/chat/completions", question, MODEL)
             miss = timed_chat(client, f"{gateway}/v1/chat/completions", question, "semroute")

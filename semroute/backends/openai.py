@@ -32,6 +32,8 @@ from ..settings import Timeout
 
 __all__ = ["OpenAIBackend"]
 
+# How long a health probe may wait for /v1/models once connected (see ``health``); a guess, not a measurement.
+_HEALTH_READ_S = 15.0
 _OPTION_NAMES = {"num_predict": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
                  "stop": "stop", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
 
@@ -219,8 +221,11 @@ class OpenAIBackend:
         return self.models()  # an OpenAI-compatible server serves the models it started with
 
     def health(self) -> bool:
+        # llama.cpp's server answers /v1/models only between generation steps: a busy instance
+        # can take seconds, so the read part of a probe gets longer than the connect timeout.
+        timeout = httpx.Timeout(self.timeout.connect, read=max(self.timeout.connect, _HEALTH_READ_S))
         try:
-            return self._sync().get(f"{self.base}/models", timeout=self.timeout.connect).status_code == 200
+            return self._sync().get(f"{self.base}/models", timeout=timeout).status_code == 200
         except Exception:  # noqa: BLE001 - health() must never raise
             return False
 
