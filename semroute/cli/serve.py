@@ -79,7 +79,7 @@ def build_app(spec: ServeSpec):
     """The ASGI app and its ``ServerSettings`` for ``spec`` (reads the config file; opens nothing)."""
     from ..backends.kinds import backend_for
     from ..batching import BatchingEmbedder
-    from ..embed import SentenceTransformerEmbedder
+    from ..embed import default_embedder
     from ..router import Router
     from ..server import create_app
     from ..server.settings import server_settings_from_table
@@ -89,7 +89,7 @@ def build_app(spec: ServeSpec):
                                           allow_unauthenticated=spec.allow_unauthenticated)
     if spec.workers > 1 and spec.redis_url is None:
         raise ConfigError("--workers N > 1 needs --redis-url: the embedded store belongs to one process")
-    batcher = BatchingEmbedder(kwargs.pop("embedder", None) or SentenceTransformerEmbedder())
+    batcher = BatchingEmbedder(kwargs.pop("embedder", None) or default_embedder())
     kwargs["tiers"] = _tiers(kwargs, spec.ollama_urls)
     if spec.data_dir is not None:
         kwargs["data_dir"] = spec.data_dir
