@@ -93,7 +93,7 @@ def run() -> dict[str, object]:
     upstream = f"openai+http://127.0.0.1:{llama_port}"
     config.write_text(f'[tiers.small]\nmodel = "{MODEL}"\nhosts = ["{upstream}"]\nlimit = 1\n'
                       f'[tiers.large]\nmodel = "{MODEL}"\nhosts = ["{upstream}"]\nlimit = 1\n'
-                      '[server]\naccess_log = true\n')
+                      '[server]\naccess_log = true\n[embedder]\nmodel = "all-MiniLM-L6-v2"\n')
     serve = None
     out: dict[str, object] = {"model": MODEL, "gguf": path.name}
     try:

@@ -61,6 +61,7 @@ def start_gateway(fake_url: str, workdir: Path) -> tuple[subprocess.Popen[str], 
     config = workdir / "serve.toml"
     config.write_text(
         "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
+        '[embedder]\nmodel = "all-MiniLM-L6-v2"\n'  # the embedder whose batch-64 throughput is the baseline
         f'[tiers.small]\nmodel = "{SMALL}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
         f'[tiers.large]\nmodel = "{LARGE}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
     )
