@@ -85,9 +85,9 @@ def run() -> dict[str, object]:
     llama_port = free_port()
     llama_log = work / "llama.log"
     llama = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", MODEL,
-                              "--host", "127.0.0.1", "--port", str(llama_port), "--n_ctx", "160",
+                              "--host", "127.0.0.1", "--port", str(llama_port), "--n_ctx", "256", "--n_batch", "256",
                               "--chat_format", "gemma"],  # the GGUF's own template answered nothing here;
-                             # a small context bounds answers (cached calls send no max_tokens; this model rarely stops)
+                             # a small context (n_batch <= n_ctx, or llama-cpp-python fails) bounds answers (cached calls send no max_tokens; this model rarely stops)
                              stdout=llama_log.open("w"), stderr=subprocess.STDOUT)
     serve_log = work / "serve.log"
     config = work / "serve.toml"
@@ -126,7 +126,7 @@ def measure(llama: str, gateway: str) -> dict[str, object]:
 
     rows = []
     with httpx.Client(timeout=300) as client:
-        for question, paraphrase in QUESTIONS:
+        for question, paraphrase in QUESTIONS[: int(os.environ.get("SEMROUTE_BENCH_QUESTIONS", len(QUESTIONS)))]:
             direct = timed_chat(client, f"{llama}/v1/chat/completions", question, MODEL)
             miss = timed_chat(client, f"{gateway}/v1/chat/completions", question, "semroute")
             hit = timed_chat(client, f"{gateway}/v1/chat/completions", question, "semroute")
