@@ -86,6 +86,15 @@ class Pipeline:
     # -- parts (see ``Assembly``) ----------------------------------------------------------
 
     @property
+    def ready(self) -> bool:
+        """True once the semantic tier (store, index, verifier, consensus) has been built."""
+        return self.assembly.cache_built
+
+    def prepare(self) -> None:
+        """Build the store and the semantic tier now (loads the embedding model); idempotent."""
+        self.assembly.cache  # noqa: B018 - the property builds it
+
+    @property
     def store(self) -> Store:
         return self.assembly.store
 

@@ -310,4 +310,5 @@ def _joined(parts: Sequence[str], last: Chunk) -> Completion:
 
 
 def _hit_chunk(answer: Answer) -> Chunk:
-    return Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+    return Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
+                 similarity=answer.similarity)
