@@ -72,6 +72,7 @@ class Pipeline:
         store: object | None,
         data_dir: str | Path | None,
         settings: RouterSettings,
+        redis_url: str | None = None,
         backend_factory: Callable[[str], Backend] | None,
         metrics: Metrics,
         clock: Callable[[], float],
@@ -93,6 +94,10 @@ class Pipeline:
         self._data_dir = data_dir
         self._backend_factory = backend_factory
         self._cache = None
+        self.redis_url = redis_url
+        self._redis = None  # one client (connection pool) for the store and the limiters
+        self._limiters: list[object] = []
+        self._store_down = False
         self._pools: dict[str, object] = {}
         self._lock = threading.Lock()
         self._models = {name: tier.model for name, tier in self.tiers.items()}
@@ -124,6 +129,12 @@ class Pipeline:
         from .hits import SemanticCache
 
         store = self._store
+        if store is None and self.redis_url is not None:
+            from .cache.redis import RedisStore
+
+            store = self._store = RedisStore(self.redis_client(), max_entries=self.settings.cache.max_entries,
+                                             clock=self.clock)
+            store.outage.where = self._redis_where
         if store is None:
             store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
             self._store = store
@@ -196,15 +207,36 @@ class Pipeline:
             with self._lock:
                 pool = self._pools.get(tier)
                 if pool is None:
-                    pool = self._pools[tier] = self._build_pool(self.tiers[tier])
+                    pool = self._pools[tier] = self._build_pool(tier, self.tiers[tier])
         return pool
 
-    def _build_pool(self, tier: Tier):
+    def _build_pool(self, name: str, tier: Tier):
         from .backends import Instance, OllamaBackend, Pool
 
         factory = self._backend_factory or OllamaBackend
         instances = [Instance(factory(host), limit=tier.limit) for host in tier.hosts]
-        return Pool(instances, strategy=tier.strategy, metrics=self.metrics)
+        limiter = None
+        if self.redis_url is not None:  # slots and queue order shared with every process
+            from .backends.redis_limiter import RedisLimiter
+
+            limiter = RedisLimiter(self.redis_client(), queue=name)
+            limiter.outage.where = self._redis_where
+            self._limiters.append(limiter)
+        return Pool(instances, strategy=tier.strategy, metrics=self.metrics, limiter=limiter)
+
+    def redis_client(self):
+        """The one Redis client of this router (``redis_url``); connects on first command."""
+        if self._redis is None:
+            from .redis_conn import connect
+
+            self._redis = connect(self.redis_url)
+        return self._redis
+
+    @property
+    def _redis_where(self) -> str:
+        from .redis_conn import redact_url
+
+        return redact_url(self.redis_url or "")
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -227,6 +259,9 @@ class Pipeline:
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
+        if self._store_down:
+            self._store_down = False
+            log.warning("cache store is answering again")
         return None if hit is None else self._hit_answer(plan, hit)
 
     def embed(self, plan: Plan) -> np.ndarray:
@@ -375,8 +410,12 @@ class Pipeline:
             self._grey.close()
         for pool in self._pools.values():
             pool.close()
+        for limiter in self._limiters:
+            limiter.close()
         if self._store is not None and hasattr(self._store, "close"):
             self._store.close()
+        if self._redis is not None:
+            self._redis.close()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -428,5 +467,7 @@ class Pipeline:
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         self.metrics.incr(f"store.errors.{what}")
-        log.error("cache store %s failed, answering without the cache: %s", what, exc)
+        if not self._store_down:  # once per outage: a down store must not flood the log
+            self._store_down = True
+            log.error("cache store %s failed, answering without the cache until it is back: %s", what, exc)
 

@@ -58,6 +58,7 @@ class Router:
         settings: RouterSettings | None = None,
         backend_factory: Callable[[str], Backend] | None = None,
         clock: Callable[[], float] = time.time,
+        redis_url: str | None = None,
     ) -> None:
         settings = settings or RouterSettings()
         resolved = parse_tiers(tiers) if tiers is not None else default_tiers()
@@ -76,9 +77,17 @@ class Router:
             backend_factory=backend_factory,
             metrics=self.metrics,
             clock=clock,
+            redis_url=redis_url,
         )
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
+        # With Redis, identical misses coalesce across every process sharing it (streams too).
+        self._shared_flight = None
+        if redis_url is not None:
+            from .redis_flight import RedisSingleFlight
+
+            self._shared_flight = RedisSingleFlight(self.pipeline.redis_client())
+            self._shared_flight.outage.where = self.pipeline._redis_where
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: object) -> Router:
@@ -101,7 +110,8 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector))
+        flight = self._shared_flight or self._flight
+        answer, shared = flight.do(plan.key, lambda: self._generate(plan, vector))
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     def _generate(self, plan: Plan, vector) -> Answer:
@@ -139,6 +149,12 @@ class Router:
         if answer is not None:
             yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
             return
+        if self._shared_flight is not None:
+            yield from self._shared_flight.stream(plan.key, lambda: self._stream_generate(plan, vector))
+        else:
+            yield from self._stream_generate(plan, vector)
+
+    def _stream_generate(self, plan: Plan, vector) -> Iterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             parts: list[str] = []
@@ -191,7 +207,10 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
-        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
+        if self._shared_flight is not None:
+            answer, shared = await self._shared_flight.ado(plan.key, lambda: self._agenerate(plan, vector))
+        else:
+            answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     async def _aready(self) -> None:
@@ -232,6 +251,12 @@ class Router:
         if answer is not None:
             yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
             return
+        chunks = (self._astream_generate(plan, vector) if self._shared_flight is None
+                  else self._shared_flight.astream(plan.key, lambda: self._astream_generate(plan, vector)))
+        async for chunk in chunks:
+            yield chunk
+
+    async def _astream_generate(self, plan: Plan, vector) -> AsyncIterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             parts: list[str] = []
@@ -268,6 +293,8 @@ class Router:
             self.pipeline.pool(tier).start_health_checks()
 
     def close(self) -> None:
+        if self._shared_flight is not None:
+            self._shared_flight.close()
         self.pipeline.close()
 
     def __enter__(self) -> Router:

@@ -53,7 +53,8 @@ class RedisStore:
 
     ``prefix`` names the cache; it is wrapped in a Cluster hash tag (``{prefix}:``) so all of
     its keys share one slot. ``max_changes`` bounds the feed stream (a follower further behind
-    rebuilds from ``entries()``). ``vector_dtype="float16"`` stores vectors in half the bytes
+    rebuilds from ``entries()``). ``outage`` is the fail-fast circuit (inject one to control
+    its back-off clock). ``vector_dtype="float16"`` stores vectors in half the bytes
     (cosine changes by < 1e-3). Build it from a client (bytes replies) or with ``from_url``.
     """
 
@@ -66,6 +67,7 @@ class RedisStore:
         max_changes: int = 100_000,
         vector_dtype: Literal["float32", "float16"] = "float32",
         clock: Any = None,
+        outage: Outage | None = None,
     ) -> None:
         for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -85,7 +87,8 @@ class RedisStore:
         self._client = client
         self._clock = clock or time.time
         self._where = describe(client)
-        self.outage = Outage(self._where)
+        self._owns_client = False  # a client passed in is closed by whoever made it
+        self.outage = outage if outage is not None else Outage(self._where)
         self._scripts = {name: client.register_script(getattr(lua, name))
                          for name in ("PUT", "GET", "GET_BY_KEY", "DELETE", "CHANGES")}
 
@@ -94,6 +97,7 @@ class RedisStore:
         """A store over a new client for ``url`` (``redis://[:password@]host:port/db``, ``rediss://``)."""
         store = cls(connect(url, timeouts=timeouts), **options)
         store._where = redact_url(url)
+        store._owns_client = True
         store.outage.where = store._where
         return store
 
@@ -172,6 +176,8 @@ class RedisStore:
         return int(self.outage.call(self._client.zcard, self._p + "lru"))
 
     def close(self) -> None:
+        if not self._owns_client:
+            return
         try:
             self._client.close()
         except Exception:  # noqa: BLE001 - closing a broken connection must not fail shutdown
