@@ -19,6 +19,8 @@ the CLI. Unknown keys are errors (a typo must not silently fall back to a defaul
     traffic = "calibrated/traffic"      # relative paths are relative to this file
     [router]
     fallback = "other-tier"
+    [redis]                 # optional: share cache, limits and in-flight misses between processes
+    url = "redis://cache.internal:6379/0"
     [tiers.small]
     model = "llama3.2:3b"
     hosts = ["http://gpu1:11434", "http://gpu2:11434"]
@@ -42,7 +44,7 @@ else:  # pragma: no cover
 
 __all__ = ["load_config"]
 
-_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers"}
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "redis"}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -73,6 +75,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
         kwargs["embedder"] = _embedder(path, _table(path, raw, "embedder"))
     if "verifiers" in raw:
         kwargs["verifier"] = _verifiers(path, _table(path, raw, "verifiers"))
+    if "redis" in raw:
+        redis = _table(path, raw, "redis")
+        _no_unknown(path, "[redis]", redis, {"url"})
+        if not isinstance(redis.get("url"), str) or not redis["url"]:
+            raise ConfigError(f"{path}: [redis] needs url = \"redis://host:port/db\"")
+        kwargs["redis_url"] = redis["url"]
     return kwargs
 
 

@@ -28,6 +28,7 @@ from .embed import Embedder
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
 from .hits.judge import GreyZone
 from .metrics import Metrics
+from .cache.memory import check_tags
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
@@ -377,9 +378,13 @@ class Pipeline:
         batch_size: int,
         progress: Callable[[int], None] | None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         if ttl_s is not None and not ttl_s > 0:
             raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
+        tag_pairs = tuple(sorted(check_tags((tags or {}).items())))
         items = list(pairs)
         plans = []
         for i, pair in enumerate(items):
@@ -395,7 +400,7 @@ class Pipeline:
             batch = plans[start : start + batch_size]
             vectors = self.embedder.embed([p.question for p in batch])
             entries = [
-                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s)
+                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s, tags=tag_pairs)
                 for j, (plan, vector) in enumerate(zip(batch, vectors))
             ]
             self.cache.insert(entries)
@@ -404,6 +409,19 @@ class Pipeline:
                 progress(len(entries))
         self.metrics.incr("cache.warmed", stored)
         return stored
+
+    def invalidate(self, *, ids: Iterable[str], namespace: str | None, where: Mapping[str, str] | None) -> int:
+        if isinstance(ids, str):
+            raise InvalidRequest("ids must be an iterable of entry ids, not a single string")
+        ids = list(ids)
+        if not ids and namespace is None and not where:
+            raise InvalidRequest("say what to invalidate: ids, namespace and/or where tags")
+        removed = self.cache.delete(ids) if ids else 0
+        if namespace is not None or where:
+            removed += self.cache.store.invalidate(namespace=namespace, where=where or None)
+            self.cache.sync()
+        self.metrics.incr("cache.invalidated", removed)
+        return removed
 
     def close(self) -> None:
         if self._grey is not None:
@@ -423,7 +441,8 @@ class Pipeline:
         return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
     def _entry(
-        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None
+        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> CacheEntry:
         now = self.clock()
         ttl = self.settings.cache.ttl_s if ttl_s is None else ttl_s
@@ -442,6 +461,7 @@ class Pipeline:
             model=model,
             tier=tier,
             embedder=self.embedder.name,
+            tags=tags,
         )
 
     def _hit_answer(self, plan: Plan, hit: Hit) -> Answer:

@@ -182,15 +182,28 @@ class Router:
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
 
         ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
-        never expire), e.g. curated FAQ answers that outlive generated ones.
+        never expire), e.g. curated FAQ answers that outlive generated ones. ``tags`` label
+        them (``{"topic": "speed-limits"}``) so ``invalidate(where=...)`` can drop them together.
         """
         return self.pipeline.warm(
-            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s
+            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s,
+            tags=tags,
         )
+
+    def invalidate(
+        self, *, ids: Iterable[str] = (), namespace: str | None = None, where: Mapping[str, str] | None = None
+    ) -> int:
+        """Delete cached entries by id, and/or every entry of ``namespace`` carrying all ``where`` tags.
+
+        The deletes travel through the store's change feed, so every process sharing the cache
+        stops serving them at its next lookup. Returns how many entries were deleted.
+        """
+        return self.pipeline.invalidate(ids=ids, namespace=namespace, where=where)
 
     # -- async ----------------------------------------------------------------------------
 

@@ -16,10 +16,11 @@ import heapq
 import itertools
 import math
 import os
+import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, InvalidRequest, StoreError
@@ -158,6 +159,19 @@ class MemoryStore:
             start = since - oldest + 1
             return self._seq, list(itertools.islice(self._log, start, None))
 
+    def invalidate(self, *, namespace: str | None = None, where: Mapping[str, str] | None = None) -> int:
+        """Delete every entry of ``namespace`` and/or carrying all ``where`` tags; returns how many."""
+        wanted = check_criteria(namespace, where)
+        with self._lock:
+            self._check_open()
+            doomed = [e.id for e in self._entries.values()
+                      if (namespace is None or e.namespace == namespace) and wanted <= set(e.tags)]
+            undo: list[_Undo] = []
+            for entry_id in doomed:
+                self._detach(entry_id, undo)
+            self._commit(undo)
+            return len(undo)
+
     def purge_expired(self, now: float) -> int:
         """Delete every expired entry now (reads also do this lazily); returns how many."""
         with self._lock:
@@ -294,6 +308,36 @@ class MemoryStore:
                 self._entries.move_to_end(entry.id, last=False)
 
 
+_TAG_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_tags(tags: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Validated (name, value) tag pairs: names are identifiers, values one non-empty line."""
+    pairs = []
+    for pair in tags:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise InvalidRequest(f"a tag is a (name, value) pair, got {pair!r}")
+        name, value = pair
+        if not isinstance(name, str) or not _TAG_NAME.match(name):
+            raise InvalidRequest(f"tag names are 1-64 letters, digits or _.:- characters, got {name!r}")
+        if not isinstance(value, str) or not value or "\n" in value:
+            raise InvalidRequest(f"tag {name!r} needs a one-line, non-empty string value, got {value!r}")
+        pairs.append((name, value))
+    return pairs
+
+
+def check_criteria(namespace: str | None, where: Mapping[str, str] | None) -> set[tuple[str, str]]:
+    """The tag pairs an invalidation must match; at least a namespace or one tag is required."""
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise InvalidRequest(f"namespace must be a non-empty string, got {namespace!r}")
+    if where is not None and not isinstance(where, Mapping):
+        raise InvalidRequest(f"where must be a mapping of tag name to value, got {where!r}")
+    pairs = set(check_tags((where or {}).items()))
+    if namespace is None and not pairs:
+        raise InvalidRequest("invalidate needs a namespace and/or where tags (clearing everything is not invalidation)")
+    return pairs
+
+
 def _check_fields(entry: CacheEntry) -> None:
     for name in ("id", "key", "scope"):
         value = getattr(entry, name)
@@ -302,6 +346,9 @@ def _check_fields(entry: CacheEntry) -> None:
     for name in ("namespace", "question", "answer", "model", "tier", "embedder"):
         if not isinstance(getattr(entry, name), str):
             raise InvalidRequest(f"entry {name} must be a str")
+    if not isinstance(entry.tags, tuple):
+        raise InvalidRequest(f"entry {entry.id!r} tags must be a tuple of (name, value) pairs")
+    check_tags(entry.tags)
     times = [entry.created_at] + ([] if entry.expires_at is None else [entry.expires_at])
     for value in times:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,7 +31,7 @@ from ..types import CacheEntry
 from . import _redis_lua as lua
 from ._vector import as_unit_vector
 from .base import Change
-from .memory import _check_fields
+from .memory import _check_fields, check_criteria
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 _DTYPES = {"float32": "<f4", "float16": "<f2"}
-_TAG_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # Expired entries swept per sync or write: bounds one script's run time (~20 µs per delete,
 # measured on loopback) while a backlog still drains at up to this many per request.
 _SWEEP_LIMIT = 64
@@ -199,16 +197,9 @@ class RedisStore:
         return self.outage.call(script, keys=[self._p + "feed"], args=args)
 
     def _criteria(self, namespace: str | None, where: Mapping[str, str] | None) -> list[str]:
-        sets: list[str] = []
-        if namespace is not None:
-            if not isinstance(namespace, str) or not namespace:
-                raise InvalidRequest(f"namespace must be a non-empty string, got {namespace!r}")
-            sets.append(self._p + "ns:" + namespace)
-        for name, value in _tag_pairs(where or {}):
-            sets.append(self._p + "t:" + name + "=" + value)
-        if not sets:
-            raise InvalidRequest("invalidate needs a namespace and/or where tags")
-        return sets
+        pairs = check_criteria(namespace, where)
+        sets = [] if namespace is None else [self._p + "ns:" + namespace]
+        return sets + [self._p + "t:" + name + "=" + value for name, value in sorted(pairs)]
 
     def _validated(self, entries: Sequence[CacheEntry]) -> list[CacheEntry]:
         if isinstance(entries, CacheEntry) or not isinstance(entries, Iterable):
@@ -218,7 +209,6 @@ class RedisStore:
             if not isinstance(entry, CacheEntry):
                 raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
             _check_fields(entry)
-            _tag_pairs(dict(entry.tags))
             vector = as_unit_vector(entry.vector, dim=None, what=f"entry {entry.id!r} vector")
             batch.append(dataclasses.replace(entry, vector=vector))
         return batch
@@ -257,15 +247,3 @@ class RedisStore:
         if fields[b"op"] == b"put":
             return Change(seq, "put", entry_id, self._decode(fields[b"m"], fields[b"v"]))
         return Change(seq, "delete", entry_id, None)
-
-
-def _tag_pairs(where: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Validated (name, value) tag pairs: names are identifiers, values one line of text."""
-    pairs = []
-    for name, value in where.items():
-        if not isinstance(name, str) or not _TAG_NAME.match(name):
-            raise InvalidRequest(f"tag names are 1-64 letters, digits or _.:- characters, got {name!r}")
-        if not isinstance(value, str) or not value or "\n" in value:
-            raise InvalidRequest(f"tag {name!r} needs a one-line, non-empty string value, got {value!r}")
-        pairs.append((name, value))
-    return pairs

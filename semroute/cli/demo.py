@@ -60,6 +60,7 @@ def run_demo(
     ollama_url: str | None,
     as_json: bool,
     echo: Callable[[str], None] = print,
+    redis_url: str | None = None,
 ) -> dict[str, object]:
     from ..router import Router
 
@@ -76,7 +77,8 @@ def run_demo(
         )
         if not as_json:
             echo(notice)
-        router = stack.enter_context(Router(tiers=tiers, data_dir=data_dir, namespace=namespace))
+        router = stack.enter_context(Router(tiers=tiers, data_dir=data_dir, namespace=namespace,
+                                                redis_url=redis_url))
         t0 = time.perf_counter()
         stored = router.warm([(r["question"], r["answer"]) for r in faq_rows])
         warm_s = time.perf_counter() - t0
