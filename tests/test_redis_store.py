@@ -139,7 +139,8 @@ def test_trimmed_feed_makes_a_follower_rebuild(redis_url):
 
 
 def test_two_replicas_follow_one_store(redis_url):
-    with RedisStore.from_url(redis_url, prefix="f") as s1, RedisStore.from_url(redis_url, prefix="f") as s2:
+    with RedisStore.from_url(redis_url, prefix="f", sync_interval_s=0) as s1, \
+            RedisStore.from_url(redis_url, prefix="f", sync_interval_s=0) as s2:
         r1, r2 = Replica(s1, FaissIndex(DIM)), Replica(s2, FaissIndex(DIM))
         r1.sync(), r2.sync()
         r1.insert([entry(7)])

@@ -17,7 +17,7 @@ write) sweeps a bounded number of due entries, emitting deletes. This module hol
 
 from __future__ import annotations
 
-__all__ = ["COMMON", "PUT", "GET", "GET_BY_KEY", "DELETE", "CHANGES"]
+__all__ = ["COMMON", "PUT", "GET", "GET_MANY", "GET_BY_KEY", "DELETE", "CHANGES"]
 
 # ARGV[1] = prefix, ARGV[2] = feed MAXLEN for every script.
 COMMON = r"""
@@ -94,6 +94,13 @@ return evicted
 # ARGV: P, MAXLEN, now, id -> {m, v} or nil; touches the LRU, drops (and feeds) an expired entry
 GET = COMMON + r"""
 return read(ARGV[4], tonumber(ARGV[3]))
+"""
+
+# ARGV: P, MAXLEN, now, ids... -> one {m, v} or false per id
+GET_MANY = COMMON + r"""
+local now, out = tonumber(ARGV[3]), {}
+for i = 4, #ARGV do out[#out + 1] = read(ARGV[i], now) end
+return out
 """
 
 # ARGV: P, MAXLEN, now, key

@@ -41,6 +41,10 @@ class Store(Protocol):
         """The live entry with this id, or ``None`` (missing or expired). Counts as a use for LRU."""
         ...
 
+    def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        """``get`` for several ids at once (one round trip for a shared store), in order."""
+        ...
+
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         """The live entry with this exact-tier key, or ``None``. Counts as a use for LRU."""
         ...

@@ -125,6 +125,10 @@ class MemoryStore:
             self._entries.move_to_end(entry_id)
             return entry
 
+    def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        with self._lock:
+            return [self.get(entry_id, now=now) for entry_id in entry_ids]
+
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         with self._lock:
             entry_id = self._by_key.get(key)

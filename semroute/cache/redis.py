@@ -51,7 +51,10 @@ class RedisStore:
 
     ``prefix`` names the cache; it is wrapped in a Cluster hash tag (``{prefix}:``) so all of
     its keys share one slot. ``max_changes`` bounds the feed stream (a follower further behind
-    rebuilds from ``entries()``). ``outage`` is the fail-fast circuit (inject one to control
+    rebuilds from ``entries()``). ``sync_interval_s`` bounds how stale a follower may be about
+    other processes' writes: an empty ``changes`` answer is reused for that long (it saves a
+    round trip per lookup under load; the process's own writes are always seen at once).
+    ``outage`` is the fail-fast circuit (inject one to control
     its back-off clock). ``vector_dtype="float16"`` stores vectors in half the bytes
     (cosine changes by < 1e-3). Build it from a client (bytes replies) or with ``from_url``.
     """
@@ -66,6 +69,7 @@ class RedisStore:
         vector_dtype: Literal["float32", "float16"] = "float32",
         clock: Any = None,
         outage: Outage | None = None,
+        sync_interval_s: float = 0.025,
     ) -> None:
         for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -74,6 +78,8 @@ class RedisStore:
             raise ConfigError(f"prefix must be a non-empty string without braces or spaces, got {prefix!r}")
         if vector_dtype not in _DTYPES:
             raise ConfigError(f"vector_dtype must be 'float32' or 'float16', got {vector_dtype!r}")
+        if isinstance(sync_interval_s, bool) or not isinstance(sync_interval_s, int | float) or sync_interval_s < 0:
+            raise ConfigError(f"sync_interval_s must be a number of seconds >= 0, got {sync_interval_s!r}")
         check_binary_client(client)
         import time
 
@@ -84,11 +90,16 @@ class RedisStore:
         self._p = "{" + prefix + "}:"
         self._client = client
         self._clock = clock or time.time
+        self.sync_interval_s = float(sync_interval_s)
+        self._monotonic = time.monotonic
+        # (when, since, newest) of the last empty changes() answer: repeated within
+        # sync_interval_s it is answered locally; any write made here forgets it.
+        self._quiet: tuple[float, int, int] | None = None
         self._where = describe(client)
         self._owns_client = False  # a client passed in is closed by whoever made it
         self.outage = outage if outage is not None else Outage(self._where)
         self._scripts = {name: client.register_script(getattr(lua, name))
-                         for name in ("PUT", "GET", "GET_BY_KEY", "DELETE", "CHANGES")}
+                         for name in ("PUT", "GET", "GET_MANY", "GET_BY_KEY", "DELETE", "CHANGES")}
 
     @classmethod
     def from_url(cls, url: str, *, timeouts: RedisTimeouts = RedisTimeouts(), **options: Any) -> Self:
@@ -109,11 +120,18 @@ class RedisStore:
         for row in rows:
             args.extend(row)
         if rows:
+            self._quiet = None
             self._run("PUT", args)
 
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
         row = self._run("GET", [self._p, self.max_changes, repr(float(now)), entry_id])
         return None if not row else self._decode(row[0], row[1])
+
+    def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        if not entry_ids:
+            return []
+        rows = self._run("GET_MANY", [self._p, self.max_changes, repr(float(now)), *entry_ids])
+        return [self._decode(row[0], row[1]) if row else None for row in rows]
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         row = self._run("GET_BY_KEY", [self._p, self.max_changes, repr(float(now)), key])
@@ -126,6 +144,7 @@ class RedisStore:
         if not all(isinstance(i, str) for i in ids):
             raise InvalidRequest("entry ids must be strings")
         removed = 0
+        self._quiet = None
         for start in range(0, len(ids), _BATCH):
             removed += int(self._run("DELETE", [self._p, self.max_changes, *ids[start : start + _BATCH]]))
         return removed
@@ -151,6 +170,9 @@ class RedisStore:
         """Feed records after ``since`` (at most ``max_changes`` per call); sweeps due expiries first."""
         if isinstance(since, bool) or not isinstance(since, int):
             raise InvalidRequest(f"since must be an int, got {since!r}")
+        quiet = self._quiet
+        if quiet is not None and quiet[1] == since and self._monotonic() - quiet[0] < self.sync_interval_s:
+            return quiet[2], []  # asked again within the interval: other processes' writes wait for the next
         count = min(self.max_changes, 10_000)
         newest, trimmed, records = self._run(
             "CHANGES", [self._p, self.max_changes, repr(self._clock()), max(since, 0), count, _SWEEP_LIMIT])
@@ -159,6 +181,8 @@ class RedisStore:
         changes = [self._change(stream_id, fields) for stream_id, fields in records]
         if len(changes) == count:
             newest = changes[-1].seq  # more remain: the follower comes back for them
+        if not changes and since >= newest:
+            self._quiet = (self._monotonic(), since, int(newest))
         return int(newest), changes
 
     def invalidate(self, *, namespace: str | None = None, where: Mapping[str, str] | None = None) -> int:

@@ -65,11 +65,10 @@ class Replica:
         seen: set[str] = set()
         for _attempt in range(2):
             stale: list[str] = []
-            for entry_id, similarity in self.index.search(vector, scope=scope, k=k):
-                if entry_id in seen:
-                    continue
-                seen.add(entry_id)
-                entry = self.store.get(entry_id, now=now)
+            pairs = [(i, s) for i, s in self.index.search(vector, scope=scope, k=k) if i not in seen]
+            seen.update(i for i, _ in pairs)
+            entries = self.store.get_many([i for i, _ in pairs], now=now) if pairs else []
+            for (entry_id, similarity), entry in zip(pairs, entries):
                 if entry is None:
                     stale.append(entry_id)
                 elif entry.scope == scope:  # isolation must not rest on the index alone
@@ -144,7 +143,8 @@ class Replica:
         """Remove ids the store no longer has, so they stop taking ``top_k`` places."""
         with self._sync_lock:
             # re-checked under the lock: a sync may have just re-added one of them
-            dead = [i for i in entry_ids if i in self._indexed and self.store.get(i, now=now) is None]
+            known = [i for i in entry_ids if i in self._indexed]
+            dead = [i for i, e in zip(known, self.store.get_many(known, now=now) if known else []) if e is None]
             if dead:
                 self.index.remove(dead)
                 for entry_id in dead:
