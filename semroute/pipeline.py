@@ -99,6 +99,7 @@ class Pipeline:
         self._redis = None  # one client (connection pool) for the store and the limiters
         self._limiters: list[object] = []
         self._store_down = False
+        self._snapshot: Path | None = None  # where the default embedded cache saves its index
         self._pools: dict[str, object] = {}
         self._lock = threading.Lock()
         self._models = {name: tier.model for name, tier in self.tiers.items()}
@@ -136,14 +137,23 @@ class Pipeline:
             store = self._store = RedisStore(self.redis_client(), max_entries=self.settings.cache.max_entries,
                                              clock=self.clock)
             store.outage.where = self._redis_where
+        snapshot = None
         if store is None:
-            store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
+            directory = self._default_dir()
+            store = MemoryStore(directory, max_entries=self.settings.cache.max_entries, clock=self.clock)
             self._store = store
+            # The index is saved next to the journal on close (with the feed position it reflects),
+            # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
+            snapshot = directory / f"index-{self.embedder.name.replace('/', '_')}-{self.embedder.dim}"
         index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index)
         inner = self._verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
-        return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
-                             consensus=self._default_consensus(inner))
+        cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
+                              consensus=self._default_consensus(inner))
+        if snapshot is not None:
+            self._snapshot = snapshot
+            cache.replica.load(snapshot)
+        return cache
 
     def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
         """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
@@ -430,6 +440,11 @@ class Pipeline:
             pool.close()
         for limiter in self._limiters:
             limiter.close()
+        if self._snapshot is not None and self._cache is not None:
+            try:
+                self._cache.replica.save(self._snapshot)
+            except (OSError, RuntimeError) as exc:  # the next start rebuilds the index: slower, still correct
+                log.warning("could not save the cache index snapshot: %s", exc)
         if self._store is not None and hasattr(self._store, "close"):
             self._store.close()
         if self._redis is not None:

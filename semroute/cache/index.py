@@ -15,7 +15,10 @@ lazily by the constructor, never by ``import semroute``.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -36,6 +39,8 @@ _PARALLEL_ROWS = 4096
 # then rebuilt once as HNSW: measured at 10k x 384, a flat scan costs ~1 ms per lookup once the
 # embedding has evicted it from the CPU caches, HNSW ~0.4 ms with recall@1 of 1.0.
 AUTO_HNSW_ROWS = 4096
+# Version of the files ``save`` writes; ``load`` ignores any other.
+_FORMAT = 1
 
 
 class _Scope:
@@ -139,6 +144,59 @@ class FaissIndex:
 
     def __contains__(self, entry_id: object) -> bool:
         return entry_id in self._where
+
+    def ids(self) -> list[str]:
+        """Every entry id the index holds."""
+        with self._lock:
+            return list(self._where)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the index to ``directory`` (faiss's own binary format, ids as a NumPy array; no pickle)."""
+        faiss = self._faiss
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            scopes = []
+            for n, (scope, holder) in enumerate(self._scopes.items()):
+                labels = np.fromiter(holder.ids.keys(), dtype=np.int64, count=len(holder.ids))
+                np.save(path / f"scope-{n}.labels.npy", labels, allow_pickle=False)
+                np.save(path / f"scope-{n}.ids.npy", np.array(list(holder.ids.values()), dtype=str), allow_pickle=False)
+                faiss.write_index(holder.index, str(path / f"scope-{n}.faiss"))
+                scopes.append({"scope": scope, "kind": holder.kind, "dead": holder.dead, "n": n})
+            meta = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
+                    "ef_search": self.ef_search, "next_label": self._next_label, "scopes": scopes}
+        (path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    def load(self, directory: str | os.PathLike[str]) -> bool:
+        """Replace this (empty) index's content with one ``save`` wrote; False if none fits (same dim/kind)."""
+        path = Path(directory)
+        try:
+            meta = json.loads((path / "index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        wanted = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m}
+        if any(meta.get(k) != v for k, v in wanted.items()):
+            return False
+        faiss = self._faiss
+        scopes: dict[str, _Scope] = {}
+        where: dict[str, tuple[str, int]] = {}
+        try:
+            for info in meta["scopes"]:
+                n = int(info["n"])
+                holder = _Scope(faiss.read_index(str(path / f"scope-{n}.faiss")), str(info["kind"]))
+                if holder.kind == "hnsw":
+                    faiss.downcast_index(holder.index.index).hnsw.efSearch = self.ef_search
+                labels = np.load(path / f"scope-{n}.labels.npy", allow_pickle=False).tolist()
+                ids = np.load(path / f"scope-{n}.ids.npy", allow_pickle=False).tolist()
+                holder.ids = dict(zip(labels, ids))
+                holder.dead = int(info["dead"])
+                scopes[str(info["scope"])] = holder
+                where.update((entry_id, (str(info["scope"]), label)) for label, entry_id in zip(labels, ids))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return False  # a partial or foreign snapshot: the caller rebuilds from the store
+        with self._lock:
+            self._scopes, self._where, self._next_label = scopes, where, int(meta["next_label"])
+        return True
 
     def __repr__(self) -> str:
         return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self._where)}, scopes={len(self._scopes)})"

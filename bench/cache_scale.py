@@ -1,0 +1,152 @@
+"""One process, many entries: RSS per entry, restart time, recall@1 and lookup latency of the embedded cache.
+
+N entries (random 384-d unit vectors, 400-character answers) are stored through a
+``Router(data_dir=...)`` (the embedded ``MemoryStore`` journaled to SQLite, the default index).
+Then, in this process: RSS growth per entry, recall@1 of each sampled entry's own vector (is
+the entry itself the nearest?), and ``Router.ask`` lookup latency p50/p99 for semantic hits
+(a table embedder returns each question's vector, so the cache is what is measured). Restart:
+a new process opens the same directory the way ``Router(data_dir=...)`` does, and the clock
+stops when its first semantic lookup is answered. The baseline in the same run is the same
+measurement at N/10 entries (how the numbers grow with N).
+
+    python bench/cache_scale.py --entries 100000 [--json] [--sample 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM = 384
+ANSWER = ("Cached answer text. " * 25)[:400]
+
+
+def vector_of(i: int) -> np.ndarray:
+    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+class TableEmbedder:
+    """``"q<i>"`` -> entry i's vector; ``"q<i> ~"`` -> slightly perturbed (a paraphrase)."""
+
+    name = "bench-table"
+    dim = DIM
+
+    def embed(self, texts):
+        rows = []
+        for text in texts:
+            v = vector_of(int(text.split()[0][1:]))
+            if text.endswith("~"):
+                i = int(text.split()[0][1:])
+                v = v + 0.15 / np.sqrt(DIM) * np.random.default_rng(10**9 + i).standard_normal(DIM).astype(np.float32)
+            rows.append(v / np.linalg.norm(v))
+        return np.stack(rows)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def make_router(data_dir: Path):
+    from semroute import FixedTier, Router, RouterSettings, ThresholdVerifier, Tier
+    from semroute.settings import CacheSettings
+
+    settings = RouterSettings(cache=CacheSettings(consensus=False, max_entries=10**8))
+    return Router(tiers={"small": Tier("m", ("http://127.0.0.1:9",))}, classifier=FixedTier("small"),
+                  verifier=ThresholdVerifier(0.9), embedder=TableEmbedder(), settings=settings, data_dir=data_dir)
+
+
+def fill(router, entries: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, entries, 5000):
+        router.warm([(f"q{i}", ANSWER) for i in range(start, min(entries, start + 5000))], batch_size=5000)
+    return time.perf_counter() - t0
+
+
+def measure(data_dir: Path, entries: int, sample: int) -> dict[str, float]:
+    router = make_router(data_dir)
+    router.pipeline.prepare()  # imports and an empty index: not per-entry cost
+    before = rss_bytes()
+    fill_s = fill(router, entries)
+    rss = rss_bytes() - before
+    cache = router.pipeline.cache
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, entries, sample)
+    scope = router.pipeline.plan("q0", namespace=None, system=None, tier=None).scope
+    found = 0
+    for i in picks:
+        own = cache.store.get_by_key(router.pipeline.plan(f"q{i}", namespace=None, system=None, tier=None).key, now=0.0)
+        top = cache.index.search(vector_of(int(i)), scope=scope, k=1)
+        found += bool(top) and own is not None and top[0][0] == own.id
+    times = []
+    for i in picks:
+        t0 = time.perf_counter()
+        answer = router.ask(f"q{i} ~")
+        times.append(time.perf_counter() - t0)
+        if answer.source != "semantic":
+            raise RuntimeError(f"q{i} ~ was not a semantic hit: {answer.source}")
+    router.close()
+    ms = np.asarray(times) * 1e3
+    return {"entries": entries, "rss_bytes_per_entry": round(rss / entries), "fill_s": round(fill_s, 1),
+            "recall_at_1": found / sample, "lookup_p50_ms": round(float(np.median(ms)), 3),
+            "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def restart(data_dir: Path, entries: int) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--child", str(data_dir), str(entries)], capture_output=True,
+                         text=True, check=True)
+    elapsed = time.perf_counter() - t0
+    if out.stdout.strip() != "semantic":
+        raise RuntimeError(f"the restarted process did not answer from the cache: {out.stdout!r} {out.stderr[-500:]}")
+    return elapsed
+
+
+def child(data_dir: str, entries: int) -> None:
+    router = make_router(Path(data_dir))
+    print(router.ask(f"q{entries // 2} ~").source, flush=True)
+    router.close()
+
+
+def run(entries: int, sample: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="semroute-scale-") as tmp:
+        result = measure(Path(tmp), entries, sample)
+        result["restart_s"] = round(restart(Path(tmp), entries), 2)
+        result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / entries)
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--sample", type=int, default=1000, help="entries queried for recall and latency")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the N/10 run")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cache_scale.json")
+    args = parser.parse_args()
+    result = run(args.entries, args.sample)
+    if not args.no_baseline:
+        result["baseline_tenth"] = run(max(1, args.entries // 10), args.sample)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    main()
