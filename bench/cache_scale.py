@@ -56,11 +56,11 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def make_router(data_dir: Path):
+def make_router(data_dir: Path, vectors: str = "float32"):
     from semroute import FixedTier, Router, RouterSettings, ThresholdVerifier, Tier
     from semroute.settings import CacheSettings
 
-    settings = RouterSettings(cache=CacheSettings(consensus=False, max_entries=10**8))
+    settings = RouterSettings(cache=CacheSettings(consensus=False, max_entries=10**8, vectors=vectors))
     return Router(tiers={"small": Tier("m", ("http://127.0.0.1:9",))}, classifier=FixedTier("small"),
                   verifier=ThresholdVerifier(0.9), embedder=TableEmbedder(), settings=settings, data_dir=data_dir)
 
@@ -72,8 +72,8 @@ def fill(router, entries: int) -> float:
     return time.perf_counter() - t0
 
 
-def measure(data_dir: Path, entries: int, sample: int) -> dict[str, float]:
-    router = make_router(data_dir)
+def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str, float]:
+    router = make_router(data_dir, vectors)
     router.pipeline.prepare()  # imports and an empty index: not per-entry cost
     before = rss_bytes()
     fill_s = fill(router, entries)
@@ -101,9 +101,9 @@ def measure(data_dir: Path, entries: int, sample: int) -> dict[str, float]:
             "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
 
 
-def restart(data_dir: Path, entries: int) -> float:
+def restart(data_dir: Path, entries: int, vectors: str) -> float:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", str(data_dir), str(entries)], capture_output=True,
+    out = subprocess.run([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors], capture_output=True,
                          text=True, check=True)
     elapsed = time.perf_counter() - t0
     if out.stdout.strip() != "semantic":
@@ -111,34 +111,37 @@ def restart(data_dir: Path, entries: int) -> float:
     return elapsed
 
 
-def child(data_dir: str, entries: int) -> None:
-    router = make_router(Path(data_dir))
+def child(data_dir: str, entries: int, vectors: str) -> None:
+    router = make_router(Path(data_dir), vectors)
     print(router.ask(f"q{entries // 2} ~").source, flush=True)
     router.close()
 
 
-def run(entries: int, sample: int) -> dict[str, float]:
+def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="semroute-scale-") as tmp:
-        result = measure(Path(tmp), entries, sample)
-        result["restart_s"] = round(restart(Path(tmp), entries), 2)
+        result = measure(Path(tmp), entries, sample, vectors)
+        result["vectors"] = vectors
+        result["restart_s"] = round(restart(Path(tmp), entries, vectors), 2)
         result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / entries)
     return result
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]))
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=1000, help="entries queried for recall and latency")
     parser.add_argument("--no-baseline", action="store_true", help="skip the N/10 run")
+    parser.add_argument("--vectors", choices=("float32", "float16"), default="float32",
+                        help="CacheSettings.vectors (float16: half the vector memory in store and index)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cache_scale.json")
     args = parser.parse_args()
-    result = run(args.entries, args.sample)
+    result = run(args.entries, args.sample, args.vectors)
     if not args.no_baseline:
-        result["baseline_tenth"] = run(max(1, args.entries // 10), args.sample)
+        result["baseline_tenth"] = run(max(1, args.entries // 10), args.sample, args.vectors)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.json:

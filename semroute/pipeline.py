@@ -135,17 +135,18 @@ class Pipeline:
             from .cache.redis import RedisStore
 
             store = self._store = RedisStore(self.redis_client(), max_entries=self.settings.cache.max_entries,
-                                             clock=self.clock)
+                                             clock=self.clock, vector_dtype=self.settings.cache.vectors)
             store.outage.where = self._redis_where
         snapshot = None
         if store is None:
             directory = self._default_dir()
-            store = MemoryStore(directory, max_entries=self.settings.cache.max_entries, clock=self.clock)
+            store = MemoryStore(directory, max_entries=self.settings.cache.max_entries, clock=self.clock,
+                                vector_dtype=self.settings.cache.vectors)
             self._store = store
             # The index is saved next to the journal on close (with the feed position it reflects),
             # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
             snapshot = directory / f"index-{self.embedder.name.replace('/', '_')}-{self.embedder.dim}"
-        index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index)
+        index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index, storage=self.settings.cache.vectors)
         inner = self._verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
         cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,

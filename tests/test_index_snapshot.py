@@ -64,3 +64,17 @@ def test_index_save_load_round_trip_and_mismatch(tmp_path):
     with pytest.raises(Exception):
         loaded.add([CacheEntry(id="x", key="k", scope="s", namespace="n", question="q", answer="a",
                                vector=np.ones(8, np.float32), created_at=0.0)])
+
+
+def test_float16_vectors_in_store_and_index_still_find_each_entry(tmp_path, fake_ollama):
+    settings = RouterSettings(cache=CacheSettings(consensus=False, index="hnsw", vectors="float16"))
+    kwargs = dict(tiers={"small": Tier("llama3.2:3b", (fake_ollama.url,))}, classifier=FixedTier("small"),
+                  verifier=ThresholdVerifier(0.8), embedder=WordEmbedder(), data_dir=tmp_path, settings=settings)
+    with Router(**kwargs) as router:
+        router.warm([(f"alpha{i} beta{i} gamma{i}", f"answer {i}") for i in range(40)])
+        entry = next(iter(router.pipeline.cache.store.entries()))
+        assert entry.vector.dtype == np.float16 and router.pipeline.cache.index.storage == "float16"
+    with Router(**kwargs) as router:  # reloaded from the float32 journal and the fp16 snapshot
+        hit = router.ask("alpha9 beta9 gamma9 please")
+        assert (hit.source, hit.text, router.pipeline.cache.rebuilds) == ("semantic", "answer 9", 0)
+        assert abs(hit.similarity - 3 / np.sqrt(12)) < 5e-3

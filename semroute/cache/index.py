@@ -58,6 +58,7 @@ class _Scope:
 class FaissIndex:
     """Cosine nearest-neighbour search per scope. ``kind``: ``"flat"``, ``"hnsw"`` or ``"auto"``.
 
+    ``storage="float16"`` keeps vectors in half the memory (faiss's fp16 scalar quantizer).
     Flat is exact; HNSW trades a little recall for sub-linear search on large scopes
     (``hnsw_m`` links per node, ``ef_search`` candidates per query); ``auto`` starts each scope
     flat and turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors.
@@ -70,11 +71,14 @@ class FaissIndex:
         kind: Literal["flat", "hnsw", "auto"] = "flat",
         hnsw_m: int = 32,
         ef_search: int = 64,
+        storage: Literal["float32", "float16"] = "float32",
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"dim must be a positive int, got {dim!r}")
         if kind not in ("flat", "hnsw", "auto"):
             raise ConfigError(f"kind must be 'flat', 'hnsw' or 'auto', got {kind!r}")
+        if storage not in ("float32", "float16"):
+            raise ConfigError(f"storage must be 'float32' or 'float16', got {storage!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ConfigError(f"{name} must be an int >= 2, got {value!r}")
@@ -85,6 +89,7 @@ class FaissIndex:
         self.kind = kind
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.storage = storage
         self._lock = threading.Lock()
         self._scopes: dict[str, _Scope] = {}
         self._where: dict[str, tuple[str, int]] = {}  # entry id -> (scope, label)
@@ -164,7 +169,8 @@ class FaissIndex:
                 faiss.write_index(holder.index, str(path / f"scope-{n}.faiss"))
                 scopes.append({"scope": scope, "kind": holder.kind, "dead": holder.dead, "n": n})
             meta = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
-                    "ef_search": self.ef_search, "next_label": self._next_label, "scopes": scopes}
+                    "ef_search": self.ef_search, "storage": self.storage, "next_label": self._next_label,
+                    "scopes": scopes}
         (path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
 
     def load(self, directory: str | os.PathLike[str]) -> bool:
@@ -174,7 +180,8 @@ class FaissIndex:
             meta = json.loads((path / "index.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        wanted = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m}
+        wanted = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
+                  "storage": self.storage}
         if any(meta.get(k) != v for k, v in wanted.items()):
             return False
         faiss = self._faiss
@@ -268,9 +275,13 @@ class FaissIndex:
 
     def _new_index(self, kind: str) -> Any:
         faiss = self._faiss
+        half = self.storage == "float16"  # half the bytes per vector; cosine changes by < 1e-3
+        ip = faiss.METRIC_INNER_PRODUCT
         if kind == "flat":
-            inner = faiss.IndexFlatIP(self.dim)
+            inner = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, ip) if half \
+                else faiss.IndexFlatIP(self.dim)
         else:
-            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_fp16, self.hnsw_m, ip) if half \
+                else faiss.IndexHNSWFlat(self.dim, self.hnsw_m, ip)
             inner.hnsw.efSearch = self.ef_search
         return faiss.IndexIDMap(inner)

@@ -21,7 +21,9 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..types import CacheEntry
@@ -43,7 +45,8 @@ class MemoryStore:
     """In-memory ``Store`` with LRU eviction, TTL and a change feed; persisted when ``path`` is set.
 
     ``max_entries`` bounds the size (least recently used entries are evicted; ``get`` and
-    ``get_by_key`` count as use). ``max_changes`` bounds the change log: a follower further
+    ``get_by_key`` count as use). ``vector_dtype="float16"`` keeps vectors in half the memory
+    (the journal keeps float32; cosine similarities change by < 1e-3). ``max_changes`` bounds the change log: a follower further
     behind gets ``None`` from ``changes`` and rebuilds from ``entries()``. ``clock`` is used only
     for housekeeping (dropping expired entries on open and on writes, skipping them in
     ``entries()``); reads take ``now`` from the caller.
@@ -59,10 +62,14 @@ class MemoryStore:
         max_entries: int = 100_000,
         max_changes: int = 10_000,
         clock: Callable[[], float] = time.time,
+        vector_dtype: Literal["float32", "float16"] = "float32",
     ) -> None:
         for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if vector_dtype not in ("float32", "float16"):
+            raise ConfigError(f"vector_dtype must be 'float32' or 'float16', got {vector_dtype!r}")
+        self.vector_dtype = vector_dtype
         self.max_entries = max_entries
         self.max_changes = max_changes
         self._clock = clock
@@ -92,6 +99,8 @@ class MemoryStore:
             owner = self._by_key.get(entry.key)
             if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
                 self._detach(owner, undo)
+            if self.vector_dtype == "float16":
+                entry = dataclasses.replace(entry, vector=_frozen(entry.vector.astype(np.float16)))
             self._link(entry)
         self._sweep(self._clock(), undo)
         self._evict(undo)
@@ -224,6 +233,8 @@ class MemoryStore:
             _check_fields(entry)
             vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
             dims.setdefault(entry.scope, vector.shape[0])
+            if self.vector_dtype == "float16":
+                vector = _frozen(vector.astype(np.float16))
             batch.append(dataclasses.replace(entry, vector=vector))
         return batch
 
@@ -340,6 +351,11 @@ def check_criteria(namespace: str | None, where: Mapping[str, str] | None) -> se
     if namespace is None and not pairs:
         raise InvalidRequest("invalidate needs a namespace and/or where tags (clearing everything is not invalidation)")
     return pairs
+
+
+def _frozen(vector: np.ndarray) -> np.ndarray:
+    vector.setflags(write=False)
+    return vector
 
 
 def _check_fields(entry: CacheEntry) -> None:
