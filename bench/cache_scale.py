@@ -3,7 +3,7 @@
 N entries (random 384-d unit vectors, 400-character answers) are stored through a
 ``Router(data_dir=...)`` (the embedded ``MemoryStore`` journaled to SQLite, the default index).
 Then, in this process: RSS growth per entry, recall@1 of each sampled entry's own vector (is
-the entry itself the nearest?), and ``Router.ask`` lookup latency p50/p99 for semantic hits
+the entry itself the nearest?), and lookup latency p50/p99 of ``Router.ask``'s cache steps for paraphrases of cached questions
 (a table embedder returns each question's vector, so the cache is what is measured). Restart:
 a new process opens the same directory the way ``Router(data_dir=...)`` does, and the clock
 stops when its first semantic lookup is answered. The baseline in the same run is the same
@@ -72,6 +72,13 @@ def fill(router, entries: int) -> float:
     return time.perf_counter() - t0
 
 
+def lookup(router, question: str):
+    """The cache part of ``Router.ask`` (exact tier, embedding, semantic tier); None on a miss."""
+    pipeline = router.pipeline
+    plan = pipeline.plan(question, namespace=None, system=None, tier=None)
+    return pipeline.exact(plan) or pipeline.semantic(plan, pipeline.embed(plan))
+
+
 def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str, float]:
     router = make_router(data_dir, vectors)
     router.pipeline.prepare()  # imports and an empty index: not per-entry cost
@@ -87,17 +94,16 @@ def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str
         own = cache.store.get_by_key(router.pipeline.plan(f"q{i}", namespace=None, system=None, tier=None).key, now=0.0)
         top = cache.index.search(vector_of(int(i)), scope=scope, k=1)
         found += bool(top) and own is not None and top[0][0] == own.id
-    times = []
+    times, hits = [], 0
     for i in picks:
         t0 = time.perf_counter()
-        answer = router.ask(f"q{i} ~")
+        answer = lookup(router, f"q{i} ~")
         times.append(time.perf_counter() - t0)
-        if answer.source != "semantic":
-            raise RuntimeError(f"q{i} ~ was not a semantic hit: {answer.source}")
+        hits += answer is not None and answer.source == "semantic"
     router.close()
     ms = np.asarray(times) * 1e3
     return {"entries": entries, "rss_bytes_per_entry": round(rss / entries), "fill_s": round(fill_s, 1),
-            "recall_at_1": found / sample, "lookup_p50_ms": round(float(np.median(ms)), 3),
+            "recall_at_1": found / sample, "paraphrase_hit_rate": hits / sample, "lookup_p50_ms": round(float(np.median(ms)), 3),
             "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
 
 
@@ -113,7 +119,8 @@ def restart(data_dir: Path, entries: int, vectors: str) -> float:
 
 def child(data_dir: str, entries: int, vectors: str) -> None:
     router = make_router(Path(data_dir), vectors)
-    print(router.ask(f"q{entries // 2} ~").source, flush=True)
+    answer = lookup(router, f"q{entries // 2} ~")
+    print("miss" if answer is None else answer.source, flush=True)
     router.close()
 
 

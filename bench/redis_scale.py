@@ -12,6 +12,8 @@ the cache is what is measured, and a note adds the MiniLM embedding cost for sca
   how long until its index holds each one (p50/p99);
 * Redis memory per entry (``used_memory`` delta / N).
 
+``--embedder minilm`` pays a real MiniLM embedding per lookup (hit latency as a user sees it).
+
     python bench/redis_scale.py [--entries 20000] [--lookups 2000] [--procs 1,2,4] [--json]
 """
 
@@ -30,6 +32,7 @@ import numpy as np
 
 DIM = 384
 ANSWER = ("Cached answer text. " * 25)[:400]
+EMBEDDER: dict[str, type] = {}
 
 
 class TableEmbedder:
@@ -49,13 +52,30 @@ class TableEmbedder:
         return np.stack(rows)
 
 
+class PaidTableEmbedder(TableEmbedder):
+    """The table's vectors, after paying for a real MiniLM embedding of the same text (``--embedder minilm``)."""
+
+    def __init__(self) -> None:
+        from semroute import SentenceTransformerEmbedder
+
+        self.model = SentenceTransformerEmbedder()
+
+    def embed(self, texts):
+        self.model.embed(list(texts))
+        return super().embed(texts)
+
+
+EMBEDDER.update(table=TableEmbedder, minilm=PaidTableEmbedder)
+
+
 def make_router(store=None, redis_url=None):
     from semroute import FixedTier, Router, RouterSettings, ThresholdVerifier, Tier
     from semroute.settings import CacheSettings
 
     settings = RouterSettings(cache=CacheSettings(consensus=False, max_entries=10**7))
     return Router(tiers={"small": Tier("m", ("http://127.0.0.1:9",))}, classifier=FixedTier("small"),
-                  verifier=ThresholdVerifier(0.9), embedder=TableEmbedder(), settings=settings, store=store,
+                  verifier=ThresholdVerifier(0.9), embedder=EMBEDDER[os.environ.get("BENCH_EMBEDDER", "table")](),
+                  settings=settings, store=store,
                   redis_url=redis_url)
 
 
@@ -196,9 +216,13 @@ def main() -> None:
     parser.add_argument("--procs", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
     parser.add_argument("--trials", type=int, default=300, help="writes timed for cross-process visibility")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--embedder", choices=("table", "minilm"), default="table",
+                        help="minilm: pay a real MiniLM embedding per lookup (end-to-end latency); vectors stay the table's")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "redis_scale.json")
     args = parser.parse_args()
+    os.environ["BENCH_EMBEDDER"] = args.embedder  # inherited by the worker processes
     result = run(args)
+    result["embedder"] = args.embedder
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.json:

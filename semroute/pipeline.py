@@ -20,19 +20,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Backend
-from .routing.classify import ComplexityClassifier, decide
-from .hits.consensus import served_by
-from .hits.consensus import AnswerConsensus
-from .embed import Embedder
+from typing import TYPE_CHECKING
+
+from .cache.base import Store
+from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
+from .hits.consensus import AnswerConsensus, served_by
 from .hits.judge import GreyZone
-from .metrics import Metrics
+from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
 from .cache.memory import check_tags
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
-from .settings import RouterSettings, Tier
+from .routing.classify import ComplexityClassifier, decide
+from .shared import RedisParts
+from .settings import JudgeSettings, RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
-from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
+
+if TYPE_CHECKING:
+    from .backends.pool import Pool
+    from .hits.lookup import SemanticCache
 
 __all__ = ["Plan", "Pipeline"]
 
@@ -63,44 +68,28 @@ class Pipeline:
     """Owns the router's parts (cache, embedder, classifier, pools) and runs the steps."""
 
     def __init__(
-        self,
-        *,
-        tiers: Mapping[str, Tier],
-        namespace: str,
-        embedder: Embedder,
-        verifier: Verifier | None,
-        classifier: ComplexityClassifier | None,
-        store: object | None,
-        data_dir: str | Path | None,
-        settings: RouterSettings,
-        redis_url: str | None = None,
-        backend_factory: Callable[[str], Backend] | None,
-        metrics: Metrics,
-        clock: Callable[[], float],
+        self, parts: Components, *, tiers: Mapping[str, Tier], settings: RouterSettings, namespace: str = "default"
     ) -> None:
         unknown = set(tiers) - set(TIERS)
         if unknown or not tiers:
             raise ConfigError(f"tiers must be named among {TIERS}, got {sorted(tiers)}")
         if settings.default_tier not in tiers:
             raise ConfigError(f"default tier {settings.default_tier!r} is not among the tiers {sorted(tiers)}")
+        self.parts = parts
         self.tiers = dict(tiers)
         self.namespace = validate_namespace(namespace)
-        self.embedder = embedder
-        self._classifier = classifier
+        self.embedder = parts.embedder
+        self._classifier = parts.classifier
         self.settings = settings
-        self.metrics = metrics
-        self.clock = clock
-        self._verifier = verifier
-        self._store = store
-        self._data_dir = data_dir
-        self._backend_factory = backend_factory
-        self._cache = None
-        self.redis_url = redis_url
-        self._redis = None  # one client (connection pool) for the store and the limiters
-        self._limiters: list[object] = []
+        self.metrics = parts.metrics
+        self.clock = parts.clock
+        self._store: Store | None = parts.store
+        self._cache: SemanticCache | None = None
+        self._pools: dict[str, Pool] = {}
+        # Store, pool limiters and flight shared with other processes through one Redis, if asked.
+        self.shared = None if parts.redis_url is None else RedisParts(parts.redis_url)
         self._store_down = False
         self._snapshot: Path | None = None  # where the default embedded cache saves its index
-        self._pools: dict[str, object] = {}
         self._lock = threading.Lock()
         self._models = {name: tier.model for name, tier in self.tiers.items()}
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
@@ -119,24 +108,21 @@ class Pipeline:
         self.cache  # noqa: B018 - the property builds it
 
     @property
-    def cache(self):
+    def cache(self) -> SemanticCache:
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
                     self._cache = self._build_cache()
         return self._cache
 
-    def _build_cache(self):
+    def _build_cache(self) -> SemanticCache:
         from .cache import FaissIndex, MemoryStore
         from .hits import SemanticCache
 
         store = self._store
-        if store is None and self.redis_url is not None:
-            from .cache.redis import RedisStore
-
-            store = self._store = RedisStore(self.redis_client(), max_entries=self.settings.cache.max_entries,
-                                             clock=self.clock, vector_dtype=self.settings.cache.vectors)
-            store.outage.where = self._redis_where
+        if store is None and self.shared is not None:
+            store = self._store = self.shared.store(max_entries=self.settings.cache.max_entries, clock=self.clock,
+                                                    vector_dtype=self.settings.cache.vectors)
         snapshot = None
         if store is None:
             directory = self._default_dir()
@@ -147,7 +133,7 @@ class Pipeline:
             # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
             snapshot = directory / f"index-{self.embedder.name.replace('/', '_')}-{self.embedder.dim}"
         index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index, storage=self.settings.cache.vectors)
-        inner = self._verifier or self._default_verifier()
+        inner = self.parts.verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
         cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
                               consensus=self._default_consensus(inner))
@@ -178,15 +164,15 @@ class Pipeline:
             log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= 0.9", exc)
             return ThresholdVerifier(max(0.9, self.settings.cache.min_similarity))
 
-    def _grey_zone(self, judge) -> GreyZone:
+    def _grey_zone(self, judge: JudgeSettings) -> GreyZone:
         if judge.tier not in self.tiers:
             raise ConfigError(f"judge tier {judge.tier!r} is not among the tiers {sorted(self.tiers)}")
         return GreyZone(judge, model=judge.model or self.tiers[judge.tier].model, metrics=self.metrics,
                         pool=functools.partial(self.pool, judge.tier), verifier=lambda: self.cache.verifier)
 
     def _default_dir(self) -> Path:
-        if self._data_dir is not None:
-            return Path(self._data_dir)
+        if self.parts.data_dir is not None:
+            return self.parts.data_dir
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("semroute"))
@@ -213,7 +199,7 @@ class Pipeline:
                         self.settings.default_tier)
             return FixedTier(self.settings.default_tier)
 
-    def pool(self, tier: str):
+    def pool(self, tier: str) -> Pool:
         pool = self._pools.get(tier)
         if pool is None:
             with self._lock:
@@ -222,33 +208,13 @@ class Pipeline:
                     pool = self._pools[tier] = self._build_pool(tier, self.tiers[tier])
         return pool
 
-    def _build_pool(self, name: str, tier: Tier):
-        from .backends import Instance, OllamaBackend, Pool
+    def _build_pool(self, name: str, tier: Tier) -> Pool:
+        from .backends.pool import Instance, Pool
 
-        factory = self._backend_factory or OllamaBackend
-        instances = [Instance(factory(host), limit=tier.limit) for host in tier.hosts]
-        limiter = None
-        if self.redis_url is not None:  # slots and queue order shared with every process
-            from .backends.redis_limiter import RedisLimiter
-
-            limiter = RedisLimiter(self.redis_client(), queue=name)
-            limiter.outage.where = self._redis_where
-            self._limiters.append(limiter)
-        return Pool(instances, strategy=tier.strategy, metrics=self.metrics, limiter=limiter)
-
-    def redis_client(self):
-        """The one Redis client of this router (``redis_url``); connects on first command."""
-        if self._redis is None:
-            from .redis_conn import connect
-
-            self._redis = connect(self.redis_url)
-        return self._redis
-
-    @property
-    def _redis_where(self) -> str:
-        from .redis_conn import redact_url
-
-        return redact_url(self.redis_url or "")
+        factory = self.parts.backends()
+        instances = [Instance(factory(host, timeout=tier.timeout), limit=tier.limit) for host in tier.hosts]
+        limiter = None if self.shared is None else self.shared.limiter(name)  # slots shared by every process
+        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics, limiter=limiter)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -439,17 +405,15 @@ class Pipeline:
             self._grey.close()
         for pool in self._pools.values():
             pool.close()
-        for limiter in self._limiters:
-            limiter.close()
         if self._snapshot is not None and self._cache is not None:
             try:
                 self._cache.replica.save(self._snapshot)
             except (OSError, RuntimeError) as exc:  # the next start rebuilds the index: slower, still correct
                 log.warning("could not save the cache index snapshot: %s", exc)
-        if self._store is not None and hasattr(self._store, "close"):
+        if self._store is not None:
             self._store.close()
-        if self._redis is not None:
-            self._redis.close()
+        if self.shared is not None:
+            self.shared.close()
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class RedisSingleFlight:
         self.lease_s, self.linger_s, self.wait_s = float(lease_s), float(linger_s), float(wait_s)
         self._p = "{" + prefix + "}:"
         self._client = client
+        # A blocking read must return before the client's socket timeout, or it looks like an outage.
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or float("inf")
+        self._block_ms = max(1, int(min(self.lease_s / 3, socket_timeout / 2) * 1000))
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
         self.outage = Outage(describe(client))
@@ -264,7 +267,7 @@ class RedisSingleFlight:
         """The leader's records as they arrive; ``_Abandoned`` if its lease runs out first."""
         stream = self._p + "fr:" + token
         last, deadline = b"0-0", time.monotonic() + self.wait_s
-        block_ms = max(1, int(self.lease_s * 1000 / 3))
+        block_ms = self._block_ms
         while time.monotonic() < deadline:
             reply = self.outage.call(self._client.xread, {stream: last}, count=100, block=block_ms)
             for _name, records in reply or []:

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from semroute.backends import Instance, Pool
-from semroute.backends.balancer import PoolSettings
-from semroute.backends.limiter import QueueSettings
+from semroute.settings import PoolSettings, QueueSettings
 from semroute.backends.ollama import OllamaBackend
 from semroute.backends.redis_limiter import RedisLimiter
 from semroute.errors import Overloaded

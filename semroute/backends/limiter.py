@@ -20,12 +20,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from ..errors import ConfigError, Overloaded
+from ..errors import Overloaded
+from ..settings import QueueSettings
 
-__all__ = ["Limiter", "LocalLimiter", "QueueSettings", "Waiter", "WaitQueue"]
+__all__ = ["Limiter", "LocalLimiter", "Waiter", "WaitQueue"]
 
 T = TypeVar("T")
 
@@ -41,10 +41,6 @@ class Limiter(Protocol):
     def release(self, instance: str) -> None: ...
 
     def in_flight(self, instance: str) -> int: ...
-
-    async def atry_acquire(self, instance: str, limit: int) -> bool: ...
-
-    async def arelease(self, instance: str) -> None: ...
 
     def queued(self, since: float | None) -> None:
         """This pool's oldest queued request has waited since wall time ``since`` (None: none waits).
@@ -82,28 +78,8 @@ class LocalLimiter:
         with self._lock:
             return self._taken.get(instance, 0)
 
-    async def atry_acquire(self, instance: str, limit: int) -> bool:
-        return self.try_acquire(instance, limit)  # in-memory: no I/O to await
-
-    async def arelease(self, instance: str) -> None:
-        self.release(instance)
-
     def queued(self, since: float | None) -> None:
         """Nothing to do: this process's own FIFO is the only queue."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSettings:
-    """How many requests may wait for a slot, and for how long."""
-
-    max_length: int = 256
-    timeout_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.max_length < 0:
-            raise ConfigError("queue max_length must be >= 0")
-        if self.timeout_s < 0:
-            raise ConfigError("queue timeout_s must be >= 0")
 
 
 class Waiter(Generic[T]):

@@ -143,12 +143,6 @@ class RedisLimiter:
             shared = 0
         return shared + self._local.in_flight(instance)
 
-    async def atry_acquire(self, instance: str, limit: int) -> bool:
-        return self.try_acquire(instance, limit)  # one loopback round trip; see the module notes
-
-    async def arelease(self, instance: str) -> None:
-        self.release(instance)
-
     # -- fairness across processes ---------------------------------------------------------------
 
     def queued(self, since: float | None) -> None:

@@ -65,7 +65,7 @@ class RedisStore:
         *,
         prefix: str = "semroute",
         max_entries: int = 1_000_000,
-        max_changes: int = 100_000,
+        max_changes: int = 20_000,
         vector_dtype: Literal["float32", "float16"] = "float32",
         clock: Any = None,
         outage: Outage | None = None,
