@@ -53,7 +53,7 @@ class RedisSingleFlight:
     """Cross-process coalescing of ``Answer`` calls (``do``/``ado``) and chunk streams (``stream``)."""
 
     def __init__(self, client: Any, *, prefix: str = "semroute", lease_s: float = 30.0, linger_s: float = 10.0,
-                 wait_s: float = 600.0) -> None:
+                 wait_s: float = 600.0, outage: Outage | None = None) -> None:
         for name, value in (("lease_s", lease_s), ("linger_s", linger_s), ("wait_s", wait_s)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -66,7 +66,7 @@ class RedisSingleFlight:
         self._block_ms = max(1, int(min(self.lease_s / 3, socket_timeout / 2) * 1000))
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
-        self.outage = Outage(describe(client))
+        self.outage = outage if outage is not None else Outage(describe(client))
         self._local: SingleFlight[Answer] = SingleFlight()
         self._fallback: SingleFlight[Answer] = SingleFlight()
         self._leading: dict[str, str] = {}  # lease key -> token, renewed by the thread below

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from .redis_conn import connect, redact_url
+from .redis_conn import Outage, connect, redact_url
 
 if TYPE_CHECKING:
     from .backends.redis_limiter import RedisLimiter
@@ -29,6 +29,9 @@ class RedisParts:
     def __init__(self, url: str) -> None:
         self._url = url
         self.where = redact_url(url)  # how logs and errors may name it
+        # One circuit for all parts: one log line per outage, and once the store has seen Redis
+        # down the limiters and the flight fail fast too.
+        self.outage = Outage(self.where)
         self._client: Any = None
         self._limiters: list[RedisLimiter] = []
         self._flight: RedisSingleFlight | None = None
@@ -43,16 +46,14 @@ class RedisParts:
               vector_dtype: Literal["float32", "float16"]) -> RedisStore:
         from .cache.redis import RedisStore
 
-        store = RedisStore(self.client(), max_entries=max_entries, clock=clock, vector_dtype=vector_dtype)
-        store.outage.where = self.where
-        return store
+        return RedisStore(self.client(), max_entries=max_entries, clock=clock, vector_dtype=vector_dtype,
+                          outage=self.outage)
 
     def limiter(self, queue: str) -> RedisLimiter:
         """A limiter for one pool; ``queue`` names the pool's cross-process queue (its tier)."""
         from .backends.redis_limiter import RedisLimiter
 
-        limiter = RedisLimiter(self.client(), queue=queue)
-        limiter.outage.where = self.where
+        limiter = RedisLimiter(self.client(), queue=queue, outage=self.outage)
         self._limiters.append(limiter)
         return limiter
 
@@ -60,8 +61,7 @@ class RedisParts:
         if self._flight is None:
             from .redis_flight import RedisSingleFlight
 
-            self._flight = RedisSingleFlight(self.client())
-            self._flight.outage.where = self.where
+            self._flight = RedisSingleFlight(self.client(), outage=self.outage)
         return self._flight
 
     def close(self) -> None:

@@ -71,6 +71,7 @@ class RedisLimiter:
         queue: str = "default",
         lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        outage: Outage | None = None,
     ) -> None:
         if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not lease_s > 0:
             raise ConfigError(f"lease_s must be a positive number of seconds, got {lease_s!r}")
@@ -82,7 +83,7 @@ class RedisLimiter:
         self._clock = clock
         self._acquire = client.register_script(_ACQUIRE)
         self._count = client.register_script(_COUNT)
-        self.outage = Outage(describe(client))
+        self.outage = outage if outage is not None else Outage(describe(client))
         self._local = LocalLimiter()
         self._lock = threading.Lock()
         self._me = uuid.uuid4().hex  # this process's (and object's) name in tickets
