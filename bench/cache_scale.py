@@ -147,8 +147,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cache_scale.json")
     args = parser.parse_args()
     result = run(args.entries, args.sample, args.vectors)
-    if not args.no_baseline:
-        result["baseline_tenth"] = run(max(1, args.entries // 10), args.sample, args.vectors)
+    if not args.no_baseline:  # in a fresh process: RSS growth must not reuse memory this run freed
+        out = subprocess.run([sys.executable, __file__, "--entries", str(max(1, args.entries // 10)), "--sample",
+                              str(args.sample), "--vectors", args.vectors, "--no-baseline", "--json",
+                              "--out", str(args.out.with_suffix(".tenth.json"))],
+                             capture_output=True, text=True, check=True)
+        result["baseline_tenth"] = json.loads(out.stdout.strip().splitlines()[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.json:

@@ -44,6 +44,10 @@ _DTYPES = {"float32": "<f4", "float16": "<f2"}
 _SWEEP_LIMIT = 64
 # Ids fetched per round trip while reading a snapshot or deleting a set of entries.
 _BATCH = 500
+# Entries written per script (~2 KB each: ~130 KB per script). A script blocks the single-threaded
+# server: 1000 entries in one script overran the client's 2 s command timeout on a loaded 2-core
+# host (bench/redis_scale.py fill), 64 did not.
+_PUT_BATCH = 64
 
 
 class RedisStore:
@@ -113,14 +117,19 @@ class RedisStore:
     # -- Store protocol ------------------------------------------------------------------------
 
     def put_many(self, entries: Sequence[CacheEntry]) -> None:
-        """Insert or replace entries (same ``key`` replaces) in one atomic script; may evict."""
-        args: list[Any] = [self._p, self.max_changes, self.max_entries, repr(self._clock()), _SWEEP_LIMIT]
+        """Insert or replace entries (same ``key`` replaces); may evict.
+
+        Every entry is validated before any is written; each run of ``_PUT_BATCH`` entries is one
+        atomic script (a script blocks the server, so a large warm-up is cut into short ones).
+        """
         rows = [self._encode(entry) for entry in self._validated(entries)]
-        args.append(len(rows))
-        for row in rows:
-            args.extend(row)
-        if rows:
-            self._quiet = None
+        self._quiet = None
+        for start in range(0, len(rows), _PUT_BATCH):
+            chunk = rows[start : start + _PUT_BATCH]
+            args: list[Any] = [self._p, self.max_changes, self.max_entries, repr(self._clock()), _SWEEP_LIMIT,
+                               len(chunk)]
+            for row in chunk:
+                args.extend(row)
             self._run("PUT", args)
 
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
