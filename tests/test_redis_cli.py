@@ -26,8 +26,12 @@ def test_warm_with_redis_url_fills_a_running_apps_cache(redis_url, embedder, fak
     faq = tmp_path / "faq.csv"
     faq.write_text("question,answer\nWhat is the speed limit in a city?,50 km/h unless signs say otherwise.\n"
                    "Can I park on a cycle lane?,No.\n", encoding="utf-8")
+    from semroute.embed import default_embedder
+
     tiers = {"small": Tier(SMALL, (fake_ollama.url,)), "large": Tier(LARGE, (fake_ollama.url,))}
-    with Router(tiers=tiers, embedder=embedder, redis_url=redis_url) as app:
+    cli_default = default_embedder()  # what `semroute warm` will use (not loaded until it embeds)
+    app_embedder = embedder if cli_default.name == embedder.name else cli_default
+    with Router(tiers=tiers, embedder=app_embedder, redis_url=redis_url) as app:
         app.pipeline.prepare()
         app.pipeline.cache.sync()  # the app is running and has loaded its (empty) index
         result = CliRunner().invoke(main, ["warm", str(faq), "--tag", "topic=speed-limits",
