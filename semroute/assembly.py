@@ -3,10 +3,12 @@
 Constructing a router does no I/O; the parts come into being when a request first needs them,
 each in its own step so that the cheap path never pays for the expensive one:
 
-    store      first lookup          (opens the journal; no embedding model)
-    cache      first semantic lookup (index of the embedder's dimension, verifier, consensus)
+    store      first lookup          (opens the journal, or Redis; no embedding model)
+    cache      first semantic lookup (index of the embedder's dimension, loaded from its snapshot
+                                      when there is one, verifier, consensus)
     classifier first miss            (the shipped model for the embedder, or FixedTier)
-    pools      first call to a tier  (one backend per host, with the tier's Timeout and PoolSettings)
+    pools      first call to a tier  (one backend per host, with the tier's Timeout and PoolSettings,
+                                      and the Redis limiter when ``redis_url`` is set)
 
 An exact hit therefore never loads the embedding model. A shipped model that does not fit the
 embedder is logged and counted (``verifier.unavailable`` ...) and a simpler part stands in.
@@ -31,6 +33,7 @@ from .hits.judge import GreyZone
 from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
 from .routing.classify import ComplexityClassifier
 from .settings import JudgeSettings, RouterSettings, Tier
+from .shared import RedisParts
 
 if TYPE_CHECKING:
     from .backends.pool import Pool
@@ -54,6 +57,12 @@ class Assembly:
         self._classifier: ComplexityClassifier | None = parts.classifier
         self._pools: dict[str, Pool] = {}
         self._lock = threading.RLock()  # the cache is built inside ``store``'s first use
+        # Store, pool limiters and flight shared with other processes through one Redis, if asked.
+        # Building RedisParts does no I/O (the client connects on its first command).
+        self.shared: RedisParts | None = None if parts.redis_url is None else RedisParts(parts.redis_url)
+        # Where the default embedded store lives: its index snapshot is saved next to the journal.
+        self._default_store_dir: Path | None = None
+        self._snapshot: Path | None = None
         judge = settings.cache.judge
         self.grey: GreyZone | None = None if judge is None else self._grey_zone(judge)
 
@@ -71,11 +80,21 @@ class Assembly:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from .cache.memory import MemoryStore
-
-                    self._store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries,
-                                              clock=self.parts.clock)
+                    self._store = self._open_store()
         return self._store
+
+    def _open_store(self) -> Store:
+        cache = self.settings.cache
+        if self.shared is not None:
+            return self.shared.store(max_entries=cache.max_entries, clock=self.parts.clock,
+                                     vector_dtype=cache.vectors)
+        from .cache.memory import MemoryStore
+
+        directory = self._default_dir()
+        store = MemoryStore(directory, max_entries=cache.max_entries, clock=self.parts.clock,
+                            vector_dtype=cache.vectors)
+        self._default_store_dir = directory
+        return store
 
     @property
     def cache(self) -> SemanticCache:
@@ -91,11 +110,18 @@ class Assembly:
         from .hits.lookup import SemanticCache
 
         store = self.store
-        index = FaissIndex(self.parts.embedder.dim, kind=self.settings.cache.index)
+        embedder = self.parts.embedder
+        index = FaissIndex(embedder.dim, kind=self.settings.cache.index, storage=self.settings.cache.vectors)
         inner = self.parts.verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
-        return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.parts.clock,
-                             consensus=self._default_consensus(inner))
+        cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.parts.clock,
+                              consensus=self._default_consensus(inner))
+        if self._default_store_dir is not None:
+            # The index is saved next to the journal on close (with the feed position it reflects),
+            # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
+            self._snapshot = self._default_store_dir / f"index-{embedder.name.replace('/', '_')}-{embedder.dim}"
+            cache.replica.load(self._snapshot)
+        return cache
 
     def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
         """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
@@ -164,20 +190,28 @@ class Assembly:
             with self._lock:
                 pool = self._pools.get(tier)
                 if pool is None:
-                    pool = self._pools[tier] = self._build_pool(self.tiers[tier])
+                    pool = self._pools[tier] = self._build_pool(tier, self.tiers[tier])
         return pool
 
-    def _build_pool(self, tier: Tier) -> Pool:
+    def _build_pool(self, name: str, tier: Tier) -> Pool:
         from .backends.pool import Instance, Pool
 
         factory = self.parts.backends()
         instances = [Instance(factory(host, timeout=tier.timeout), limit=tier.limit) for host in tier.hosts]
-        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics)
+        limiter = None if self.shared is None else self.shared.limiter(name)  # slots shared by every process
+        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics, limiter=limiter)
 
     def close(self) -> None:
         if self.grey is not None:
             self.grey.close()
         for pool in self._pools.values():
             pool.close()
+        if self._snapshot is not None and self._cache is not None:
+            try:
+                self._cache.replica.save(self._snapshot)
+            except (OSError, RuntimeError) as exc:  # the next start rebuilds the index: slower, still correct
+                log.warning("could not save the cache index snapshot: %s", exc)
         if self._store is not None:
             self._store.close()
+        if self.shared is not None:
+            self.shared.close()

@@ -22,6 +22,7 @@ import numpy as np
 
 from .assembly import Assembly
 from .cache.base import Store
+from .cache.memory import check_tags
 from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
@@ -78,6 +79,8 @@ class Pipeline:
         self.metrics = parts.metrics
         self.clock = parts.clock
         self.assembly = Assembly(parts, tiers=self.tiers, settings=settings)
+        self.shared = self.assembly.shared  # Redis parts (store, limiters, flight), or None
+        self._store_down = False  # logged once per outage, and once when the store answers again
         self._models = {name: tier.model for name, tier in self.tiers.items()}
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
         self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
@@ -135,6 +138,9 @@ class Pipeline:
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
+        if self._store_down:
+            self._store_down = False
+            log.warning("cache store is answering again")
         if entry is None:
             return None
         return self._hit_answer(plan, Hit(entry=entry, source="exact", similarity=1.0))
@@ -276,9 +282,13 @@ class Pipeline:
         batch_size: int,
         progress: Callable[[int], None] | None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         if ttl_s is not None and not ttl_s > 0:
             raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
+        tag_pairs = tuple(sorted(check_tags((tags or {}).items())))
         items = list(pairs)
         plans = []
         for i, pair in enumerate(items):
@@ -294,7 +304,7 @@ class Pipeline:
             batch = plans[start : start + batch_size]
             vectors = self.embedder.embed([p.question for p in batch])
             entries = [
-                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s)
+                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s, tags=tag_pairs)
                 for j, (plan, vector) in enumerate(zip(batch, vectors))
             ]
             self.cache.insert(entries)
@@ -303,6 +313,19 @@ class Pipeline:
                 progress(len(entries))
         self.metrics.incr("cache.warmed", stored)
         return stored
+
+    def invalidate(self, *, ids: Iterable[str], namespace: str | None, where: Mapping[str, str] | None) -> int:
+        if isinstance(ids, str):
+            raise InvalidRequest("ids must be an iterable of entry ids, not a single string")
+        ids = list(ids)
+        if not ids and namespace is None and not where:
+            raise InvalidRequest("say what to invalidate: ids, namespace and/or where tags")
+        removed = self.cache.delete(ids) if ids else 0
+        if namespace is not None or where:
+            removed += self.cache.store.invalidate(namespace=namespace, where=where or None)
+            self.cache.sync()
+        self.metrics.incr("cache.invalidated", removed)
+        return removed
 
     def close(self) -> None:
         self.assembly.close()
@@ -313,7 +336,8 @@ class Pipeline:
         return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
     def _entry(
-        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None
+        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> CacheEntry:
         now = self.clock()
         ttl = self.settings.cache.ttl_s if ttl_s is None else ttl_s
@@ -332,6 +356,7 @@ class Pipeline:
             model=model,
             tier=tier,
             embedder=self.embedder.name,
+            tags=tags,
         )
 
     def _hit_answer(self, plan: Plan, hit: Hit, *, nearest: float | None = None) -> Answer:
@@ -361,7 +386,9 @@ class Pipeline:
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         self.metrics.incr(f"store.errors.{what}")
-        log.error("cache store %s failed, answering without the cache: %s", what, exc)
+        if not self._store_down:  # once per outage: a down store must not flood the log
+            self._store_down = True
+            log.error("cache store %s failed, answering without the cache until it is back: %s", what, exc)
 
 
 def _text(what: str, value: object, *, max_chars: int) -> str:

@@ -48,6 +48,8 @@ class Router:
     directory, the default embedder (``semroute.embed.default_embedder``), the shipped
     complexity classifier, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
     passed in instead; ``classifier=FixedTier("small")`` turns tier choice off.
+    ``redis_url`` shares the cache, instance limits and in-flight misses with every process
+    using that Redis (see ``semroute.shared``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Router:
         settings: RouterSettings | None = None,
         backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.time,
+        redis_url: str | None = None,
     ) -> None:
         parts = Components(
             embedder=embedder or default_embedder(),
@@ -72,6 +75,7 @@ class Router:
             data_dir=None if data_dir is None else Path(data_dir),
             backend_factory=backend_factory,
             clock=clock,
+            redis_url=redis_url,
         )
         self.tiers: dict[str, Tier] = parse_tiers(tiers) if tiers is not None else default_tiers()
         self.settings = settings or RouterSettings()
@@ -81,6 +85,8 @@ class Router:
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
         self._stream_flight: StreamFlight[Chunk] = StreamFlight()
         self._astream_flight: AsyncStreamFlight[Chunk] = AsyncStreamFlight()
+        # With Redis, identical misses coalesce across every process sharing it (streams too).
+        self._shared_flight = None if self.pipeline.shared is None else self.pipeline.shared.flight()
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: object) -> Router:
@@ -109,7 +115,12 @@ class Router:
         answer = answer or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector), on_join=self._coalesced)
+        if self._shared_flight is not None:
+            answer, shared = self._shared_flight.do(plan.key, lambda: self._generate(plan, vector))
+            if shared:  # the Redis flight reports joining only when the answer arrives
+                self._coalesced()
+        else:
+            answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector), on_join=self._coalesced)
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     def _coalesced(self) -> None:
@@ -151,6 +162,9 @@ class Router:
         if answer is not None:
             yield _hit_chunk(answer)
             return
+        if self._shared_flight is not None:
+            yield from self._shared_flight.stream(plan.key, lambda: self._stream_miss(plan, vector))
+            return
         chunks, shared = self._stream_flight.join(plan.key, lambda: self._stream_miss(plan, vector))
         if shared:
             self._coalesced()
@@ -185,15 +199,28 @@ class Router:
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
 
         ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
-        never expire), e.g. curated FAQ answers that outlive generated ones.
+        never expire), e.g. curated FAQ answers that outlive generated ones. ``tags`` label
+        them (``{"topic": "speed-limits"}``) so ``invalidate(where=...)`` can drop them together.
         """
         return self.pipeline.warm(
-            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s
+            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s,
+            tags=tags,
         )
+
+    def invalidate(
+        self, *, ids: Iterable[str] = (), namespace: str | None = None, where: Mapping[str, str] | None = None
+    ) -> int:
+        """Delete cached entries by id, and/or every entry of ``namespace`` carrying all ``where`` tags.
+
+        The deletes travel through the store's change feed, so every process sharing the cache
+        stops serving them at its next lookup. Returns how many entries were deleted.
+        """
+        return self.pipeline.invalidate(ids=ids, namespace=namespace, where=where)
 
     # -- async ----------------------------------------------------------------------------
 
@@ -210,8 +237,13 @@ class Router:
         answer = answer or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
-        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector),
-                                                on_join=self._coalesced)
+        if self._shared_flight is not None:
+            answer, shared = await self._shared_flight.ado(plan.key, lambda: self._agenerate(plan, vector))
+            if shared:
+                self._coalesced()
+        else:
+            answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector),
+                                                    on_join=self._coalesced)
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     async def _agenerate(self, plan: Plan, vector: np.ndarray) -> Answer:
@@ -244,7 +276,11 @@ class Router:
         if answer is not None:
             yield _hit_chunk(answer)
             return
-        chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector))
+        if self._shared_flight is not None:
+            chunks = self._shared_flight.astream(plan.key, lambda: self._astream_miss(plan, vector))
+            shared = False
+        else:
+            chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector))
         if shared:
             self._coalesced()
         try:

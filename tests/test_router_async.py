@@ -94,6 +94,12 @@ class SlowStore:
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
         return self.inner.get(entry_id, now=now)
 
+    def get_many(self, entry_ids, *, now: float) -> list[CacheEntry | None]:
+        return self.inner.get_many(entry_ids, now=now)
+
+    def invalidate(self, *, namespace=None, where=None) -> int:
+        return self.inner.invalidate(namespace=namespace, where=where)
+
     def delete(self, entry_ids: Iterable[str]) -> int:
         return self.inner.delete(entry_ids)
 

@@ -61,6 +61,7 @@ def run_demo(
     as_json: bool,
     echo: Callable[[str], None] = print,
     config: Path | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, object]:
     from ..config import load_config
     from ..router import Router
@@ -76,6 +77,8 @@ def run_demo(
         if not as_json:
             echo(notice)
         extra.update(tiers=tiers, data_dir=data_dir, namespace=namespace)
+        if redis_url is not None:  # the option overrides the file's [redis] url
+            extra["redis_url"] = redis_url
         router = stack.enter_context(Router(**extra))  # type: ignore[arg-type]
         if not as_json:
             echo(_embedder_line(router.pipeline.embedder.name))
