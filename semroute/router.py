@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .backends.base import Backend
 from .routing.classify import ComplexityClassifier
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder, default_embedder
 from .errors import BackendError, NoInstanceAvailable, StoreError
 from .flight import AsyncSingleFlight, SingleFlight
 from .metrics import Metrics
@@ -67,7 +67,7 @@ class Router:
         self.pipeline = Pipeline(
             tiers=resolved,
             namespace=namespace,
-            embedder=embedder or SentenceTransformerEmbedder(),
+            embedder=embedder or default_embedder(),
             verifier=verifier,
             classifier=classifier,
             store=store,
