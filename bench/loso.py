@@ -116,7 +116,8 @@ def fold(source, embed, data, traffic, args, rng):
                                   covid=True, log=lambda line: print("   ", line, flush=True))
     verifier = PairVerifier(arrays, threshold=float(card["threshold"]), card=card)
     c_arrays, c_card = train_consensus(embed, verifier, data=data, traffic=traffic, exclude=frozenset({source}),
-                                       scale=args.scale, adapter_steps=args.adapter_steps)
+                                       scale=args.scale, adapter=args.adapter_steps > 0, adapter_steps=args.adapter_steps,
+                                       adapter_sentences=2000)
     consensus = AnswerConsensus(c_arrays, c_card, verifier.probability)
     cache_rows, queries = test_set(source, rng, args.queries)
     vc, vq = embed([q for q, _, _ in cache_rows]), embed([q for q, _ in queries])
@@ -143,7 +144,7 @@ def main() -> None:
     ap.add_argument("--embedder", default="multilingual-e5-small")
     ap.add_argument("--scale", type=float, default=0.3)
     ap.add_argument("--queries", type=int, default=600)
-    ap.add_argument("--adapter-steps", type=int, default=500)
+    ap.add_argument("--adapter-steps", type=int, default=500, help="0: no adapter (the vote in the embedding's space)")
     ap.add_argument("--only", default=None)
     ap.add_argument("--embedding-cache", default=None)
     ap.add_argument("--out", default="bench/results/loso.json")

@@ -114,9 +114,11 @@ def train_verifier_cmd(embedder_name, out, data, no_traffic, exclude, scale, tar
 @click.option("--verifier", "verifier_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="the pair verifier it votes over (default: models/<embedder name>/verifier/, else the shipped one)")
 @click.option("--no-adapter", is_flag=True, help="vote in the embedding's own space")
+@click.option("--adapter-sentences", type=click.IntRange(100), default=None,
+              help="at most this many intent-labelled sentences for the adapter (a slow embedder: 2000)")
 @typed_errors
 def train_consensus_cmd(embedder_name, out, data, no_traffic, exclude, scale, target_precision, tune_on,
-                        embedding_cache, verifier_dir, no_adapter):
+                        embedding_cache, verifier_dir, no_adapter, adapter_sentences):
     """Train the answer consensus for an embedder over its pair verifier and write it."""
     from ..hits.verify import PairVerifier
     from ..training.consensus import train_consensus
@@ -128,7 +130,7 @@ def train_consensus_cmd(embedder_name, out, data, no_traffic, exclude, scale, ta
     try:
         arrays, card = train_consensus(embed, pair, data=shared, traffic=traffic, exclude=frozenset(exclude),
                                        scale=scale, target=target_precision, adapter=not no_adapter,
-                                       tune_on=_sets(tune_on), log=click.echo)
+                                       adapter_sentences=adapter_sentences, tune_on=_sets(tune_on), log=click.echo)
     finally:
         embed.save()
     out = out or Path("models") / embed.name / "consensus"

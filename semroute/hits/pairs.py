@@ -54,9 +54,9 @@ _TR_VERB_ENDINGS = frozenset(
     """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
     abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()  # noqa: SIM905
 )
+# Words only Turkish uses (names such as "Kim" or "Ama" would turn English text Turkish).
 _TR_HINTS = frozenset(
-    """mi mı mu mü miyim misin miyiz misiniz midir nedir nasıl neden nerede hangi kaç var yok değil için ile
-    ne zaman kim bir ve veya ama""".split()  # noqa: SIM905
+    "mi mı mu mü miyim misin miyiz misiniz midir nedir nasıl neden nerede hangi kaç var yok değil için ile".split()  # noqa: SIM905
 )
 # Turkish case, plural, possessive and copula endings (folded), longest first; one is stripped from a
 # Turkish word when a root of >= 3 letters remains: otoyolda -> otoyol, köyden -> köy, cezası -> ceza.

@@ -34,7 +34,7 @@ def entries(cache_rows, vectors) -> list[CacheEntry]:
 
 
 def adapter_data(data: SharedData, sets: Sequence[TuningSet], *, exclude: frozenset[str], scale: float,
-                 seed: int = 0) -> list[tuple[str, str]]:
+                 seed: int = 0, limit: int | None = None) -> list[tuple[str, str]]:
     """Intent- (or group-) labelled sentences the adapter may learn from: no tuning query or cached
     row, no intent left out of a tuning cache, no excluded source."""
     tuning = {t for _, cache, queries in sets for t, _ in list(cache) + list(queries)}
@@ -49,7 +49,7 @@ def adapter_data(data: SharedData, sets: Sequence[TuningSet], *, exclude: frozen
         held = set(sorted({i for _, i in clinc})[::5])
         rows += [(t, "c:" + i) for t, i in clinc if i not in held and t not in tuning]
     rng.shuffle(rows)
-    rows = rows[: max(100, int(len(rows) * scale))]
+    rows = rows[: min(limit or len(rows), max(100, int(len(rows) * scale)))]
     if "tqp" not in exclude:  # Turkish paraphrase groups, as many sentences as a tenth of the intent data
         group = groups(data.tqp_pairs("train"))
         tqp = sorted((t, "t:" + g) for t, g in group.items() if t not in tuning)
@@ -127,6 +127,7 @@ def precision_recall(cache_rows, queries, vc, vq, pair, consensus) -> tuple[floa
 def train_consensus(embed, pair, *, data: SharedData, traffic: TrafficSet | None,
                     exclude: frozenset[str] = frozenset(), scale: float = 1.0, target: float = 0.97,
                     adapter: bool = True, adapter_steps: int = 1500, adapter_reg: float = 1e-3,
+                    adapter_sentences: int | None = None,
                     tune_on: frozenset[str] | None = None, log=lambda line: None) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Train the consensus over ``pair`` (a ``PairVerifier`` for ``embed``); (arrays, card)."""
     import datetime as dt
@@ -139,7 +140,8 @@ def train_consensus(embed, pair, *, data: SharedData, traffic: TrafficSet | None
             for n, c, q in tuning_sets(data, traffic, exclude=exclude, scale=scale) if tune_on is None or n in tune_on]
     w = None
     if adapter:
-        rows = adapter_data(data, [(n, c, q) for n, c, q, _, _ in sets], exclude=exclude, scale=scale)
+        rows = adapter_data(data, [(n, c, q) for n, c, q, _, _ in sets], exclude=exclude, scale=scale,
+                            limit=adapter_sentences)
         w = fit_adapter(embed([t for t, _ in rows]), [lab for _, lab in rows], adapter_steps, reg=adapter_reg)
     parts = [rows_for(c, q, vc, vq, pair, adapter=w) for _, c, q, vc, vq in sets]
     x = np.vstack([p[0] for p in parts])

@@ -8,6 +8,7 @@ embeds each request itself.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +56,7 @@ class CachedEmbedder:
         if self.path is not None and len(self.vectors) != self._saved:
             texts = list(self.vectors)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+            tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")  # runs may share a cache file
             np.savez(tmp, texts=np.asarray(texts, dtype=str), vectors=np.stack([self.vectors[t] for t in texts]))
             tmp.replace(self.path)
             self._saved = len(texts)
