@@ -28,7 +28,7 @@ NEAR_MISSES_TR = [
      "Otoyolda motosikletle en fazla kaç km/s hızla gidebilirim?"),
     ("entry/exit", "Köprü girişinde durmak yasak mı?", "Köprü çıkışında durmak yasak mı?"),
     ("fine/points", "Emniyet kemeri takmamanın cezası nedir?", "Emniyet kemeri takmamanın ceza puanı nedir?"),
-    ("licence class", "D sınıfı ehliyet kaç yaşında alınır?", "B sınıfı ehliyet kaç yaşında alınır?"),
+    ("licence class", "D sınıfı ehliyet için sağlık raporu gerekir mi?", "B sınıfı ehliyet için sağlık raporu gerekir mi?"),
     ("allowed/forbidden", "Tünelde şerit değiştirmek serbest mi?", "Tünelde şerit değiştirmek yasak mı?"),
     ("place", "Köy yolunda traktör hız sınırı nedir?", "Şehir içinde traktör hız sınırı nedir?"),
     ("negation", "Araç muayenesi zorunlu değil mi?", "Araç muayenesi zorunlu mu?"),
@@ -80,8 +80,12 @@ def test_shipped_artifacts_load_for_their_embedder_and_refuse_another(name):
         AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=other, dim=384)
     with np.load(model_dir("verifier", name) / "model.npz", allow_pickle=False) as data:
         vocab = [str(w) for w in data["wp_vocab"]]
-    # Whole words embedded with the artifact's own embedder, not MiniLM's word pieces.
-    assert vocab and not any(w.startswith("##") for w in vocab) and "otoyol" in vocab
+    # The word table comes from the artifact's own embedder: MiniLM's set keeps MiniLM's word
+    # pieces; any other embedder's set holds whole words it embedded itself.
+    pieces = any(w.startswith("##") for w in vocab)
+    assert pieces == (name == MINILM)
+    if name != MINILM:
+        assert "otoyol" in vocab
 
 
 @pytest.fixture(scope="module")
