@@ -8,8 +8,8 @@ in short:
 .. code-block:: toml
 
     namespace = "traffic"
-    [embedder]              # model = multilingual-e5-small | use-multilingual-v3 | all-MiniLM-L6-v2 |
-    model = "multilingual-e5-small"   # a sentence-transformers name or path; or ollama = "bge-m3" + host
+    [embedder]              # model = multilingual-e5-small | use-multilingual-v3 | all-MiniLM-L6-v2 (shipped,
+    model = "all-MiniLM-L6-v2"   # offline) or a sentence-transformers name/path; or ollama + host
     [cache]
     min_similarity = 0.8
     ttl_s = 604800

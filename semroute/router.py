@@ -41,8 +41,8 @@ class Router:
     """Semantic cache + complexity router in front of Ollama.
 
     ``Router()`` is the embedded default: an in-process cache persisted under the user cache
-    directory, the offline MiniLM embedder, the shipped complexity classifier, tiers
-    ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
+    directory, the default embedder (``semroute.embed.default_embedder``), the shipped
+    complexity classifier, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
     passed in instead; ``classifier=FixedTier("small")`` turns tier choice off.
     """
 

@@ -3,6 +3,7 @@ packages: shapes, unit norm, determinism, Turkish paraphrase vs unrelated, lazy 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,53 @@ def test_config_names_a_packaged_embedder(tmp_path):
     assert isinstance(load_config(path)["embedder"], USEEmbedder)
     path.write_text('[embedder]\nmodel = "multilingual-e5-small"\n', encoding="utf-8")
     assert isinstance(load_config(path)["embedder"], E5Embedder)
+
+
+def test_loading_e5_leaves_the_process_environment_alone(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    E5Embedder(threads=1).embed([QUESTION])
+    assert "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    E5Embedder(threads=1).embed([QUESTION])
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def test_default_embedder_is_the_first_preferred_one_with_shipped_models():
+    from semroute.embed import PREFERRED_EMBEDDERS, shipped_model_sets
+
+    assert PREFERRED_EMBEDDERS[0] == "multilingual-e5-small"
+    assert default_embedder(shipped={"multilingual-e5-small", "all-MiniLM-L6-v2"}).name == "multilingual-e5-small"
+    assert default_embedder(shipped={"all-MiniLM-L6-v2"}).name == "all-MiniLM-L6-v2"
+    assert default_embedder(shipped=set()).name == PREFERRED_EMBEDDERS[-1]
+    real = default_embedder()
+    assert real.name in shipped_model_sets()  # what this checkout ships, whichever it is
+
+
+class _Renamed:
+    """A real embedder under a name no shipped model is keyed by (so the router falls back)."""
+
+    def __init__(self, inner, strict: float | None) -> None:
+        self._inner, self.name, self.dim = inner, "renamed-" + inner.name, inner.dim
+        if strict is not None:
+            self.strict_similarity = strict
+
+    def embed(self, texts):
+        return self._inner.embed(texts)
+
+
+def test_the_fallback_gate_uses_the_embedders_own_strict_cosine(tmp_path, fake_ollama):
+    from semroute import Router, Tier
+    from semroute.embed import strict_similarity
+
+    e5 = E5Embedder()
+    faq, near_miss = "What is the speed limit for cars on intercity roads?", "What is the speed limit for tractors on intercity roads?"
+    cosine = float(e5.embed([faq])[0] @ e5.embed([near_miss])[0])
+    assert strict_similarity(e5) > cosine > 0.9  # e5's scale is compressed: 0.9 would serve this near miss
+    served = {}
+    for strict in (None, e5.strict_similarity):
+        tiers = {"small": Tier("llama3.2:3b", (fake_ollama.url,))}
+        with Router(tiers=tiers, data_dir=tmp_path / str(strict), embedder=_Renamed(e5, strict)) as router:
+            router.warm([(faq, "90 km/h on ordinary intercity roads.")])
+            served[strict] = router.ask(near_miss).source
+            assert router.metrics.count("verifier.unavailable") == 1
+    assert served == {None: "semantic", e5.strict_similarity: "small"}
