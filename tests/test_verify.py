@@ -251,7 +251,8 @@ def _expected(embedder, verifier) -> dict:
 
 def test_eval_reports_what_the_verifier_decides(embedder, verifier, pairs_file):
     want = _expected(embedder, verifier)
-    result = CliRunner().invoke(main, ["eval", str(pairs_file)])
+    # The CLI's default embedder is whatever Router() prefers: evaluate with the fixture's.
+    result = CliRunner().invoke(main, ["eval", str(pairs_file), "--embedder", embedder.name])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     n, pos = len(want["rows"]), want["positives"]
@@ -266,7 +267,7 @@ def test_eval_reports_what_the_verifier_decides(embedder, verifier, pairs_file):
 def test_eval_json_and_plot(embedder, verifier, pairs_file, tmp_path):
     want = _expected(embedder, verifier)
     plot = tmp_path / "curve.png"
-    result = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--plot", str(plot)])
+    result = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--plot", str(plot), "--embedder", embedder.name])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["tp"], report["fp"], report["fn"], report["tn"]) == (want["tp"], want["fp"], want["fn"], want["tn"])
@@ -276,7 +277,8 @@ def test_eval_json_and_plot(embedder, verifier, pairs_file, tmp_path):
     curve = report["baseline"]["curve"]
     assert len(curve) == 41 and [c["min_similarity"] for c in curve[::10]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cosine = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--verifier", "cosine", "--min-similarity", "0.9"])
+    cosine = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--verifier", "cosine", "--min-similarity", "0.9",
+                                       "--embedder", embedder.name])
     false_hits = json.loads(cosine.stdout)["false_hits"]
     expected = [((q, c), s) for (q, c, y), s in zip(want["rows"], want["sims"]) if s >= 0.9 and not y]
     assert [(f["query"], f["cached"]) for f in false_hits] == [pair for pair, _ in expected]

@@ -330,7 +330,7 @@ def sample_check(*, served: int, precision: float, target: float) -> dict[str, o
 def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut: float, result: dict, pairs: str) -> None:
     from ..artifacts import model_dir
 
-    source = source or model_dir("verifier")
+    source = source or model_dir("verifier", verifier.card.get("embedder"))
     try:
         out.mkdir(parents=True, exist_ok=True)
         if source.resolve() != out.resolve():
