@@ -198,3 +198,17 @@ def test_configuration_mistakes_are_typed_errors(fake_ollama):
     with pytest.raises(ConfigError, match="already initialised"):
         ext.init_app(ok)
     assert not holder_for(ok).built
+
+
+def test_a_stream_broken_after_its_first_chunk_ends_with_an_error_line_and_is_not_cached(app, fake_ollama):
+    from semroute.testing import Fault
+
+    fake_ollama.set_fault(Fault("drop", count=1, after_chunks=2, endpoints=frozenset({"chat"})))
+    client = app.test_client()
+    response = client.post("/ask/stream", json={"question": "Why do trams have priority?"})
+    assert response.status_code == 200  # the status line went out with the first chunk
+    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert lines[0]["text"] and not any(line.get("done") for line in lines)
+    assert lines[-1]["error"] in ("BackendError", "BackendProtocolError", "BackendUnavailable")
+    again = client.post("/ask", json={"question": "Why do trams have priority?"}).get_json()
+    assert again["source"] == "small"  # the broken answer was never stored
