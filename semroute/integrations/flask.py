@@ -23,7 +23,7 @@ from ..router import Router
 from .per_process import PerProcessRouter
 from .spec import RouterSpec
 
-__all__ = ["Semroute", "router_for"]
+__all__ = ["Semroute", "router_for", "holder_for"]
 
 EXTENSION = "semroute"
 
