@@ -15,12 +15,20 @@ in short:
     ttl_s = 604800
     [router]
     fallback = "other-tier"
+    [redis]                 # optional: share cache, limits and in-flight misses between processes
+    url = "redis://cache.internal:6379/0"
     [tiers.small]
     model = "llama3.2:3b"
     hosts = ["http://gpu1:11434", "http://gpu2:11434"]
     limit = 4
     [tiers.small.timeout]   # Timeout; [tiers.small.pool] PoolSettings with .retry/.queue/.breaker tables
     read = 120
+    [server]                # semroute serve only (see semroute.server.settings)
+    alias = "semroute"
+    [[server.keys]]
+    name = "team-a"
+    key_sha256 = "..."      # or key = "..." (plain)
+    namespace = "team-a"
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ else:  # pragma: no cover
 
 __all__ = ["load_config"]
 
-_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers"}
+# [server] configures `semroute serve` (semroute.server.settings); the Router ignores it.
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "redis", "server"}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -71,6 +80,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
         kwargs["embedder"] = _embedder(path, _table(path, raw, "embedder"))
     if "verifiers" in raw:
         kwargs["verifier"] = _verifiers(path, _table(path, raw, "verifiers"))
+    if "redis" in raw:
+        redis = _table(path, raw, "redis")
+        _no_unknown(path, "[redis]", redis, {"url"})
+        if not isinstance(redis.get("url"), str) or not redis["url"]:
+            raise ConfigError(f"{path}: [redis] needs url = \"redis://host:port/db\"")
+        kwargs["redis_url"] = redis["url"]
     return kwargs
 
 

@@ -44,6 +44,8 @@ class Router:
     directory, the default embedder (``semroute.embed.default_embedder``), the shipped
     complexity classifier, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
     passed in instead; ``classifier=FixedTier("small")`` turns tier choice off.
+    ``redis_url`` shares the cache, instance limits and in-flight misses with every process
+    using that Redis (see ``semroute.shared``).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Router:
         settings: RouterSettings | None = None,
         backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.time,
+        redis_url: str | None = None,
     ) -> None:
         parts = Components(
             embedder=embedder or default_embedder(),
@@ -68,6 +71,7 @@ class Router:
             data_dir=None if data_dir is None else Path(data_dir),
             backend_factory=backend_factory,
             clock=clock,
+            redis_url=redis_url,
         )
         self.tiers: dict[str, Tier] = parse_tiers(tiers) if tiers is not None else default_tiers()
         self.settings = settings or RouterSettings()
@@ -75,6 +79,8 @@ class Router:
         self.pipeline = Pipeline(parts, tiers=self.tiers, settings=self.settings, namespace=namespace)
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
+        # With Redis, identical misses coalesce across every process sharing it (streams too).
+        self._shared_flight = None if self.pipeline.shared is None else self.pipeline.shared.flight()
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: object) -> Router:
@@ -97,7 +103,8 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector))
+        flight = self._shared_flight or self._flight
+        answer, shared = flight.do(plan.key, lambda: self._generate(plan, vector))
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     def _generate(self, plan: Plan, vector) -> Answer:
@@ -133,8 +140,15 @@ class Router:
             vector = self.pipeline.embed(plan)
             answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
+                        similarity=answer.similarity)
             return
+        if self._shared_flight is not None:
+            yield from self._shared_flight.stream(plan.key, lambda: self._stream_generate(plan, vector))
+        else:
+            yield from self._stream_generate(plan, vector)
+
+    def _stream_generate(self, plan: Plan, vector) -> Iterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             parts: list[str] = []
@@ -162,15 +176,28 @@ class Router:
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
 
         ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
-        never expire), e.g. curated FAQ answers that outlive generated ones.
+        never expire), e.g. curated FAQ answers that outlive generated ones. ``tags`` label
+        them (``{"topic": "speed-limits"}``) so ``invalidate(where=...)`` can drop them together.
         """
         return self.pipeline.warm(
-            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s
+            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s,
+            tags=tags,
         )
+
+    def invalidate(
+        self, *, ids: Iterable[str] = (), namespace: str | None = None, where: Mapping[str, str] | None = None
+    ) -> int:
+        """Delete cached entries by id, and/or every entry of ``namespace`` carrying all ``where`` tags.
+
+        The deletes travel through the store's change feed, so every process sharing the cache
+        stops serving them at its next lookup. Returns how many entries were deleted.
+        """
+        return self.pipeline.invalidate(ids=ids, namespace=namespace, where=where)
 
     # -- async ----------------------------------------------------------------------------
 
@@ -187,7 +214,10 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
-        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
+        if self._shared_flight is not None:
+            answer, shared = await self._shared_flight.ado(plan.key, lambda: self._agenerate(plan, vector))
+        else:
+            answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     async def _aready(self) -> None:
@@ -226,8 +256,15 @@ class Router:
             vector = await asyncio.to_thread(self.pipeline.embed, plan)
             answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
+                        similarity=answer.similarity)
             return
+        chunks = (self._astream_generate(plan, vector) if self._shared_flight is None
+                  else self._shared_flight.astream(plan.key, lambda: self._astream_generate(plan, vector)))
+        async for chunk in chunks:
+            yield chunk
+
+    async def _astream_generate(self, plan: Plan, vector) -> AsyncIterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             parts: list[str] = []

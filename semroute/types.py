@@ -43,6 +43,8 @@ class CacheEntry:
     ``key`` is the exact-tier key (namespace + policy + normalised question); ``scope`` groups
     entries that may answer each other (namespace + policy) and is the index's filter.
     ``vector`` is the question's L2-normalised embedding, kept so the index can be rebuilt.
+    ``tags`` are (name, value) pairs a caller attached (e.g. ``("topic", "speed-limits")``) so
+    entries can be invalidated together when what they answer changes.
     """
 
     id: str
@@ -57,6 +59,7 @@ class CacheEntry:
     model: str = ""
     tier: str = ""
     embedder: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -120,6 +123,7 @@ class Chunk:
     """One piece of a streamed answer. The last chunk has ``done=True``.
 
     ``source`` is set by the router ("exact", "semantic", "small", "large"); backends leave it empty.
+    ``similarity`` is the cached question's cosine similarity on a cache hit (None otherwise).
     """
 
     text: str
@@ -129,6 +133,7 @@ class Chunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     source: str = ""
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API) and ``FakeFleet``.
+"""Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API), ``FakeFleet``
+and ``RedisServer`` (a private real ``redis-server``).
 
 Imported lazily so ``import semroute.testing`` stays cheap and never loads torch.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text"]
+__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text", "RedisServer"]
 
 _WHERE = {
     "FakeOllama": "fake_ollama",
@@ -18,6 +19,7 @@ _WHERE = {
     "Fault": "fake_config",
     "FakeStats": "fake_config",
     "answer_text": "fake_content",
+    "RedisServer": "redis_server",
 }
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from .fake_content import answer_text
     from .fake_ollama import FakeOllama
     from .fleet import FakeFleet, InstanceSpec
+    from .redis_server import RedisServer
 
 
 def __getattr__(name: str) -> Any:
