@@ -176,6 +176,8 @@ class OllamaEmbedder:
         self._host = host
         self._timeout_s = timeout_s
         self._client = None
+        # Threads embedding at once must share one client: each extra one would leak its sockets.
+        self._client_lock = threading.Lock()
         self._dim: int | None = None
 
     @property
@@ -192,10 +194,12 @@ class OllamaEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import ollama
 
-        if self._client is None:
-            self._client = ollama.Client(host=self._host, timeout=self._timeout_s)
+        with self._client_lock:
+            if self._client is None:
+                self._client = ollama.Client(host=self._host, timeout=self._timeout_s)
+            client = self._client
         try:
-            response = self._client.embed(model=self._model_name, input=list(texts))
+            response = client.embed(model=self._model_name, input=list(texts))
         except Exception as exc:  # ollama.ResponseError, httpx errors
             raise EmbeddingError(f"Ollama embed with {self._model_name!r} at {self._host} failed: {exc}") from exc
         vectors = normalise_rows(np.asarray(response.embeddings, dtype=np.float32), dim=self._dim)
@@ -205,7 +209,8 @@ class OllamaEmbedder:
     def close(self) -> None:
         """Close the HTTP connections (a later ``embed`` opens new ones). The Router does not own
         an embedder passed to it, so whoever made it closes it."""
-        client, self._client = self._client, None
+        with self._client_lock:
+            client, self._client = self._client, None
         if client is not None:
             client.close()
 
