@@ -99,7 +99,7 @@ class Pool:
                 time.sleep(delay)
                 continue
             except BaseException:
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, None)
             return completion
@@ -136,7 +136,7 @@ class Pool:
                 time.sleep(self._core.failed(idx, ask, exc, attempt))
                 continue
             except BaseException:  # the caller stopped reading (GeneratorExit) or was interrupted
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, ttft)
             return
@@ -158,7 +158,7 @@ class Pool:
                 await asyncio.sleep(self._core.failed(idx, ask, exc, attempt))
                 continue
             except BaseException:
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, None)
             return completion
@@ -194,7 +194,7 @@ class Pool:
                 await asyncio.sleep(self._core.failed(idx, ask, exc, attempt))
                 continue
             except BaseException:
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, ttft)
             return
