@@ -34,6 +34,7 @@ from ..errors import (
     BackendUnavailable,
     ConfigError,
 )
+from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .settings import Timeout
@@ -195,8 +196,8 @@ class OllamaBackend:
     def __init__(self, host: str, *, timeout: Timeout = Timeout(), name: str | None = None) -> None:
         if not isinstance(timeout, Timeout):
             raise ConfigError(f"timeout must be a semroute Timeout, got {timeout!r}")
-        self.host = _base_url(host)
-        self.name = name or self.host
+        self.host = _base_url(host)  # used only to connect: it may carry credentials
+        self.name = redact_text(name or self.host)  # what logs, errors and stats show
         self.timeout = timeout
         self._lock = threading.Lock()
         self._client: ollama.Client | None = None
@@ -204,7 +205,7 @@ class OllamaBackend:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncEntry] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"OllamaBackend({self.host!r})"
+        return f"OllamaBackend({self.name!r})"
 
     # -- clients ---------------------------------------------------------------------------
 

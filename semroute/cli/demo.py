@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .files import read_rows
 from ..artifacts import shipped
+from ..redact import redact_url
 from ..settings import Tier, default_tiers
 
 __all__ = ["run_demo", "ollama_answers"]
@@ -72,7 +73,7 @@ def run_demo(
         notice = (
             "NOTE: no Ollama answered, so two fake Ollama servers answer: model answers are SIMULATED."
             if simulated
-            else f"Using the real Ollama at {tiers['small'].hosts[0]}."
+            else f"Using the real Ollama at {redact_url(tiers['small'].hosts[0])}."
         )
         if not as_json:
             echo(notice)
