@@ -33,6 +33,7 @@ from ..errors import (
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
+    InvalidRequest,
 )
 from ..redact import redact_text
 from ..request import validate_chat
@@ -183,7 +184,7 @@ def _base_url(host: str) -> str:
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
     """Validate before any I/O; ``InvalidRequest`` changes nothing."""
     validate_chat(model, messages)
-    return [{"role": m.role, "content": m.content} for m in messages]
+    return [{"role": str.__str__(m.role), "content": str.__str__(m.content)} for m in messages]
 
 
 class OllamaBackend:
@@ -251,6 +252,8 @@ class OllamaBackend:
     def _edge(self) -> Iterator[None]:
         try:
             yield
+        except UnicodeEncodeError as exc:  # the request could not be encoded: the caller's fault
+            raise InvalidRequest(f"the request to {self.name} cannot be encoded: {exc.reason}") from exc
         except _EDGE_ERRORS as exc:
             raise _translate(exc, self.name) from exc
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import BackendError, ConfigError
 from ..metrics import Metrics
-from ..request import validate_chat
+from ..request import validate_chat, validate_options
 from ..types import Chunk, Completion, Message
 from .balancer import Ask, Balancer, Instance, PoolSettings, RetrySettings
 from .base import Backend
@@ -86,7 +86,8 @@ class Pool:
         ``NoInstanceAvailable`` (no instance has the model, all are down, or every attempt
         failed; ``attempts`` lists them) or a non-retryable ``BackendError`` (such as a 400).
         """
-        validate_chat(model, messages)
+        model = validate_chat(model, messages)
+        options = validate_options(options)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             self._refresh_models()
@@ -110,7 +111,7 @@ class Pool:
 
         Close the iterator if you stop early (it holds a slot until closed or collected).
         """
-        validate_chat(model, messages)
+        model = validate_chat(model, messages)
         return self._stream(model, messages)
 
     def _stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
@@ -146,7 +147,8 @@ class Pool:
         self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None
     ) -> Completion:
         """``chat`` for event loops: waits without blocking the loop."""
-        validate_chat(model, messages)
+        model = validate_chat(model, messages)
+        options = validate_options(options)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             await self._arefresh_models()
@@ -166,7 +168,7 @@ class Pool:
 
     def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
         """Chunks of one answer. ``aclose()`` the iterator if you stop early (it holds a slot)."""
-        validate_chat(model, messages)
+        model = validate_chat(model, messages)
         return self._astream(model, messages)
 
     async def _astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
@@ -309,4 +311,4 @@ class Pool:
 
 def _extra(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments for a backend call: ``options`` only when the caller gave some."""
-    return {} if options is None else {"options": dict(options)}
+    return {} if options is None else {"options": options}
