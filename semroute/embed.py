@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .errors import ConfigError, DimensionMismatch, EmbeddingError
+from .request import validate_texts
 
 __all__ = ["Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "DEFAULT_MODEL", "normalise_rows"]
 
@@ -106,6 +107,7 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = validate_texts(texts)
         model = self._model or self._load()
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -143,6 +145,7 @@ class OllamaEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import ollama
 
+        texts = validate_texts(texts)
         if self._client is None:
             self._client = ollama.Client(host=self._host, timeout=self._timeout_s)
         try:

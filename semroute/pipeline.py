@@ -213,9 +213,10 @@ class Pipeline:
         text = validate_question(question, max_chars=self.settings.max_question_chars)
         ns = self.namespace if namespace is None else validate_namespace(namespace)
         if system is not None:
-            validate_question(system, max_chars=self.settings.max_question_chars * 4)
-        if tier is not None and tier not in self.tiers:
+            system = validate_question(system, max_chars=self.settings.max_question_chars * 4)
+        if tier is not None and (not isinstance(tier, str) or str.__str__(tier) not in self.tiers):
             raise InvalidRequest(f"tier {tier!r} is not configured; tiers are {sorted(self.tiers)}")
+        tier = None if tier is None else str.__str__(tier)
         scope = scope_of(ns, self._policy(system))
         messages = ((Message("system", system),) if system else ()) + (Message("user", text),)
         return Plan(text, ns, system, scope, exact_key(scope, normalise(text)), messages, tier, started)
@@ -343,8 +344,12 @@ class Pipeline:
         progress: Callable[[int], None] | None,
         ttl_s: float | None = None,
     ) -> int:
-        if ttl_s is not None and not ttl_s > 0:
+        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
             raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            raise InvalidRequest(f"pairs must be an iterable of (question, answer), got {type(pairs).__name__}")
         items = list(pairs)
         plans = []
         for i, pair in enumerate(items):

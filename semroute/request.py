@@ -19,7 +19,7 @@ import unicodedata
 
 from .errors import InvalidRequest
 
-__all__ = ["ROLES", "NORMALISATION_VERSION", "validate_chat", "validate_options", "validate_question", "validate_namespace", "normalise", "policy_fingerprint", "scope_of", "exact_key"]
+__all__ = ["ROLES", "NORMALISATION_VERSION", "validate_chat", "validate_options", "validate_texts", "validate_question", "validate_namespace", "normalise", "policy_fingerprint", "scope_of", "exact_key"]
 
 _SPACES = re.compile(r"\s+")
 # Trailing sentence ends that never change a question: "?" and "." (and their CJK forms).
@@ -87,6 +87,21 @@ def validate_chat(model: object, messages: object) -> str:
             raise InvalidRequest(f"message {i} content must be str, got {type(m.content).__name__}")
         _encodable(m.content, f"message {i}")
     return str.__str__(model)  # type: ignore[arg-type]
+
+
+def validate_texts(texts: object) -> list[str]:
+    """An embedder's input: a sequence of encodable ``str`` (returned as plain ``str``s)."""
+    from collections.abc import Sequence
+
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise InvalidRequest(f"texts must be a sequence of str, got {type(texts).__name__}")
+    out = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidRequest(f"text {i} must be a str, got {type(text).__name__}")
+        _encodable(text, f"text {i}")
+        out.append(str.__str__(text))
+    return out
 
 
 def validate_options(options: object) -> dict | None:

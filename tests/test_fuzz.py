@@ -1,0 +1,113 @@
+"""Every public entry point raises only the documented ``SemrouteError`` tree (issue 12, item 5).
+
+A CI-sized hypothesis run over the real router, pool, store, Ollama embedder and CLI (FakeOllama
+over HTTP); ``bench/reliability.py fuzz`` runs the same harness for tens of thousands of cases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+
+from reliability_helpers import SMALL, light_router
+from semroute.backends.ollama import OllamaBackend
+from semroute.backends.pool import Pool
+from semroute.cache import MemoryStore
+from semroute.cli import main
+from semroute.embed import OllamaEmbedder
+from semroute.errors import InvalidRequest
+from semroute.testing import FakeFleet
+from semroute.testing.fuzz import Call, Targets, calls
+
+pytestmark = pytest.mark.reliability
+
+
+class EvilEncode(str):
+    def encode(self, *args, **kwargs):  # type: ignore[override]
+        raise UnicodeEncodeError("utf-8", "x", 0, 1, "misbehaving encode")
+
+    def __hash__(self) -> int:
+        raise TypeError("misbehaving hash")
+
+
+def cli(argv: list[str]) -> BaseException | None:
+    result = CliRunner().invoke(main, argv)
+    return None if result.exception is None or isinstance(result.exception, SystemExit) else result.exception
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory) -> Iterator[Targets]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    with FakeFleet(2) as fleet:
+        router = light_router(fleet.urls, tmp / "router")
+        pool = Pool([OllamaBackend(u) for u in fleet.urls])
+        store = MemoryStore(tmp / "store")
+        try:
+            yield Targets(router=router, pool=pool, store=store, embedder=OllamaEmbedder(SMALL, host=fleet.urls[0]), cli=cli)
+        finally:
+            router.close()
+            pool.close()
+            store.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        Call("ask", ("What is 5?",), {"tier": ["small"]}),
+        Call("aask", ("What is 5?",), {"tier": {"small": 1}}),
+        Call("stream", ("What is 5?",), {"tier": ["small"]}),
+        Call("warm", ([("q", "a")],), {"ttl_s": {}}),
+        Call("warm", ([("q", "a")],), {"batch_size": "8"}),
+        Call("warm", (True,)),
+        Call("pool.chat", (SMALL, [])),
+        Call("store.get", ([],), {"now": 0.0}),
+        Call("store.get_by_key", ("k",), {"now": None}),
+        Call("store.delete", (None,)),
+        Call("store.changes", (None,)),
+        Call("embedder.embed", ([None],)),
+    ],
+    ids=repr,
+)
+def test_reported_untyped_errors_are_typed_now(targets: Targets, call: Call) -> None:
+    outcome, error = targets.run(call)
+    assert outcome == "typed" and isinstance(error, InvalidRequest), (outcome, error)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        Call("ask", (EvilEncode("What is 5?"),)),
+        Call("ask", ("What is 5?",), {"namespace": EvilEncode("tenant")}),
+        Call("ask", ("What is 5?",), {"system": EvilEncode("be brief")}),
+        Call("pool.chat", (EvilEncode(SMALL), [])),
+    ],
+    ids=repr,
+)
+def test_str_subclasses_with_misbehaving_methods_are_used_as_plain_text(targets: Targets, call: Call) -> None:
+    outcome, error = targets.run(call)
+    assert outcome in ("ok", "typed"), (outcome, error)
+
+
+@settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(call=calls())
+def test_fuzzed_calls_end_in_an_answer_or_a_typed_error(targets: Targets, call: Call) -> None:
+    logging.disable(logging.WARNING)  # thousands of expected failure warnings would only slow this down
+    try:
+        outcome, error = targets.run(call)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert outcome != "untyped", (call, repr(error))
+
+
+def test_the_harness_finds_an_untyped_error() -> None:
+    """The harness is not vacuous: a target raising TypeError is reported as untyped."""
+
+    class Broken:
+        def ask(self, *args, **kwargs):
+            raise TypeError("unhashable type: 'list'")
+
+    assert Targets(router=Broken()).run(Call("ask", ("q",)))[0] == "untyped"
