@@ -81,11 +81,14 @@ class Router:
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
 
     @classmethod
-    def from_config(cls, path: str | Path, **overrides: object) -> Router:
-        """A router from a TOML file (see ``semroute.config``); keyword arguments override it."""
+    def from_config(cls, path: str | Path, *, allow_strategy_import: bool = False, **overrides: object) -> Router:
+        """A router from a TOML file (see ``semroute.config``); keyword arguments override it.
+
+        ``allow_strategy_import=True`` lets the file name a ``"package.module:Class"`` strategy.
+        """
         from .config import load_config
 
-        return cls(**{**load_config(path), **overrides})  # type: ignore[arg-type]
+        return cls(**{**load_config(path, allow_strategy_import=allow_strategy_import), **overrides})  # type: ignore[arg-type]
 
     # -- sync -----------------------------------------------------------------------------
 
