@@ -35,11 +35,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from semroute.backends.balancer import Ask, Balancer, Instance, PoolSettings
-from semroute.backends.limiter import LocalLimiter, QueueSettings
+from semroute.backends.balancer import Ask, Balancer, Instance
+from semroute.backends.limiter import LocalLimiter
 from semroute.backends.ollama import OllamaBackend
 from semroute.backends.pool import Pool
-from semroute.backends.settings import Timeout
+from semroute.settings import PoolSettings, QueueSettings, Timeout
 from semroute.backends.strategy import resolve_strategy
 from semroute.errors import SemrouteError
 from semroute.types import Message

@@ -52,7 +52,7 @@ import numpy as np
 # bench/ is on sys.path when this file runs as a script
 from gptcache_reference import GPTCacheRef
 
-from semroute import CacheSettings, Router, RouterSettings, SentenceTransformerEmbedder, Tier
+from semroute import CacheSettings, Router, RouterSettings, SentenceTransformerEmbedder, Tier, Timeout
 from semroute.request import normalise
 from semroute.testing import FakeOllama
 
@@ -425,8 +425,8 @@ def run(args: argparse.Namespace) -> dict:
 
     backends: list[TimedBackend] = []
 
-    def factory(host: str) -> TimedBackend:
-        backends.append(TimedBackend(OllamaBackend(host)))
+    def factory(host: str, *, timeout: Timeout) -> TimedBackend:
+        backends.append(TimedBackend(OllamaBackend(host, timeout=timeout)))
         return backends[-1]
 
     rec = Recorder()
@@ -453,7 +453,7 @@ def run(args: argparse.Namespace) -> dict:
         gc.collect()
         measure_miss(router, emb, backends, ref, queries["miss"], rec)
         classifier = type(router.pipeline.classifier).__name__
-        verifier = type(getattr(router.pipeline.cache.verifier, "inner", router.pipeline.cache.verifier)).__name__
+        verifier = type(router.pipeline.cache.verifier.inner).__name__
         router.close()
         ref.close()
     return summarise(args, rec, {"classifier": classifier, "verifier": verifier}, load_before)

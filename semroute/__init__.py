@@ -30,7 +30,17 @@ from .hits import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 from .metrics import Metrics
 from .router import Router
 from .routing import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
-from .settings import CacheSettings, JudgeSettings, RouterSettings, Tier
+from .settings import (
+    BreakerSettings,
+    CacheSettings,
+    JudgeSettings,
+    PoolSettings,
+    QueueSettings,
+    RetrySettings,
+    RouterSettings,
+    Tier,
+    Timeout,
+)
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
 
 try:
@@ -45,6 +55,11 @@ __all__ = [
     "CacheSettings",
     "JudgeSettings",
     "RouterSettings",
+    "Timeout",
+    "PoolSettings",
+    "RetrySettings",
+    "QueueSettings",
+    "BreakerSettings",
     # value types
     "Answer",
     "Chunk",

@@ -1,28 +1,26 @@
 """Reading a TOML configuration file into the Router's keyword arguments.
 
-``Router.from_config(path)`` uses this; it is the only reader of configuration files besides
-the CLI. Unknown keys are errors (a typo must not silently fall back to a default).
+``Router.from_config(path)`` and the CLI's ``--config FILE`` use this; it is the only reader of
+configuration files besides the CLI. Unknown keys are errors (a typo must not silently fall
+back to a default). The README's "Configuration file (TOML)" section documents every key;
+in short:
 
 .. code-block:: toml
 
     namespace = "traffic"
-    data_dir = "/var/lib/semroute"
-    [embedder]              # model = sentence-transformers name or path, or ollama = "bge-m3" + host
+    [embedder]              # model = "all-MiniLM-L6-v2" (shipped, offline) or a name/path; or ollama + host
     model = "all-MiniLM-L6-v2"
     [cache]
-    min_similarity = 0.5
+    min_similarity = 0.8
     ttl_s = 604800
-    [cache.judge]           # optional grey-zone judge (off without this table); see semroute.judge
-    min_similarity = 0.7
-    timeout_s = 5.0
-    [verifiers]             # optional per-namespace operating points (semroute calibrate --out DIR)
-    traffic = "calibrated/traffic"      # relative paths are relative to this file
     [router]
     fallback = "other-tier"
     [tiers.small]
     model = "llama3.2:3b"
     hosts = ["http://gpu1:11434", "http://gpu2:11434"]
     limit = 4
+    [tiers.small.timeout]   # Timeout; [tiers.small.pool] PoolSettings with .retry/.queue/.breaker tables
+    read = 120
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ class StoreError(SemrouteError):
 
 
 class StoreUnavailable(StoreError):
-    """The cache store cannot be reached (for example Redis is down)."""
+    """The cache store cannot be reached or opened: a ``MemoryStore`` directory that cannot be
+    created or is held by another process, or a shared store's server that is down."""
 
 
 class BackendError(SemrouteError):

@@ -20,18 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Backend
-from .routing.classify import ComplexityClassifier, decide
-from .hits.consensus import served_by
-from .hits.consensus import AnswerConsensus
-from .embed import Embedder
+from typing import TYPE_CHECKING
+
+from .cache.base import Store
+from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
+from .hits.consensus import AnswerConsensus, served_by
 from .hits.judge import GreyZone
-from .metrics import Metrics
-from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
-from .settings import RouterSettings, Tier
-from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
 from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
+from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
+from .routing.classify import ComplexityClassifier, decide
+from .settings import JudgeSettings, RouterSettings, Tier
+from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
+
+if TYPE_CHECKING:
+    from .backends.pool import Pool
+    from .hits.lookup import SemanticCache
 
 __all__ = ["Plan", "Pipeline"]
 
@@ -62,38 +66,24 @@ class Pipeline:
     """Owns the router's parts (cache, embedder, classifier, pools) and runs the steps."""
 
     def __init__(
-        self,
-        *,
-        tiers: Mapping[str, Tier],
-        namespace: str,
-        embedder: Embedder,
-        verifier: Verifier | None,
-        classifier: ComplexityClassifier | None,
-        store: object | None,
-        data_dir: str | Path | None,
-        settings: RouterSettings,
-        backend_factory: Callable[[str], Backend] | None,
-        metrics: Metrics,
-        clock: Callable[[], float],
+        self, parts: Components, *, tiers: Mapping[str, Tier], settings: RouterSettings, namespace: str = "default"
     ) -> None:
         unknown = set(tiers) - set(TIERS)
         if unknown or not tiers:
             raise ConfigError(f"tiers must be named among {TIERS}, got {sorted(tiers)}")
         if settings.default_tier not in tiers:
             raise ConfigError(f"default tier {settings.default_tier!r} is not among the tiers {sorted(tiers)}")
+        self.parts = parts
         self.tiers = dict(tiers)
         self.namespace = validate_namespace(namespace)
-        self.embedder = embedder
-        self._classifier = classifier
+        self.embedder = parts.embedder
+        self._classifier = parts.classifier
         self.settings = settings
-        self.metrics = metrics
-        self.clock = clock
-        self._verifier = verifier
-        self._store = store
-        self._data_dir = data_dir
-        self._backend_factory = backend_factory
-        self._cache = None
-        self._pools: dict[str, object] = {}
+        self.metrics = parts.metrics
+        self.clock = parts.clock
+        self._store: Store | None = parts.store
+        self._cache: SemanticCache | None = None
+        self._pools: dict[str, Pool] = {}
         self._lock = threading.Lock()
         self._models = {name: tier.model for name, tier in self.tiers.items()}
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
@@ -112,14 +102,14 @@ class Pipeline:
         self.cache  # noqa: B018 - the property builds it
 
     @property
-    def cache(self):
+    def cache(self) -> SemanticCache:
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
                     self._cache = self._build_cache()
         return self._cache
 
-    def _build_cache(self):
+    def _build_cache(self) -> SemanticCache:
         from .cache import FaissIndex, MemoryStore
         from .hits import SemanticCache
 
@@ -128,7 +118,7 @@ class Pipeline:
             store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
             self._store = store
         index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index)
-        inner = self._verifier or self._default_verifier()
+        inner = self.parts.verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
         return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
                              consensus=self._default_consensus(inner))
@@ -155,15 +145,15 @@ class Pipeline:
             log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= 0.9", exc)
             return ThresholdVerifier(max(0.9, self.settings.cache.min_similarity))
 
-    def _grey_zone(self, judge) -> GreyZone:
+    def _grey_zone(self, judge: JudgeSettings) -> GreyZone:
         if judge.tier not in self.tiers:
             raise ConfigError(f"judge tier {judge.tier!r} is not among the tiers {sorted(self.tiers)}")
         return GreyZone(judge, model=judge.model or self.tiers[judge.tier].model, metrics=self.metrics,
                         pool=functools.partial(self.pool, judge.tier), verifier=lambda: self.cache.verifier)
 
     def _default_dir(self) -> Path:
-        if self._data_dir is not None:
-            return Path(self._data_dir)
+        if self.parts.data_dir is not None:
+            return self.parts.data_dir
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("semroute"))
@@ -190,7 +180,7 @@ class Pipeline:
                         self.settings.default_tier)
             return FixedTier(self.settings.default_tier)
 
-    def pool(self, tier: str):
+    def pool(self, tier: str) -> Pool:
         pool = self._pools.get(tier)
         if pool is None:
             with self._lock:
@@ -199,12 +189,12 @@ class Pipeline:
                     pool = self._pools[tier] = self._build_pool(self.tiers[tier])
         return pool
 
-    def _build_pool(self, tier: Tier):
-        from .backends import Instance, OllamaBackend, Pool
+    def _build_pool(self, tier: Tier) -> Pool:
+        from .backends.pool import Instance, Pool
 
-        factory = self._backend_factory or OllamaBackend
-        instances = [Instance(factory(host), limit=tier.limit) for host in tier.hosts]
-        return Pool(instances, strategy=tier.strategy, metrics=self.metrics)
+        factory = self.parts.backends()
+        instances = [Instance(factory(host, timeout=tier.timeout), limit=tier.limit) for host in tier.hosts]
+        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -380,7 +370,7 @@ class Pipeline:
             self._grey.close()
         for pool in self._pools.values():
             pool.close()
-        if self._store is not None and hasattr(self._store, "close"):
+        if self._store is not None:
             self._store.close()
 
     # -- helpers ------------------------------------------------------------------------------

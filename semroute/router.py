@@ -18,16 +18,17 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from .backends.base import Backend
-from .routing.classify import ComplexityClassifier
+from .backends.base import BackendFactory
+from .cache.base import Store
+from .components import Components
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import BackendError, NoInstanceAvailable, StoreError
 from .flight import AsyncSingleFlight, SingleFlight
-from .metrics import Metrics
+from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
+from .routing.classify import ComplexityClassifier
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
-from .hits.verify import Verifier
 
 __all__ = ["Router"]
 
@@ -54,29 +55,24 @@ class Router:
         embedder: Embedder | None = None,
         verifier: Verifier | None = None,
         classifier: ComplexityClassifier | None = None,
-        store: object | None = None,
+        store: Store | None = None,
         settings: RouterSettings | None = None,
-        backend_factory: Callable[[str], Backend] | None = None,
+        backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        settings = settings or RouterSettings()
-        resolved = parse_tiers(tiers) if tiers is not None else default_tiers()
-        self.tiers: dict[str, Tier] = resolved
-        self.settings = settings
-        self.metrics = Metrics()
-        self.pipeline = Pipeline(
-            tiers=resolved,
-            namespace=namespace,
+        parts = Components(
             embedder=embedder or SentenceTransformerEmbedder(),
             verifier=verifier,
             classifier=classifier,
             store=store,
-            data_dir=data_dir,
-            settings=settings,
+            data_dir=None if data_dir is None else Path(data_dir),
             backend_factory=backend_factory,
-            metrics=self.metrics,
             clock=clock,
         )
+        self.tiers: dict[str, Tier] = parse_tiers(tiers) if tiers is not None else default_tiers()
+        self.settings = settings or RouterSettings()
+        self.metrics = parts.metrics
+        self.pipeline = Pipeline(parts, tiers=self.tiers, settings=self.settings, namespace=namespace)
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
 

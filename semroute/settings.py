@@ -1,21 +1,142 @@
-"""Settings as value objects: tiers (model + hosts) and cache/router policy.
+"""Every settings value object, in one tree: router and cache policy, tiers and their pools.
 
-Constructing these never touches the network or the environment; ``default_tiers`` is the
-one place that reads ``OLLAMA_HOST``, and callers choose when to call it.
+    RouterSettings ─ cache: CacheSettings ─ judge: JudgeSettings | None
+    Tier ─ timeout: Timeout             (one backend call: connect, first token, total)
+         └ pool: PoolSettings ─ retry: RetrySettings
+                               ├ queue: QueueSettings
+                               └ breaker: BreakerSettings
+
+Settings hold numbers and names only and validate on construction (a bad value is a
+``ConfigError`` at once); they open nothing and read no environment. ``default_tiers`` is the
+one place that reads ``OLLAMA_HOST``, and callers choose when to call it; ``parse_tiers``
+turns plain data (a TOML table) into tiers.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Tier", "JudgeSettings", "CacheSettings", "RouterSettings", "default_tiers", "parse_tiers", "DEFAULT_OLLAMA_HOST"]
+__all__ = [
+    "Tier",
+    "Timeout",
+    "RetrySettings",
+    "QueueSettings",
+    "BreakerSettings",
+    "PoolSettings",
+    "JudgeSettings",
+    "CacheSettings",
+    "RouterSettings",
+    "default_tiers",
+    "parse_tiers",
+    "DEFAULT_OLLAMA_HOST",
+]
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """How long a backend waits, in seconds.
+
+    ``connect``: to open the TCP connection (also bounds ``health()``).
+    ``read``: the longest silence while a request runs, that is the wait for the first token
+    (which includes queueing and model loading on the server) and each gap between streamed
+    tokens. ``total``: the whole request, first byte to last (None: no limit). A streamed
+    answer that passes ``total`` fails with ``BackendTimeout`` after the chunks already given.
+    """
+
+    connect: float = 3.0
+    read: float = 120.0
+    total: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("connect", self.connect), ("read", self.read), ("total", self.total)):
+            if value is None and name == "total":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                raise ConfigError(f"Timeout.{name} must be a positive number of seconds, got {value!r}")
+
+    @property
+    def effective_read(self) -> float:
+        """A single silence longer than ``total`` breaks ``total`` too, so it bounds ``read``."""
+        return self.read if self.total is None else min(self.read, self.total)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """At most ``attempts`` tries per request; waits grow from ``backoff_s`` up to ``max_backoff_s``."""
+
+    attempts: int = 3
+    backoff_s: float = 0.05
+    max_backoff_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
+            raise ConfigError("need attempts >= 1 and 0 <= backoff_s <= max_backoff_s")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """How many requests may wait for a slot, and for how long."""
+
+    max_length: int = 256
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_length < 0:
+            raise ConfigError("queue max_length must be >= 0")
+        if self.timeout_s < 0:
+            raise ConfigError("queue timeout_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """When to stop sending traffic to an instance and when to try it again.
+
+    ``failure_window_s``: failures older than this are forgotten (they stop counting towards
+    the threshold and towards the load a strategy sees).
+    """
+
+    failure_threshold: int = 3
+    cooldown_s: float = 1.0
+    max_cooldown_s: float = 30.0
+    backoff_factor: float = 2.0
+    failure_window_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ConfigError("failure_threshold must be >= 1")
+        if not 0 < self.cooldown_s <= self.max_cooldown_s:
+            raise ConfigError("need 0 < cooldown_s <= max_cooldown_s")
+        if self.backoff_factor < 1:
+            raise ConfigError("backoff_factor must be >= 1")
+        if not 0 < self.failure_window_s < math.inf:
+            raise ConfigError("failure_window_s must be a positive number of seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How a pool retries, queues, cools down instances, checks health and learns latency."""
+
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    health_interval_s: float = 10.0
+    models_ttl_s: float = 60.0
+    ewma_alpha: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name, kind in (("retry", RetrySettings), ("queue", QueueSettings), ("breaker", BreakerSettings)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"PoolSettings.{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
+        if not 0 < self.ewma_alpha <= 1 or self.models_ttl_s <= 0 or self.health_interval_s <= 0:
+            raise ConfigError("need 0 < ewma_alpha <= 1, models_ttl_s > 0 and health_interval_s > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +144,16 @@ class Tier:
     """One model tier: the model, the Ollama hosts that serve it and how they are balanced.
 
     ``limit`` is each host's concurrency (Ollama's ``OLLAMA_NUM_PARALLEL``); ``strategy`` names a
-    balancing strategy (see ``semroute.backends.strategy``).
+    balancing strategy (see ``semroute.backends.strategy``); ``timeout`` bounds each backend call
+    and ``pool`` is how the tier's pool retries, queues and cools down failing hosts.
     """
 
     model: str
     hosts: tuple[str, ...] = (DEFAULT_OLLAMA_HOST,)
     strategy: str = "latency_aware"
     limit: int = 4
+    timeout: Timeout = field(default_factory=Timeout)
+    pool: PoolSettings = field(default_factory=PoolSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -40,6 +164,10 @@ class Tier:
         object.__setattr__(self, "hosts", hosts)
         if not isinstance(self.limit, int) or self.limit < 1:
             raise ConfigError(f"tier {self.model!r}: limit must be an int >= 1, got {self.limit!r}")
+        if not isinstance(self.timeout, Timeout):
+            raise ConfigError(f"tier {self.model!r}: timeout must be a Timeout, got {self.timeout!r}")
+        if not isinstance(self.pool, PoolSettings):
+            raise ConfigError(f"tier {self.model!r}: pool must be a PoolSettings, got {self.pool!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,17 +278,54 @@ def _ollama_host_from_env() -> str:
 
 
 def parse_tiers(raw: Mapping[str, object]) -> dict[str, Tier]:
-    """Tiers from plain data (a TOML table): ``{"small": {"model": ..., "hosts": [...]}}``."""
+    """Tiers from plain data (a TOML table); unknown keys are errors.
+
+    ``{"small": {"model": ..., "hosts": [...], "strategy": ..., "limit": 4,
+    "timeout": {"connect": 3, "read": 120}, "pool": {"health_interval_s": 10,
+    "retry": {...}, "queue": {...}, "breaker": {...}}}}``
+    """
     tiers: dict[str, Tier] = {}
     for name, spec in raw.items():
         if isinstance(spec, Tier):
             tiers[name] = spec
         elif isinstance(spec, Mapping) and "model" in spec:
-            hosts = spec.get("hosts", spec.get("host", (DEFAULT_OLLAMA_HOST,)))
-            extra = {k: spec[k] for k in ("strategy", "limit") if k in spec}
-            tiers[name] = Tier(str(spec["model"]), tuple([hosts] if isinstance(hosts, str) else hosts), **extra)
+            tiers[name] = _tier_from(name, spec)
         else:
             raise ConfigError(f"tier {name!r} must be a Tier or a table with 'model' and 'hosts', got {spec!r}")
     return tiers
 
 
+_TIER_KEYS = {"model", "hosts", "host", "strategy", "limit", "timeout", "pool"}
+_POOL_PARTS = {"retry": RetrySettings, "queue": QueueSettings, "breaker": BreakerSettings}
+
+
+def _tier_from(name: str, spec: Mapping[str, Any]) -> Tier:
+    unknown = sorted(set(spec) - _TIER_KEYS)
+    if unknown:
+        raise ConfigError(f"tier {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TIER_KEYS))}")
+    hosts = spec.get("hosts", spec.get("host", (DEFAULT_OLLAMA_HOST,)))
+    extra: dict[str, Any] = {k: spec[k] for k in ("strategy", "limit") if k in spec}
+    if "timeout" in spec:
+        extra["timeout"] = _settings(f"tiers.{name}.timeout", Timeout, spec["timeout"])
+    if "pool" in spec:
+        pool = dict(_mapping(f"tiers.{name}.pool", spec["pool"]))
+        for part, kind in _POOL_PARTS.items():
+            if part in pool:
+                pool[part] = _settings(f"tiers.{name}.pool.{part}", kind, pool[part])
+        extra["pool"] = _settings(f"tiers.{name}.pool", PoolSettings, pool)
+    return Tier(str(spec["model"]), tuple([hosts] if isinstance(hosts, str) else hosts), **extra)
+
+
+def _mapping(where: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{where}] must be a table, got {value!r}")
+    return value
+
+
+def _settings(where: str, kind: type, value: object) -> Any:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(**_mapping(where, value))
+    except TypeError as exc:  # an unknown field
+        raise ConfigError(f"[{where}]: {exc}") from exc

@@ -11,6 +11,7 @@ import semroute
 
 PUBLIC = {
     "Router", "Tier", "CacheSettings", "JudgeSettings", "RouterSettings",
+    "Timeout", "PoolSettings", "RetrySettings", "QueueSettings", "BreakerSettings",
     "Answer", "Chunk", "Message", "CacheEntry", "Candidate", "Hit", "Verdict", "Decision", "Completion",
     "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder",
     "Verifier", "ThresholdVerifier", "PairVerifier", "ByNamespace", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",

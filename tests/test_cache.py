@@ -21,7 +21,7 @@ import pytest
 
 from semroute.cache import Change, FaissIndex, Index, MemoryStore, Store
 from semroute.hits import SemanticCache
-from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, StoreError
+from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, StoreError, StoreUnavailable
 from semroute.request import exact_key, normalise, policy_fingerprint, scope_of
 from semroute.types import CacheEntry, Candidate, Verdict
 from semroute.hits.verify import ThresholdVerifier
@@ -417,7 +417,7 @@ def test_reload_lru_order_is_write_order_and_respects_max_entries(tmp_path):
 
 def test_directory_is_locked_while_open(tmp_path):
     store = MemoryStore(tmp_path)
-    with pytest.raises(StoreError, match="already open"):
+    with pytest.raises(StoreUnavailable, match="already open"):
         MemoryStore(tmp_path)
     store.close()
     MemoryStore(tmp_path).close()
@@ -432,7 +432,7 @@ def test_unreadable_journal_or_path_is_a_store_error_and_releases_the_lock(tmp_p
     (tmp_path / "semroute-cache.sqlite3").unlink()
     MemoryStore(tmp_path).close()  # the failed open released the directory lock
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError, match="cannot create the cache directory"):
+    with pytest.raises(StoreUnavailable, match="cannot create the cache directory"):
         MemoryStore(tmp_path / "file")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from semroute import ConfigError, Router
+from semroute import BreakerSettings, ConfigError, PoolSettings, QueueSettings, RetrySettings, Router, Timeout
 
 GOOD = """
 namespace = "traffic"
@@ -60,3 +60,60 @@ def test_missing_and_non_utf8_files(tmp_path):
     path.write_bytes("namespace = 'ş'".encode("latin-1", errors="replace") + b"\xff")
     with pytest.raises(ConfigError):
         Router.from_config(path)
+
+
+POOLED = """
+[tiers.small]
+model = "llama3.2:3b"
+hosts = ["http://127.0.0.1:1"]
+[tiers.small.timeout]
+connect = 0.5
+read = 7
+[tiers.small.pool]
+health_interval_s = 2.5
+[tiers.small.pool.retry]
+attempts = 1
+[tiers.small.pool.queue]
+max_length = 0
+timeout_s = 0.25
+[tiers.small.pool.breaker]
+failure_threshold = 9
+"""
+
+
+def test_a_tier_carries_its_pool_settings_into_its_pool(tmp_path):
+    path = tmp_path / "pooled.toml"
+    path.write_text(POOLED, encoding="utf-8")
+    router = Router.from_config(path, data_dir=tmp_path / "cache")
+    tier = router.tiers["small"]
+    assert tier.timeout == Timeout(connect=0.5, read=7)
+    assert tier.pool == PoolSettings(
+        retry=RetrySettings(attempts=1),
+        queue=QueueSettings(max_length=0, timeout_s=0.25),
+        breaker=BreakerSettings(failure_threshold=9),
+        health_interval_s=2.5,
+    )
+    pool = router.pipeline.pool("small")  # built from the tier: no defaults sneak in
+    assert pool.settings == tier.pool
+    assert [b.timeout for b in pool._core.backends] == [tier.timeout]
+    router.close()
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "[tiers.small.timeout]\nread = -1",
+        "[tiers.small.timeout]\nreed = 1",
+        "[tiers.small.pool]\nretries = 2",
+        "[tiers.small.pool.queue]\nmax_length = -1",
+        "[tiers.small.pool.breaker]\ncooldown_s = 0",
+        "[tiers.small]\nweight = 2",
+        "[tiers.small]\npool = 3",
+    ],
+)
+def test_bad_tier_pool_settings_are_config_errors(tmp_path, table):
+    path = tmp_path / "bad.toml"
+    text = "[tiers.small]\nmodel = 'llama3.2:3b'\n" + table.replace("[tiers.small]\n", "")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError):
+        Router.from_config(path, data_dir=tmp_path / "cache")

@@ -124,10 +124,10 @@ def test_models_loaded_models_and_health(backend):
     assert backend.health() is True
 
 
-async def test_ahealth(backend, fake_ollama):
-    assert await backend.ahealth() is True
+def test_health_is_false_when_refused(backend, fake_ollama):
+    assert backend.health() is True
     fake_ollama.set_fault("refuse")
-    assert await backend.ahealth() is False
+    assert backend.health() is False
 
 
 def test_close_is_idempotent_and_reopens(backend, fake_ollama):

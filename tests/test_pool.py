@@ -12,11 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from semroute.backends.balancer import Ask, Balancer
-from semroute.backends.health import BreakerSettings, CircuitBreaker, HealthThread
-from semroute.backends.limiter import LocalLimiter, QueueSettings, WaitQueue
+from semroute.backends.health import CircuitBreaker, HealthThread
+from semroute.backends.limiter import LocalLimiter, WaitQueue
 from semroute.backends.ollama import OllamaBackend
-from semroute.backends.pool import Instance, Pool, PoolSettings, RetrySettings
-from semroute.backends.settings import Timeout
+from semroute.backends.pool import Instance, Pool
 from semroute.backends.strategy import LatencyAware, LeastOutstanding
 from semroute.errors import (
     BackendError,
@@ -28,6 +27,7 @@ from semroute.errors import (
 from semroute.metrics import Metrics
 from semroute.testing import Capacity, FakeOllama, Timing, answer_text
 from semroute.types import Message
+from semroute.settings import BreakerSettings, PoolSettings, QueueSettings, RetrySettings, Timeout
 
 
 class FakeClock:
@@ -146,14 +146,6 @@ def test_local_limiter_counts_slots() -> None:
     lim.release("b")
     with pytest.raises(RuntimeError):
         lim.release("b")
-
-
-async def test_local_limiter_async_twins() -> None:
-    lim = LocalLimiter()
-    assert await lim.atry_acquire("a", 1)
-    assert not await lim.atry_acquire("a", 1)
-    await lim.arelease("a")
-    assert lim.in_flight("a") == 0
 
 
 def test_queue_is_fifo_and_bounded() -> None:

@@ -13,11 +13,11 @@ import threading
 import pytest
 
 from semroute.backends.balancer import Ask, Balancer
-from semroute.backends.health import BreakerSettings, CircuitBreaker
+from semroute.backends.health import CircuitBreaker
 from semroute.backends.limiter import LocalLimiter
 from semroute.backends.ollama import OllamaBackend
-from semroute.backends.pool import Instance, Pool, PoolSettings
-from semroute.backends.settings import Timeout
+from semroute.backends.pool import Instance, Pool
+from semroute.settings import BreakerSettings, PoolSettings, Timeout
 from semroute.backends.strategy import LatencyAware
 from semroute.errors import BackendUnavailable, ConfigError
 from semroute.testing import FakeFleet, Timing

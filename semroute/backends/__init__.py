@@ -1,5 +1,8 @@
 """LLM backends: the ``Backend`` seam, Ollama over HTTP, and the pool that balances instances.
 
+The settings value objects (``Timeout``, ``PoolSettings`` and its parts) live in
+``semroute.settings`` and are re-exported here.
+
 Names are imported on first use, so ``import semroute.backends`` does not load the ``ollama``
 client (or pydantic) until a backend is actually made.
 """
@@ -10,18 +13,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .base import Backend
-from .settings import Timeout
+from ..settings import BreakerSettings, PoolSettings, QueueSettings, RetrySettings, Timeout
 
 _LAZY = {
     "OllamaBackend": "ollama",
     "Pool": "pool",
-    "PoolSettings": "pool",
-    "RetrySettings": "pool",
     "Instance": "pool",
     "Limiter": "limiter",
     "LocalLimiter": "limiter",
-    "QueueSettings": "limiter",
-    "BreakerSettings": "health",
     "CircuitBreaker": "health",
     "Strategy": "strategy",
     "InstanceState": "strategy",
@@ -61,13 +60,13 @@ __all__ = [
     "WeightedLatencyAware",
     "resolve_strategy",
 ]
-assert set(__all__) == {"Backend", "Timeout", *_LAZY}
+assert set(__all__) == {"Backend", "Timeout", "PoolSettings", "RetrySettings", "QueueSettings", "BreakerSettings", *_LAZY}
 
 if TYPE_CHECKING:
-    from .health import BreakerSettings, CircuitBreaker
-    from .limiter import Limiter, LocalLimiter, QueueSettings
+    from .health import CircuitBreaker
+    from .limiter import Limiter, LocalLimiter
     from .ollama import OllamaBackend
-    from .pool import Instance, Pool, PoolSettings, RetrySettings
+    from .pool import Instance, Pool
     from .strategy import (
         InstanceState,
         LatencyAware,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from ..errors import (
     BackendError,
     BackendProtocolError,
+    BackendUnavailable,
     ConfigError,
     NoInstanceAvailable,
     Overloaded,
@@ -26,13 +27,14 @@ from ..errors import (
 from ..metrics import Metrics
 from ..redact import redact_text
 from .base import Backend
-from .health import BreakerSettings, CircuitBreaker, Probe
-from .limiter import Limiter, QueueSettings, Waiter, WaitQueue
+from ..settings import PoolSettings, RetrySettings
+from .health import CircuitBreaker, Probe
+from .limiter import Limiter, Waiter, WaitQueue
 from .strategy import InstanceState, QueueAwareStrategy, Strategy
 
 log = logging.getLogger("semroute.pool")
 
-__all__ = ["Instance", "RetrySettings", "PoolSettings", "Ask", "Balancer", "model_key"]
+__all__ = ["Instance", "Ask", "Balancer", "model_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,35 +51,6 @@ class Instance:
     def __post_init__(self) -> None:
         if self.weight <= 0 or self.limit < 1:
             raise ConfigError(f"instance {self.backend.name!r}: need weight > 0 and limit >= 1")
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    """At most ``attempts`` tries per request; waits grow from ``backoff_s`` up to ``max_backoff_s``."""
-
-    attempts: int = 3
-    backoff_s: float = 0.05
-    max_backoff_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
-            raise ConfigError("need attempts >= 1 and 0 <= backoff_s <= max_backoff_s")
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How a pool retries, queues, cools down instances, checks health and learns latency."""
-
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    queue: QueueSettings = field(default_factory=QueueSettings)
-    breaker: BreakerSettings = field(default_factory=BreakerSettings)
-    health_interval_s: float = 10.0
-    models_ttl_s: float = 60.0
-    ewma_alpha: float = 0.3
-
-    def __post_init__(self) -> None:
-        if not 0 < self.ewma_alpha <= 1 or self.models_ttl_s <= 0 or self.health_interval_s <= 0:
-            raise ConfigError("need 0 < ewma_alpha <= 1, models_ttl_s > 0 and health_interval_s > 0")
 
 
 class _Member:
@@ -354,7 +327,8 @@ class Balancer:
                 m.models = m.models - {ask.key}  # the model was removed; not the instance's fault
                 m.breaker.record_release(dispatched_at=ask.dispatched_at)
             elif instance_fault:  # fast 503s and refused connections count: a failing instance must not look idle
-                m.breaker.record_failure(retry_after=getattr(exc, "retry_after", None), dispatched_at=ask.dispatched_at)
+                retry_after = exc.retry_after if isinstance(exc, BackendUnavailable) else None
+                m.breaker.record_failure(retry_after=retry_after, dispatched_at=ask.dispatched_at)
             else:
                 m.breaker.record_release(dispatched_at=ask.dispatched_at)
             ask.tried.add(idx)

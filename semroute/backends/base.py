@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
+from ..settings import Timeout
 from ..types import Chunk, Completion, Message
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "BackendFactory", "AsyncClosable"]
 
 
 @runtime_checkable
@@ -43,3 +44,21 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BackendFactory(Protocol):
+    """Makes the backend for one host of a tier, with the tier's ``Timeout``.
+
+    ``OllamaBackend`` is one (``OllamaBackend(host, timeout=...)``); pass your own to
+    ``Router(backend_factory=...)`` to put another client behind the same pool.
+    """
+
+    def __call__(self, host: str, *, timeout: Timeout) -> Backend: ...
+
+
+@runtime_checkable
+class AsyncClosable(Protocol):
+    """A backend that also holds event-loop connections, closed with ``await aclose()``."""
+
+    async def aclose(self) -> None: ...

@@ -34,36 +34,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import ConfigError
+from ..settings import BreakerSettings
 from .base import Backend
 
-__all__ = ["BreakerSettings", "CircuitBreaker", "Probe", "probe", "HealthThread", "AsyncHealthTask"]
+__all__ = ["CircuitBreaker", "Probe", "probe", "HealthThread", "AsyncHealthTask"]
 
 BreakerState = Literal["closed", "open", "half_open"]
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerSettings:
-    """When to stop sending traffic to an instance and when to try it again.
-
-    ``failure_window_s``: failures older than this are forgotten (they stop counting towards
-    the threshold and towards the load a strategy sees).
-    """
-
-    failure_threshold: int = 3
-    cooldown_s: float = 1.0
-    max_cooldown_s: float = 30.0
-    backoff_factor: float = 2.0
-    failure_window_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.failure_threshold < 1:
-            raise ConfigError("failure_threshold must be >= 1")
-        if not 0 < self.cooldown_s <= self.max_cooldown_s:
-            raise ConfigError("need 0 < cooldown_s <= max_cooldown_s")
-        if self.backoff_factor < 1:
-            raise ConfigError("backoff_factor must be >= 1")
-        if not 0 < self.failure_window_s < math.inf:
-            raise ConfigError("failure_window_s must be a positive number of seconds")
 
 
 class CircuitBreaker:

@@ -20,12 +20,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from ..errors import ConfigError, Overloaded
+from ..errors import Overloaded
+from ..settings import QueueSettings
 
-__all__ = ["Limiter", "LocalLimiter", "QueueSettings", "Waiter", "WaitQueue"]
+__all__ = ["Limiter", "LocalLimiter", "Waiter", "WaitQueue"]
 
 T = TypeVar("T")
 
@@ -41,10 +41,6 @@ class Limiter(Protocol):
     def release(self, instance: str) -> None: ...
 
     def in_flight(self, instance: str) -> int: ...
-
-    async def atry_acquire(self, instance: str, limit: int) -> bool: ...
-
-    async def arelease(self, instance: str) -> None: ...
 
 
 class LocalLimiter:
@@ -73,26 +69,6 @@ class LocalLimiter:
     def in_flight(self, instance: str) -> int:
         with self._lock:
             return self._taken.get(instance, 0)
-
-    async def atry_acquire(self, instance: str, limit: int) -> bool:
-        return self.try_acquire(instance, limit)  # in-memory: no I/O to await
-
-    async def arelease(self, instance: str) -> None:
-        self.release(instance)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSettings:
-    """How many requests may wait for a slot, and for how long."""
-
-    max_length: int = 256
-    timeout_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.max_length < 0:
-            raise ConfigError("queue max_length must be >= 0")
-        if self.timeout_s < 0:
-            raise ConfigError("queue timeout_s must be >= 0")
 
 
 class Waiter(Generic[T]):

@@ -38,7 +38,7 @@ from ..errors import (
 from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
-from .settings import Timeout
+from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
 
@@ -389,15 +389,6 @@ class OllamaBackend:
         try:
             response = httpx.get(f"{self.host}/api/version", timeout=self.timeout.connect)
         except Exception:  # noqa: BLE001 - health() must never raise
-            return False
-        return response.status_code == 200
-
-    async def ahealth(self) -> bool:
-        """``health()`` for async code; never raises."""
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout.connect) as client:
-                response = await client.get(f"{self.host}/api/version")
-        except Exception:  # noqa: BLE001 - health must never raise
             return False
         return response.status_code == 200
 

@@ -18,20 +18,21 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import BackendError, ConfigError
 from ..metrics import Metrics
 from ..request import validate_chat, validate_options
 from ..types import Chunk, Completion, Message
-from .balancer import Ask, Balancer, Instance, PoolSettings, RetrySettings
-from .base import Backend
+from ..settings import PoolSettings, RetrySettings
+from .balancer import Ask, Balancer, Instance
+from .base import AsyncClosable, Backend
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
 from .strategy import InstanceState, Strategy, resolve_strategy
 
-__all__ = ["Instance", "RetrySettings", "PoolSettings", "Pool"]
+__all__ = ["Instance", "Pool"]
 
 # Local releases wake queued requests directly; this poll only catches cooldowns ending and
 # slots freed by other processes (a shared limiter), so it can be slow and cheap.
@@ -129,7 +130,8 @@ class Pool:
                             ttft = self._clock() - started
                         yield chunk
                 finally:
-                    getattr(chunks, "close", lambda: None)()  # before the slot is given back
+                    if isinstance(chunks, Generator):  # before the slot is given back
+                        chunks.close()
             except BackendError as exc:
                 if ttft is not None:  # text already reached the caller: surface, never repeat
                     self._core.failed(idx, ask, exc, attempt, retry=False)
@@ -186,9 +188,8 @@ class Pool:
                             ttft = self._clock() - started
                         yield chunk
                 finally:
-                    aclose = getattr(chunks, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
+                    if isinstance(chunks, AsyncGenerator):
+                        await chunks.aclose()
             except BackendError as exc:
                 if ttft is not None:
                     self._core.failed(idx, ask, exc, attempt, retry=False)
@@ -250,9 +251,8 @@ class Pool:
         await self.astop_health_checks()
         self.stop_health_checks()
         for backend in self._core.backends:
-            aclose = getattr(backend, "aclose", None)  # optional: not part of the Backend seam
-            if aclose is not None:
-                await aclose()
+            if isinstance(backend, AsyncClosable):
+                await backend.aclose()
             else:
                 backend.close()
 

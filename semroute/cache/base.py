@@ -31,7 +31,11 @@ class Change:
 
 @runtime_checkable
 class Store(Protocol):
-    """Where cached entries live. Implementations: ``MemoryStore`` (embedded), ``RedisStore``."""
+    """Where cached entries live. Built in: ``MemoryStore`` (embedded, one process).
+
+    Any class with these methods is a store. A store that cannot be reached raises ``StoreUnavailable``; the router then answers from the
+    model and counts the error (fail open).
+    """
 
     def put_many(self, entries: Sequence[CacheEntry]) -> None:
         """Insert or replace entries (same ``key`` replaces); may evict the least recently used."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnavailable
 from ..types import CacheEntry
 
 __all__ = ["Journal", "Op"]
@@ -59,7 +59,7 @@ class Journal:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the cache directory {self.directory}: {exc}") from exc
+            raise StoreUnavailable(f"cannot create the cache directory {self.directory}: {exc}") from exc
         self._lock_fd = _lock_directory(self.directory / self.lockname)
         self._pid = os.getpid()  # the owner; a forked child inherits the lock, not the right to write
         self._db: sqlite3.Connection | None = None
@@ -159,14 +159,14 @@ def _lock_directory(path: Path) -> int | None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StoreError(f"cannot create the lock file {path}: {exc}") from exc
+        raise StoreUnavailable(f"cannot create the lock file {path}: {exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
-        raise StoreError(
+        raise StoreUnavailable(
             f"the cache directory {path.parent} is already open by another MemoryStore or process; "
-            "share one store object, or use RedisStore to share a cache between processes"
+            "share one store object, or use a store made for sharing between processes"
         ) from exc
     return fd
 

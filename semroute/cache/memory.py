@@ -5,8 +5,8 @@ sequence number plus a bounded log of puts and deletes, evictions and expiries i
 that indexes follow. With a ``path`` every batch is written through to a SQLite journal
 (see ``journal.py``) and a new store over the same directory sees every live entry.
 
-It is not shared between processes (use ``RedisStore`` for that) and does no embedding,
-search or verification.
+It is not shared between processes (a second process opening the same directory gets
+``StoreUnavailable``) and does no embedding, search or verification.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import numpy as np
 from ..artifacts import load_artifact, model_dir
 from ..errors import ConfigError, ModelError, ModelMismatch
 from ..types import Candidate, Hit
+from .verify import Verifier, pair_scorer
 
 __all__ = ["FEATURE_NAMES", "FORMAT", "GENERATED_LEAD", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space",
            "group_key", "neighbourhood", "served_by", "votes"]
@@ -245,12 +246,12 @@ class AnswerConsensus:
         return cls.load(model_dir("consensus", kwargs.get("embedder")), pair, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def over(cls, verifier: object, *, embedder: str, dim: int, threshold: float | None = None) -> AnswerConsensus | None:
+    def over(cls, verifier: Verifier, *, embedder: str, dim: int, threshold: float | None = None) -> AnswerConsensus | None:
         """The shipped consensus over ``verifier``'s pair model; None when it has none (a cosine gate)."""
-        probability = getattr(verifier, "probability", None)
-        if probability is None:
+        scorer = pair_scorer(verifier)
+        if scorer is None:
             return None
-        return cls.default(probability, embedder=embedder, dim=dim, threshold=threshold)
+        return cls.default(scorer.probability, embedder=embedder, dim=dim, threshold=threshold)
 
     def with_threshold(self, threshold: float) -> AnswerConsensus:
         """The same model (and remembered lengths) at another operating point."""

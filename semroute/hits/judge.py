@@ -26,17 +26,28 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import SemrouteError
 from ..metrics import Metrics
 from ..settings import JudgeSettings
-from ..types import Candidate, Hit, Message, Verdict
-from .verify import PLACEHOLDER_ANSWER
+from ..types import Candidate, Completion, Hit, Message, Verdict
+from .verify import PLACEHOLDER_ANSWER, Verifier, pair_scorer
 
-__all__ = ["AnswerJudge", "GreyZone", "Judgement", "judge_prompt", "parse_reply"]
+__all__ = ["AnswerJudge", "ChatPool", "GreyZone", "Judgement", "judge_prompt", "parse_reply"]
+
+
+@runtime_checkable
+class ChatPool(Protocol):
+    """What the judge needs from a tier: one complete answer with Ollama options (a ``Pool``)."""
+
+    def chat(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> Completion: ...
+
+    async def achat(
+        self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None
+    ) -> Completion: ...
 
 log = logging.getLogger("semroute")
 
@@ -95,7 +106,7 @@ class AnswerJudge:
     """
 
     def __init__(
-        self, pool: Any, model: str, *, timeout_s: float = 5.0, cache_size: int = 4096,
+        self, pool: ChatPool, model: str, *, timeout_s: float = 5.0, cache_size: int = 4096,
         metrics: Metrics | None = None, workers: int = 4,
     ) -> None:
         self.pool = pool
@@ -171,7 +182,7 @@ class AnswerJudge:
         completion = await self.pool.achat(self.model, self._messages(prompt), options=JUDGE_OPTIONS)
         return self._record(key, completion, started)
 
-    def _record(self, key: str, completion: Any, started: float) -> Reply:
+    def _record(self, key: str, completion: Completion, started: float) -> Reply:
         verdict = parse_reply(completion.text)
         reply: Reply = "unparsed" if verdict is None else "yes" if verdict else "no"
         m = self.metrics
@@ -211,13 +222,13 @@ class GreyZone:
     """The router's step: pick a missed lookup's grey-zone candidate and let the judge decide.
 
     ``pool`` and ``verifier`` are functions returning the tier's pool and the cache's verifier,
-    so building this does no I/O. A verifier with ``probability(query, cached, similarity)`` (the
-    pair verifier, possibly behind the cache's similarity gate) also filters by its pair model.
+    so building this does no I/O. A verifier with a pair model (``PairScorer``, possibly behind
+    the cache's similarity gate) also filters by it.
     """
 
     def __init__(
-        self, settings: JudgeSettings, *, model: str, pool: Callable[[], Any],
-        verifier: Callable[[], Any] | None = None, metrics: Metrics | None = None,
+        self, settings: JudgeSettings, *, model: str, pool: Callable[[], ChatPool],
+        verifier: Callable[[], Verifier] | None = None, metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.model = model
@@ -273,10 +284,9 @@ class GreyZone:
         if self._judge is not None:
             self._judge.close()
 
-    def _probability(self) -> Callable[..., float] | None:
-        verifier = self._verifier() if self._verifier is not None else None
-        verifier = getattr(verifier, "inner", verifier)  # the pipeline's SimilarityGate wraps the verifier
-        return getattr(verifier, "probability", None)
+    def _probability(self) -> Callable[[str, str, float], float] | None:
+        scorer = pair_scorer(self._verifier() if self._verifier is not None else None)
+        return None if scorer is None else scorer.probability
 
     def _decided(self, picked: tuple[Candidate, Verdict, float | None], judgement: Judgement, started: float,
                  timings: dict[str, float] | None) -> Hit | None:

@@ -20,7 +20,7 @@ from ..cache.base import Index, Store
 from ..cache.replica import Replica
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
-from .verify import Verifier
+from .verify import Verifier, nearest_accepted_wins
 
 if TYPE_CHECKING:
     from .consensus import AnswerConsensus
@@ -45,7 +45,7 @@ class SemanticCache:
             raise ConfigError(f"top_k must be a positive int, got {top_k!r}")
         self.replica = Replica(store, index)
         self.verifier = verifier
-        self._nearest_wins = bool(getattr(verifier, "nearest_accepted_wins", False))
+        self._nearest_wins = nearest_accepted_wins(verifier)
         self.top_k = top_k
         self.consensus = consensus
         self._clock = clock
@@ -110,7 +110,7 @@ class SemanticCache:
     def _judge(self, query_text: str, nearest: list[Candidate]) -> list[tuple[Candidate, Verdict]]:
         """The verifier's verdicts on the ``top_k`` nearest candidates.
 
-        A verifier whose ``nearest_accepted_wins`` is true ranks accepted candidates by cosine, so
+        A verifier whose ``nearest_accepted_wins`` is true (``RanksByCosine``) ranks accepted candidates by cosine, so
         judging stops at the first accepted one (the verifier is most of a semantic hit's cost).
         """
         judged: list[tuple[Candidate, Verdict]] = []

@@ -31,7 +31,19 @@ from .pairs import (
 )
 from ..types import Candidate, Verdict
 
-__all__ = ["PLACEHOLDER_ANSWER", "ByNamespace", "PairVerifier", "SimilarityGate", "ThresholdVerifier", "Verifier"]
+__all__ = [
+    "PLACEHOLDER_ANSWER",
+    "ByNamespace",
+    "PairScorer",
+    "PairVerifier",
+    "RanksByCosine",
+    "SimilarityGate",
+    "ThresholdVerifier",
+    "Verifier",
+    "WrapsVerifier",
+    "nearest_accepted_wins",
+    "pair_scorer",
+]
 
 
 @runtime_checkable
@@ -41,8 +53,49 @@ class Verifier(Protocol):
     def accept(self, query: str, candidate: Candidate) -> Verdict: ...
 
 
-# A verifier may also set ``nearest_accepted_wins = True`` when its accepted verdicts score by
-# cosine similarity: the cache then stops judging at the first accepted candidate (nearest first).
+@runtime_checkable
+class RanksByCosine(Protocol):
+    """Optional capability: accepted verdicts score by cosine similarity.
+
+    When ``nearest_accepted_wins`` is true the cache stops judging at the first accepted
+    candidate (candidates come nearest first, so nothing later can outrank it).
+    """
+
+    nearest_accepted_wins: bool
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """Optional capability: a pair model's P(the cached question asks what the query asks).
+
+    The answer consensus and the grey-zone judge read it; a plain cosine gate has none.
+    """
+
+    def probability(self, query: str, cached: str, similarity: float) -> float: ...
+
+
+@runtime_checkable
+class WrapsVerifier(Protocol):
+    """Optional capability: a verifier that delegates to ``inner`` (its pair model is the inner one's)."""
+
+    @property
+    def inner(self) -> Verifier: ...
+
+
+def nearest_accepted_wins(verifier: Verifier) -> bool:
+    """Whether judging may stop at the first accepted candidate (see ``RanksByCosine``)."""
+    return isinstance(verifier, RanksByCosine) and bool(verifier.nearest_accepted_wins)
+
+
+def pair_scorer(verifier: Verifier | None) -> PairScorer | None:
+    """The pair model behind ``verifier`` (looking through wrappers), or None for a cosine gate."""
+    for _ in range(16):  # wrappers nest a few deep at most; a cycle must not hang
+        if verifier is None or isinstance(verifier, PairScorer):
+            return verifier
+        if not isinstance(verifier, WrapsVerifier):
+            return None
+        verifier = verifier.inner
+    return None
 
 
 class ThresholdVerifier:
@@ -253,9 +306,12 @@ class ByNamespace:
         self.default = default
         every = [*self.verifiers.values(), default]
         # early stop is only safe when every verifier ranks accepted candidates by cosine
-        self.nearest_accepted_wins = all(getattr(v, "nearest_accepted_wins", False) for v in every)
-        if hasattr(default, "probability"):  # the answer consensus reads the default's pair model
-            self.probability = default.probability
+        self.nearest_accepted_wins = all(nearest_accepted_wins(v) for v in every)
+
+    @property
+    def inner(self) -> Verifier:
+        """The default verifier: the answer consensus and the judge read its pair model."""
+        return self.default
 
     def accept(self, query: str, candidate: Candidate) -> Verdict:
         return self.verifiers.get(candidate.entry.namespace, self.default).accept(query, candidate)
@@ -267,7 +323,7 @@ class SimilarityGate:
     def __init__(self, min_similarity: float, inner: Verifier) -> None:
         self.min_similarity = min_similarity
         self.inner = inner
-        self.nearest_accepted_wins = bool(getattr(inner, "nearest_accepted_wins", False))
+        self.nearest_accepted_wins = nearest_accepted_wins(inner)
 
     def accept(self, query: str, candidate: Candidate) -> Verdict:
         if candidate.similarity < self.min_similarity:

@@ -20,7 +20,7 @@ from ..embed import Embedder
 from ..errors import ConfigError
 from .verifier import threshold_for_precision
 from ..types import CacheEntry
-from ..hits.verify import PLACEHOLDER_ANSWER, Verifier
+from ..hits.verify import PLACEHOLDER_ANSWER, Verifier, pair_scorer
 
 if TYPE_CHECKING:
     from ..hits.judge import AnswerJudge
@@ -180,7 +180,8 @@ def judge_grey_pairs(
     A row is in the grey zone when it missed, its cosine is >= ``settings.min_similarity`` and a
     verifier with a pair model gives P >= ``settings.min_probability``; "yes" turns it into a hit.
     """
-    probability = getattr(verifier, "probability", None)
+    scorer = pair_scorer(verifier)
+    probability = None if scorer is None else scorer.probability
     out, replies, grey = [], {"yes": 0, "no": 0, "unparsed": 0, "error": 0}, 0
     for j in judged:
         row = j.row
