@@ -12,6 +12,7 @@
     ├── BackendError(instance=)
     │   ├── BackendUnavailable
     │   ├── BackendTimeout
+    │   │   └── DeadlineExceeded  the caller's per-request deadline passed
     │   └── BackendProtocolError(status=)
     ├── Overloaded(queue_length=, waited_s=)
     ├── NoInstanceAvailable(attempts=)
@@ -38,6 +39,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "BackendTimeout",
+    "DeadlineExceeded",
     "BackendProtocolError",
     "Overloaded",
     "NoInstanceAvailable",
@@ -99,6 +101,10 @@ class BackendUnavailable(BackendError):
 
 class BackendTimeout(BackendError):
     """Connect, first-token or total timeout elapsed."""
+
+
+class DeadlineExceeded(BackendTimeout):
+    """The caller's per-request deadline (``deadline_s=``) passed: queued, retrying or streaming."""
 
 
 class BackendProtocolError(BackendError):

@@ -25,8 +25,11 @@ class SingleFlight(Generic[T]):
         self._lock = threading.Lock()
         self._calls: dict[str, Future[T]] = {}
 
-    def do(self, key: str, fn: Callable[[], T]) -> tuple[T, bool]:
-        """Run ``fn`` once per key at a time; returns (result, shared) where shared means a follower."""
+    def do(self, key: str, fn: Callable[[], T], *, wait_s: float | None = None) -> tuple[T, bool]:
+        """Run ``fn`` once per key at a time; returns (result, shared) where shared means a follower.
+
+        A follower waits at most ``wait_s`` seconds for the leader (``TimeoutError`` after).
+        """
         with self._lock:
             future = self._calls.get(key)
             leader = future is None
@@ -34,7 +37,7 @@ class SingleFlight(Generic[T]):
                 future = self._calls[key] = Future()
         assert future is not None
         if not leader:
-            return future.result(), True
+            return future.result(timeout=wait_s), True
         try:
             result = fn()
         except BaseException as exc:
@@ -54,12 +57,12 @@ class AsyncSingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._calls: dict[tuple[int, str], asyncio.Future[T]] = {}
 
-    async def do(self, key: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    async def do(self, key: str, fn: Callable[[], Awaitable[T]], *, wait_s: float | None = None) -> tuple[T, bool]:
         loop = asyncio.get_running_loop()
         slot = (id(loop), key)
         future = self._calls.get(slot)
         if future is not None:
-            return await asyncio.shield(future), True
+            return await asyncio.wait_for(asyncio.shield(future), wait_s), True
         future = self._calls[slot] = loop.create_future()
         try:
             result = await fn()

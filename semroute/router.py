@@ -10,6 +10,7 @@ in ``semroute.pipeline``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -19,10 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from .backends.base import BackendFactory
+from .backends.deadline import Deadline
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, SentenceTransformerEmbedder
-from .errors import BackendError, NoInstanceAvailable, StoreError
+from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable, StoreError
 from .flight import AsyncSingleFlight, SingleFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
@@ -89,9 +91,15 @@ class Router:
     # -- sync -----------------------------------------------------------------------------
 
     def ask(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> Answer:
-        """Answer one question from the cache or a model tier."""
+        """Answer one question from the cache or a model tier.
+
+        ``deadline_s`` bounds the whole request (cache, queue wait, retries, other tiers, the
+        model's answer); past it ``DeadlineExceeded`` is raised (a ``BackendTimeout``).
+        """
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
         answer = self.pipeline.exact(plan)
         if answer is not None:
@@ -100,16 +108,23 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector))
+        try:
+            answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector, deadline),
+                                             wait_s=_left(deadline))
+        except concurrent.futures.TimeoutError:  # a follower's own deadline passed while the leader still works
+            raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
-    def _generate(self, plan: Plan, vector) -> Answer:
+    def _generate(self, plan: Plan, vector, deadline: Deadline) -> Answer:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
-                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages)
+                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline))
+            except DeadlineExceeded:
+                raise  # no other tier: the caller's time is up
             except (BackendError, NoInstanceAvailable) as exc:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
@@ -119,17 +134,19 @@ class Router:
         raise last_error
 
     def stream(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> Iterator[Chunk]:
         """Stream an answer. A cache hit is one final chunk; a miss streams from the model.
 
         The answer is stored only once the stream completed without error. Failures after
         the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
         """
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
-        return self._stream(plan)
+        return self._stream(plan, deadline)
 
-    def _stream(self, plan: Plan) -> Iterator[Chunk]:
+    def _stream(self, plan: Plan, deadline: Deadline) -> Iterator[Chunk]:
         answer = self.pipeline.exact(plan)
         vector = None
         if answer is None:
@@ -140,13 +157,16 @@ class Router:
             return
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             parts: list[str] = []
             try:
-                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages):
+                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
                     yield replace(chunk, source=tier)
+            except DeadlineExceeded:
+                raise
             except (BackendError, NoInstanceAvailable) as exc:
                 if parts:  # text already reached the caller: never retry
                     self.metrics.incr("stream.broken")
@@ -178,9 +198,11 @@ class Router:
     # -- async ----------------------------------------------------------------------------
 
     async def aask(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> Answer:
         """``ask`` for asyncio: embedding, loading and store writes run in worker threads."""
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
         await self._aready()
         answer = self.pipeline.exact(plan)
@@ -190,7 +212,11 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
-        answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector))
+        try:
+            answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector, deadline),
+                                                    wait_s=_left(deadline))
+        except asyncio.TimeoutError:
+            raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     async def _aready(self) -> None:
@@ -199,13 +225,17 @@ class Router:
             with contextlib.suppress(StoreError):  # the lookup that follows fails open and counts it
                 await asyncio.to_thread(self.pipeline.prepare)
 
-    async def _agenerate(self, plan: Plan, vector) -> Answer:
+    async def _agenerate(self, plan: Plan, vector, deadline: Deadline) -> Answer:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
-                completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages)
+                completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages,
+                                                                  deadline_s=_left(deadline))
+            except DeadlineExceeded:
+                raise
             except (BackendError, NoInstanceAvailable) as exc:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
@@ -215,13 +245,15 @@ class Router:
         raise last_error
 
     def astream(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> AsyncIterator[Chunk]:
         """``stream`` for asyncio: ``async for chunk in router.astream(question)``."""
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
-        return self._astream(plan)
+        return self._astream(plan, deadline)
 
-    async def _astream(self, plan: Plan) -> AsyncIterator[Chunk]:
+    async def _astream(self, plan: Plan, deadline: Deadline) -> AsyncIterator[Chunk]:
         await self._aready()
         answer = self.pipeline.exact(plan)
         vector = None
@@ -233,14 +265,18 @@ class Router:
             return
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             parts: list[str] = []
             try:
-                async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages):
+                async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
+                                                                    deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         completion = _joined(parts, chunk)
                         await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
                     yield replace(chunk, source=tier)
+            except DeadlineExceeded:
+                raise
             except (BackendError, NoInstanceAvailable) as exc:
                 if parts:
                     self.metrics.incr("stream.broken")
@@ -253,12 +289,14 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
-        """Counters, latency percentiles and each tier's instances (in flight, EWMA latency, health)."""
+        """Counters, latency percentiles, each tier's instances (in flight, EWMA latency, health,
+        breaker) and its ``sizing`` (slots, queue, what is in use; see the README's sizing rule)."""
         snapshot = self.metrics.snapshot()
         snapshot["instances"] = {
             name: [dataclasses.asdict(s) for s in self.pipeline.pool(name).states(tier.model)]
             for name, tier in self.tiers.items()
         }
+        snapshot["sizing"] = {name: _sizing(self.pipeline.pool(name), tier) for name, tier in self.tiers.items()}
         return snapshot
 
     def start_health_checks(self) -> None:
@@ -274,6 +312,31 @@ class Router:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _sizing(pool, tier: Tier) -> dict[str, float | int | None]:
+    """Capacity of one tier: ``slots`` run at once, ``queue_max`` more wait up to ``queue_timeout_s``;
+    beyond ``admits_at_once`` concurrent requests ``Overloaded`` comes at once. ``answers_per_s``
+    is slots / mean EWMA latency (None until measured)."""
+    states = pool.states(tier.model)
+    queue = tier.pool.queue
+    slots = sum(s.limit for s in states)
+    latencies = [s.ewma_latency_s for s in states if s.ewma_latency_s]
+    return {
+        "instances": len(states),
+        "slots": slots,
+        "queue_max": queue.max_length,
+        "queue_timeout_s": queue.timeout_s,
+        "admits_at_once": slots + queue.max_length,
+        "in_flight": sum(s.in_flight for s in states),
+        "queued": pool.queue_length,
+        "answers_per_s": slots / (sum(latencies) / len(latencies)) if latencies else None,
+    }
+
+
+def _left(deadline: Deadline) -> float | None:
+    """The seconds a pool call may take; never zero (the deadline was just checked)."""
+    return None if deadline.until is None else max(deadline.remaining(), 1e-6)
 
 
 def _joined(parts: Sequence[str], last: Chunk) -> Completion:

@@ -8,8 +8,9 @@ they must not pay for loading the real model. Everything else in the router is t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,11 +36,14 @@ class HashEmbedder:
         return np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
 
 
-def light_router(hosts: Sequence[str], data_dir: Path, **overrides: object) -> Router:
-    """A router with both tiers at ``hosts``, the hash embedder, an exact-match verifier."""
+def light_router(hosts: Sequence[str], data_dir: Path, *, tier: Mapping[str, Any] | None = None,
+                 **overrides: object) -> Router:
+    """A router with both tiers at ``hosts`` (``tier``: more ``Tier`` fields), the hash embedder,
+    an exact-match verifier and every miss sent to the small tier."""
     hosts = tuple(hosts)
+    more = dict(tier or {})
     kwargs: dict[str, object] = {
-        "tiers": {"small": Tier(SMALL, hosts), "large": Tier(LARGE, hosts)},
+        "tiers": {"small": Tier(SMALL, hosts, **more), "large": Tier(LARGE, hosts, **more)},
         "data_dir": data_dir,
         "embedder": HashEmbedder(),
         "verifier": ThresholdVerifier(0.999),
