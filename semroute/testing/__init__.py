@@ -1,6 +1,8 @@
 """Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API) and ``FakeFleet``.
 
 Imported lazily so ``import semroute.testing`` stays cheap and never loads torch.
+``semroute.testing.fuzz`` (import it explicitly; needs ``hypothesis``) fuzzes the public entry
+points and tells typed ``SemrouteError`` outcomes from untyped ones.
 """
 
 from __future__ import annotations
