@@ -155,3 +155,9 @@ class OllamaEmbedder:
         vectors = normalise_rows(np.asarray(response.embeddings, dtype=np.float32), dim=self._dim)
         self._dim = vectors.shape[1]
         return vectors
+
+    def close(self) -> None:
+        """Close the connections to the Ollama server (a later ``embed`` opens new ones)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

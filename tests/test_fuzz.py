@@ -7,6 +7,8 @@ over HTTP); ``bench/reliability.py fuzz`` runs the same harness for tens of thou
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -35,7 +37,13 @@ class EvilEncode(str):
 
 
 def cli(argv: list[str]) -> BaseException | None:
-    result = CliRunner().invoke(main, argv)
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:  # fuzzed arguments name paths: keep them out of the checkout
+        os.chdir(scratch)
+        try:
+            result = CliRunner().invoke(main, argv)
+        finally:
+            os.chdir(here)
     return None if result.exception is None or isinstance(result.exception, SystemExit) else result.exception
 
 
@@ -46,12 +54,14 @@ def targets(tmp_path_factory) -> Iterator[Targets]:
         router = light_router(fleet.urls, tmp / "router")
         pool = Pool([OllamaBackend(u) for u in fleet.urls])
         store = MemoryStore(tmp / "store")
+        embedder = OllamaEmbedder(SMALL, host=fleet.urls[0])
         try:
-            yield Targets(router=router, pool=pool, store=store, embedder=OllamaEmbedder(SMALL, host=fleet.urls[0]), cli=cli)
+            yield Targets(router=router, pool=pool, store=store, embedder=embedder, cli=cli)
         finally:
             router.close()
             pool.close()
             store.close()
+            embedder.close()
 
 
 @pytest.mark.parametrize(

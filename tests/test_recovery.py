@@ -217,3 +217,38 @@ def test_health_checks_bring_a_recovered_instance_back() -> None:
         assert not closed_loop(pool, 12, 20)
         total = sum(served(fleet))
         assert served(fleet)[1] >= 0.8 * total / 3, served(fleet)
+
+
+class CountingAdmit(LatencyAware):
+    """Latency-aware, counting how often the balancer asks it about a queued request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.admits = 0
+
+    def admit(self, states, ahead, budget_s, rng):
+        self.admits += 1
+        return super().admit(states, ahead, budget_s, rng)
+
+
+def test_an_open_instances_idle_slots_do_not_make_every_poll_walk_the_queue() -> None:
+    clock = FakeClock()
+    strategy = CountingAdmit()
+    specs = [Instance(Named(n), limit=1, models=("m",)) for n in ("a", "b", "c")]  # type: ignore[arg-type]
+    core = Balancer(specs, strategy=strategy, settings=PoolSettings(), limiter=LocalLimiter(), clock=clock,
+                    rng=random.Random(0))
+    held = [Ask("m") for _ in range(3)]
+    assert sorted(core.enter(a, in_loop=False) for a in held) == [0, 1, 2]  # type: ignore[type-var]
+    for _ in range(3):  # b fails and opens; its slot is free but unusable
+        core.failed(1, held[1], BackendUnavailable("refused", instance="b"), attempt=2)
+        if core.states("m")[1].breaker == "open":
+            break
+        held[1] = Ask("m")
+        held[1].tried = {0, 2}
+        assert core.enter(held[1], in_loop=False) == 1
+    assert core.states("m")[1].breaker == "open"
+    waiters = [core.enter(Ask("m"), in_loop=False) for _ in range(30)]
+    strategy.admits = 0
+    for waiter in waiters:  # every waiter polls once: nothing can be granted
+        assert core.after_wait(waiter) is None  # type: ignore[arg-type]
+    assert strategy.admits == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import traceback
 from collections import Counter
@@ -22,7 +23,13 @@ from semroute.testing.fuzz import Targets, calls
 
 
 def _cli(argv: list[str]) -> BaseException | None:
-    result = CliRunner().invoke(main, argv)
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:  # fuzzed arguments name paths: keep them out of the checkout
+        os.chdir(scratch)
+        try:
+            result = CliRunner().invoke(main, argv)
+        finally:
+            os.chdir(here)
     return None if result.exception is None or isinstance(result.exception, SystemExit) else result.exception
 
 
@@ -37,8 +44,8 @@ def run(cases: int) -> dict[str, object]:
         router = light_router(fleet.urls, tmp / "router")
         pool = Pool([OllamaBackend(u) for u in fleet.urls])
         store = MemoryStore(tmp / "store")
-        targets = Targets(router=router, pool=pool, store=store, embedder=OllamaEmbedder(SMALL, host=fleet.urls[0]),
-                          cli=_cli)
+        embedder = OllamaEmbedder(SMALL, host=fleet.urls[0])
+        targets = Targets(router=router, pool=pool, store=store, embedder=embedder, cli=_cli)
 
         @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(calls())
@@ -59,6 +66,7 @@ def run(cases: int) -> dict[str, object]:
             router.close()
             pool.close()
             store.close()
+            embedder.close()
     total = sum(outcomes.values())
     return {"cases": total, "outcomes": dict(outcomes), "untyped": sum(untyped.values()),
             "untyped_kinds": dict(untyped), "examples": examples, "per_entry_point": dict(by_entry),

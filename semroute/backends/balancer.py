@@ -247,7 +247,13 @@ class Balancer:
         return None
 
     def _has_free_slot_locked(self) -> bool:
-        return any(self._limiter.in_flight(m.name) < m.spec.limit for m in self._members)
+        # Only slots a request may take now: an open or unhealthy instance's idle slots are no
+        # reason to walk the queue (with 100 waiters polling, that walk ate the CPU of the whole
+        # pool during an incident: bench/reliability.py, refuse, 120 clients).
+        return any(
+            m.healthy and m.breaker.available() and self._limiter.in_flight(m.name) < m.spec.limit
+            for m in self._members
+        )
 
     def _dispatch_locked(self) -> None:
         """Hand freed slots to queued requests, oldest first."""
