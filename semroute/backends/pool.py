@@ -39,6 +39,7 @@ __all__ = ["Instance", "Pool"]
 # slots freed by other processes (a shared limiter), so it can be slow and cheap.
 _POLL_S = 0.25
 T = TypeVar("T")
+_Settle = Callable[[Completion | None, BaseException | None], None]
 
 
 class Pool:
@@ -341,7 +342,7 @@ class Pool:
             self._core.abandoned(idx, ask)
             raise deadline.error("before an instance was called")
 
-    def _settle(self, idx: int, ask: Ask, model: str, started: float):
+    def _settle(self, idx: int, ask: Ask, model: str, started: float) -> _Settle:
         clock, core = self._clock, self._core
         return lambda value, error: _settle_with(core, idx, ask, model, clock() - started, value, error)
 
