@@ -79,25 +79,26 @@ def test_a_request_queued_behind_a_hung_one_gives_up_at_its_deadline(tmp_path) -
 
 
 def test_streams_stop_at_the_deadline(tmp_path) -> None:
-    slow_tokens = Timing(token_delay_ms=50.0)  # 8 extra words: about half a second per answer
-    with FakeOllama([SMALL], timing=slow_tokens, extra_words=40) as fake:
+    slow_tokens = Timing(token_delay_ms=50.0)  # 80 extra words: about 4 s per answer
+    with FakeOllama([SMALL], timing=slow_tokens, extra_words=80) as fake:
         with light_router([fake.url], tmp_path) as router:
             router.pipeline.prepare()
             got: list[str] = []
             with pytest.raises(DeadlineExceeded):
-                for chunk in router.stream("a long answer please", deadline_s=0.4):
+                for chunk in router.stream("a long answer please", deadline_s=1.0):
                     got.append(chunk.text)
             assert got  # some text came, then the deadline
 
             async def main() -> list[str]:
                 parts: list[str] = []
                 with pytest.raises(DeadlineExceeded):
-                    async for chunk in router.astream("another long answer", deadline_s=0.4):
+                    async for chunk in router.astream("another long answer", deadline_s=1.0):
                         parts.append(chunk.text)
                 return parts
 
             assert asyncio.run(main())
             assert router.stats()["counters"].get("answers.small", 0) == 0  # nothing partial stored
+            fake.timing = Timing()  # answer at once now
             assert router.ask("a long answer please").source == "small"  # a miss: nothing was cached
 
 
