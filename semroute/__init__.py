@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .embed import Embedder, OllamaEmbedder, SentenceTransformerEmbedder
+from .embed import E5Embedder, Embedder, OllamaEmbedder, SentenceTransformerEmbedder, USEEmbedder
 from .errors import (
     BackendError,
     BackendProtocolError,
@@ -75,6 +75,8 @@ __all__ = [
     "Embedder",
     "SentenceTransformerEmbedder",
     "OllamaEmbedder",
+    "E5Embedder",
+    "USEEmbedder",
     "Verifier",
     "ThresholdVerifier",
     "PairVerifier",

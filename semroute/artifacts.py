@@ -58,7 +58,7 @@ def model_dir(kind: Literal["verifier", "consensus", "complexity"], embedder: st
     """
     path = shipped("models", f"{embedder or DEFAULT_EMBEDDER}/{kind}")
     if not (path / "card.json").is_file():
-        known = sorted(p.parent.name for p in shipped("models").glob(f"*/{kind}/card.json"))
+        known = sorted(p.parent.parent.name for p in shipped("models").glob(f"*/{kind}/card.json"))
         raise ModelMismatch(f"no shipped {kind} model for embedder {embedder or DEFAULT_EMBEDDER!r} "
                             f"(shipped for: {', '.join(known) or 'none'})")
     return path

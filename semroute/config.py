@@ -8,8 +8,8 @@ in short:
 .. code-block:: toml
 
     namespace = "traffic"
-    [embedder]              # model = "all-MiniLM-L6-v2" (shipped, offline) or a name/path; or ollama + host
-    model = "all-MiniLM-L6-v2"
+    [embedder]              # model = multilingual-e5-small | use-multilingual-v3 | all-MiniLM-L6-v2 (shipped,
+    model = "all-MiniLM-L6-v2"   # offline) or a sentence-transformers name/path; or ollama + host
     [cache]
     min_similarity = 0.8
     ttl_s = 604800
@@ -129,11 +129,14 @@ def _no_unknown(path: Path, where: str, table: Mapping[str, Any], known: set[str
 
 
 def _embedder(path: Path, spec: dict[str, Any]):
-    from .embed import OllamaEmbedder, SentenceTransformerEmbedder
+    from .embed import OllamaEmbedder, SentenceTransformerEmbedder, make_embedder
 
     _no_unknown(path, "[embedder]", spec, {"model", "ollama", "host", "device"})
     if "ollama" in spec:
         if "host" not in spec:
             raise ConfigError(f"{path}: [embedder] ollama = ... needs host = ...")
         return OllamaEmbedder(str(spec["ollama"]), host=str(spec["host"]))
-    return SentenceTransformerEmbedder(spec.get("model"), device=str(spec.get("device", "cpu")))
+    model = None if spec.get("model") is None else str(spec["model"])
+    if "device" in spec:  # a device only means something to sentence-transformers
+        return SentenceTransformerEmbedder(model, device=str(spec["device"]))
+    return make_embedder(model)

