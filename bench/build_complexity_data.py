@@ -1,9 +1,11 @@
 """Build the complexity router's labelled data: ``data/complexity_train.csv`` and ``..._heldout.csv``.
 
-Combines the questions we wrote ourselves (``data/complexity_written.csv``, English and Turkish)
-with attributed rows from the public sets in ``../shared/data`` (see ``data/README.md`` for
+Combines the questions we wrote ourselves (``data/complexity_written.csv``, English and Turkish;
+and ``data/complexity_ask.csv``, chatty-but-simple and terse-but-complex prompts, all in the train
+split) with attributed rows from the public sets in ``../shared/data`` (see ``data/README.md`` for
 sources, licences and the label definition). The split is fixed by a hash of the prompt, so it
-does not depend on row order and a re-run reproduces the same files byte for byte.
+does not depend on row order and a re-run reproduces the same files byte for byte. No prompt of
+the hard set (``data/complexity_hard.csv``) may enter any output: the script stops if one would.
 
 Also writes ``data/complexity_routing.csv``: the *train part* of RouteLLM's GSM8K and MMLU labels
 (``bench/routellm_split.py``), labelled complex where the weak model was wrong and the strong one
@@ -92,6 +94,18 @@ def public_rows(rng: random.Random) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def ask_rows() -> list[tuple[str, str, str, str]]:
+    """``complexity_ask.csv``: our prompts whose length points the wrong way, for training only."""
+    with (OUT / "complexity_ask.csv").open(encoding="utf-8", newline="") as f:
+        return [(r["prompt"], r["label"], r["lang"], "written_ask") for r in csv.DictReader(f)]
+
+
+def hard_set() -> set[str]:
+    """Case-folded prompts of the hard set, which no output file may contain."""
+    with (OUT / "complexity_hard.csv").open(encoding="utf-8", newline="") as f:
+        return {r["prompt"].strip().casefold() for r in csv.DictReader(f)}
+
+
 def written_rows() -> list[tuple[str, str, str, str]]:
     with (OUT / "complexity_written.csv").open(encoding="utf-8", newline="") as f:
         return [(r["prompt"], r["label"], r["lang"], "written") for r in csv.DictReader(f)]
@@ -137,6 +151,13 @@ def main() -> None:
             seen.add(key)
             rows.append(row)
     splits = {"train": [r for r in rows if not is_heldout(r[0])], "heldout": [r for r in rows if is_heldout(r[0])]}
+    # The ask rows all train: the hard set (written apart, other wording and topics) is their test,
+    # and leaving them out of the held-out file keeps its metrics comparable with earlier cards.
+    splits["train"] += [r for r in ask_rows() if r[0].casefold() not in seen]
+    hard = hard_set()
+    leaked = [r[0] for split in splits.values() for r in split if r[0].strip().casefold() in hard]
+    if leaked:
+        raise SystemExit(f"hard-set prompts would enter the training data: {leaked[:3]}")
     for name, split in splits.items():
         write(OUT / f"complexity_{name}.csv", split)
     # Rows of our held-out file stay out of the routing head too, so the card's metrics stay clean.

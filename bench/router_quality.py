@@ -25,6 +25,7 @@ Run from the repository root::
     python bench/router_quality.py                 # default sample, prints a table, writes PNG + JSON
     python bench/router_quality.py --mmlu-sample 0 # every held-out MMLU row (~7k; slow the first time)
     python bench/router_quality.py --json          # JSON on stdout
+    python bench/router_quality.py --embedder multilingual-e5-small  # that embedder's shipped model
 """
 
 from __future__ import annotations
@@ -98,17 +99,19 @@ def share_for_quality(share: np.ndarray, acc: np.ndarray, weak_acc: float, stron
     return float(share[reached[0]]) if len(reached) else 1.0
 
 
-def classifier_scores(prompts: list[str], model_dir: Path | None) -> tuple[np.ndarray, dict[str, object]]:
+def classifier_scores(prompts: list[str], model_dir: Path | None,
+                      embedder_name: str | None = None) -> tuple[np.ndarray, dict[str, object]]:
     from semroute.routing.classify import LogisticComplexityClassifier
-    from semroute.embed import SentenceTransformerEmbedder
+    from semroute.embed import make_embedder
 
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder(embedder_name or "all-MiniLM-L6-v2")
     clf = LogisticComplexityClassifier.load(model_dir, embedder_name=embedder.name)
     t0 = time.perf_counter()
     vectors = routellm_split.embed_cached(prompts, embedder)
     embed_s = time.perf_counter() - t0
     p = clf.predict_proba(vectors, prompts)
     info = {
+        "embedder": embedder.name,
         "threshold": clf.threshold,
         "embed_s": round(embed_s, 1),  # seconds, 0-ish when the embedding cache is warm
         "routing_head": dict(clf.card_.get("routing", {})).get("file", None),
@@ -201,7 +204,7 @@ def plot(groups: dict[str, dict[str, object]], path: Path) -> None:
 def run(args: argparse.Namespace) -> dict[str, object]:
     rows, stats = load_rows(args.mmlu_sample, args.seed)
     prompts = [r["prompt"] for r in rows]
-    p, info = classifier_scores(prompts, args.model)
+    p, info = classifier_scores(prompts, args.model, args.embedder)
     scores = {
         "classifier": p,
         "length-only": np.array([len(t) for t in prompts], dtype=np.float64),
@@ -241,6 +244,8 @@ def print_table(result: dict[str, object]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="classifier artifact (default: the shipped one)")
+    parser.add_argument("--embedder", default="all-MiniLM-L6-v2",
+                        help="embedder whose shipped classifier is measured (e.g. multilingual-e5-small)")
     parser.add_argument("--mmlu-sample", type=int, default=1500, help="MMLU rows to use (0 = all ~14k; slow)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=RESULTS / "router_quality.png", help="PNG to write")

@@ -25,7 +25,7 @@ from semroute.routing.classify import (
 from semroute.training.complexity import ThresholdRule, evaluate, labelled_set, parse_label
 from semroute.cli import main as cli
 from semroute.errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
-from semroute.routing.features import FEATURE_NAMES, text_features
+from semroute.routing.features import FEATURE_NAMES, LENGTH_FREE, text_features
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 16
@@ -86,9 +86,11 @@ def test_numpy_prediction_equals_sklearn_on_the_same_features():
     vectors, texts, labels = synthetic()
     clf = LogisticComplexityClassifier(seed=0).fit(vectors, texts, labels)
     feats = (text_features(texts) - clf.feature_mean_) / clf.feature_scale_
-    x = np.hstack([vectors.astype(np.float64), feats])
+    head = [i for i, name in enumerate(FEATURE_NAMES) if name not in LENGTH_FREE]  # raw length is not read
+    x = np.hstack([vectors.astype(np.float64), feats[:, head]])
     ref = LogisticRegression(C=1.0, class_weight="balanced", random_state=0, max_iter=5000).fit(x, labels)
     np.testing.assert_allclose(clf.predict_proba(vectors, texts), ref.predict_proba(x)[:, 1], rtol=1e-9, atol=1e-12)
+    assert all(clf.feature_coef_[FEATURE_NAMES.index(name)] == 0.0 for name in LENGTH_FREE)
 
 
 def test_it_separates_the_classes_and_decide_picks_the_tiers():
@@ -210,13 +212,13 @@ def test_routing_head_reorders_prompts_the_complexity_head_is_sure_about():
     assert (clf.predict(vectors, texts) == labels.astype(bool)).mean() > 0.9  # the tiers still follow complexity
 
 
-def test_routing_head_round_trips_as_format_2_and_refitting_drops_it(tmp_path):
+def test_routing_head_round_trips_in_format_3_and_refitting_drops_it(tmp_path):
     clf = with_routing(fitted(), clip=3.0, weight=0.5, length_weight=0.25)
     clf.save(tmp_path, small_card())
     with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
         assert {"route_coef", "route_feature_coef", "route_intercept"} <= set(npz.files)
     card = json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
-    assert card["format"] == "semroute.complexity/2"
+    assert card["format"] == "semroute.complexity/3"
     assert {k: card["routing"][k] for k in ("clip", "weight", "length_weight")} == {"clip": 3.0, "weight": 0.5, "length_weight": 0.25}
     back = LogisticComplexityClassifier.load(tmp_path)
     vectors, texts, _ = synthetic(n=30, seed=4)
@@ -224,7 +226,8 @@ def test_routing_head_round_trips_as_format_2_and_refitting_drops_it(tmp_path):
     clf.fit(*synthetic()[:2], synthetic()[2])
     assert not hasattr(clf, "routing_")
     clf.save(tmp_path / "plain", small_card())
-    assert json.loads((tmp_path / "plain" / "card.json").read_text(encoding="utf-8"))["format"] == "semroute.complexity/1"
+    plain = json.loads((tmp_path / "plain" / "card.json").read_text(encoding="utf-8"))
+    assert plain["format"] == "semroute.complexity/3" and "routing" not in plain
 
 
 def test_bad_routing_input_and_damaged_routing_artifacts_raise(tmp_path):
@@ -241,9 +244,20 @@ def test_bad_routing_input_and_damaged_routing_artifacts_raise(tmp_path):
     card_path.write_text(json.dumps({**card, "routing": {"clip": 3.0}}), encoding="utf-8")
     with pytest.raises(ModelError, match="routing"):
         LogisticComplexityClassifier.load(tmp_path)
-    card_path.write_text(json.dumps({**card, "format": "semroute.complexity/1"}), encoding="utf-8")
-    plain = LogisticComplexityClassifier.load(tmp_path)  # a /1 card ignores extra arrays
-    assert not hasattr(plain, "routing_")
+    card_path.write_text(json.dumps({k: v for k, v in card.items() if k != "routing"}), encoding="utf-8")
+    with pytest.raises(ModelError, match="routing"):  # routing arrays without their card entry
+        LogisticComplexityClassifier.load(tmp_path)
+
+
+@pytest.mark.parametrize("old", ["semroute.complexity/1", "semroute.complexity/2"])
+def test_cards_of_the_old_length_features_are_refused_as_a_mismatch(tmp_path, old):
+    fitted().save(tmp_path, small_card())
+    card_path = tmp_path / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    old_features = ["log_chars", "log_words", "digit_share", "sentences", "clauses", "math", "code"]
+    card_path.write_text(json.dumps({**card, "format": old, "features": old_features}), encoding="utf-8")
+    with pytest.raises(ModelMismatch, match="retrain"):
+        LogisticComplexityClassifier.load(tmp_path)
 
 
 def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card():
@@ -255,7 +269,7 @@ def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card(
     assert card["training"]["counts"]["simple"] >= 200 and card["training"]["counts"]["complex"] >= 200
     assert card["heldout"]["metrics"]["accuracy"] >= 0.9 and card["heldout"]["metrics"]["roc_auc"] >= 0.95
     # The routing head was trained on the RouteLLM train part only (bench/routellm_split.py).
-    assert card["format"] == "semroute.complexity/2" and card["routing"]["file"] == "complexity_routing.csv"
+    assert card["format"] == "semroute.complexity/3" and card["routing"]["file"] == "complexity_routing.csv"
     assert set(card["routing"]["by_source"]) == {f"routellm_{s}/{c}" for s in ("gsm8k", "mmlu") for c in ("simple", "complex")}
     with pytest.raises(ModelMismatch):
         LogisticComplexityClassifier.load(embedder_name="all-mpnet-base-v2")
@@ -429,7 +443,7 @@ def test_cli_round_trip_train_then_eval(tmp_path, minilm):
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text(encoding="utf-8"))
     assert card["training"]["counts"] == {"simple": 30, "complex": 30}
-    assert card["format"] == "semroute.complexity/2" and card["routing"]["counts"] == {"simple": 40, "complex": 20}
+    assert card["format"] == "semroute.complexity/3" and card["routing"]["counts"] == {"simple": 40, "complex": 20}
     assert card["threshold_rule"]["kind"] == "recall" and card["heldout"]["rows"] == 2
     result = runner.invoke(cli, ["eval-router", str(heldout), "--model", str(out), "--json"])
     assert result.exit_code == 0, result.output

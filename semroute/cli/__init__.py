@@ -40,6 +40,7 @@ def main() -> None:
 def _register() -> None:
     # Imported for their side effect of adding commands to ``main``.
     from . import cache_cmds  # noqa: F401
+    from . import plan_cmds  # noqa: F401
     from . import router_cmds  # noqa: F401
     from . import verify_cmds  # noqa: F401
 

@@ -1,8 +1,9 @@
 """CLI commands for the complexity router: ``train-router`` and ``eval-router``.
 
 Both read a labelled CSV (``prompt,label``; label ``simple|complex`` or ``0|1``; optional
-``lang``/``source`` columns are reported per group). Files are read here, the only place that
-reads them; training and measuring live in ``semroute.classify_train``.
+``lang``/``source``/``kind`` columns are reported per group). Files are read here, the only place
+that reads them; training and measuring live in ``semroute.training.complexity``. Training never
+fits a prompt of the shipped hard set (``data/complexity_hard.csv``): it measures generalisation.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import click
 from . import main, typed_errors
 from .files import read_rows
 
-__all__ = ["eval_router", "train_router"]
+__all__ = ["HARD_SET", "eval_router", "train_router"]
+
+HARD_SET = "complexity_hard.csv"
 
 
 def _read_labelled(path: Path):
@@ -28,6 +31,14 @@ def _read_labelled(path: Path):
     except OSError:  # read_rows already succeeded, so this is a race; the hash is informative only
         sha = ""
     return labelled_set(rows, name=path.name, sha256=sha)
+
+
+def _hard_set_prompts() -> list[str]:
+    """Prompts of the shipped hard set, which training must never see (empty if not shipped)."""
+    from ..artifacts import shipped
+
+    path = shipped("data", HARD_SET)
+    return [r["prompt"] for r in read_rows(path, required=("prompt",))] if path.is_file() else []
 
 
 def _embedder(name: str | None):
@@ -54,7 +65,8 @@ def _embedder(name: str | None):
 @click.option("--C", "c_value", type=float, default=1.0, show_default=True, help="Inverse L2 regularisation.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--embedder", "embedder_name", default=None,
-              help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2).")
+              help="Built-in embedder (all-MiniLM-L6-v2, multilingual-e5-small, use-multilingual-v3) or a "
+                   "sentence-transformers model name or path (default: the default embedder).")
 @typed_errors
 def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share: float | None,
                  reference: Path | None, target_recall: float | None, threshold: float, routing: Path | None,
@@ -76,7 +88,8 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
         ref = ([r["prompt"] for r in read_rows(reference, required=("prompt",))], reference.name)
     click.echo(f"read {len(data.prompts)} rows from {labels} {data.counts()}", err=True)
     clf, card = train(data, embedder=_embedder(embedder_name), heldout=held, rule=rule, reference=ref,
-                      routing=routed, C=c_value, seed=seed, progress=lambda msg: click.echo(msg, err=True))
+                      routing=routed, C=c_value, seed=seed, keep_out=_hard_set_prompts(),
+                      progress=lambda msg: click.echo(msg, err=True))
     clf.save(out_dir, card)
     click.echo(f"wrote {out_dir / 'model.npz'} and {out_dir / 'card.json'} (threshold {clf.threshold:.4f})")
 
@@ -88,7 +101,7 @@ def train_router(labels: Path, out_dir: Path, heldout: Path | None, target_share
 @click.option("--threshold", type=float, default=None, help="Override the artifact's threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--embedder", "embedder_name", default=None,
-              help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2).")
+              help="Built-in embedder name or a sentence-transformers model name or path (default: the default embedder).")
 @typed_errors
 def eval_router(labels: Path, model_dir: Path | None, threshold: float | None, as_json: bool,
                 embedder_name: str | None) -> None:

@@ -2,8 +2,9 @@
 
 The seam takes the embeddings the cache already computed (the router embeds once) and the
 texts, and returns P(complex) per request. ``FixedTier`` always picks one tier;
-``LogisticComplexityClassifier`` is a logistic regression over the embedding plus a few cheap
-text features (``semroute.features``), trained with scikit-learn but stored and applied as plain
+``LogisticComplexityClassifier`` is a logistic regression over the embedding plus cheap text
+features that read the ask rather than the length (``routing.features``; raw length has weight 0
+in this head), trained with scikit-learn but stored and applied as plain
 numpy arrays (one dot product per request, no pickle). Its ``threshold`` is calibrated either
 to a target share of large-tier calls on reference traffic or to a target recall of complex
 prompts. The trained default ships in ``models/<embedder>/complexity`` with a JSON card.
@@ -11,10 +12,11 @@ prompts. The trained default ships in ``models/<embedder>/complexity`` with a JS
 An optional *routing head* (``fit_routing``) is a second logistic regression over the same
 inputs, trained on "did the small model fail where the large one succeeded" labels. With it the
 score is ``clip(complexity logit, -c, c) + weight * routing logit + length_weight * scaled
-log_chars``: the complexity head still separates simple from complex, and among prompts it is
-sure about, the routing head and prompt length decide which most need the large tier.
+log_chars`` (defaults c = 1, weight 0.5, length_weight 0): the complexity head still separates
+simple from complex, and among prompts it is sure about, the routing head decides which most need
+the large tier.
 
-Not here: reading label files and measuring a model (``semroute.classify_train``), choosing
+Not here: reading label files and measuring a model (``semroute.training.complexity``), choosing
 instances or falling back between tiers (the router's pipeline).
 """
 
@@ -32,7 +34,7 @@ import numpy as np
 from ..artifacts import card_embedder, load_artifact, model_dir
 from ..errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
 from ..types import Decision
-from .features import FEATURE_NAMES, text_features
+from .features import FEATURE_NAMES, LENGTH_FREE, text_features
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -46,14 +48,21 @@ __all__ = [
     "threshold_for_share",
 ]
 
-ARTIFACT_FORMAT = "semroute.complexity/1"
-ROUTING_FORMAT = "semroute.complexity/2"  # same arrays plus a routing head
-_FORMATS = (ARTIFACT_FORMAT, ROUTING_FORMAT)
+# /3: the text features read the ask, not the length (``features.FEATURE_NAMES``); the routing head
+# is optional within the format (its arrays and the card's ``routing`` go together).
+ARTIFACT_FORMAT = "semroute.complexity/3"
+ROUTING_FORMAT = ARTIFACT_FORMAT
+_FORMATS = (ARTIFACT_FORMAT,)
+# Cards of the length-reading feature set (log_chars, log_words, ...): their weights mean nothing
+# for today's features, so loading one is a mismatch to retrain, not a corrupt file.
+_OLD_FORMATS = ("semroute.complexity/1", "semroute.complexity/2")
 _WEIGHTS = "model.npz"
 _CARD = "card.json"
 _ARRAYS = ("coef", "feature_coef", "intercept", "feature_mean", "feature_scale")
 _ROUTE_ARRAYS = ("route_coef", "route_feature_coef", "route_intercept")
 _LENGTH = FEATURE_NAMES.index("log_chars")
+# Columns the complexity head fits; the others (raw length) keep weight 0 there.
+_HEAD_COLUMNS = np.array([i for i, name in enumerate(FEATURE_NAMES) if name not in LENGTH_FREE])
 
 
 @runtime_checkable
@@ -130,12 +139,14 @@ class LogisticComplexityClassifier:
         mean = raw.mean(axis=0)
         scale = raw.std(axis=0)
         scale[scale == 0] = 1.0  # a constant feature carries no signal; keep it finite
-        x = np.hstack([x_emb.astype(np.float64), (raw - mean) / scale])
+        scaled = (raw - mean) / scale
+        x = np.hstack([x_emb.astype(np.float64), scaled[:, _HEAD_COLUMNS]])
         model = LogisticRegression(C=self.C, class_weight=self.class_weight, random_state=self.seed, max_iter=5000)
         model.fit(x, y)
         dim = x_emb.shape[1]
         self.coef_ = model.coef_[0, :dim].copy()
-        self.feature_coef_ = model.coef_[0, dim:].copy()
+        self.feature_coef_ = np.zeros(len(FEATURE_NAMES))
+        self.feature_coef_[_HEAD_COLUMNS] = model.coef_[0, dim:]  # LENGTH_FREE columns stay 0
         self.intercept_ = float(model.intercept_[0])
         self.feature_mean_ = mean
         self.feature_scale_ = scale
@@ -153,17 +164,22 @@ class LogisticComplexityClassifier:
         labels: Sequence[int] | np.ndarray,
         *,
         C: float = 0.3,
-        clip: float = 3.0,
-        weight: float = 1.0,
-        length_weight: float = 1.0,
+        clip: float = 1.0,
+        weight: float = 0.5,
+        length_weight: float = 0.0,
     ):
         """Add a routing head fitted on ``labels`` (1 = only the large model answers well).
 
         Uses the complexity head's feature scaling, so call ``fit`` first. Unweighted classes:
         its logit should rank prompts by how likely the large tier helps, not balance them.
-        The defaults were chosen by 5-fold cross-validation on the train half of RouteLLM's labels
-        (clip 1-3, weight 0.5-2, length_weight/weight 0-2; APGR per source, with the complexity
-        head's out-of-fold accuracy kept >= 0.95); the held-out half was never consulted.
+        The defaults were chosen on training data only, for the ask features (format /3): the
+        highest APGR of 5-fold out-of-fold routing logits on the train half of RouteLLM's labels
+        (grid clip 1-6, weight 0.5-2, length_weight 0-2) among settings whose out-of-fold accuracy
+        on ``complexity_train.csv`` stays >= 0.95 overall and >= 0.9 on its chatty-simple and
+        terse-complex rows (``complexity_ask.csv``). Clip 1, weight 0.5, length_weight 0 gave
+        train-half APGR 0.609 (the format /2 setting 3/1/1: 0.592) at out-of-fold accuracy 0.966
+        (0.945 on those rows). Raw length then enters only as one routing-head feature. The
+        held-out half and the hard set were never consulted.
         """
         from sklearn.linear_model import LogisticRegression
 
@@ -242,7 +258,7 @@ class LogisticComplexityClassifier:
         if routing is not None:
             full["routing"] = {**dict(full.get("routing", {})), **routing}
         full.update(
-            format=ARTIFACT_FORMAT if routing is None else ROUTING_FORMAT,
+            format=ARTIFACT_FORMAT,
             threshold=float(self.threshold),
             features=list(self.feature_names_),
             dim=int(self.dim_),
@@ -396,10 +412,13 @@ def _read(where: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if not (where / _CARD).exists():
         raise ModelError(f"{where}: no {_CARD}; train one with `semroute train-router`")
     card, arrays = load_artifact(where, "complexity model")
+    if card.get("format") in _OLD_FORMATS:
+        raise ModelMismatch(f"{where / _CARD}: a {card['format']} card reads the old length features; this library "
+                            f"computes {list(FEATURE_NAMES)} ({ARTIFACT_FORMAT}): retrain with `semroute train-router`")
     if card.get("format") not in _FORMATS:
         raise ModelError(f"{where / _CARD}: not a {' or '.join(_FORMATS)} card")
     missing = [k for k in ("threshold", "features", "dim", "embedder") if k not in card]
-    names = _ARRAYS + (_ROUTE_ARRAYS if card["format"] == ROUTING_FORMAT else ())
+    names = _ARRAYS + (_ROUTE_ARRAYS if "route_coef" in arrays or "routing" in card else ())
     missing += [name for name in names if name not in arrays]
     if missing:
         raise ModelError(f"{where}: missing {', '.join(missing)}")

@@ -30,23 +30,43 @@ class Timing:
 
     A streamed answer takes ``latency_ms + ttft_ms`` to its first token, then ``token_delay_ms``
     between tokens; a non-streamed answer arrives after the same total time.
+
+    ``parallel_speedup`` makes streams share one GPU as Ollama's do: entry ``k-1`` is the total
+    token throughput with ``k`` requests holding slots, as a multiple of one stream's (so it
+    starts at 1.0; the last entry holds for more streams). Each stream then waits
+    ``token_delay_ms * k / parallel_speedup[k-1]`` per token, re-evaluated as requests come and
+    go. Empty (the default): every stream runs at full speed however many run.
     """
 
     latency_ms: float = 0.0
     ttft_ms: float = 0.0
     token_delay_ms: float = 0.0
+    parallel_speedup: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "ttft_ms", "token_delay_ms"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"Timing.{name} must be a number >= 0, got {value!r}")
+        curve = tuple(self.parallel_speedup)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in curve):
+            raise ConfigError(f"Timing.parallel_speedup must be numbers > 0, got {self.parallel_speedup!r}")
+        object.__setattr__(self, "parallel_speedup", curve)
+
+    def slowdown(self, streams: int) -> float:
+        """How much slower one stream runs with ``streams`` requests in slots (1.0 without a curve)."""
+        curve = self.parallel_speedup
+        if not curve or streams <= 1:
+            return 1.0
+        return streams / curve[min(streams, len(curve)) - 1]
 
     def scaled(self, factor: float) -> Timing:
         """The same profile ``factor`` times slower (a fleet's slow and fast instances)."""
         if factor < 0:
             raise ConfigError(f"a speed factor must be >= 0, got {factor!r}")
-        return Timing(self.latency_ms * factor, self.ttft_ms * factor, self.token_delay_ms * factor)
+        return Timing(
+            self.latency_ms * factor, self.ttft_ms * factor, self.token_delay_ms * factor, self.parallel_speedup
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +211,12 @@ class Counters:
     def leave(self) -> None:
         with self._lock:
             self._pending -= 1
+
+    @property
+    def active(self) -> int:
+        """Requests holding a parallel slot right now."""
+        with self._lock:
+            return self._active
 
     def start(self) -> None:
         with self._lock:

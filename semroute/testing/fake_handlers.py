@@ -22,6 +22,11 @@ __all__ = ["Generation"]
 
 _JSON = "application/json; charset=utf-8"
 _NDJSON = "application/x-ndjson"
+# How often a non-streamed answer re-reads the number of streams under a speed curve: short
+# next to the 100 ms-plus answers the curve is meant for, long next to the event loop's wakeup
+# cost (at 5 ms, 16 streams woke the loop 3,200 times a second and a fleet on a busy 2-core
+# machine fell behind its own clock in bench/plan_check.py).
+_QUANTUM_MS = 20.0
 
 
 async def _sleep_ms(ms: float) -> None:
@@ -47,6 +52,7 @@ class Generation:
         on_complete: Callable[[int], None],
         *,
         reply: Callable[[str, str], str | None] | None = None,
+        streams: Callable[[], int] = lambda: 1,
     ) -> None:
         self._conn = conn
         self._endpoint = endpoint
@@ -58,6 +64,7 @@ class Generation:
         # its answer always finds it counted (counting after the write would race the client).
         self._on_complete = on_complete
         self._reply_fn = reply  # scripted answers (see FakeOllama's ``reply``)
+        self._streams = streams  # requests holding slots now: sets the per-stream speed
 
     async def _reply(self, status: int, body: Mapping[str, Any]) -> bool:
         await self._conn.respond(status, json.dumps(body).encode(), _JSON)
@@ -123,7 +130,7 @@ class Generation:
             if not await self._stream(tokens, fault):
                 return False
         else:
-            await _sleep_ms(timing.token_delay_ms * max(0, len(tokens) - 1))
+            await self._decode(max(0, len(tokens) - 1))
             if fault is not None:
                 return False  # drop: close without any response
         t_end = time.perf_counter_ns()
@@ -148,6 +155,21 @@ class Generation:
             await self._reply(200, final)
         return True
 
+    async def _decode(self, tokens: int) -> None:
+        """Wait while ``tokens`` are generated; with a speed curve, at the speed the current
+        number of streams allows, re-evaluated every few milliseconds (processor sharing)."""
+        timing = self._timing
+        if not timing.parallel_speedup:
+            await _sleep_ms(timing.token_delay_ms * tokens)
+            return
+        left = float(tokens)
+        while left > 1e-9 and timing.token_delay_ms > 0:
+            per_token = timing.token_delay_ms * timing.slowdown(self._streams())
+            t0 = time.perf_counter()
+            await _sleep_ms(min(left * per_token, _QUANTUM_MS))
+            # Progress by the time actually slept: an oversleep is not lost time for the total.
+            left -= (time.perf_counter() - t0) * 1000.0 / per_token
+
     async def _stream(self, tokens: list[str], fault: Fault | None) -> bool:
         """Send the tokens, one NDJSON line each; False when a drop fault cut the stream."""
         await self._conn.start_stream(200, _NDJSON)
@@ -155,7 +177,7 @@ class Generation:
             if fault is not None and i >= fault.after_chunks:
                 return False
             if i:
-                await _sleep_ms(self._timing.token_delay_ms)
+                await _sleep_ms(self._timing.token_delay_ms * self._timing.slowdown(self._streams()))
             await self._conn.send_chunk(_line(self._piece(token)))
         return fault is None  # a drop after every token still loses the final line
 

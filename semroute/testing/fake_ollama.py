@@ -399,7 +399,10 @@ class FakeOllama:
             self._loaded[model] = time.time() + 300.0  # Ollama's default keep_alive: 5 minutes
             self._counters.completed(endpoint, model, tokens)
 
-        job = Generation(conn, endpoint, model, payload, self.timing, self._extra_words, completed, reply=self.reply)
+        job = Generation(
+            conn, endpoint, model, payload, self.timing, self._extra_words, completed,
+            reply=self.reply, streams=lambda: self._counters.active,
+        )
         try:
             async with self._slots:
                 self._counters.start()

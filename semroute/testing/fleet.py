@@ -7,7 +7,7 @@ only starts, stops and lists its servers; it does not balance anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -38,7 +38,7 @@ class FakeFleet:
 
     ``FakeFleet(3)`` makes three identical instances; ``FakeFleet([InstanceSpec(speed=1),
     InstanceSpec(speed=3, capacity=Capacity(max_parallel=1))], timing=Timing(token_delay_ms=5))``
-    makes a fast and a slow one.
+    makes a fast and a slow one. ``reply`` scripts every member's answers (see ``FakeOllama``).
     """
 
     def __init__(
@@ -48,6 +48,7 @@ class FakeFleet:
         models: Iterable[str] = DEFAULT_MODELS,
         timing: Timing = Timing(),
         extra_words: int = 8,
+        reply: Callable[[str, str], str | None] | None = None,
     ) -> None:
         if isinstance(specs, int) and not isinstance(specs, bool):
             if specs < 1:
@@ -64,6 +65,7 @@ class FakeFleet:
                 timing=timing.scaled(spec.speed),
                 capacity=spec.capacity,
                 extra_words=extra_words,
+                reply=reply,
             )
             for spec in specs
         )

@@ -12,7 +12,7 @@ Not here: reading files (the CLI does that and hands over rows), the model itsel
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,16 @@ class LabelledSet:
         n_complex = int(self.labels.sum())
         return {"simple": len(self.prompts) - n_complex, "complex": n_complex}
 
+    def without(self, prompts: Collection[str]) -> tuple[LabelledSet, int]:
+        """This set minus rows whose prompt (case-folded) is in ``prompts``; and how many went."""
+        banned = {p.strip().casefold() for p in prompts}
+        keep = [i for i, p in enumerate(self.prompts) if p.casefold() not in banned]
+        if len(keep) == len(self.prompts):
+            return self, 0
+        groups = {g: tuple(v[i] for i in keep) for g, v in self.groups.items()}
+        kept = LabelledSet(self.name, tuple(self.prompts[i] for i in keep), self.labels[keep], self.sha256, groups)
+        return kept, len(self.prompts) - len(keep)
+
 
 def labelled_set(rows: Sequence[Mapping[str, str]], *, name: str, sha256: str = "") -> LabelledSet:
     """Build a set from rows with ``prompt`` and ``label`` (plus optional ``lang``/``source``)."""
@@ -74,7 +84,7 @@ def labelled_set(rows: Sequence[Mapping[str, str]], *, name: str, sha256: str = 
             raise ConfigError(f"{name}: row {number} has an empty prompt")
         prompts.append(prompt)
         labels.append(parse_label(row.get("label", ""), where=f"{name}: row {number}: "))
-    groups = {g: tuple(str(r.get(g) or "") for r in rows) for g in ("lang", "source") if g in rows[0]}
+    groups = {g: tuple(str(r.get(g) or "") for r in rows) for g in ("lang", "source", "kind") if g in rows[0]}
     return LabelledSet(name, tuple(prompts), np.array(labels, dtype=np.int64), sha256, groups)
 
 
@@ -218,6 +228,7 @@ def train(
     routing: LabelledSet | None = None,
     C: float = 1.0,
     seed: int = 0,
+    keep_out: Collection[str] = (),
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> tuple[LogisticComplexityClassifier, dict[str, Any]]:
     """Embed, fit, calibrate and measure; return the classifier and its card (not yet saved).
@@ -225,7 +236,20 @@ def train(
     ``reference`` is (prompts, name) of unlabelled traffic for a ``share`` rule. ``routing`` is
     an optional set labelled 1 where only the large model answered well (e.g. RouteLLM's
     golden labels); it trains the routing head (``fit_routing``) before the threshold is set.
+    ``keep_out`` are prompts no fit or calibration may see (the hard set,
+    ``data/complexity_hard.csv``): matching rows are dropped and counted on the card.
     """
+    data, dropped = data.without(keep_out)
+    if routing is not None:
+        routing, dropped_routing = routing.without(keep_out)
+        dropped += dropped_routing
+    if reference is not None:
+        banned = {p.strip().casefold() for p in keep_out}
+        kept_ref = [p for p in reference[0] if p.strip().casefold() not in banned]
+        dropped += len(reference[0]) - len(kept_ref)
+        reference = (kept_ref, reference[1])
+    if dropped:
+        progress(f"left out {dropped} rows that are in the held-out hard set")
     counts = data.counts()
     if min(counts.values()) == 0:
         raise ConfigError(f"{data.name}: needs both simple and complex rows, got {counts}")
@@ -247,7 +271,7 @@ def train(
         "label_definition": LABEL_DEFINITION,
         "embedder": {"name": embedder.name, "dim": int(vectors.shape[1])},
         "threshold_rule": threshold_rule,
-        "training": _describe(data),
+        "training": {**_describe(data), "kept_out_rows": dropped},
         **({"routing": {**_describe(routing), "label_definition": ROUTING_LABEL_DEFINITION}} if routing else {}),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "library": _versions(),
