@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .batching import BatchingEmbedder, BatchSettings
 from .embed import E5Embedder, Embedder, OllamaEmbedder, SentenceTransformerEmbedder, USEEmbedder
 from .errors import (
     BackendError,
@@ -77,6 +78,8 @@ __all__ = [
     "OllamaEmbedder",
     "E5Embedder",
     "USEEmbedder",
+    "BatchingEmbedder",
+    "BatchSettings",
     "Verifier",
     "ThresholdVerifier",
     "PairVerifier",

@@ -21,6 +21,12 @@ in short:
     limit = 4
     [tiers.small.timeout]   # Timeout; [tiers.small.pool] PoolSettings with .retry/.queue/.breaker tables
     read = 120
+    [server]                # semroute serve only (see semroute.server.settings)
+    alias = "semroute"
+    [[server.keys]]
+    name = "team-a"
+    key_sha256 = "..."      # or key = "..." (plain)
+    namespace = "team-a"
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ else:  # pragma: no cover
 
 __all__ = ["load_config"]
 
-_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers"}
+# [server] configures `semroute serve` (semroute.server.settings); the Router ignores it.
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "server"}
 
 
 def load_config(path: str | Path, *, allow_strategy_import: bool = False) -> dict[str, Any]:

@@ -153,7 +153,8 @@ class Router:
             vector = self.pipeline.embed(plan)
             answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
+                        similarity=answer.similarity)
             return
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
@@ -261,7 +262,8 @@ class Router:
             vector = await asyncio.to_thread(self.pipeline.embed, plan)
             answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source)
+            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
+                        similarity=answer.similarity)
             return
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):

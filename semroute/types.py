@@ -120,6 +120,7 @@ class Chunk:
     """One piece of a streamed answer. The last chunk has ``done=True``.
 
     ``source`` is set by the router ("exact", "semantic", "small", "large"); backends leave it empty.
+    ``similarity`` is the cached question's cosine similarity on a cache hit (None otherwise).
     """
 
     text: str
@@ -129,6 +130,7 @@ class Chunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     source: str = ""
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ PUBLIC = {
     "Timeout", "PoolSettings", "RetrySettings", "QueueSettings", "BreakerSettings",
     "Answer", "Chunk", "Message", "CacheEntry", "Candidate", "Hit", "Verdict", "Decision", "Completion",
     "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "E5Embedder", "USEEmbedder",
+    "BatchingEmbedder", "BatchSettings",
     "Verifier", "ThresholdVerifier", "PairVerifier", "ByNamespace", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",
     "SemrouteError", "InvalidRequest", "ConfigError", "EmbeddingError", "DimensionMismatch",
     "StoreError", "StoreUnavailable", "BackendError", "BackendUnavailable", "BackendTimeout", "DeadlineExceeded",

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 from ..settings import Timeout
 from ..types import Chunk, Completion, Message
 
-__all__ = ["Backend", "BackendFactory", "AsyncClosable"]
+__all__ = ["Backend", "BackendFactory", "AsyncClosable", "EmbeddingBackend"]
 
 
 @runtime_checkable
@@ -62,3 +62,10 @@ class AsyncClosable(Protocol):
     """A backend that also holds event-loop connections, closed with ``await aclose()``."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingBackend(Backend, Protocol):
+    """A backend that also embeds texts (Ollama's ``/api/embed``, OpenAI's ``/v1/embeddings``)."""
+
+    async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]: ...

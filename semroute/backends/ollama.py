@@ -370,6 +370,15 @@ class OllamaBackend:
             if parts is not None:
                 await parts.aclose()
 
+    async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text from ``/api/embed`` (as the model returns it: not normalised here)."""
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidRequest(f"model must be a non-empty string, got {model!r}")
+        with self._edge():
+            async with _timeout_at(self._deadline()):
+                response = await (await self._async()).embed(model=model, input=list(texts))
+        return [list(map(float, row)) for row in response.embeddings]
+
     def _deadline(self) -> float | None:
         total = self.timeout.total
         return None if total is None else asyncio.get_running_loop().time() + total

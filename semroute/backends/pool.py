@@ -21,13 +21,13 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..errors import BackendError, ConfigError, DeadlineExceeded
+from ..errors import BackendError, ConfigError, DeadlineExceeded, InvalidRequest
 from ..metrics import Metrics
 from ..request import validate_chat, validate_options
 from ..types import Chunk, Completion, Message
 from ..settings import PoolSettings, RetrySettings
 from .balancer import Ask, Balancer, Instance
-from .base import AsyncClosable, Backend
+from .base import AsyncClosable, Backend, EmbeddingBackend
 from .deadline import Deadline, call_before
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
@@ -193,6 +193,34 @@ class Pool:
                 raise
             self._core.succeeded(idx, model, self._clock() - started, None)
             return completion
+        raise self._core.exhausted(ask)
+
+    async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors from one instance that has ``model`` (Ollama's ``/api/embed``), failed over like ``achat``.
+
+        Raises ``InvalidRequest`` when a backend of this pool cannot embed.
+        """
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest("texts must be a sequence of strings")
+        ask = Ask(model)
+        for attempt in range(self.settings.retry.attempts):
+            await self._arefresh_models()
+            idx = await self._aacquire(ask, Deadline(None, self._clock))
+            backend = self._core.backend(idx)
+            if not isinstance(backend, EmbeddingBackend):
+                self._core.abandoned(idx)
+                raise InvalidRequest(f"{backend.name} cannot embed (its backend has no aembed)")
+            started = self._clock()
+            try:
+                vectors = await backend.aembed(model, texts)
+            except BackendError as exc:
+                await asyncio.sleep(self._core.failed(idx, ask, exc, attempt))
+                continue
+            except BaseException:
+                self._core.abandoned(idx)
+                raise
+            self._core.succeeded(idx, model, self._clock() - started, None)
+            return vectors
         raise self._core.exhausted(ask)
 
     def astream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> AsyncIterator[Chunk]:

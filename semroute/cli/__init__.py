@@ -42,6 +42,7 @@ def _register() -> None:
     from . import cache_cmds  # noqa: F401
     from . import plan_cmds  # noqa: F401
     from . import router_cmds  # noqa: F401
+    from . import serve  # noqa: F401
     from . import verify_cmds  # noqa: F401
 
 

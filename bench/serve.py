@@ -1,0 +1,261 @@
+"""``semroute serve`` against calling FakeOllama directly, in the same run, over loopback.
+
+Starts FakeOllama (zero model latency unless said) in this process and ``semroute serve`` (the
+real command, real MiniLM behind the micro-batcher) as a subprocess in front of it, then:
+
+1. baselines: an HTTP round trip to FakeOllama (``/api/version``, the loopback floor), a model
+   call to FakeOllama (``/api/chat``), MiniLM embedding one text, and MiniLM's throughput in
+   batches of 64 (texts/s) — all measured here, in this run;
+2. added latency per path, one request at a time: exact hit (minus the loopback floor),
+   semantic lookup (minus one embedding), miss (minus one embedding and the direct model call);
+3. cached answers per second (64 concurrent clients) and per core (divided by the server
+   process's CPU seconds, read from /proc);
+4. concurrent semantic lookups per second (128 clients, banking77 test questions against a cache
+   warmed with train questions: a held-out split) as a share of the embedder's batch-64 throughput;
+5. 1,000 concurrent streaming clients, straight to FakeOllama and through the gateway (the proxy
+   path: a named model with ``cache_models = false``; and cached answers): errors, lost streams,
+   p50/p99 of each stream's total time and the added p99.
+
+Loopback only, bounded in count and time. Prints a table, writes bench/results/serve.json.
+
+    nice -n 10 .venv/bin/python bench/serve.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_data import banking77, first_per_intent  # noqa: E402
+
+from semroute.testing import Capacity, FakeOllama, Timing  # noqa: E402
+
+SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def summary(ms: list[float]) -> dict[str, float]:
+    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 3), "p99_ms": round(pct(ms, 99), 3)}
+
+
+# -- the gateway subprocess -------------------------------------------------------------------
+
+
+def start_gateway(fake_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+    config = workdir / "serve.toml"
+    config.write_text(
+        "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
+        '[embedder]\nmodel = "all-MiniLM-L6-v2"\n'  # the embedder whose batch-64 throughput is the baseline
+        f'[tiers.small]\nmodel = "{SMALL}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
+        f'[tiers.large]\nmodel = "{LARGE}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
+    )
+    log = open(workdir / "serve.log", "w+")  # a file, not a pipe: a full pipe would block the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "semroute.cli", "serve", "--port", "0", "--data-dir", str(workdir / "data"),
+         "--config", str(config)], stderr=log, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 600  # a loaded machine can take minutes to import torch
+    while not (found := re.search(r"running on (http://127\.0\.0\.1:\d+)", (workdir / "serve.log").read_text())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("semroute serve did not start: " + (workdir / "serve.log").read_text()[-2000:])
+        time.sleep(0.05)
+    url = found.group(1)
+    deadline = time.monotonic() + 600  # a loaded machine can take minutes to import torch
+    while httpx.get(f"{url}/readyz").status_code != 200:  # the embedding model loads in the background
+        if time.monotonic() > deadline:
+            raise RuntimeError("semroute serve never became ready")
+        time.sleep(0.1)
+    return proc, url
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+
+def sequential(client: httpx.Client, url: str, bodies: list[dict]) -> tuple[list[float], dict[str, int]]:
+    times, sources = [], {}
+    for body in bodies:
+        t0 = time.perf_counter()
+        response = client.post(url, json=body)
+        times.append((time.perf_counter() - t0) * 1000)
+        response.raise_for_status()
+        source = response.headers.get("x-semroute-source", "direct")
+        sources[source] = sources.get(source, 0) + 1
+    return times, sources
+
+
+def chat(model: str, text: str, stream: bool = False) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
+
+
+async def concurrent(url: str, bodies: list[dict], clients: int) -> tuple[float, dict[str, int], int]:
+    """(seconds, sources, errors) for ``bodies`` sent by ``clients`` concurrent keep-alive clients."""
+    queue = list(reversed(bodies))
+    sources: dict[str, int] = {}
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                body = queue.pop()
+                response = await client.post(url, json=body)
+                if response.status_code != 200:
+                    errors += 1
+                source = response.headers.get("x-semroute-source", "?")
+                sources[source] = sources.get(source, 0) + 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return time.perf_counter() - t0, sources, errors
+
+
+async def one_stream(host: str, port: int, body: bytes, start: asyncio.Event) -> tuple[float, str]:
+    """Total ms of one streamed answer read to the end, and "ok" / "error" / "lost"."""
+    await start.wait()
+    t0 = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"POST /api/chat HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+                     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        data = await reader.read(-1)
+        writer.close()
+    except OSError:
+        return (time.perf_counter() - t0) * 1000, "error"
+    ms = (time.perf_counter() - t0) * 1000
+    if not data.startswith(b"HTTP/1.1 200"):
+        return ms, "error"
+    return ms, "ok" if b'"done": true' in data or b'"done":true' in data else "lost"
+
+
+async def streams(url: str, bodies: list[dict]) -> dict[str, object]:
+    host, port = url.removeprefix("http://").split(":")
+    start = asyncio.Event()
+    tasks = [asyncio.create_task(one_stream(host, int(port), json.dumps(b).encode(), start)) for b in bodies]
+    await asyncio.sleep(0)
+    start.set()
+    results = await asyncio.gather(*tasks)
+    ms = [m for m, status in results if status == "ok"]
+    return {**summary(ms), "errors": sum(s == "error" for _, s in results), "lost": sum(s == "lost" for _, s in results)}
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def embedder_baselines(texts: list[str], rounds: int) -> dict[str, float]:
+    from semroute import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    model.embed(texts[:64])
+    single = []
+    for text in texts[:rounds]:
+        t0 = time.perf_counter()
+        model.embed([text])
+        single.append((time.perf_counter() - t0) * 1000)
+    batch_texts = texts[: 64 * max(4, rounds // 16)]
+    t0 = time.perf_counter()
+    for i in range(0, len(batch_texts), 64):
+        model.embed(batch_texts[i : i + 64])
+    return {"embed_one_p50_ms": round(pct(single, 50), 3),
+            "batch64_texts_per_s": round(len(batch_texts) / (time.perf_counter() - t0), 1)}
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(quick: bool) -> dict[str, object]:
+    n_seq, n_warm, n_stream = (40, 150, 300) if quick else (200, 600, 1000)
+    train = [t for t, _ in first_per_intent(banking77("train"), 8)][:n_warm]
+    test = [t for t, _ in banking77("test")]
+    out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    fake = FakeOllama((SMALL, LARGE), capacity=Capacity(max_parallel=4096, queue=4096)).start()
+    workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
+    proc, url = start_gateway(fake.url, workdir)
+    say(f"gateway ready at {url}; logs in {workdir / 'serve.log'}")
+    try:
+        with httpx.Client(timeout=120) as client:
+            floor: list[float] = []
+            for _ in range(n_seq):
+                t0 = time.perf_counter()
+                client.get(f"{fake.url}/api/version")
+                floor.append((time.perf_counter() - t0) * 1000)
+            direct, _ = sequential(client, f"{fake.url}/api/chat", [chat(SMALL, f"direct {i}") for i in range(n_seq)])
+            out["baseline"] = {"loopback_floor": summary(floor), "direct_model_call": summary(direct),
+                               **embedder_baselines(test, n_seq)}
+            say("baselines done; warming")
+            asyncio.run(concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64))  # warm: misses stored
+            exact, exact_src = sequential(client, f"{url}/api/chat", [chat("semroute", q) for q in train[:n_seq]])
+            sem, sem_src = sequential(client, f"{url}/api/chat", [chat("semroute", q) for q in test[:n_seq]])
+            miss, miss_src = sequential(client, f"{url}/api/chat",
+                                        [chat("semroute", f"zq{i} xylophone quantum {i * 7919} marmalade") for i in range(n_seq)])
+        base = out["baseline"]
+        embed_ms = base["embed_one_p50_ms"]  # type: ignore[index]
+        out["latency"] = {
+            "exact": {**summary(exact), "sources": exact_src,
+                      "added_p50_ms": round(pct(exact, 50) - pct(floor, 50), 3)},
+            "semantic": {**summary(sem), "sources": sem_src, "added_p50_ms": round(pct(sem, 50) - embed_ms, 3)},
+            "miss": {**summary(miss), "sources": miss_src,
+                     "added_p50_ms": round(pct(miss, 50) - embed_ms - pct(direct, 50), 3)},
+        }
+        say(f"latency done: {out['latency']}")
+        cpu0 = cpu_seconds(proc.pid)
+        secs, src, errs = asyncio.run(concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train] * (2 if quick else 8), 64))
+        cpu = cpu_seconds(proc.pid) - cpu0
+        total = sum(src.values())
+        out["cached_answers"] = {"requests": total, "per_s": round(total / secs, 1), "server_cpu_s": round(cpu, 2),
+                                 "per_cpu_s": round(total / cpu, 1), "sources": src, "errors": errs}
+        say(f"cached answers: {out['cached_answers']}")
+        pool = test[n_seq : n_seq + (400 if quick else 2000)]
+        secs, src, errs = asyncio.run(concurrent(f"{url}/api/chat", [chat("semroute", q) for q in pool], 128))
+        rate = len(pool) / secs
+        out["semantic_throughput"] = {"requests": len(pool), "per_s": round(rate, 1), "sources": src, "errors": errs,
+                                      "share_of_batch64": round(rate / base["batch64_texts_per_s"], 3)}  # type: ignore[index]
+        say(f"semantic throughput: {out['semantic_throughput']}")
+        fake.timing = Timing(token_delay_ms=20)
+        direct_streams = asyncio.run(streams(fake.url, [chat(SMALL, f"stream {i}", True) for i in range(n_stream)]))
+        proxied = asyncio.run(streams(url, [chat(SMALL, f"stream {i}", True) for i in range(n_stream)]))
+        cached = asyncio.run(streams(url, [chat("semroute", train[i % len(train)], True) for i in range(n_stream)]))
+        out["streams"] = {"clients": n_stream, "direct": direct_streams, "gateway_proxy": proxied,
+                          "gateway_cached": cached,
+                          "added_p99_ms": round(proxied["p99_ms"] - direct_streams["p99_ms"], 3)}  # type: ignore[operator]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        out["server_log_tail"] = (workdir / "serve.log").read_text()[-1500:]
+        out["loadavg_end"] = os.getloadavg()  # other work on the machine skews every number above
+        fake.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    args = parser.parse_args()
+    result = run(args.quick)
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "serve.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""``BatchingEmbedder``: concurrent calls share batches, rows are the wrapped embedder's, the queue is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from gateway_kit import WordEmbedder, wait_for
+from semroute import ConfigError, EmbeddingError, Overloaded
+from semroute.batching import BatchingEmbedder, BatchSettings
+
+
+class GatedEmbedder(WordEmbedder):
+    """Records each batch; the first call waits for ``gate`` (so later calls pile up meanwhile)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
+        self.fail = False
+
+    def embed(self, texts):
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        self.batches.append(list(texts))
+        if self.fail:
+            raise EmbeddingError("the model fell over")
+        return super().embed(texts)
+
+
+def run_in_threads(batcher: BatchingEmbedder, texts: list[str]) -> dict[str, object]:
+    results: dict[str, object] = {}
+
+    def one(text: str) -> None:
+        try:
+            results[text] = batcher.embed([text])
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            results[text] = exc
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    return results, threads
+
+
+def test_calls_waiting_while_the_model_is_busy_form_one_batch():
+    inner = GatedEmbedder()
+    batcher = BatchingEmbedder(inner, BatchSettings(max_batch=64, max_wait_ms=0))
+    first, first_threads = run_in_threads(batcher, ["first text"])
+    assert inner.entered.wait(timeout=10)  # the worker is inside the model with the first text
+    texts = [f"text number {i}" for i in range(20)]
+    results, threads = run_in_threads(batcher, texts)
+    wait_for(lambda: batcher.queued == len(texts), what="every caller queued")
+    inner.gate.set()
+    for t in first_threads + threads:
+        t.join(timeout=10)
+    assert inner.batches[0] == ["first text"] and sorted(inner.batches[1]) == sorted(texts)
+    expected = WordEmbedder().embed(texts)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(results[text][0], expected[i], rtol=1e-6)
+    assert batcher.batches == 2 and batcher.batched_texts == 21
+    batcher.close()
+
+
+def test_the_queue_is_bounded_and_errors_reach_every_caller():
+    inner = GatedEmbedder()
+    batcher = BatchingEmbedder(inner, BatchSettings(max_batch=8, max_wait_ms=0, max_queue=4))
+    run_in_threads(batcher, ["occupies the model"])
+    assert inner.entered.wait(timeout=10)
+    results, threads = run_in_threads(batcher, ["a", "b", "c", "d"])
+    wait_for(lambda: batcher.queued == 4, what="every caller queued")
+    with pytest.raises(Overloaded, match="waiting to be embedded"):
+        batcher.embed(["one too many"])
+    inner.fail = True
+    inner.gate.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert all(isinstance(results[t], EmbeddingError) for t in "abcd")
+    batcher.close()
+    with pytest.raises(Overloaded):
+        batcher.embed(["after close"])
+
+
+async def test_async_callers_share_batches_and_big_calls_go_straight_through():
+    inner = GatedEmbedder()
+    inner.gate.set()
+    batcher = BatchingEmbedder(inner, BatchSettings(max_batch=4, max_wait_ms=50))
+    rows = await asyncio.gather(*(batcher.aembed([f"async {i}"]) for i in range(4)))
+    assert [len(b) for b in inner.batches] == [4]  # four callers inside 50 ms: one full batch, no wait past it
+    big = batcher.embed([f"warm {i}" for i in range(10)])
+    assert big.shape == (10, 64) and [len(b) for b in inner.batches] == [4, 10]
+    assert rows[0].shape == (1, 64) and batcher.name == "test-words" and batcher.dim == 64
+    batcher.close()
+
+
+def test_settings_are_validated():
+    for bad in (dict(max_batch=0), dict(max_wait_ms=-1), dict(max_queue=0), dict(max_batch=True)):
+        with pytest.raises(ConfigError):
+            BatchSettings(**bad)
+    with pytest.raises(ConfigError):
+        BatchingEmbedder(object())
