@@ -4,9 +4,9 @@
         [--plot bench/results/cache_quality.png] [--quick] [--gptcache] [--no-consensus]
         [--embedder NAME_OR_PATH | --ollama-embed MODEL --ollama-url URL] [--only tqp_dev,near_miss]
 
-With another embedder (a multilingual one for Turkish) the shipped verifier and consensus do not
-apply (they were trained on MiniLM vectors), so the run uses the Router's fallback, cosine >= 0.9,
-and the cosine-only curve shows what the embedder itself separates.
+With another embedder the verifier and consensus shipped for it are used (``models/<name>/``); an
+embedder with none falls back to the Router's cosine >= 0.9, and the cosine-only curve shows what
+the embedder itself separates.
 
 Retrieval benchmarks build one SemanticCache (MemoryStore + FaissIndex, top_k=4, the shipped
 PairVerifier and AnswerConsensus, as the Router does) and look every query up through the real
@@ -30,6 +30,8 @@ baseline (top-1 similarity threshold) at the verifier's precision; ``--gptcache`
 - tqp_dev: cache = one question per paraphrase group of tqp dev; queries = the group's other members.
 - traffic_demo: cache = data/traffic_faq.csv (EN/TR with answers); queries = demo_queries.csv's
   paraphrase rows (must hit the named FAQ entry) and near-miss rows (must miss).
+- traffic_test: the same FAQ; queries = the test split of data/traffic_paraphrases.csv (60
+  rewordings, 60 near misses; its tuning split is trained and tuned on, this one never).
 - near_miss: pairs = data/verifier_nearmiss.csv (hand-written EN/TR), the held-out question
   families of bench/minimal_pairs.py and xSID test slot swaps (EN, TR).
 """
@@ -52,7 +54,7 @@ import shared_data as sd  # noqa: E402
 from semroute.cache import FaissIndex, MemoryStore
 from semroute.hits import SemanticCache# noqa: E402
 from semroute.hits.consensus import AnswerConsensus  # noqa: E402
-from semroute.embed import OllamaEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from semroute.embed import OllamaEmbedder, make_embedder  # noqa: E402
 from semroute.errors import ModelMismatch  # noqa: E402
 from semroute.training.evaluate import PairRow, judge_pairs, report  # noqa: E402
 from semroute.types import CacheEntry  # noqa: E402
@@ -213,6 +215,15 @@ def datasets(rng, quick):
         firsts.setdefault(parent[t], t)
     yield "tqp_dev", [(t, "", g) for g, t in firsts.items()], [(t, parent[t]) for t in sorted(parent) if firsts[parent[t]] != t]
     yield "traffic_demo", *traffic_demo()
+    yield "traffic_test", *traffic_test()
+
+
+def traffic_test():
+    """The traffic FAQ with the test split of data/traffic_paraphrases.csv (never trained or tuned on)."""
+    from semroute.training.sources import traffic_set
+
+    traffic = traffic_set(ROOT / "data")
+    return [(q, a, q) for q, a, _ in traffic.faq], traffic.split("test")
 
 
 def traffic_demo():
@@ -228,10 +239,9 @@ def traffic_demo():
 
 
 def _groups(pairs):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_verifier import _tqp_groups
+    from semroute.training.sources import groups
 
-    return _tqp_groups(pairs)
+    return groups(pairs)
 
 
 def near_miss_rows(rng):
@@ -254,12 +264,14 @@ def main() -> None:
     ap.add_argument("--gptcache", action="store_true", help="also run GPTCache 0.1.44 at its defaults (bench extra)")
     ap.add_argument("--model", default=None, help="a verifier directory (default: the shipped one)")
     ap.add_argument("--threshold", type=float, default=None, help="override the verifier's threshold")
-    ap.add_argument("--embedding-cache", default=None, help="an .npz of text embeddings reused across runs")
+    ap.add_argument("--embedding-cache", default=None,
+                    help="an .npz of text embeddings reused across runs (default: bench/results/cache/<embedder>.npz)")
     ap.add_argument("--no-consensus", action="store_true", help="the pair verifier alone (no answer consensus)")
     ap.add_argument("--consensus-model", default=None, help="a consensus model directory (default: the shipped one)")
     ap.add_argument("--consensus-threshold", type=float, default=None,
                     help="override the consensus threshold (e.g. from semroute calibrate --retrieval)")
-    ap.add_argument("--embedder", default=None, help="a sentence-transformers model name or path (default: MiniLM)")
+    ap.add_argument("--embedder", default=None,
+                    help="a built-in embedder name or a sentence-transformers model name or path (default: MiniLM)")
     ap.add_argument("--ollama-embed", default=None, help="an Ollama embedding model instead (e.g. bge-m3)")
     ap.add_argument("--ollama-url", default="http://127.0.0.1:11434", help="the Ollama server for --ollama-embed")
     ap.add_argument("--only", default=None, help="comma-separated benchmark names, e.g. tqp_dev,traffic_demo,near_miss")
@@ -268,8 +280,8 @@ def main() -> None:
     from train_verifier import _CachedEmbed
 
     base = (OllamaEmbedder(args.ollama_embed, host=args.ollama_url) if args.ollama_embed
-            else SentenceTransformerEmbedder(args.embedder))
-    embedder = _CachedEmbed(base, Path(args.embedding_cache) if args.embedding_cache else None)
+            else make_embedder(args.embedder))
+    embedder = _CachedEmbed(base, Path(args.embedding_cache or f"bench/results/cache/{base.name}.npz"))
     try:
         if args.model:
             verifier = PairVerifier.load(args.model, embedder=embedder.name, dim=embedder.dim, threshold=args.threshold)

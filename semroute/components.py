@@ -38,6 +38,8 @@ class Components:
     ``store``: the truth (``None``: a ``MemoryStore`` persisted under ``data_dir``, or the user
     cache directory). ``backend_factory`` makes one backend per tier host (``None``:
     ``OllamaBackend``). ``clock`` is wall-clock seconds for TTLs and entry timestamps.
+    ``redis_url`` shares the cache, instance slots and in-flight misses with every process
+    using the same Redis (``RedisStore``, ``RedisLimiter``, ``RedisSingleFlight``).
     """
 
     embedder: Embedder
@@ -48,6 +50,9 @@ class Components:
     backend_factory: BackendFactory | None = None
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
+    # Shared through Redis when set: the store (unless ``store`` is given), each pool's slots
+    # and queue order, and in-flight misses. Kept out of repr: the URL may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Not the embedder: on Python < 3.12 isinstance() reads its ``dim`` property, loading the model.
@@ -63,6 +68,8 @@ class Components:
                 raise ConfigError(f"{name} must be a {seam.__name__}, got {type(value).__name__}")
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.redis_url is not None and not isinstance(self.redis_url, str):
+            raise ConfigError(f"redis_url must be a redis:// or rediss:// URL string, got {type(self.redis_url).__name__}")
         if not callable(self.clock):
             raise ConfigError(f"clock must be a function returning seconds, got {self.clock!r}")
 

@@ -15,6 +15,8 @@ in short:
     ttl_s = 604800
     [router]
     fallback = "other-tier"
+    [redis]                 # optional: share cache, limits and in-flight misses between processes
+    url = "redis://cache.internal:6379/0"
     [tiers.small]
     model = "llama3.2:3b"
     hosts = ["http://gpu1:11434", "http://gpu2:11434"]
@@ -47,7 +49,7 @@ else:  # pragma: no cover
 __all__ = ["load_config"]
 
 # [server] configures `semroute serve` (semroute.server.settings); the Router ignores it.
-_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "server"}
+_TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "redis", "server"}
 
 
 def load_config(path: str | Path, *, allow_strategy_import: bool = False) -> dict[str, Any]:
@@ -85,6 +87,12 @@ def load_config(path: str | Path, *, allow_strategy_import: bool = False) -> dic
         kwargs["embedder"] = _embedder(path, _table(path, raw, "embedder"))
     if "verifiers" in raw:
         kwargs["verifier"] = _verifiers(path, _table(path, raw, "verifiers"))
+    if "redis" in raw:
+        redis = _table(path, raw, "redis")
+        _no_unknown(path, "[redis]", redis, {"url"})
+        if not isinstance(redis.get("url"), str) or not redis["url"]:
+            raise ConfigError(f"{path}: [redis] needs url = \"redis://host:port/db\"")
+        kwargs["redis_url"] = redis["url"]
     return kwargs
 
 

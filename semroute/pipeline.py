@@ -29,8 +29,10 @@ from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoIns
 from .hits.consensus import AnswerConsensus, served_by
 from .hits.judge import GreyZone
 from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
+from .cache.memory import check_tags
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .routing.classify import ComplexityClassifier, decide
+from .shared import RedisParts
 from .settings import JudgeSettings, RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
 
@@ -85,6 +87,10 @@ class Pipeline:
         self._store: Store | None = parts.store
         self._cache: SemanticCache | None = None
         self._pools: dict[str, Pool] = {}
+        # Store, pool limiters and flight shared with other processes through one Redis, if asked.
+        self.shared = None if parts.redis_url is None else RedisParts(parts.redis_url)
+        self._store_down = False
+        self._snapshot: Path | None = None  # where the default embedded cache saves its index
         self._lock = threading.Lock()
         self._models = {name: tier.model for name, tier in self.tiers.items()}
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
@@ -115,14 +121,27 @@ class Pipeline:
         from .hits import SemanticCache
 
         store = self._store
+        if store is None and self.shared is not None:
+            store = self._store = self.shared.store(max_entries=self.settings.cache.max_entries, clock=self.clock,
+                                                    vector_dtype=self.settings.cache.vectors)
+        snapshot = None
         if store is None:
-            store = MemoryStore(self._default_dir(), max_entries=self.settings.cache.max_entries, clock=self.clock)
+            directory = self._default_dir()
+            store = MemoryStore(directory, max_entries=self.settings.cache.max_entries, clock=self.clock,
+                                vector_dtype=self.settings.cache.vectors)
             self._store = store
-        index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index)
+            # The index is saved next to the journal on close (with the feed position it reflects),
+            # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
+            snapshot = directory / f"index-{self.embedder.name.replace('/', '_')}-{self.embedder.dim}"
+        index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index, storage=self.settings.cache.vectors)
         inner = self.parts.verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
-        return SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
-                             consensus=self._default_consensus(inner))
+        cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
+                              consensus=self._default_consensus(inner))
+        if snapshot is not None:
+            self._snapshot = snapshot
+            cache.replica.load(snapshot)
+        return cache
 
     def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
         """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
@@ -188,15 +207,16 @@ class Pipeline:
             with self._lock:
                 pool = self._pools.get(tier)
                 if pool is None:
-                    pool = self._pools[tier] = self._build_pool(self.tiers[tier])
+                    pool = self._pools[tier] = self._build_pool(tier, self.tiers[tier])
         return pool
 
-    def _build_pool(self, tier: Tier) -> Pool:
+    def _build_pool(self, name: str, tier: Tier) -> Pool:
         from .backends.pool import Instance, Pool
 
         factory = self.parts.backends()
         instances = [Instance(factory(host, timeout=tier.timeout), limit=tier.limit) for host in tier.hosts]
-        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics)
+        limiter = None if self.shared is None else self.shared.limiter(name)  # slots shared by every process
+        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics, limiter=limiter)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -220,6 +240,9 @@ class Pipeline:
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
+        if self._store_down:
+            self._store_down = False
+            log.warning("cache store is answering again")
         return None if hit is None else self._hit_answer(plan, hit)
 
     def embed(self, plan: Plan) -> np.ndarray:
@@ -335,6 +358,7 @@ class Pipeline:
         batch_size: int,
         progress: Callable[[int], None] | None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
             raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
@@ -342,6 +366,9 @@ class Pipeline:
             raise InvalidRequest(f"batch_size must be an int >= 1, got {batch_size!r}")
         if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
             raise InvalidRequest(f"pairs must be an iterable of (question, answer), got {type(pairs).__name__}")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
+        tag_pairs = tuple(sorted(check_tags((tags or {}).items())))
         items = list(pairs)
         plans = []
         for i, pair in enumerate(items):
@@ -357,7 +384,7 @@ class Pipeline:
             batch = plans[start : start + batch_size]
             vectors = self.embedder.embed([p.question for p in batch])
             entries = [
-                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s)
+                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s, tags=tag_pairs)
                 for j, (plan, vector) in enumerate(zip(batch, vectors))
             ]
             self.cache.insert(entries)
@@ -367,13 +394,33 @@ class Pipeline:
         self.metrics.incr("cache.warmed", stored)
         return stored
 
+    def invalidate(self, *, ids: Iterable[str], namespace: str | None, where: Mapping[str, str] | None) -> int:
+        if isinstance(ids, str):
+            raise InvalidRequest("ids must be an iterable of entry ids, not a single string")
+        ids = list(ids)
+        if not ids and namespace is None and not where:
+            raise InvalidRequest("say what to invalidate: ids, namespace and/or where tags")
+        removed = self.cache.delete(ids) if ids else 0
+        if namespace is not None or where:
+            removed += self.cache.store.invalidate(namespace=namespace, where=where or None)
+            self.cache.sync()
+        self.metrics.incr("cache.invalidated", removed)
+        return removed
+
     def close(self) -> None:
         if self._grey is not None:
             self._grey.close()
         for pool in self._pools.values():
             pool.close()
+        if self._snapshot is not None and self._cache is not None:
+            try:
+                self._cache.replica.save(self._snapshot)
+            except (OSError, RuntimeError) as exc:  # the next start rebuilds the index: slower, still correct
+                log.warning("could not save the cache index snapshot: %s", exc)
         if self._store is not None:
             self._store.close()
+        if self.shared is not None:
+            self.shared.close()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -381,7 +428,8 @@ class Pipeline:
         return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
     def _entry(
-        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None
+        self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None,
+        tags: tuple[tuple[str, str], ...] = (),
     ) -> CacheEntry:
         now = self.clock()
         ttl = self.settings.cache.ttl_s if ttl_s is None else ttl_s
@@ -400,6 +448,7 @@ class Pipeline:
             model=model,
             tier=tier,
             embedder=self.embedder.name,
+            tags=tags,
         )
 
     def _hit_answer(self, plan: Plan, hit: Hit) -> Answer:
@@ -425,5 +474,7 @@ class Pipeline:
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         self.metrics.incr(f"store.errors.{what}")
-        log.error("cache store %s failed, answering without the cache: %s", what, exc)
+        if not self._store_down:  # once per outage: a down store must not flood the log
+            self._store_down = True
+            log.error("cache store %s failed, answering without the cache until it is back: %s", what, exc)
 

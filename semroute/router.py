@@ -10,7 +10,6 @@ in ``semroute.pipeline``.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -46,6 +45,8 @@ class Router:
     directory, the default embedder (``semroute.embed.default_embedder``), the shipped
     complexity classifier, tiers ``llama3.2:3b`` / ``llama3.1:8b`` at ``OLLAMA_HOST`` or localhost. Every part can be
     passed in instead; ``classifier=FixedTier("small")`` turns tier choice off.
+    ``redis_url`` shares the cache, instance limits and in-flight misses with every process
+    using that Redis (see ``semroute.shared``).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class Router:
         settings: RouterSettings | None = None,
         backend_factory: BackendFactory | None = None,
         clock: Callable[[], float] = time.time,
+        redis_url: str | None = None,
     ) -> None:
         parts = Components(
             embedder=embedder or default_embedder(),
@@ -70,6 +72,7 @@ class Router:
             data_dir=None if data_dir is None else Path(data_dir),
             backend_factory=backend_factory,
             clock=clock,
+            redis_url=redis_url,
         )
         self.tiers: dict[str, Tier] = parse_tiers(tiers) if tiers is not None else default_tiers()
         self.settings = settings or RouterSettings()
@@ -77,6 +80,8 @@ class Router:
         self.pipeline = Pipeline(parts, tiers=self.tiers, settings=self.settings, namespace=namespace)
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
+        # With Redis, identical misses coalesce across every process sharing it (streams too).
+        self._shared_flight = None if self.pipeline.shared is None else self.pipeline.shared.flight()
 
     @classmethod
     def from_config(cls, path: str | Path, *, allow_strategy_import: bool = False, **overrides: object) -> Router:
@@ -108,10 +113,11 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
         if answer is not None:
             return answer
+        flight = self._shared_flight or self._flight
         try:
-            answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector, deadline),
-                                             wait_s=_left(deadline))
-        except concurrent.futures.TimeoutError:  # a follower's own deadline passed while the leader still works
+            answer, shared = flight.do(plan.key, lambda: self._generate(plan, vector, deadline),
+                                       wait_s=_left(deadline))
+        except TimeoutError:  # a follower's own deadline passed while the leader still works
             raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
@@ -156,6 +162,16 @@ class Router:
             yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
                         similarity=answer.similarity)
             return
+        if self._shared_flight is None:
+            yield from self._stream_generate(plan, vector, deadline)
+            return
+        try:
+            yield from self._shared_flight.stream(plan.key, lambda: self._stream_generate(plan, vector, deadline),
+                                                  wait_s=_left(deadline))
+        except TimeoutError:  # following another process's stream past this request's deadline
+            raise deadline.error("waiting for an identical request") from None
+
+    def _stream_generate(self, plan: Plan, vector, deadline: Deadline) -> Iterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
@@ -186,15 +202,28 @@ class Router:
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
         ttl_s: float | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> int:
         """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
 
         ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
-        never expire), e.g. curated FAQ answers that outlive generated ones.
+        never expire), e.g. curated FAQ answers that outlive generated ones. ``tags`` label
+        them (``{"topic": "speed-limits"}``) so ``invalidate(where=...)`` can drop them together.
         """
         return self.pipeline.warm(
-            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s
+            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s,
+            tags=tags,
         )
+
+    def invalidate(
+        self, *, ids: Iterable[str] = (), namespace: str | None = None, where: Mapping[str, str] | None = None
+    ) -> int:
+        """Delete cached entries by id, and/or every entry of ``namespace`` carrying all ``where`` tags.
+
+        The deletes travel through the store's change feed, so every process sharing the cache
+        stops serving them at its next lookup. Returns how many entries were deleted.
+        """
+        return self.pipeline.invalidate(ids=ids, namespace=namespace, where=where)
 
     # -- async ----------------------------------------------------------------------------
 
@@ -213,10 +242,12 @@ class Router:
         answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
+        generate = lambda: self._agenerate(plan, vector, deadline)  # noqa: E731
+        waiting = (self._aflight.do(plan.key, generate, wait_s=_left(deadline)) if self._shared_flight is None
+                   else self._shared_flight.ado(plan.key, generate, wait_s=_left(deadline)))
         try:
-            answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector, deadline),
-                                                    wait_s=_left(deadline))
-        except asyncio.TimeoutError:
+            answer, shared = await waiting
+        except TimeoutError:
             raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
@@ -265,6 +296,16 @@ class Router:
             yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
                         similarity=answer.similarity)
             return
+        chunks = (self._astream_generate(plan, vector, deadline) if self._shared_flight is None
+                  else self._shared_flight.astream(plan.key, lambda: self._astream_generate(plan, vector, deadline),
+                                                   wait_s=_left(deadline)))
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except TimeoutError:  # following another process's stream past this request's deadline
+            raise deadline.error("waiting for an identical request") from None
+
+    async def _astream_generate(self, plan: Plan, vector, deadline: Deadline) -> AsyncIterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")

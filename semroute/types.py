@@ -43,6 +43,8 @@ class CacheEntry:
     ``key`` is the exact-tier key (namespace + policy + normalised question); ``scope`` groups
     entries that may answer each other (namespace + policy) and is the index's filter.
     ``vector`` is the question's L2-normalised embedding, kept so the index can be rebuilt.
+    ``tags`` are (name, value) pairs a caller attached (e.g. ``("topic", "speed-limits")``) so
+    entries can be invalidated together when what they answer changes.
     """
 
     id: str
@@ -57,6 +59,7 @@ class CacheEntry:
     model: str = ""
     tier: str = ""
     embedder: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at

@@ -35,3 +35,26 @@ def fake_fleet():
 
     with FakeFleet(3, models=FAKE_MODELS) as fleet:
         yield fleet
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on a free loopback port for the whole session (skips without the binary)."""
+    from semroute.testing.redis_server import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session server's URL, emptied for this test (FLUSHALL)."""
+    import redis
+
+    redis_server.start()  # a test may have killed it
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url

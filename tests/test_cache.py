@@ -442,7 +442,7 @@ def test_reload_heals_two_rows_with_one_key(tmp_path):
         store.put_many([entry("q", vs[0], entry_id="first")])
     with sqlite3.connect(tmp_path / "semroute-cache.sqlite3") as db:  # a hand-edited file
         db.execute("INSERT INTO entries SELECT 'second', key, scope, namespace, question, 'later', vector,"
-                   " created_at, expires_at, model, tier, embedder, stamp + 1 FROM entries")
+                   " created_at, expires_at, model, tier, embedder, stamp + 1, tags FROM entries")
     db.close()
     with MemoryStore(tmp_path) as store:
         assert [e.id for e in store.entries()] == ["second"]

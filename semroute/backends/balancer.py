@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -130,8 +131,13 @@ class Balancer:
         self._clock = clock
         self._rng = rng
         self._members = [_Member(s, CircuitBreaker(settings.breaker, clock=clock)) for s in specs]
-        self._queue: WaitQueue[Ask] = WaitQueue(settings.queue, clock=clock)
+        self._queue: WaitQueue[Ask] = WaitQueue(settings.queue, clock=clock, on_head=self._head_changed)
         self._lock = threading.Lock()
+
+    def _head_changed(self, enqueued_at: float | None) -> None:
+        """Tell the limiter when this pool's oldest waiter began waiting, in wall time."""
+        since = None if enqueued_at is None else time.time() - (self._clock() - enqueued_at)
+        self._limiter.queued(since)
 
     def backend(self, i: int) -> Backend:
         return self._members[i].spec.backend

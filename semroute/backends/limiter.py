@@ -42,6 +42,14 @@ class Limiter(Protocol):
 
     def in_flight(self, instance: str) -> int: ...
 
+    def queued(self, since: float | None) -> None:
+        """This pool's oldest queued request has waited since wall time ``since`` (None: none waits).
+
+        A shared limiter grants slots to older waiters of other processes first; a local one
+        has nothing to share and ignores it.
+        """
+        ...
+
 
 class LocalLimiter:
     """Slot counts in this process's memory; thread-safe."""
@@ -69,6 +77,9 @@ class LocalLimiter:
     def in_flight(self, instance: str) -> int:
         with self._lock:
             return self._taken.get(instance, 0)
+
+    def queued(self, since: float | None) -> None:
+        """Nothing to do: this process's own FIFO is the only queue."""
 
 
 class Waiter(Generic[T]):
@@ -122,10 +133,19 @@ class Waiter(Generic[T]):
 class WaitQueue(Generic[T]):
     """A bounded FIFO of ``Waiter``s. Not thread-safe on its own: the owner holds its lock."""
 
-    def __init__(self, settings: QueueSettings = QueueSettings(), *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: QueueSettings = QueueSettings(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_head: Callable[[float | None], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._clock = clock
         self._waiters: deque[Waiter[T]] = deque()
+        # Told when the oldest waiter changes (its enqueue time, or None when empty), so a
+        # shared limiter can order this queue against other processes' queues.
+        self._on_head = on_head
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -144,13 +164,18 @@ class WaitQueue(Generic[T]):
         now = self._clock()
         waiter = Waiter(request, enqueued_at=now, deadline=now + self.settings.timeout_s, in_loop=in_loop)
         self._waiters.append(waiter)
+        if len(self._waiters) == 1 and self._on_head is not None:
+            self._on_head(waiter.enqueued_at)
         return waiter
 
     def leave(self, waiter: Waiter[T]) -> None:
+        head = self._waiters[0] if self._waiters else None
         try:
             self._waiters.remove(waiter)
         except ValueError:
-            pass  # already granted and removed
+            return  # already granted and removed
+        if head is waiter and self._on_head is not None:
+            self._on_head(self._waiters[0].enqueued_at if self._waiters else None)
 
     def remaining(self, waiter: Waiter[T]) -> float:
         return waiter.deadline - self._clock()

@@ -8,7 +8,7 @@ scope and can always be rebuilt from the store by replaying ``entries()`` and th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -45,6 +45,10 @@ class Store(Protocol):
         """The live entry with this id, or ``None`` (missing or expired). Counts as a use for LRU."""
         ...
 
+    def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        """``get`` for several ids at once (one round trip for a shared store), in order."""
+        ...
+
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         """The live entry with this exact-tier key, or ``None``. Counts as a use for LRU."""
         ...
@@ -64,6 +68,13 @@ class Store(Protocol):
         A ``since`` at or past the newest returns ``(newest, [])``: a follower calls
         ``changes(2**62)`` to learn the newest number before rebuilding from ``entries()``, and
         treats a newest number below its cursor (a reset store) as a reason to rebuild.
+        """
+        ...
+
+    def invalidate(self, *, namespace: str | None = None, where: Mapping[str, str] | None = None) -> int:
+        """Delete every entry of ``namespace`` and/or carrying all ``where`` tags; returns how many.
+
+        At least one criterion is required; the deletes travel through the change feed.
         """
         ...
 

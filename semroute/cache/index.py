@@ -15,7 +15,10 @@ lazily by the constructor, never by ``import semroute``.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -36,6 +39,8 @@ _PARALLEL_ROWS = 4096
 # then rebuilt once as HNSW: measured at 10k x 384, a flat scan costs ~1 ms per lookup once the
 # embedding has evicted it from the CPU caches, HNSW ~0.4 ms with recall@1 of 1.0.
 AUTO_HNSW_ROWS = 4096
+# Version of the files ``save`` writes; ``load`` ignores any other.
+_FORMAT = 1
 
 
 class _Scope:
@@ -53,6 +58,7 @@ class _Scope:
 class FaissIndex:
     """Cosine nearest-neighbour search per scope. ``kind``: ``"flat"``, ``"hnsw"`` or ``"auto"``.
 
+    ``storage="float16"`` keeps vectors in half the memory (faiss's fp16 scalar quantizer).
     Flat is exact; HNSW trades a little recall for sub-linear search on large scopes
     (``hnsw_m`` links per node, ``ef_search`` candidates per query); ``auto`` starts each scope
     flat and turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors.
@@ -65,11 +71,14 @@ class FaissIndex:
         kind: Literal["flat", "hnsw", "auto"] = "flat",
         hnsw_m: int = 32,
         ef_search: int = 64,
+        storage: Literal["float32", "float16"] = "float32",
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"dim must be a positive int, got {dim!r}")
         if kind not in ("flat", "hnsw", "auto"):
             raise ConfigError(f"kind must be 'flat', 'hnsw' or 'auto', got {kind!r}")
+        if storage not in ("float32", "float16"):
+            raise ConfigError(f"storage must be 'float32' or 'float16', got {storage!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ConfigError(f"{name} must be an int >= 2, got {value!r}")
@@ -80,6 +89,7 @@ class FaissIndex:
         self.kind = kind
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
+        self.storage = storage
         self._lock = threading.Lock()
         self._scopes: dict[str, _Scope] = {}
         self._where: dict[str, tuple[str, int]] = {}  # entry id -> (scope, label)
@@ -139,6 +149,61 @@ class FaissIndex:
 
     def __contains__(self, entry_id: object) -> bool:
         return entry_id in self._where
+
+    def ids(self) -> list[str]:
+        """Every entry id the index holds."""
+        with self._lock:
+            return list(self._where)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the index to ``directory`` (faiss's own binary format, ids as a NumPy array; no pickle)."""
+        faiss = self._faiss
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            scopes = []
+            for n, (scope, holder) in enumerate(self._scopes.items()):
+                labels = np.fromiter(holder.ids.keys(), dtype=np.int64, count=len(holder.ids))
+                np.save(path / f"scope-{n}.labels.npy", labels, allow_pickle=False)
+                np.save(path / f"scope-{n}.ids.npy", np.array(list(holder.ids.values()), dtype=str), allow_pickle=False)
+                faiss.write_index(holder.index, str(path / f"scope-{n}.faiss"))
+                scopes.append({"scope": scope, "kind": holder.kind, "dead": holder.dead, "n": n})
+            meta = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
+                    "ef_search": self.ef_search, "storage": self.storage, "next_label": self._next_label,
+                    "scopes": scopes}
+        (path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    def load(self, directory: str | os.PathLike[str]) -> bool:
+        """Replace this (empty) index's content with one ``save`` wrote; False if none fits (same dim/kind)."""
+        path = Path(directory)
+        try:
+            meta = json.loads((path / "index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        wanted = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
+                  "storage": self.storage}
+        if any(meta.get(k) != v for k, v in wanted.items()):
+            return False
+        faiss = self._faiss
+        scopes: dict[str, _Scope] = {}
+        where: dict[str, tuple[str, int]] = {}
+        try:
+            for info in meta["scopes"]:
+                n = int(info["n"])
+                holder = _Scope(faiss.read_index(str(path / f"scope-{n}.faiss")), str(info["kind"]))
+                if holder.kind == "hnsw":
+                    faiss.downcast_index(holder.index.index).hnsw.efSearch = self.ef_search
+                labels = np.load(path / f"scope-{n}.labels.npy", allow_pickle=False).tolist()
+                ids = np.load(path / f"scope-{n}.ids.npy", allow_pickle=False).tolist()
+                holder.ids = dict(zip(labels, ids))
+                holder.dead = int(info["dead"])
+                scopes[str(info["scope"])] = holder
+                where.update((entry_id, (str(info["scope"]), label)) for label, entry_id in zip(labels, ids))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return False  # a partial or foreign snapshot: the caller rebuilds from the store
+        with self._lock:
+            self._scopes, self._where, self._next_label = scopes, where, int(meta["next_label"])
+        return True
 
     def __repr__(self) -> str:
         return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self._where)}, scopes={len(self._scopes)})"
@@ -210,9 +275,13 @@ class FaissIndex:
 
     def _new_index(self, kind: str) -> Any:
         faiss = self._faiss
+        half = self.storage == "float16"  # half the bytes per vector; cosine changes by < 1e-3
+        ip = faiss.METRIC_INNER_PRODUCT
         if kind == "flat":
-            inner = faiss.IndexFlatIP(self.dim)
+            inner = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, ip) if half \
+                else faiss.IndexFlatIP(self.dim)
         else:
-            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_fp16, self.hnsw_m, ip) if half \
+                else faiss.IndexHNSWFlat(self.dim, self.hnsw_m, ip)
             inner.hnsw.efSearch = self.ef_search
         return faiss.IndexIDMap(inner)

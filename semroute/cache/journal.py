@@ -17,6 +17,7 @@ closing it in the child leaves the parent's connection and lock alone.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ Op = tuple[str, str, "CacheEntry | None"]
 
 _SCHEMA_VERSION = "1"
 _COLUMNS = (
-    "id, key, scope, namespace, question, answer, vector, created_at, expires_at, model, tier, embedder, stamp"
+    "id, key, scope, namespace, question, answer, vector, created_at, expires_at, model, tier, embedder, stamp, tags"
 )
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -43,7 +44,7 @@ _CREATE = (
         " id TEXT PRIMARY KEY, key TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL,"
         " question TEXT NOT NULL, answer TEXT NOT NULL, vector BLOB NOT NULL, created_at REAL NOT NULL,"
         " expires_at REAL, model TEXT NOT NULL, tier TEXT NOT NULL, embedder TEXT NOT NULL,"
-        " stamp INTEGER NOT NULL)"
+        " stamp INTEGER NOT NULL, tags TEXT NOT NULL DEFAULT '[]')"
     ),
 )
 
@@ -87,6 +88,9 @@ class Journal:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
         elif row[0] != _SCHEMA_VERSION:
             raise StoreError(f"cache journal schema {row[0]!r} is not the supported {_SCHEMA_VERSION!r}")
+        columns = {r[1] for r in db.execute("PRAGMA table_info(entries)").fetchall()}
+        if "tags" not in columns:  # a journal written before entries had tags: every entry has none
+            db.execute("ALTER TABLE entries ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
 
     def load(self) -> tuple[list[CacheEntry], int]:
         """Every journaled entry, least recently written first, and the last sequence number."""
@@ -110,7 +114,7 @@ class Journal:
                     else:
                         stamp = seq - len(ops) + position + 1
                         db.execute(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES "
-                                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(entry, stamp))
+                                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(entry, stamp))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(seq),))
                 db.execute("COMMIT")
             except BaseException:
@@ -176,12 +180,13 @@ def _row(entry: CacheEntry, stamp: int) -> tuple[object, ...]:
     return (
         entry.id, entry.key, entry.scope, entry.namespace, entry.question, entry.answer, vector,
         float(entry.created_at), entry.expires_at, entry.model, entry.tier, entry.embedder, stamp,
+        json.dumps([list(pair) for pair in entry.tags], ensure_ascii=False),
     )
 
 
 def _entry(row: tuple[object, ...]) -> CacheEntry:
     (entry_id, key, scope, namespace, question, answer, blob, created, expires, model, tier, embedder,
-     _stamp) = row
+     _stamp, tags) = row
     if not isinstance(blob, bytes) or len(blob) == 0 or len(blob) % 4:
         raise StoreError(f"cache journal row {entry_id!r} has a malformed vector")
     vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
@@ -190,5 +195,5 @@ def _entry(row: tuple[object, ...]) -> CacheEntry:
         id=str(entry_id), key=str(key), scope=str(scope), namespace=str(namespace),
         question=str(question), answer=str(answer), vector=vector, created_at=float(created),
         expires_at=None if expires is None else float(expires), model=str(model), tier=str(tier),
-        embedder=str(embedder),
+        embedder=str(embedder), tags=tuple((str(k), str(v)) for k, v in json.loads(str(tags))),
     )

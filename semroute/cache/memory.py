@@ -16,11 +16,14 @@ import heapq
 import itertools
 import math
 import os
+import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..types import CacheEntry
@@ -43,7 +46,8 @@ class MemoryStore:
     """In-memory ``Store`` with LRU eviction, TTL and a change feed; persisted when ``path`` is set.
 
     ``max_entries`` bounds the size (least recently used entries are evicted; ``get`` and
-    ``get_by_key`` count as use). ``max_changes`` bounds the change log: a follower further
+    ``get_by_key`` count as use). ``vector_dtype="float16"`` keeps vectors in half the memory
+    (the journal keeps float32; cosine similarities change by < 1e-3). ``max_changes`` bounds the change log: a follower further
     behind gets ``None`` from ``changes`` and rebuilds from ``entries()``. ``clock`` is used only
     for housekeeping (dropping expired entries on open and on writes, skipping them in
     ``entries()``); reads take ``now`` from the caller.
@@ -59,10 +63,14 @@ class MemoryStore:
         max_entries: int = 100_000,
         max_changes: int = 10_000,
         clock: Callable[[], float] = time.time,
+        vector_dtype: Literal["float32", "float16"] = "float32",
     ) -> None:
         for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if vector_dtype not in ("float32", "float16"):
+            raise ConfigError(f"vector_dtype must be 'float32' or 'float16', got {vector_dtype!r}")
+        self.vector_dtype = vector_dtype
         self.max_entries = max_entries
         self.max_changes = max_changes
         self._clock = clock
@@ -92,6 +100,8 @@ class MemoryStore:
             owner = self._by_key.get(entry.key)
             if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
                 self._detach(owner, undo)
+            if self.vector_dtype == "float16":
+                entry = dataclasses.replace(entry, vector=_frozen(entry.vector.astype(np.float16)))
             self._link(entry)
         self._sweep(self._clock(), undo)
         self._evict(undo)
@@ -125,6 +135,10 @@ class MemoryStore:
                 return None
             self._entries.move_to_end(entry_id)
             return entry
+
+    def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        with self._lock:
+            return [self.get(entry_id, now=now) for entry_id in entry_ids]
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         key, now = check_text_id(key, "key"), check_now(now)
@@ -160,6 +174,19 @@ class MemoryStore:
             # seqs in the log are contiguous, so the first wanted change sits at a known offset
             start = since - oldest + 1
             return self._seq, list(itertools.islice(self._log, start, None))
+
+    def invalidate(self, *, namespace: str | None = None, where: Mapping[str, str] | None = None) -> int:
+        """Delete every entry of ``namespace`` and/or carrying all ``where`` tags; returns how many."""
+        wanted = check_criteria(namespace, where)
+        with self._lock:
+            self._check_open()
+            doomed = [e.id for e in self._entries.values()
+                      if (namespace is None or e.namespace == namespace) and wanted <= set(e.tags)]
+            undo: list[_Undo] = []
+            for entry_id in doomed:
+                self._detach(entry_id, undo)
+            self._commit(undo)
+            return len(undo)
 
     def purge_expired(self, now: float) -> int:
         """Delete every expired entry now (reads also do this lazily); returns how many."""
@@ -210,6 +237,8 @@ class MemoryStore:
             entry = _check_fields(entry)
             vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
             dims.setdefault(entry.scope, vector.shape[0])
+            if self.vector_dtype == "float16":
+                vector = _frozen(vector.astype(np.float16))
             batch.append(dataclasses.replace(entry, vector=vector))
         return batch
 
@@ -298,6 +327,45 @@ class MemoryStore:
                 self._entries.move_to_end(entry.id, last=False)
 
 
+_TAG_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_tags(tags: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Validated (name, value) tag pairs: names are identifiers, values one non-empty line."""
+    pairs = []
+    for pair in tags:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise InvalidRequest(f"a tag is a (name, value) pair, got {pair!r}")
+        name, value = pair
+        if not isinstance(name, str) or not _TAG_NAME.match(name):
+            raise InvalidRequest(f"tag names are 1-64 letters, digits or _.:- characters, got {name!r}")
+        if not isinstance(value, str) or not value or "\n" in value:
+            raise InvalidRequest(f"tag {name!r} needs a one-line, non-empty string value, got {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # the journal could not store it; refuse before anything changes
+            raise InvalidRequest(f"tag {name!r} value contains a lone UTF-16 surrogate") from exc
+        pairs.append((str.__str__(name), str.__str__(value)))
+    return pairs
+
+
+def check_criteria(namespace: str | None, where: Mapping[str, str] | None) -> set[tuple[str, str]]:
+    """The tag pairs an invalidation must match; at least a namespace or one tag is required."""
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise InvalidRequest(f"namespace must be a non-empty string, got {namespace!r}")
+    if where is not None and not isinstance(where, Mapping):
+        raise InvalidRequest(f"where must be a mapping of tag name to value, got {where!r}")
+    pairs = set(check_tags((where or {}).items()))
+    if namespace is None and not pairs:
+        raise InvalidRequest("invalidate needs a namespace and/or where tags (clearing everything is not invalidation)")
+    return pairs
+
+
+def _frozen(vector: np.ndarray) -> np.ndarray:
+    vector.setflags(write=False)
+    return vector
+
+
 _TEXT_FIELDS = ("id", "key", "scope", "namespace", "question", "answer", "model", "tier", "embedder")
 
 
@@ -315,6 +383,9 @@ def _check_fields(entry: CacheEntry) -> CacheEntry:
             getattr(entry, name).encode("utf-8")
         except UnicodeEncodeError as exc:  # the journal could not store it; refuse before anything changes
             raise InvalidRequest(f"entry {name} contains a lone UTF-16 surrogate") from exc
+    if not isinstance(entry.tags, tuple):
+        raise InvalidRequest(f"entry {entry.id!r} tags must be a tuple of (name, value) pairs")
+    entry = dataclasses.replace(entry, tags=tuple(check_tags(entry.tags)))
     times = [entry.created_at] + ([] if entry.expires_at is None else [entry.expires_at])
     for value in times:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -9,8 +9,13 @@ so several replicas (threads, processes sharing a store) stay consistent by sync
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +28,20 @@ __all__ = ["Replica"]
 # ``changes(since)`` with ``since`` at or past the newest sequence number returns the newest
 # number and nothing else: that is how a follower learns where the feed is before a rebuild.
 _HEAD = 2**62
+# Fingerprint of an id loaded from a snapshot: differs from every real one, so it is re-added
+# if the feed brings a change for it.
+_UNKNOWN = -1
+
+
+@runtime_checkable
+class PersistentIndex(Index, Protocol):
+    """An index that can be written to and read back from a directory (``FaissIndex``)."""
+
+    def ids(self) -> list[str]: ...
+
+    def save(self, directory: str | os.PathLike[str]) -> None: ...
+
+    def load(self, directory: str | os.PathLike[str]) -> bool: ...
 
 
 class Replica:
@@ -65,11 +84,10 @@ class Replica:
         seen: set[str] = set()
         for _attempt in range(2):
             stale: list[str] = []
-            for entry_id, similarity in self.index.search(vector, scope=scope, k=k):
-                if entry_id in seen:
-                    continue
-                seen.add(entry_id)
-                entry = self.store.get(entry_id, now=now)
+            pairs = [(i, s) for i, s in self.index.search(vector, scope=scope, k=k) if i not in seen]
+            seen.update(i for i, _ in pairs)
+            entries = self.store.get_many([i for i, _ in pairs], now=now) if pairs else []
+            for (entry_id, similarity), entry in zip(pairs, entries):
                 if entry is None:
                     stale.append(entry_id)
                 elif entry.scope == scope:  # isolation must not rest on the index alone
@@ -100,6 +118,48 @@ class Replica:
 
     def __len__(self) -> int:
         return len(self.store)
+
+    def save(self, directory: str | os.PathLike[str]) -> bool:
+        """Persist the index with the feed position it reflects, so a restart need not rebuild it.
+
+        Written to a temporary sibling and renamed, so a crash leaves the old snapshot or the
+        new one, never a mix. False when there is nothing to save (never synced, or an index
+        that cannot be saved).
+        """
+        if not isinstance(self.index, PersistentIndex):
+            return False
+        target = Path(directory)
+        with self._sync_lock:
+            if self._cursor is None:
+                return False
+            staging = target.with_name(target.name + ".new")
+            shutil.rmtree(staging, ignore_errors=True)
+            self.index.save(staging)
+            (staging / "replica.json").write_text(json.dumps({"cursor": self._cursor}), encoding="utf-8")
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+        return True
+
+    def load(self, directory: str | os.PathLike[str]) -> bool:
+        """Start from a snapshot ``save`` wrote instead of rebuilding; the next ``sync`` catches up.
+
+        If the store's feed no longer reaches back to the snapshot's position (another process
+        wrote, or this one crashed after writing), that ``sync`` rebuilds as usual.
+        """
+        if not isinstance(self.index, PersistentIndex):
+            return False
+        try:
+            cursor = int(json.loads((Path(directory) / "replica.json").read_text(encoding="utf-8"))["cursor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        with self._sync_lock:
+            if self._cursor is not None or len(self.index) or not self.index.load(directory):
+                return False
+            # Fingerprints are per process (hash randomisation): mark loaded ids as "present,
+            # unknown", so a change to one of them is applied and nothing else is touched.
+            self._indexed = dict.fromkeys(self.index.ids(), _UNKNOWN)
+            self._cursor = cursor
+        return True
 
     # -- internals (callers hold the sync lock) ------------------------------------------------
 
@@ -144,7 +204,8 @@ class Replica:
         """Remove ids the store no longer has, so they stop taking ``top_k`` places."""
         with self._sync_lock:
             # re-checked under the lock: a sync may have just re-added one of them
-            dead = [i for i in entry_ids if i in self._indexed and self.store.get(i, now=now) is None]
+            known = [i for i in entry_ids if i in self._indexed]
+            dead = [i for i, e in zip(known, self.store.get_many(known, now=now) if known else []) if e is None]
             if dead:
                 self.index.remove(dead)
                 for entry_id in dead:

@@ -43,6 +43,7 @@ def _register() -> None:
     from . import plan_cmds  # noqa: F401
     from . import router_cmds  # noqa: F401
     from . import serve  # noqa: F401
+    from . import train_cmds  # noqa: F401
     from . import verify_cmds  # noqa: F401
 
 

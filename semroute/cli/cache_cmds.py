@@ -1,6 +1,8 @@
-"""CLI commands around the cache: ``ask``, ``warm`` and ``demo``.
+"""CLI commands around the cache: ``ask``, ``warm``, ``invalidate`` and ``demo``.
 
-Common options: ``--data-dir`` (where the cache persists), ``--namespace`` and ``--ollama-url``.
+Common options: ``--data-dir`` (where the cache persists), ``--namespace``, ``--ollama-url`` and
+``--redis-url`` (env ``SEMROUTE_REDIS_URL``: share the cache, limits and in-flight misses of
+every process using that Redis; ``semroute warm --redis-url`` fills a running app's cache).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import click
 from . import main, typed_errors
 from .files import read_rows
 
-__all__ = ["ask", "warm", "demo"]
+__all__ = ["ask", "warm", "demo", "invalidate"]
 
 
 def common_options(fn: Callable[..., None]) -> Callable[..., None]:
-    """``--data-dir``, ``--namespace`` and ``--ollama-url``, plus typed errors shown as messages."""
+    """``--data-dir``, ``--namespace``, ``--ollama-url``, ``--redis-url``, plus typed errors as messages."""
     wrapped = typed_errors(fn)
     for option in (
+        redis_option,
         click.option("--ollama-url", default=None,
                      help="Ollama URL (default: OLLAMA_HOST or http://127.0.0.1:11434)."),
         click.option("--namespace", default="default", show_default=True, help="Cache namespace (tenant)."),
@@ -32,11 +35,27 @@ def common_options(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapped
 
 
-def _router(data_dir: Path | None, namespace: str, ollama_url: str | None):
+redis_option = click.option(
+    "--redis-url", envvar="SEMROUTE_REDIS_URL", default=None, show_envvar=True,
+    help="Share the cache, instance limits and in-flight misses through this Redis "
+         "(redis://[:password@]host:port/db, rediss:// for TLS). Default: an embedded cache in --data-dir.")
+
+
+def _router(data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None = None):
     from ..router import Router
     from ..settings import default_tiers
 
-    return Router(tiers=default_tiers(ollama_url), data_dir=data_dir, namespace=namespace)
+    return Router(tiers=default_tiers(ollama_url), data_dir=data_dir, namespace=namespace, redis_url=redis_url)
+
+
+def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise click.BadParameter(f"expected key=value, got {pair!r}")
+        tags[name] = value
+    return tags
 
 
 @main.command()
@@ -46,9 +65,9 @@ def _router(data_dir: Path | None, namespace: str, ollama_url: str | None):
 @click.option("--system", default=None, help="System prompt (part of the cache key).")
 @common_options
 def ask(question: str, as_json: bool, tier: str | None, system: str | None,
-        data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
+        data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None) -> None:
     """Answer QUESTION from the cache or the model tier the classifier picks."""
-    with _router(data_dir, namespace, ollama_url) as router:
+    with _router(data_dir, namespace, ollama_url, redis_url) as router:
         answer = router.ask(question, tier=tier, system=system)
     if as_json:
         click.echo(json.dumps(answer.as_dict(), ensure_ascii=False))
@@ -65,15 +84,19 @@ def ask(question: str, as_json: bool, tier: str | None, system: str | None,
 @click.option("--system", default=None, help="System prompt the answers were written for.")
 @click.option("--ttl", "ttl_s", type=click.FloatRange(0, None, min_open=True), default=None,
               help="Seconds these entries live (default: forever, or the cache's default TTL).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Tag every entry (repeatable), e.g. --tag topic=speed-limits, for `semroute invalidate --where`.")
 @common_options
-def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None,
-         data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
+def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None, tags: tuple[str, ...],
+         data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None) -> None:
     """Store question/answer pairs from FILE (CSV or JSONL with question and answer columns)."""
     rows = read_rows(file, ("question", "answer"))
     pairs = [(row["question"], row["answer"]) for row in rows]
-    with _router(data_dir, namespace, ollama_url) as router:
+    tag_map = _tags(tags)
+    with _router(data_dir, namespace, ollama_url, redis_url) as router:
         with click.progressbar(length=len(pairs), label="warming", file=sys.stderr) as bar:
-            stored = router.warm(pairs, batch_size=batch_size, progress=bar.update, system=system, ttl_s=ttl_s)
+            stored = router.warm(pairs, batch_size=batch_size, progress=bar.update, system=system, ttl_s=ttl_s,
+                                 tags=tag_map)
     click.echo(f"stored {stored} entries in namespace {namespace!r}")
 
 
@@ -85,9 +108,48 @@ def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None,
 @click.option("--json", "as_json", is_flag=True, help="Print the per-question results and summary as JSON.")
 @common_options
 def demo(faq: Path | None, queries: Path | None, as_json: bool,
-         data_dir: Path | None, namespace: str, ollama_url: str | None) -> None:
+         data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None) -> None:
     """Warm a cache from an FAQ, replay questions and print each decision and a summary."""
     from .demo import run_demo
 
     run_demo(faq=faq, queries=queries, data_dir=data_dir, namespace=namespace, ollama_url=ollama_url,
-             as_json=as_json, echo=click.echo)
+             as_json=as_json, echo=click.echo, redis_url=redis_url)
+
+
+@main.command()
+@click.option("--id", "ids", multiple=True, help="Entry id to delete (repeatable; see `ask --json` entry_id).")
+@click.option("--namespace", default=None, help="Delete every entry of this namespace (with --where: only those).")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Delete entries carrying this tag (repeatable: all must match), e.g. topic=speed-limits.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The embedded cache's directory (default: the user cache directory).")
+@redis_option
+@typed_errors
+def invalidate(ids: tuple[str, ...], namespace: str | None, where: tuple[str, ...], data_dir: Path | None,
+               redis_url: str | None) -> None:
+    """Delete cached entries by id, namespace or tag; every process following the cache drops them."""
+    from ..errors import InvalidRequest
+
+    criteria = _tags(where)
+    if not ids and namespace is None and not criteria:
+        raise InvalidRequest("say what to invalidate: --id, --namespace and/or --where key=value")
+    with _store(data_dir, redis_url) as store:
+        removed = store.delete(ids) if ids else 0
+        if namespace is not None or criteria:
+            removed += store.invalidate(namespace=namespace, where=criteria or None)
+    click.echo(f"invalidated {removed} entries")
+
+
+def _store(data_dir: Path | None, redis_url: str | None):
+    """The cache's store, opened without the embedder (invalidation needs no vectors)."""
+    if redis_url is not None:
+        from ..cache.redis import RedisStore
+
+        return RedisStore.from_url(redis_url)
+    from ..cache import MemoryStore
+
+    if data_dir is None:
+        import platformdirs
+
+        data_dir = Path(platformdirs.user_cache_dir("semroute"))
+    return MemoryStore(data_dir, max_entries=2**62)

@@ -61,6 +61,7 @@ def run_demo(
     ollama_url: str | None,
     as_json: bool,
     echo: Callable[[str], None] = print,
+    redis_url: str | None = None,
 ) -> dict[str, object]:
     from ..router import Router
 
@@ -77,7 +78,8 @@ def run_demo(
         )
         if not as_json:
             echo(notice)
-        router = stack.enter_context(Router(tiers=tiers, data_dir=data_dir, namespace=namespace))
+        router = stack.enter_context(Router(tiers=tiers, data_dir=data_dir, namespace=namespace,
+                                            redis_url=redis_url))
         if not as_json:
             echo(_embedder_line(router.pipeline.embedder.name))
         t0 = time.perf_counter()

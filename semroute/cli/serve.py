@@ -57,22 +57,12 @@ def _config_tables(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _tiers(kwargs: dict[str, Any], urls: tuple[str, ...]):
-    from ..settings import Tier, default_tiers
+    from ..settings import default_tiers
 
     tiers = kwargs.get("tiers") or default_tiers(urls[0] if urls else None)
     if urls:  # --ollama-url replaces every tier's hosts
-        tiers = {name: Tier(t.model, urls, t.strategy, t.limit) for name, t in tiers.items()}
+        tiers = {name: replace(t, hosts=urls) for name, t in tiers.items()}
     return tiers
-
-
-def _store(redis_url: str | None):
-    if redis_url is None:
-        return None
-    try:
-        from ..cache import RedisStore  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise ConfigError("--redis-url needs semroute's RedisStore, which this version does not have") from exc
-    return RedisStore(redis_url)
 
 
 def build_app(spec: ServeSpec):
@@ -93,9 +83,8 @@ def build_app(spec: ServeSpec):
     kwargs["tiers"] = _tiers(kwargs, spec.ollama_urls)
     if spec.data_dir is not None:
         kwargs["data_dir"] = spec.data_dir
-    store = _store(spec.redis_url)
-    if store is not None:
-        kwargs["store"] = store
+    if spec.redis_url is not None:
+        kwargs["redis_url"] = spec.redis_url
     router = Router(embedder=batcher, backend_factory=backend_for, **kwargs)
     return create_app(router, settings, batcher=batcher), settings
 
@@ -127,7 +116,8 @@ def app_from_env():
                    "Prefix openai+ for an OpenAI-compatible server, e.g. openai+http://127.0.0.1:8000.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory where the cache persists.")
-@click.option("--redis-url", default=None, help="A shared cache store (needed for --workers > 1).")
+@click.option("--redis-url", envvar="SEMROUTE_REDIS_URL", default=None, show_envvar=True,
+              help="Share the cache, instance limits and in-flight misses through Redis (needed for --workers > 1).")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML config: the Router's tables and [server] (alias, keys, limits).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes.")

@@ -291,7 +291,7 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
 def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut: float, result: dict, pairs: str) -> None:
     from ..artifacts import model_dir
 
-    source = source or model_dir("verifier")
+    source = source or model_dir("verifier", verifier.card.get("embedder"))
     try:
         out.mkdir(parents=True, exist_ok=True)
         if source.resolve() != out.resolve():

@@ -10,9 +10,10 @@ features in ``semroute.pairs`` instead.
 
 from __future__ import annotations
 
-__all__ = ["STOPWORDS", "NEGATIONS", "OPPOSITES", "KINDS", "SCOPE_WORDS", "NUMBER_WORDS", "LEXICON_VERSION"]
+__all__ = ["COMPOUNDS", "STOPWORDS", "NEGATIONS", "OPPOSITES", "KINDS", "SCOPE_WORDS", "SYNONYMS", "NUMBER_WORDS",
+           "LEXICON_VERSION"]
 
-LEXICON_VERSION = "2"
+LEXICON_VERSION = "3"
 
 STOPWORDS = frozenset(
     """
@@ -25,7 +26,8 @@ STOPWORDS = frozenset(
     ne nedir neler nasıl neden niçin niye hangi hangisi kim kime kimin nerede nereye nereden mi mı mu mü
     bir bu şu o ve veya ile için gibi kadar ben sen biz siz onlar benim senin bizim sizin onun de da ki
     ise acaba lütfen bana sana mısın misin musun müsün midir mıdır mudur müdür dır dir dur dür var
-    olan olarak ama fakat çok daha en şey şeyi
+    olan olarak ama fakat çok daha en şey şeyi miyim mıyım muyum müyüm miyiz mıyız muyuz müyüz misiniz
+    mısınız musunuz müsünüz yani peki hani şimdi içinde içi içindeki dışında
     """.split()
 )
 
@@ -62,6 +64,13 @@ OPPOSITES = tuple((on, off) for on in _SWITCH_ON for off in _SWITCH_OFF) + (
     ("giriş", "çıkış"), ("bağlan", "bağlantıyı kes"), ("kabul", "ret"), ("izin ver", "engelle"),
     ("en yüksek", "en düşük"), ("önce", "sonra"), ("ilk", "son"), ("sıcak", "soğuk"), ("erken", "geç"),
     ("varış", "kalkış"), ("gelen", "giden"), ("kredi", "banka"), ("aç", "kapa"), ("sessiz", "sesli"),
+    # minimum vs maximum, front vs rear, left vs right, high vs low beam (traffic questions turn on them)
+    ("en az", "en fazla"), ("en az", "en çok"), ("asgari", "azami"), ("minimum", "maksimum"), ("alt sınır", "üst sınır"),
+    ("at least", "at most"), ("minimum", "maximum"), ("lowest", "highest"), ("ön", "arka"), ("front", "rear"),
+    ("sağ", "sol"), ("sağdan", "soldan"), ("left", "right"), ("uzun far", "kısa far"), ("high beam", "low beam"),
+    ("gece", "gündüz"), ("night", "day"), ("gir", "çık"), ("girmek", "çıkmak"), ("enter", "exit"), ("entry", "exit"),
+    ("yaya", "sürücü"), ("pedestrian", "driver"), ("özel", "ticari"), ("private", "commercial"), ("hususi", "ticari"),
+    ("erken ödeme", "geç ödeme"), ("yasak", "serbest"), ("forbidden", "allowed"), ("prohibited", "allowed"), ("pay early", "pay late"), ("ver", "al"), ("vermek", "almak"),
 )
 
 # Scope modifiers: adding one narrows who or what the question is about (drivers vs professional drivers).
@@ -93,8 +102,10 @@ KINDS: dict[str, frozenset[str]] = {
         """
         city highway motorway town village countryside downtown suburb airport station school hospital
         office home work beach mountain park street road island border
-        şehir şehirde şehiriçi otoyol otoyolda köy kasaba havalimanı havaalanı istasyon okul hastane ofis
-        ev iş plaj dağ park sokak cadde yol ada sınır
+        şehir şehiriçi otoyol köy kasaba havalimanı havaalanı istasyon okul hastane ofis
+        ev iş plaj dağ park sokak cadde yol ada
+        şehirdışı şehirlerarası köyyolu bölünmüşyol yerleşimyeri otoban tünel köprü otopark intercity
+        settlement tunnel bridge
         """.split()
     ),
     "city": frozenset(
@@ -149,8 +160,10 @@ KINDS: dict[str, frozenset[str]] = {
     ),
     "vehicle": frozenset(
         """
-        car truck bus motorcycle bike bicycle train plane taxi van boat ship scooter
-        araba kamyon otobüs motosiklet bisiklet tren uçak taksi minibüs tekne gemi
+        car truck bus motorcycle bike bicycle train plane taxi van boat ship scooter tractor moped minibus lorry
+        automobile coach motorbike
+        araba otomobil kamyon kamyonet otobüs motosiklet bisiklet tren uçak taksi minibüs midibüs tekne gemi
+        traktör çekici tır dolmuş panelvan motorlubisiklet
         """.split()
     ),
     "payment": frozenset(
@@ -171,4 +184,36 @@ KINDS: dict[str, frozenset[str]] = {
         telefon bilgisayar tablet yazıcı modem televizyon
         """.split()
     ),
+    # What a rule question asks about: the fine, the points, the fee, the deadline or the procedure.
+    "matter": frozenset(
+        """
+        fine fines fee fees deadline deadlines procedure points
+        ceza cezapuanı ücret harç süre nezaman songün kaçgün prosedür işlem başvuru
+        """.split()
+    ),
+    # Licence classes (merged from "B sınıfı", "class B", "A2 ehliyet" by ``COMPOUNDS``).
+    "licence_class": frozenset("sınıf_a sınıf_a1 sınıf_a2 sınıf_b sınıf_be sınıf_c sınıf_c1 sınıf_ce sınıf_d sınıf_d1 "
+                               "sınıf_de sınıf_f sınıf_g sınıf_m".split()),
+}
+
+# Same-kind words that name the same thing (a query with one and a cached question with the other
+# ask the same): mapped to one member before kinds are compared.
+SYNONYMS: dict[str, str] = {
+    "araba": "otomobil", "automobile": "car", "lorry": "truck", "motorbike": "motorcycle", "otoban": "otoyol",
+    "yerleşimyeri": "şehiriçi", "şehirdışı": "şehirlerarası", "fines": "fine", "fees": "fee",
+    "deadlines": "deadline", "songün": "nezaman", "kaçgün": "nezaman", "prosedür": "işlem",
+}
+
+# Two-word phrases read as one word (Turkish writes many concepts apart: "şehir içi", "ceza puanı").
+# Key: (first word, how the second word starts); value: the merged word. The second word may carry
+# suffixes ("şehir içinde", "ceza puanları").
+COMPOUNDS: dict[tuple[str, str], str] = {
+    ("şehir", "iç"): "şehiriçi", ("şehir", "dış"): "şehirdışı", ("köy", "yol"): "köyyolu",
+    ("bölünmüş", "yol"): "bölünmüşyol", ("yerleşim", "yer"): "yerleşimyeri", ("ceza", "puan"): "cezapuanı",
+    ("ne", "zaman"): "nezaman", ("son", "gün"): "songün", ("kaç", "gün"): "kaçgün",
+    ("motorlu", "bisiklet"): "motorlubisiklet", ("para", "ceza"): "ceza",
+    **{(c, w): f"sınıf_{c}" for c in ("a", "a1", "a2", "b", "be", "c", "c1", "ce", "d", "d1", "de", "f", "g", "m")
+       for w in ("sınıf", "ehliyet", "licen", "class", "belge")},
+    **{(w, c): f"sınıf_{c}" for c in ("a", "a1", "a2", "b", "be", "c", "c1", "ce", "d", "d1", "de", "f", "g", "m")
+       for w in ("class",)},
 }

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lexicon import KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS
+from .lexicon import COMPOUNDS, KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS, SYNONYMS
 
-__all__ = ["FEATURES_VERSION", "FEATURE_NAMES", "Analysed", "PairFeatures", "WordVectors", "analyse", "idf_table", "stem"]
+__all__ = ["FEATURES_VERSION", "FEATURE_NAMES", "Analysed", "PairFeatures", "WordVectors", "analyse", "idf_table",
+           "is_turkish", "lower", "stem"]
 
-FEATURES_VERSION = "4"
+FEATURES_VERSION = "5"
 
 FEATURE_NAMES = (
     "cos", "jaccard", "q_only_n", "c_only_n", "q_only_idf_max", "c_only_idf_max", "idf_cover_q",
@@ -40,31 +41,94 @@ _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 _NON_WORD = re.compile(r"[^\w ]+")
 _APOSTROPHE = re.compile(r"['’]")
-_TR_CHARS = re.compile(r"[çğıöşü]")
-# Turkish negative verb forms (gelmiyor, gelmez, gelmedi, gelmeyecek, gelmemiş); only used on Turkish text.
-_TR_NEG = re.compile(r"\w{2,}(?:m[ıiuü]yor|m[ae]z\b|m[ae]d[ıiuü]|m[ae]y[ae]c|m[ae]m[ıiuü]ş|m[ae]s[ıi]n)")
+_TR_CHARS = re.compile(r"[çğıöşüÇĞİÖŞÜ]")
+# Turkish negative verb forms, only read on Turkish text: gelmiyor, gelmez, gelmedi, gelmeyecek, gelmemiş,
+# gelmesin, gelmemeli (must not), gelmeden (without), gelmeyin (don't), gelmeyebilir (may not), gelemez.
+_TR_NEG = re.compile(
+    r"\w{2,}(?:m[ıiuü]yor|m[ae]z\b|m[ae]d[ıiuü]|m[ae]y[ae]c|m[ae]m[ıiuü]ş|m[ae]s[ıi]n|m[ae]m[ae]l[ıi]"
+    r"|m[ae]d[ae]n\b|m[ae]y[ıi]n\b|m[ae]y[ae]bil)"
+)
 _FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
 # Folded (no diacritics), as stems are: açarım -> acarim.
 _TR_VERB_ENDINGS = frozenset(
     """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
     abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()  # noqa: SIM905
 )
-_TR_HINTS = frozenset("mi mı mu mü nedir nasıl neden nerede hangi kaç var yok değil için ile".split())  # noqa: SIM905
+# Words only Turkish uses (names such as "Kim" or "Ama" would turn English text Turkish).
+_TR_HINTS = frozenset(
+    "mi mı mu mü miyim misin miyiz misiniz midir nedir nasıl neden nerede hangi kaç var yok değil için ile".split()  # noqa: SIM905
+)
+# Turkish case, plural, possessive and copula endings (folded), longest first; one is stripped from a
+# Turkish word when a root of >= 3 letters remains: otoyolda -> otoyol, köyden -> köy, cezası -> ceza.
+_TR_SUFFIXES = tuple(sorted(set(
+    """lardan lerden larda lerde lari leri larin lerin lar ler ndan nden dan den tan ten nda nde daki deki
+    taki teki da de ta te nin nun nun sinin sunun sina sine sini sinda sinde sindan sinden si su ya ye yi yu
+    ni nu dir dur tir tur yla yle la le a e i u""".split()), key=len, reverse=True))  # noqa: SIM905
 
 
-def _lower(text: str) -> str:
-    # Turkish dotted capital I lowercases to "i" + combining dot in Python; fold it first.
+def is_turkish(text: str) -> bool:
+    """Turkish letters or a Turkish question word seen (English embedders map Turkish poorly)."""
+    if _TR_CHARS.search(text):
+        return True
+    return any(w in _TR_HINTS for w in _TOKEN.findall(text.lower()))
+
+
+def lower(text: str, turkish: bool | None = None) -> str:
+    """Lower-case ``text``; Turkish text lower-cases I to ı and İ to i (Python's default maps I to i
+    and İ to i + a combining dot). ``turkish`` None: decided by ``is_turkish``."""
+    if turkish is None:
+        turkish = is_turkish(text)
+    if turkish:
+        text = text.replace("I", "ı")
     return text.replace("İ", "i").lower()
 
 
-def stem(word: str) -> str:
-    """A crude language-agnostic stem: folded diacritics and English plural stripped."""
+_lower = lower
+
+
+def _tr_root(w: str) -> str:
+    if w in _LEXICON_FOLDED:
+        return w
+    roots = [w[: -len(x)] for x in _TR_SUFFIXES if w.endswith(x) and len(w) - len(x) >= 3 and any(v in w[: -len(x)] for v in "aeiou")]
+    known = next((r for r in roots if r in _LEXICON_FOLDED), None)  # otoyola: otoyol + a, not otoyo + la
+    if known is not None:
+        return known
+    root = roots[0] if roots else w
+    # A root's final vowel is dropped too, so araba/arabayla and zorunlu/zorunludur meet.
+    return root[:-1] if len(root) >= 4 and root[-1] in "aeiou" else root
+
+
+def stem(word: str, turkish: bool = False) -> str:
+    """A crude stem: folded diacritics, then the English plural (or, for Turkish, one case ending) stripped."""
     w = word.translate(_FOLD)
+    if turkish:
+        return _tr_root(w) if w not in _LEXICON_FOLDED else w
     if len(w) > 4 and w.endswith("ies"):
         return w[:-3] + "y"
     if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
         return w[:-1]
     return w
+
+
+_COMPOUND_FIRST: dict[str, list[tuple[str, str]]] = {}
+for (_first, _second), _merged in COMPOUNDS.items():
+    _COMPOUND_FIRST.setdefault(_first, []).append((_second, _merged))
+
+
+def _merge_compounds(words: list[str]) -> list[str]:
+    """Two-word phrases of ``COMPOUNDS`` merged into one word (şehir içinde -> şehiriçi, B sınıfı -> sınıf_b)."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if i + 1 < len(words):
+            merged = next((m for b, m in _COMPOUND_FIRST.get(words[i], ()) if words[i + 1].startswith(b)), None)
+            if merged is not None:
+                out.append(merged)
+                i += 2
+                continue
+        out.append(words[i])
+        i += 1
+    return out
 
 
 @functools.lru_cache(maxsize=65536)
@@ -110,21 +174,19 @@ def _number(token: str) -> str | None:
 
 def analyse(text: str) -> Analysed:
     """Tokenise ``text`` (English or Turkish) into words, content stems, numbers, negation, proper nouns."""
+    turkish = is_turkish(text)
+    low = lower(text, turkish)
     raw = _TOKEN.findall(text)
-    low = _lower(text)
-    turkish = bool(_TR_CHARS.search(low))
+    bases = [_APOSTROPHE.split(tok, maxsplit=1)[0] for tok in raw]
+    lowered = _merge_compounds([lower(b, turkish) for b in bases])
+    capital = {lower(b, turkish) for i, b in enumerate(bases) if i > 0 and b[:1].isupper() and b != "I"}
+    negated = sum(lower(tok, turkish).endswith(("n't", "n’t")) for tok in raw) % 2 == 1
     words, stems, content, numbers, proper = [], [], [], set(), set()
-    negated = False
-    for i, tok in enumerate(raw):
-        base = _APOSTROPHE.split(tok, maxsplit=1)[0]
-        lw = _lower(tok)
-        if lw.endswith(("n't", "n’t")):
-            negated = not negated
-        word = _lower(base)
+    for word in lowered:
         words.append(word)
-        s = stem(word)
+        s = stem(word, turkish)
+        s = _SYNONYM_STEM.get(s, s)
         stems.append(s)
-        turkish = turkish or word in _TR_HINTS
         num = _number(word)
         if num is not None:
             numbers.add(num)
@@ -134,7 +196,7 @@ def analyse(text: str) -> Analysed:
         if word in STOPWORDS or len(word) < 2:
             continue
         content.append(s)
-        if i > 0 and base[:1].isupper() and base != "I":
+        if word in capital:
             proper.add(s)
     if turkish:
         negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
@@ -175,7 +237,15 @@ def _prefixes_longest_first(s: str) -> Iterable[str]:
 
 
 def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[str, ...]]:
-    kinds = {stem(w): kind for kind, words in KINDS.items() for w in words if w not in STOPWORDS}
+    # Lexicon words are looked up by their folded form and by both stems (English and Turkish).
+    kinds: dict[str, str] = {}
+    for kind, words in KINDS.items():
+        for w in words:
+            if w not in STOPWORDS:
+                canon = SYNONYMS.get(w, w).translate(_FOLD)
+                for key in {w.translate(_FOLD), stem(w), stem(w, True)}:
+                    kinds.setdefault(key, kind)
+                    _CANON.setdefault(key, canon)
     single: dict[str, list[str]] = {}
     multi = []
     for pair in OPPOSITES:
@@ -183,15 +253,23 @@ def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[s
             if " " in phrase:
                 multi.append(phrase)
             else:
-                single.setdefault(stem(phrase), []).append(phrase)
+                for key in {stem(phrase), stem(phrase, True)}:
+                    single.setdefault(key, []).append(phrase)
     return kinds, {k: tuple(v) for k, v in single.items()}, tuple(sorted(set(multi)))
 
 
+_CANON: dict[str, str] = {}  # a kind member's key -> its canonical member (synonyms share one)
+# ``stem`` leaves lexicon words whole (şehirlerarası is not şehirler + arası).
+_LEXICON_FOLDED = frozenset(
+    w.translate(_FOLD) for words in KINDS.values() for w in words if len(w) > 3
+) | frozenset(p.translate(_FOLD) for pair in OPPOSITES for p in pair if " " not in p and len(p) > 3)
 _KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
+# Synonyms share one content stem (araba ~ otomobil), so neither counts as a word the other side lacks.
+_SYNONYM_STEM = {k: v.translate(_FOLD) for w, v in SYNONYMS.items() for k in (w.translate(_FOLD), stem(w), stem(w, True))}
 _OPPOSITE_OF: dict[str, frozenset[str]] = {
     a: frozenset(y if x == a else x for x, y in OPPOSITES if a in (x, y)) for pair in OPPOSITES for a in pair
 }
-_SCOPE_STEMS = frozenset(stem(w) for w in SCOPE_WORDS)
+_SCOPE_STEMS = frozenset(stem(w) for w in SCOPE_WORDS) | frozenset(stem(w, True) for w in SCOPE_WORDS)
 
 
 def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
@@ -201,9 +279,10 @@ def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple
     for w, s in zip(words, stems):
         if w in STOPWORDS:
             continue
-        member = next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
+        folded = w.translate(_FOLD)
+        member = folded if folded in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
         if member is not None:
-            kinds.setdefault(_KIND_OF[member], set()).add(member)
+            kinds.setdefault(_KIND_OF[member], set()).add(_CANON.get(member, member))
         for p in _prefixes(s):
             if p in _OPP_SINGLE and (p == s or len(p) >= 4):
                 phrases.update(_OPP_SINGLE[p])
@@ -251,21 +330,32 @@ def idf_table(documents: Iterable[str]) -> dict[str, float]:
 
 
 class WordVectors:
-    """Static word vectors: MiniLM's input word-piece embeddings (PCA-reduced), averaged over pieces.
+    """Static word vectors, used only to align the words one question has and the other lacks.
 
-    Used only to align the words one question has and the other lacks ("fast" ~ "speed", "locate" ~
-    "find"): a synonym aligns well, a same-kind swap (city/highway) much less. Words split into
-    pieces greedily, longest first, like BERT's WordPiece.
+    "fast" ~ "speed", "locate" ~ "find": a synonym aligns well, a same-kind swap (city/highway)
+    much less. Two kinds of table: whole words embedded one by one with the verifier's own
+    embedder (``semroute.training.verifier.word_vectors``; a word not in the table takes the
+    entry of its longest known prefix of >= 4 letters, so Turkish suffixes find their root), or,
+    in older artifacts, a BERT word-piece table (entries starting ``##``), split greedily longest
+    first like WordPiece.
     """
 
     def __init__(self, vocab: Sequence[str], vectors: np.ndarray) -> None:
         self.ids = {w: i for i, w in enumerate(vocab)}
+        self.word_pieces = any(w.startswith("##") for w in vocab)
         norms = np.linalg.norm(vectors.astype(np.float32), axis=1, keepdims=True)
         self.vectors = vectors.astype(np.float32) / np.maximum(norms, 1e-6)
         self._memo: dict[str, np.ndarray] = {}
         self._matrices: dict[tuple[str, ...], np.ndarray] = {}
 
     def pieces(self, word: str) -> list[int]:
+        if not self.word_pieces:
+            for end in range(len(word), 3, -1):
+                i = self.ids.get(word[:end])
+                if i is not None:
+                    return [i]
+            i = self.ids.get(word)
+            return [] if i is None else [i]
         word = "".join(ch for ch in unicodedata.normalize("NFD", word) if unicodedata.category(ch) != "Mn")
         out, start = [], 0
         while start < len(word):

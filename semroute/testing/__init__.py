@@ -1,4 +1,5 @@
-"""Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API) and ``FakeFleet``.
+"""Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API), ``FakeFleet``
+and ``RedisServer`` (a private real ``redis-server``).
 
 Imported lazily so ``import semroute.testing`` stays cheap and never loads torch.
 ``semroute.testing.fuzz`` (import it explicitly; needs ``hypothesis``) fuzzes the public entry
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text"]
+__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text", "RedisServer"]
 
 _WHERE = {
     "FakeOllama": "fake_ollama",
@@ -20,6 +21,7 @@ _WHERE = {
     "Fault": "fake_config",
     "FakeStats": "fake_config",
     "answer_text": "fake_content",
+    "RedisServer": "redis_server",
 }
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from .fake_content import answer_text
     from .fake_ollama import FakeOllama
     from .fleet import FakeFleet, InstanceSpec
+    from .redis_server import RedisServer
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ import numpy as np
 from ..hits.lexicon import LEXICON_VERSION
 from ..hits.pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, WordVectors, idf_table
 
-__all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision", "word_piece_vectors"]
+__all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision", "vocabulary", "word_vectors"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +40,32 @@ def featurize(pairs: Sequence[LabelledPair], features: PairFeatures) -> np.ndarr
     return np.stack([features(p.query, p.cached, p.answer or None, p.similarity) for p in pairs])
 
 
-def word_piece_vectors(embedder, *, dims: int = 64) -> tuple[list[str], np.ndarray]:
-    """The embedder's input word-piece table (vocabulary, vectors), PCA-reduced to ``dims``, float16.
+def vocabulary(documents: Sequence[str], size: int) -> list[str]:
+    """The ``size`` most frequent lower-cased words of ``documents`` (>= 2 letters, no digits), plus the
+    lexicon's words: the words whose vectors the verifier ships."""
+    from collections import Counter
 
-    ``embedder`` is a ``SentenceTransformerEmbedder`` (a BERT-style model with a WordPiece vocab).
+    from ..hits.lexicon import KINDS, OPPOSITES, SCOPE_WORDS
+    from ..hits.pairs import analyse
+
+    counts: Counter[str] = Counter()
+    for doc in documents:
+        counts.update(w for w in analyse(doc).words if len(w) >= 2 and not any(ch.isdigit() for ch in w))
+    lexicon = {w for words in KINDS.values() for w in words} | set(SCOPE_WORDS)
+    lexicon |= {p for pair in OPPOSITES for p in pair if " " not in p}
+    return sorted({w for w, _ in counts.most_common(size)} | lexicon)
+
+
+def word_vectors(embed, words: Sequence[str], *, dims: int = 64) -> tuple[list[str], np.ndarray]:
+    """``words`` embedded one by one with the verifier's own embedder, PCA-reduced to ``dims``, float16.
+
+    ``embed`` maps a list of texts to unit vectors (an ``Embedder.embed``). Replaces MiniLM's
+    word-piece table: every embedder can make this table, and it knows Turkish words as whole words.
     """
-    model = embedder._load()  # the loaded sentence-transformers model
-    table = model[0].auto_model.embeddings.word_embeddings.weight.detach().cpu().numpy()
-    vocab = model.tokenizer.convert_ids_to_tokens(list(range(table.shape[0])))
+    table = np.asarray(embed(list(words)), dtype=np.float32)
     centred = table - table.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return list(vocab), (centred @ vt[:dims].T).astype(np.float16)
+    return list(words), (centred @ vt[:dims].T).astype(np.float16)
 
 
 def fit(
@@ -99,7 +114,7 @@ def fit(
         "idf_values": np.asarray([idf[w] for w in stems], dtype=np.float32),
         "default_idf": np.asarray(default_idf),
     }
-    if vectors is not None:
+    if vectors is not None:  # key names kept from the word-piece tables older artifacts carry
         arrays["wp_vocab"] = np.asarray(vectors[0], dtype=str)
         arrays["wp_vectors"] = vectors[1]
     for i, (w, b) in enumerate(zip(coefs, intercepts)):

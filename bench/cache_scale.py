@@ -1,0 +1,166 @@
+"""One process, many entries: RSS per entry, restart time, recall@1 and lookup latency of the embedded cache.
+
+N entries (random 384-d unit vectors, 400-character answers) are stored through a
+``Router(data_dir=...)`` (the embedded ``MemoryStore`` journaled to SQLite, the default index).
+Then, in this process: RSS growth per entry, recall@1 of each sampled entry's own vector (is
+the entry itself the nearest?), and lookup latency p50/p99 of ``Router.ask``'s cache steps for paraphrases of cached questions
+(a table embedder returns each question's vector, so the cache is what is measured). Restart:
+a new process opens the same directory the way ``Router(data_dir=...)`` does, and the clock
+stops when its first semantic lookup is answered. The baseline in the same run is the same
+measurement at N/10 entries (how the numbers grow with N).
+
+    python bench/cache_scale.py --entries 100000 [--json] [--sample 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM = 384
+ANSWER = ("Cached answer text. " * 25)[:400]
+
+
+def vector_of(i: int) -> np.ndarray:
+    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+class TableEmbedder:
+    """``"q<i>"`` -> entry i's vector; ``"q<i> ~"`` -> slightly perturbed (a paraphrase)."""
+
+    name = "bench-table"
+    dim = DIM
+
+    def embed(self, texts):
+        rows = []
+        for text in texts:
+            v = vector_of(int(text.split()[0][1:]))
+            if text.endswith("~"):
+                i = int(text.split()[0][1:])
+                v = v + 0.15 / np.sqrt(DIM) * np.random.default_rng(10**9 + i).standard_normal(DIM).astype(np.float32)
+            rows.append(v / np.linalg.norm(v))
+        return np.stack(rows)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def make_router(data_dir: Path, vectors: str = "float32"):
+    from semroute import FixedTier, Router, RouterSettings, ThresholdVerifier, Tier
+    from semroute.settings import CacheSettings
+
+    settings = RouterSettings(cache=CacheSettings(consensus=False, max_entries=10**8, vectors=vectors))
+    return Router(tiers={"small": Tier("m", ("http://127.0.0.1:9",))}, classifier=FixedTier("small"),
+                  verifier=ThresholdVerifier(0.9), embedder=TableEmbedder(), settings=settings, data_dir=data_dir)
+
+
+def fill(router, entries: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, entries, 5000):
+        router.warm([(f"q{i}", ANSWER) for i in range(start, min(entries, start + 5000))], batch_size=5000)
+    return time.perf_counter() - t0
+
+
+def lookup(router, question: str):
+    """The cache part of ``Router.ask`` (exact tier, embedding, semantic tier); None on a miss."""
+    pipeline = router.pipeline
+    plan = pipeline.plan(question, namespace=None, system=None, tier=None)
+    return pipeline.exact(plan) or pipeline.semantic(plan, pipeline.embed(plan))
+
+
+def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str, float]:
+    router = make_router(data_dir, vectors)
+    router.pipeline.prepare()  # imports and an empty index: not per-entry cost
+    before = rss_bytes()
+    fill_s = fill(router, entries)
+    rss = rss_bytes() - before
+    cache = router.pipeline.cache
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, entries, sample)
+    scope = router.pipeline.plan("q0", namespace=None, system=None, tier=None).scope
+    found = 0
+    for i in picks:
+        own = cache.store.get_by_key(router.pipeline.plan(f"q{i}", namespace=None, system=None, tier=None).key, now=0.0)
+        top = cache.index.search(vector_of(int(i)), scope=scope, k=1)
+        found += bool(top) and own is not None and top[0][0] == own.id
+    times, hits = [], 0
+    for i in picks:
+        t0 = time.perf_counter()
+        answer = lookup(router, f"q{i} ~")
+        times.append(time.perf_counter() - t0)
+        hits += answer is not None and answer.source == "semantic"
+    router.close()
+    ms = np.asarray(times) * 1e3
+    return {"entries": entries, "rss_bytes_per_entry": round(rss / entries), "fill_s": round(fill_s, 1),
+            "recall_at_1": found / sample, "paraphrase_hit_rate": hits / sample, "lookup_p50_ms": round(float(np.median(ms)), 3),
+            "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def restart(data_dir: Path, entries: int, vectors: str) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors], capture_output=True,
+                         text=True, check=True)
+    elapsed = time.perf_counter() - t0
+    if out.stdout.strip() != "semantic":
+        raise RuntimeError(f"the restarted process did not answer from the cache: {out.stdout!r} {out.stderr[-500:]}")
+    return elapsed
+
+
+def child(data_dir: str, entries: int, vectors: str) -> None:
+    router = make_router(Path(data_dir), vectors)
+    answer = lookup(router, f"q{entries // 2} ~")
+    print("miss" if answer is None else answer.source, flush=True)
+    router.close()
+
+
+def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="semroute-scale-") as tmp:
+        result = measure(Path(tmp), entries, sample, vectors)
+        result["vectors"] = vectors
+        result["restart_s"] = round(restart(Path(tmp), entries, vectors), 2)
+        result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / entries)
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--sample", type=int, default=1000, help="entries queried for recall and latency")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the N/10 run")
+    parser.add_argument("--vectors", choices=("float32", "float16"), default="float32",
+                        help="CacheSettings.vectors (float16: half the vector memory in store and index)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cache_scale.json")
+    args = parser.parse_args()
+    result = run(args.entries, args.sample, args.vectors)
+    if not args.no_baseline:  # in a fresh process: RSS growth must not reuse memory this run freed
+        out = subprocess.run([sys.executable, __file__, "--entries", str(max(1, args.entries // 10)), "--sample",
+                              str(args.sample), "--vectors", args.vectors, "--no-baseline", "--json",
+                              "--out", str(args.out.with_suffix(".tenth.json"))],
+                             capture_output=True, text=True, check=True)
+        result["baseline_tenth"] = json.loads(out.stdout.strip().splitlines()[-1])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""``RedisStore``: the shared cache store (the truth) in a plain Redis 7 server, no modules needed.
+
+Many processes on many hosts share one ``RedisStore``; each keeps its own vector index
+(``Replica``) that loads a snapshot (``entries()``) and then follows the change feed
+(``changes(since)``, a Redis Stream). Every write and its feed record happen in one Lua
+script, so a follower never sees an entry without its record or the reverse (see
+``_redis_lua`` for the key layout). Entries are JSON plus raw little-endian float vectors
+(``float32``, or ``float16`` to halve the memory); nothing is pickled.
+
+TTL is fixed at write time (reads never extend it); expired entries are swept, with a delete
+on the feed, by whoever syncs or writes. ``max_entries`` evicts the least recently used.
+Invalidation: by id (``delete``), by namespace, by tags (``invalidate``).
+
+Redis down: every call raises ``StoreUnavailable`` fast (see ``semroute.redis_conn.Outage``)
+and the router answers from the models; redis-py reconnects by itself. It is not an index and
+does no embedding or verification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import ConfigError, InvalidRequest, StoreError
+from ..redis_conn import Outage, RedisTimeouts, check_binary_client, connect, describe, redact_url
+from ..types import CacheEntry
+from . import _redis_lua as lua
+from ._vector import as_unit_vector
+from .base import Change
+from .memory import _check_fields, check_criteria
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["RedisStore"]
+
+_DTYPES = {"float32": "<f4", "float16": "<f2"}
+# Expired entries swept per sync or write: bounds one script's run time (~20 µs per delete,
+# measured on loopback) while a backlog still drains at up to this many per request.
+_SWEEP_LIMIT = 64
+# Ids fetched per round trip while reading a snapshot or deleting a set of entries.
+_BATCH = 500
+# Entries written per script (~2 KB each: ~130 KB per script). A script blocks the single-threaded
+# server: 1000 entries in one script overran the client's 2 s command timeout on a loaded 2-core
+# host (bench/redis_scale.py fill), 64 did not.
+_PUT_BATCH = 64
+
+
+class RedisStore:
+    """A ``Store`` in Redis, shared by every process that uses the same ``prefix``.
+
+    ``prefix`` names the cache; it is wrapped in a Cluster hash tag (``{prefix}:``) so all of
+    its keys share one slot. ``max_changes`` bounds the feed stream (a follower further behind
+    rebuilds from ``entries()``). ``sync_interval_s`` bounds how stale a follower may be about
+    other processes' writes: an empty ``changes`` answer is reused for that long (it saves a
+    round trip per lookup under load; the process's own writes are always seen at once).
+    ``outage`` is the fail-fast circuit (inject one to control
+    its back-off clock). ``vector_dtype="float16"`` stores vectors in half the bytes
+    (cosine changes by < 1e-3). Build it from a client (bytes replies) or with ``from_url``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "semroute",
+        max_entries: int = 1_000_000,
+        max_changes: int = 20_000,
+        vector_dtype: Literal["float32", "float16"] = "float32",
+        clock: Any = None,
+        outage: Outage | None = None,
+        sync_interval_s: float = 0.025,
+    ) -> None:
+        for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}\n "):
+            raise ConfigError(f"prefix must be a non-empty string without braces or spaces, got {prefix!r}")
+        if vector_dtype not in _DTYPES:
+            raise ConfigError(f"vector_dtype must be 'float32' or 'float16', got {vector_dtype!r}")
+        if isinstance(sync_interval_s, bool) or not isinstance(sync_interval_s, int | float) or sync_interval_s < 0:
+            raise ConfigError(f"sync_interval_s must be a number of seconds >= 0, got {sync_interval_s!r}")
+        check_binary_client(client)
+        import time
+
+        self.prefix = prefix
+        self.max_entries = max_entries
+        self.max_changes = max_changes
+        self.vector_dtype = vector_dtype
+        self._p = "{" + prefix + "}:"
+        self._client = client
+        self._clock = clock or time.time
+        self.sync_interval_s = float(sync_interval_s)
+        self._monotonic = time.monotonic
+        # (when, since, newest) of the last empty changes() answer: repeated within
+        # sync_interval_s it is answered locally; any write made here forgets it.
+        self._quiet: tuple[float, int, int] | None = None
+        self._where = describe(client)
+        self._owns_client = False  # a client passed in is closed by whoever made it
+        self.outage = outage if outage is not None else Outage(self._where)
+        self._scripts = {name: client.register_script(getattr(lua, name))
+                         for name in ("PUT", "GET", "GET_MANY", "GET_BY_KEY", "DELETE", "CHANGES")}
+
+    @classmethod
+    def from_url(cls, url: str, *, timeouts: RedisTimeouts = RedisTimeouts(), **options: Any) -> Self:
+        """A store over a new client for ``url`` (``redis://[:password@]host:port/db``, ``rediss://``)."""
+        store = cls(connect(url, timeouts=timeouts), **options)
+        store._where = redact_url(url)
+        store._owns_client = True
+        store.outage.where = store._where
+        return store
+
+    # -- Store protocol ------------------------------------------------------------------------
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """Insert or replace entries (same ``key`` replaces); may evict.
+
+        Every entry is validated before any is written; each run of ``_PUT_BATCH`` entries is one
+        atomic script (a script blocks the server, so a large warm-up is cut into short ones).
+        """
+        rows = [self._encode(entry) for entry in self._validated(entries)]
+        self._quiet = None
+        for start in range(0, len(rows), _PUT_BATCH):
+            chunk = rows[start : start + _PUT_BATCH]
+            args: list[Any] = [self._p, self.max_changes, self.max_entries, repr(self._clock()), _SWEEP_LIMIT,
+                               len(chunk)]
+            for row in chunk:
+                args.extend(row)
+            self._run("PUT", args)
+
+    def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
+        row = self._run("GET", [self._p, self.max_changes, repr(float(now)), entry_id])
+        return None if not row else self._decode(row[0], row[1])
+
+    def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        if not entry_ids:
+            return []
+        rows = self._run("GET_MANY", [self._p, self.max_changes, repr(float(now)), *entry_ids])
+        return [self._decode(row[0], row[1]) if row else None for row in rows]
+
+    def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
+        row = self._run("GET_BY_KEY", [self._p, self.max_changes, repr(float(now)), key])
+        return None if not row else self._decode(row[0], row[1])
+
+    def delete(self, entry_ids: Iterable[str]) -> int:
+        if isinstance(entry_ids, str):
+            raise InvalidRequest("delete takes an iterable of entry ids, not a single string")
+        ids = list(dict.fromkeys(entry_ids))
+        if not all(isinstance(i, str) for i in ids):
+            raise InvalidRequest("entry ids must be strings")
+        removed = 0
+        self._quiet = None
+        for start in range(0, len(ids), _BATCH):
+            removed += int(self._run("DELETE", [self._p, self.max_changes, *ids[start : start + _BATCH]]))
+        return removed
+
+    def entries(self) -> Iterator[CacheEntry]:
+        """Every live entry; ZSCAN guarantees each entry present throughout the scan is seen."""
+        now = self._clock()
+        ids: list[bytes] = [member for member, _ in self.outage.call(
+            lambda: list(self._client.zscan_iter(self._p + "lru", count=1000)))]
+        found: list[CacheEntry] = []
+        for start in range(0, len(ids), _BATCH):
+            pipe = self._client.pipeline(transaction=False)
+            for entry_id in ids[start : start + _BATCH]:
+                pipe.hmget(self._p + "e:" + entry_id.decode(), "m", "v")
+            for m, v in self.outage.call(pipe.execute):
+                if m is not None:
+                    entry = self._decode(m, v)
+                    if not entry.expired(now):
+                        found.append(entry)
+        return iter(found)
+
+    def changes(self, since: int) -> tuple[int, list[Change]] | None:
+        """Feed records after ``since`` (at most ``max_changes`` per call); sweeps due expiries first."""
+        if isinstance(since, bool) or not isinstance(since, int):
+            raise InvalidRequest(f"since must be an int, got {since!r}")
+        quiet = self._quiet
+        if quiet is not None and quiet[1] == since and self._monotonic() - quiet[0] < self.sync_interval_s:
+            return quiet[2], []  # asked again within the interval: other processes' writes wait for the next
+        count = min(self.max_changes, 10_000)
+        newest, trimmed, records = self._run(
+            "CHANGES", [self._p, self.max_changes, repr(self._clock()), max(since, 0), count, _SWEEP_LIMIT])
+        if trimmed:
+            return None
+        changes = [self._change(stream_id, fields) for stream_id, fields in records]
+        if len(changes) == count:
+            newest = changes[-1].seq  # more remain: the follower comes back for them
+        if not changes and since >= newest:
+            self._quiet = (self._monotonic(), since, int(newest))
+        return int(newest), changes
+
+    def invalidate(self, *, namespace: str | None = None, where: Mapping[str, str] | None = None) -> int:
+        """Delete every entry of ``namespace`` and/or carrying all ``where`` tags; returns how many.
+
+        At least one criterion is required (clearing a whole cache is ``FLUSHDB``'s job).
+        """
+        sets = self._criteria(namespace, where)
+        ids = [i.decode() for i in self.outage.call(self._client.sinter, sets)]
+        return self.delete(ids)
+
+    def __len__(self) -> int:
+        return int(self.outage.call(self._client.zcard, self._p + "lru"))
+
+    def close(self) -> None:
+        if not self._owns_client:
+            return
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection must not fail shutdown
+            pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r}, vector_dtype={self.vector_dtype!r})"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _run(self, name: str, args: list[Any]) -> Any:
+        script = self._scripts[name]
+        return self.outage.call(script, keys=[self._p + "feed"], args=args)
+
+    def _criteria(self, namespace: str | None, where: Mapping[str, str] | None) -> list[str]:
+        pairs = check_criteria(namespace, where)
+        sets = [] if namespace is None else [self._p + "ns:" + namespace]
+        return sets + [self._p + "t:" + name + "=" + value for name, value in sorted(pairs)]
+
+    def _validated(self, entries: Sequence[CacheEntry]) -> list[CacheEntry]:
+        if isinstance(entries, CacheEntry) or not isinstance(entries, Iterable):
+            raise InvalidRequest("put_many takes a sequence of CacheEntry")
+        batch = []
+        for entry in entries:
+            if not isinstance(entry, CacheEntry):
+                raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
+            _check_fields(entry)
+            vector = as_unit_vector(entry.vector, dim=None, what=f"entry {entry.id!r} vector")
+            batch.append(dataclasses.replace(entry, vector=vector))
+        return batch
+
+    def _encode(self, entry: CacheEntry) -> tuple[Any, ...]:
+        meta = {
+            "id": entry.id, "key": entry.key, "scope": entry.scope, "namespace": entry.namespace,
+            "question": entry.question, "answer": entry.answer, "created_at": entry.created_at,
+            "expires_at": entry.expires_at, "model": entry.model, "tier": entry.tier,
+            "embedder": entry.embedder, "tags": [list(pair) for pair in entry.tags], "dtype": self.vector_dtype,
+        }
+        vector = np.ascontiguousarray(entry.vector, dtype=_DTYPES[self.vector_dtype]).tobytes()
+        tags = "\n".join(f"{name}={value}" for name, value in entry.tags)
+        expires = "" if entry.expires_at is None else repr(float(entry.expires_at))
+        return (entry.id, entry.key, entry.namespace, tags, expires,
+                json.dumps(meta, ensure_ascii=False, separators=(",", ":")), vector)
+
+    def _decode(self, m: bytes, v: bytes) -> CacheEntry:
+        try:
+            meta = json.loads(m)
+            vector = np.frombuffer(v, dtype=_DTYPES[meta["dtype"]]).astype(np.float32)
+            vector.setflags(write=False)
+            return CacheEntry(
+                id=meta["id"], key=meta["key"], scope=meta["scope"], namespace=meta["namespace"],
+                question=meta["question"], answer=meta["answer"], vector=vector,
+                created_at=float(meta["created_at"]), expires_at=meta["expires_at"], model=meta["model"],
+                tier=meta["tier"], embedder=meta["embedder"], tags=tuple(tuple(p) for p in meta["tags"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"malformed cache entry in Redis at {self._where}: {type(exc).__name__}") from exc
+
+    def _change(self, stream_id: bytes, flat: Sequence[bytes]) -> Change:
+        seq = int(stream_id.split(b"-", 1)[1])
+        fields = dict(zip(flat[::2], flat[1::2]))  # a script returns the stream's field list flat
+        entry_id = fields[b"id"].decode()
+        if fields[b"op"] == b"put":
+            return Change(seq, "put", entry_id, self._decode(fields[b"m"], fields[b"v"]))
+        return Change(seq, "delete", entry_id, None)

@@ -1,0 +1,100 @@
+"""Turkish in the pair features: suffixes, dotted and dotless i, negation, opposites and same-kind swaps."""
+
+from __future__ import annotations
+
+import pytest
+
+from semroute.hits.pairs import FEATURE_NAMES, PairFeatures, analyse, is_turkish, lower, stem
+
+
+def _features(query: str, cached: str) -> dict[str, float]:
+    x = PairFeatures({}, default_idf=1.0)(query, cached, None, 0.9)
+    return dict(zip(FEATURE_NAMES, x))
+
+
+def test_turkish_lowercasing_keeps_dotted_and_dotless_i_apart():
+    assert lower("IŞIKLARI KAPAT") == "ışıkları kapat"
+    assert lower("İSTANBUL'DA HIZ SINIRI") == "istanbul'da hız sınırı"
+    assert lower("İzmir") == "izmir"  # no combining dot left behind
+    assert lower("Can I park here?") == "can i park here?"  # English I stays i
+    assert analyse("IŞIK").content == analyse("ışık").content
+    assert analyse("İZMİR'DE HAVA").content == analyse("İzmir'de hava").content
+
+
+@pytest.mark.parametrize(("inflected", "root"), [
+    ("otoyolda", "otoyol"), ("köyden", "köy"), ("şehirde", "şehir"), ("otoyola", "otoyol"),
+    ("kamyonlar", "kamyon"), ("otobüsler", "otobüs"), ("cezası", "ceza"), ("arabayla", "araba"),
+    ("şehirdeki", "şehir"), ("yollarda", "yol"), ("zorunludur", "zorunlu"),
+])
+def test_suffixes_are_stripped_to_one_root(inflected, root):
+    assert stem(inflected, turkish=True) == stem(root, turkish=True)
+
+
+def test_short_or_vowelless_roots_are_left_alone():
+    assert stem("ada", turkish=True) == "ada"  # no 3-letter root would remain
+    assert stem("otobüs", turkish=False) != stem("otobüs", turkish=True) or stem("otobüs", True) == "otobus"
+
+
+def test_question_particles_written_apart_are_not_content():
+    base = analyse("Kasko zorunlu mu?").content
+    assert len(base) == 2
+    for particle in ("mı", "mi", "mü", "miyim", "mısınız", "midir"):
+        assert analyse(f"Kasko zorunlu {particle}?").content == base
+
+
+def test_turkish_detection():
+    assert is_turkish("Kasko zorunlu mu?") and is_turkish("Şehir içi hız")
+    assert not is_turkish("Is insurance compulsory?")
+
+
+@pytest.mark.parametrize(("negative", "positive"), [
+    ("Kasko zorunlu değil mi?", "Kasko zorunlu mu?"),
+    ("Emniyet şeridinde durmamalı mıyım?", "Emniyet şeridinde durmalı mıyım?"),
+    ("Telefonla konuşamaz mıyım?", "Telefonla konuşabilir miyim?"),
+    ("Sigorta yok mu?", "Sigorta var mı?"),
+    ("Kartım neden çalışmıyor?", "Kartım neden çalışıyor?"),
+    ("Ehliyet almadan araba kullanabilir miyim?", "Ehliyet alıp araba kullanabilir miyim?"),
+])
+def test_turkish_negation(negative, positive):
+    assert analyse(negative).negated and not analyse(positive).negated
+    assert _features(negative, positive)["neg_mismatch"] == 1.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Otoparka giriş ücreti ne kadar?", "Otoparktan çıkış ücreti ne kadar?"),
+    ("Otoyolda en az kaç km/s ile gidilir?", "Otoyolda en fazla kaç km/s ile gidilir?"),
+    ("Azami hız kaç?", "Asgari hız kaç?"),
+    ("Kavşakta sollama yasak mı?", "Kavşakta sollama serbest mi?"),
+    ("What is the minimum speed on the motorway?", "What is the maximum speed on the motorway?"),
+])
+def test_opposites(a, b):
+    assert _features(a, b)["opposite"] == 1.0
+    assert _features(a, a)["opposite"] == 0.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Kamyonlar otoyolda kaç km/s gidebilir?", "Otobüsler otoyolda kaç km/s gidebilir?"),
+    ("Traktörle şehir içinde kaç km/s gidebilirim?", "Otomobille şehir içinde kaç km/s gidebilirim?"),
+    ("Minibüs ehliyeti kaç yaşında alınır?", "Motosiklet ehliyeti kaç yaşında alınır?"),
+    ("Şehir içinde hız sınırı nedir?", "Şehirlerarası yolda hız sınırı nedir?"),
+    ("Köy yolunda hız sınırı nedir?", "Otoyolda hız sınırı nedir?"),
+    ("Kırmızı ışık ihlalinin cezası nedir?", "Kırmızı ışık ihlalinin ceza puanı nedir?"),
+    ("B sınıfı ehliyet için yaş sınırı kaç?", "C sınıfı ehliyet için yaş sınırı kaç?"),
+    ("At what age can I get a class B licence?", "At what age can I get a C licence?"),
+])
+def test_same_kind_swaps_are_seen(a, b):
+    assert _features(a, b)["kind_mismatch"] >= 1.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Arabayla şehir içinde hız sınırı ne?", "Otomobille şehir içinde hız sınırı nedir?"),
+    ("Yerleşim yeri içinde hız sınırı ne?", "Şehir içinde hız sınırı ne?"),
+])
+def test_synonyms_of_one_kind_are_not_a_swap(a, b):
+    f = _features(a, b)
+    assert f["kind_mismatch"] == 0.0 and f["q_only_n"] == 0.0 and f["c_only_n"] == 0.0
+
+
+def test_inflected_forms_of_one_place_are_not_a_swap():
+    f = _features("Otoyolda hız sınırı kaç?", "Otoyol hız sınırı kaç?")
+    assert f["kind_mismatch"] == 0.0 and f["kind_one_side"] == 0.0

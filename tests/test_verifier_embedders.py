@@ -1,0 +1,126 @@
+"""Verifier and consensus artifacts per embedder, and Turkish pairs with the real multilingual embedder.
+
+The Turkish pairs below were written for this test and are checked to be absent from every text
+the verifier is trained or tuned on (question families, the traffic FAQ and its rewordings, TQP
+train), so they measure generalisation, not memory.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from semroute.artifacts import model_dir, shipped
+from semroute.errors import ModelMismatch
+from semroute.hits.consensus import AnswerConsensus
+from semroute.hits.verify import PLACEHOLDER_ANSWER, PairVerifier
+from semroute.types import CacheEntry, Candidate
+
+E5 = "multilingual-e5-small"
+MINILM = "all-MiniLM-L6-v2"
+
+NEAR_MISSES_TR = [
+    ("vehicle", "Kamyonlar şehirlerarası yolda en fazla kaç km/s gidebilir?",
+     "Otobüsler şehirlerarası yolda en fazla kaç km/s gidebilir?"),
+    ("min/max", "Otoyolda motosikletle en az kaç km/s hızla gitmeliyim?",
+     "Otoyolda motosikletle en fazla kaç km/s hızla gidebilirim?"),
+    ("entry/exit", "Köprü girişinde durmak yasak mı?", "Köprü çıkışında durmak yasak mı?"),
+    ("fine/points", "Emniyet kemeri takmamanın cezası nedir?", "Emniyet kemeri takmamanın ceza puanı nedir?"),
+    ("licence class", "D sınıfı ehliyet için sağlık raporu gerekir mi?", "B sınıfı ehliyet için sağlık raporu gerekir mi?"),
+    ("allowed/forbidden", "Tünelde şerit değiştirmek serbest mi?", "Tünelde şerit değiştirmek yasak mı?"),
+    ("place", "Köy yolunda traktör hız sınırı nedir?", "Şehir içinde traktör hız sınırı nedir?"),
+    ("negation", "Araç muayenesi zorunlu değil mi?", "Araç muayenesi zorunlu mu?"),
+]
+
+PARAPHRASES_TR = [
+    ("Kışın kar zinciri takmak mecburi mi?", "Kış aylarında kar zinciri takmak zorunlu mu?"),
+    ("Trafik cezasına nereden itiraz edebilirim?", "Trafik cezasına itiraz nereye yapılır?"),
+    ("Araç ruhsatım kaybolursa ne yapmalıyım?", "Ruhsatımı kaybettim, ne yapmam gerekir?"),
+    ("Ehliyetimi kaybettim, yenisini nasıl alırım?", "Kaybolan ehliyetin yenisi nasıl çıkarılır?"),
+]
+
+
+def _training_texts() -> set[str]:
+    from semroute.training import minimal_pairs as mp
+    from semroute.training.sources import SharedData
+
+    import random
+
+    texts = {t for q, c, *_ in mp.family_pairs(heldout=False, rng=random.Random(0)) for t in (q, c)}
+    with open(shipped("data", "traffic_faq.csv"), encoding="utf-8") as fh:
+        texts |= {r["question"] for r in csv.DictReader(fh)}
+    with open(shipped("data", "traffic_paraphrases.csv"), encoding="utf-8") as fh:
+        texts |= {r["query"] for r in csv.DictReader(fh)}
+    data = SharedData(shipped("data").parent.parent / "shared" / "data")
+    texts |= {t for pair in data.tqp_pairs("train") for t in pair}
+    return {t.strip().lower() for t in texts}
+
+
+def test_the_turkish_test_pairs_are_held_out_of_training():
+    seen = _training_texts()
+    assert len(seen) > 15_000  # the check reads what training reads (TQP train alone: ~19k texts)
+    for pair in [p[1:] for p in NEAR_MISSES_TR] + PARAPHRASES_TR:
+        for text in pair:
+            assert text.strip().lower() not in seen, text
+
+
+@pytest.mark.parametrize("name", [MINILM, E5])
+def test_shipped_artifacts_load_for_their_embedder_and_refuse_another(name):
+    other = E5 if name == MINILM else MINILM
+    verifier = PairVerifier.load(model_dir("verifier", name), embedder=name, dim=384)
+    assert verifier.card["embedder"] == name and verifier.card["dim"] == 384
+    assert {"training_data", "metrics", "operating_point", "word_vectors"} <= set(verifier.card)
+    consensus = AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=name, dim=384)
+    assert consensus.card["embedder"] == name
+    with pytest.raises(ModelMismatch, match="embedder"):
+        PairVerifier.load(model_dir("verifier", name), embedder=other, dim=384)
+    with pytest.raises(ModelMismatch, match="embedder"):
+        AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=other, dim=384)
+    with np.load(model_dir("verifier", name) / "model.npz", allow_pickle=False) as data:
+        vocab = [str(w) for w in data["wp_vocab"]]
+    # The word table comes from the artifact's own embedder: MiniLM's set keeps MiniLM's word
+    # pieces; any other embedder's set holds whole words it embedded itself.
+    pieces = any(w.startswith("##") for w in vocab)
+    assert pieces == (name == MINILM)
+    if name != MINILM:
+        assert "otoyol" in vocab
+
+
+@pytest.fixture(scope="module")
+def e5():
+    from semroute.embed import make_embedder
+
+    embedder = make_embedder(E5)
+    embedder.embed(["ısınma"])
+    return embedder
+
+
+@pytest.fixture(scope="module")
+def e5_verifier(e5):
+    return PairVerifier.default(embedder=e5.name, dim=e5.dim)
+
+
+def _candidate(embedder, query: str, cached: str) -> Candidate:
+    vq, vc = embedder.embed([query, cached])
+    entry = CacheEntry(id="e", key="k", scope="s", namespace="n", question=cached, answer=PLACEHOLDER_ANSWER,
+                       vector=vc, created_at=0.0)
+    return Candidate(entry=entry, similarity=float(vq @ vc))
+
+
+@pytest.mark.parametrize(("kind", "query", "cached"), NEAR_MISSES_TR)
+def test_e5_verifier_refuses_turkish_near_misses(e5, e5_verifier, kind, query, cached):
+    verdict = e5_verifier.accept(query, _candidate(e5, query, cached))
+    assert not verdict.accepted, f"{kind}: {verdict.reason}"
+
+
+@pytest.mark.parametrize(("query", "cached"), PARAPHRASES_TR)
+def test_e5_pair_model_approves_turkish_paraphrases(e5, e5_verifier, query, cached):
+    # The pair model must not veto a paraphrase; whether it is served also depends on the cosine
+    # floor, which the shipped operating point sets high (0.97, chosen at precision 0.97 on the
+    # tuning caches): measured, two of these four score 0.93-0.94 and are refused by the floor alone.
+    candidate = _candidate(e5, query, cached)
+    assert e5_verifier.probability(query, cached, candidate.similarity) >= e5_verifier.threshold
+    verdict = e5_verifier.accept(query, candidate)
+    assert verdict.accepted == (candidate.similarity >= e5_verifier.min_similarity), verdict.reason
