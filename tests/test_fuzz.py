@@ -6,8 +6,10 @@ over HTTP); ``bench/reliability.py fuzz`` runs the same harness for tens of thou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -28,6 +30,26 @@ from semroute.testing.fuzz import Call, Targets, calls
 pytestmark = pytest.mark.reliability
 
 
+@contextlib.contextmanager
+def _serve_port_taken() -> Iterator[None]:
+    """Hold ``semroute serve``'s default port while the CLI is fuzzed.
+
+    A fuzzed ``serve`` whose arguments are all valid would otherwise start a real server that
+    never returns; with the port taken it gets as far as binding (everything it validates runs)
+    and exits. If some other process holds the port already, the effect is the same.
+    """
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            held.bind(("127.0.0.1", 11435))
+            held.listen(1)
+        except OSError:
+            pass
+        yield
+    finally:
+        held.close()
+
+
 class EvilEncode(str):
     def encode(self, *args, **kwargs):  # type: ignore[override]
         raise UnicodeEncodeError("utf-8", "x", 0, 1, "misbehaving encode")
@@ -38,8 +60,8 @@ class EvilEncode(str):
 
 def cli(argv: list[str]) -> BaseException | None:
     here = os.getcwd()
-    with tempfile.TemporaryDirectory() as scratch:  # fuzzed arguments name paths: keep them out of the checkout
-        os.chdir(scratch)
+    with tempfile.TemporaryDirectory() as scratch, _serve_port_taken():
+        os.chdir(scratch)  # fuzzed arguments name paths: keep them out of the checkout
         try:
             result = CliRunner().invoke(main, argv)
         finally:
