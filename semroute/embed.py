@@ -206,7 +206,8 @@ class OllamaEmbedder:
         return vectors
 
     def close(self) -> None:
-        """Close the connections to the Ollama server (a later ``embed`` opens new ones)."""
+        """Close the HTTP connections (a later ``embed`` opens new ones). The Router does not own
+        an embedder passed to it, so whoever made it closes it."""
         client, self._client = self._client, None
         if client is not None:
             client.close()

@@ -1,9 +1,10 @@
 """The steps of one request, shared by the router's sync and async shells.
 
 Each step is a method that either does no I/O (plan, decide, tier order) or exactly one
-kind of I/O (cache lookup, embedding, storing), so ``Router`` can run the I/O steps inline
-or in worker threads. Store failures fail open: the request goes on to the model and the
-error is counted and logged.
+kind of I/O (store read, embedding + semantic lookup, storing), so ``Router`` runs the I/O
+steps inline in ``ask`` and in worker threads in ``aask``. Store failures fail open: the
+request goes on to the model and the error is counted and logged. The parts the steps use
+are built on first use by ``Assembly`` (an exact hit opens the store, never the embedder).
 """
 
 from __future__ import annotations
@@ -11,29 +12,23 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from typing import TYPE_CHECKING
-
+from .assembly import Assembly
 from .cache.base import Store
-from .components import Components
-from .embed import strict_similarity
-from .errors import BackendError, ConfigError, InvalidRequest, ModelError, NoInstanceAvailable, StoreError
-from .hits.consensus import AnswerConsensus, served_by
-from .hits.judge import GreyZone
-from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
 from .cache.memory import check_tags
+from .components import Components
+from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
+from .hits.consensus import served_by
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .routing.classify import ComplexityClassifier, decide
-from .shared import RedisParts
-from .settings import JudgeSettings, RouterSettings, Tier
+from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
 
 if TYPE_CHECKING:
@@ -66,7 +61,7 @@ class Plan:
 
 
 class Pipeline:
-    """Owns the router's parts (cache, embedder, classifier, pools) and runs the steps."""
+    """Runs the steps of one request over the router's parts (built lazily by ``Assembly``)."""
 
     def __init__(
         self, parts: Components, *, tiers: Mapping[str, Tier], settings: RouterSettings, namespace: str = "default"
@@ -80,152 +75,51 @@ class Pipeline:
         self.tiers = dict(tiers)
         self.namespace = validate_namespace(namespace)
         self.embedder = parts.embedder
-        self._classifier = parts.classifier
         self.settings = settings
         self.metrics = parts.metrics
         self.clock = parts.clock
-        self._store: Store | None = parts.store
-        self._cache: SemanticCache | None = None
-        self._pools: dict[str, Pool] = {}
-        # Store, pool limiters and flight shared with other processes through one Redis, if asked.
-        self.shared = None if parts.redis_url is None else RedisParts(parts.redis_url)
-        self._store_down = False
-        self._snapshot: Path | None = None  # where the default embedded cache saves its index
-        self._lock = threading.Lock()
+        self.assembly = Assembly(parts, tiers=self.tiers, settings=settings)
+        self.shared = self.assembly.shared  # Redis parts (store, limiters, flight), or None
+        self._store_down = False  # logged once per outage, and once when the store answers again
         self._models = {name: tier.model for name, tier in self.tiers.items()}
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
         self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
-        self._grey = None if settings.cache.judge is None else self._grey_zone(settings.cache.judge)
+        self._embedded = False  # the first embedding loads the model: that request is a cold one
 
-    # -- parts, built on first use (constructors do no I/O) -----------------------------
+    # -- parts (see ``Assembly``) ----------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        """True once the cache (store, index, embedder dimension) has been built."""
-        return self._cache is not None
+        """True once the semantic tier (store, index, verifier, consensus) has been built."""
+        return self.assembly.cache_built
 
     def prepare(self) -> None:
-        """Build the cache now (it loads the store and the embedding model); idempotent."""
-        self.cache  # noqa: B018 - the property builds it
+        """Build the store and the semantic tier now (loads the embedding model); idempotent."""
+        self.assembly.cache  # noqa: B018 - the property builds it
+
+    @property
+    def store(self) -> Store:
+        return self.assembly.store
 
     @property
     def cache(self) -> SemanticCache:
-        if self._cache is None:
-            with self._lock:
-                if self._cache is None:
-                    self._cache = self._build_cache()
-        return self._cache
-
-    def _build_cache(self) -> SemanticCache:
-        from .cache import FaissIndex, MemoryStore
-        from .hits import SemanticCache
-
-        store = self._store
-        if store is None and self.shared is not None:
-            store = self._store = self.shared.store(max_entries=self.settings.cache.max_entries, clock=self.clock,
-                                                    vector_dtype=self.settings.cache.vectors)
-        snapshot = None
-        if store is None:
-            directory = self._default_dir()
-            store = MemoryStore(directory, max_entries=self.settings.cache.max_entries, clock=self.clock,
-                                vector_dtype=self.settings.cache.vectors)
-            self._store = store
-            # The index is saved next to the journal on close (with the feed position it reflects),
-            # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
-            snapshot = directory / f"index-{self.embedder.name.replace('/', '_')}-{self.embedder.dim}"
-        index = FaissIndex(self.embedder.dim, kind=self.settings.cache.index, storage=self.settings.cache.vectors)
-        inner = self.parts.verifier or self._default_verifier()
-        verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
-        cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.clock,
-                              consensus=self._default_consensus(inner))
-        if snapshot is not None:
-            self._snapshot = snapshot
-            cache.replica.load(snapshot)
-        return cache
-
-    def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
-        """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
-        if not self.settings.cache.consensus:
-            return None
-        try:
-            return AnswerConsensus.over(verifier, embedder=self.embedder.name, dim=self.embedder.dim,
-                                        threshold=self.settings.cache.consensus_threshold)
-        except ModelError as exc:
-            self.metrics.incr("consensus.unavailable")
-            log.warning("shipped answer consensus unusable (%s); the pair verifier decides alone", exc)
-            return None
-
-    def _default_verifier(self) -> Verifier:
-        from .hits.verify import PairVerifier
-
-        try:
-            return PairVerifier.default(embedder=self.embedder.name, dim=self.embedder.dim)
-        except ModelError as exc:
-            self.metrics.incr("verifier.unavailable")
-            floor = max(strict_similarity(self.embedder), self.settings.cache.min_similarity)
-            log.warning("shipped pair verifier unusable (%s); semantic hits need cosine >= %s", exc, floor)
-            return ThresholdVerifier(floor)
-
-    def _grey_zone(self, judge: JudgeSettings) -> GreyZone:
-        if judge.tier not in self.tiers:
-            raise ConfigError(f"judge tier {judge.tier!r} is not among the tiers {sorted(self.tiers)}")
-        return GreyZone(judge, model=judge.model or self.tiers[judge.tier].model, metrics=self.metrics,
-                        pool=functools.partial(self.pool, judge.tier), verifier=lambda: self.cache.verifier)
-
-    def _default_dir(self) -> Path:
-        if self.parts.data_dir is not None:
-            return self.parts.data_dir
-        import platformdirs
-
-        return Path(platformdirs.user_cache_dir("semroute"))
+        return self.assembly.cache
 
     @property
     def classifier(self) -> ComplexityClassifier:
-        """The caller's classifier, else the shipped one (loaded on first miss)."""
-        if self._classifier is None:
-            with self._lock:
-                if self._classifier is None:
-                    self._classifier = self._default_classifier()
-        return self._classifier
-
-    def _default_classifier(self) -> ComplexityClassifier:
-        from .routing.classify import FixedTier, load_default_classifier
-
-        if len(self.tiers) < 2:
-            return FixedTier(self.settings.default_tier)
-        try:
-            return load_default_classifier(self.embedder)
-        except ModelError as exc:
-            self.metrics.incr("classifier.unavailable")
-            log.warning("shipped complexity classifier unusable (%s); every miss goes to %r", exc,
-                        self.settings.default_tier)
-            return FixedTier(self.settings.default_tier)
+        return self.assembly.classifier
 
     def pool(self, tier: str) -> Pool:
-        pool = self._pools.get(tier)
-        if pool is None:
-            with self._lock:
-                pool = self._pools.get(tier)
-                if pool is None:
-                    pool = self._pools[tier] = self._build_pool(tier, self.tiers[tier])
-        return pool
-
-    def _build_pool(self, name: str, tier: Tier) -> Pool:
-        from .backends.pool import Instance, Pool
-
-        factory = self.parts.backends()
-        instances = [Instance(factory(host, timeout=tier.timeout), limit=tier.limit) for host in tier.hosts]
-        limiter = None if self.shared is None else self.shared.limiter(name)  # slots shared by every process
-        return Pool(instances, strategy=tier.strategy, settings=tier.pool, metrics=self.metrics, limiter=limiter)
+        return self.assembly.pool(tier)
 
     # -- steps ------------------------------------------------------------------------------
 
     def plan(self, question: object, *, namespace: str | None, system: str | None, tier: str | None) -> Plan:
         started = time.perf_counter()
-        text = validate_question(question, max_chars=self.settings.max_question_chars)
+        text = _text("question", question, max_chars=self.settings.max_question_chars)
         ns = self.namespace if namespace is None else validate_namespace(namespace)
         if system is not None:
-            system = validate_question(system, max_chars=self.settings.max_question_chars * 4)
+            system = _text("system prompt", system, max_chars=self.settings.max_question_chars * 4)
         if tier is not None and (not isinstance(tier, str) or str.__str__(tier) not in self.tiers):
             raise InvalidRequest(f"tier {tier!r} is not configured; tiers are {sorted(self.tiers)}")
         tier = None if tier is None else str.__str__(tier)
@@ -234,33 +128,62 @@ class Pipeline:
         return Plan(text, ns, system, scope, exact_key(scope, normalise(text)), messages, tier, started)
 
     def exact(self, plan: Plan) -> Answer | None:
+        """The exact tier: one store read by key. Opens the store on first use, never the embedder."""
+        t0 = time.perf_counter()
+        opening = not self.assembly.store_open
         try:
-            self.cache.sync()
-            hit = self.cache.exact(plan.key, self.clock())
+            store = self.assembly.store
+            if opening:
+                plan.timings["open"] = (time.perf_counter() - t0) * 1000
+            entry = store.get_by_key(plan.key, now=self.clock())
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
         if self._store_down:
             self._store_down = False
             log.warning("cache store is answering again")
-        return None if hit is None else self._hit_answer(plan, hit)
+        if entry is None:
+            return None
+        return self._hit_answer(plan, Hit(entry=entry, source="exact", similarity=1.0))
+
+    def lookup(self, plan: Plan) -> tuple[np.ndarray, Answer | None]:
+        """Embed the question, then the semantic tier: the vector (reused on a miss) and a hit or None."""
+        vector = self.embed(plan)
+        return vector, self.semantic(plan, vector)
 
     def embed(self, plan: Plan) -> np.ndarray:
         t0 = time.perf_counter()
         vector = self.embedder.embed([plan.question])[0]
         plan.timings["embed"] = elapsed = (time.perf_counter() - t0) * 1000
-        self.metrics.observe("step.embed", elapsed)
+        if self._embedded:
+            self.metrics.observe("step.embed", elapsed)
+        else:  # the first call loads the model: not a sample of embedding latency
+            self._embedded = True
         return vector
 
     def semantic(self, plan: Plan, vector: np.ndarray) -> Answer | None:
         t0 = time.perf_counter()
+        building = not self.assembly.cache_built
         try:
-            hit, judged = self.cache.semantic(plan.question, vector, plan.scope, self.clock())
+            cache = self.assembly.cache
+            if building:  # the index, verifier and consensus are built once: start-up, not lookup
+                t1 = time.perf_counter()
+                plan.timings["open"] = plan.timings.get("open", 0.0) + (t1 - t0) * 1000
+                t0 = t1
+            cache.sync()
+            hit, judged = cache.semantic(plan.question, vector, plan.scope, self.clock())
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
         plan.timings["semantic"] = elapsed = (time.perf_counter() - t0) * 1000
         self.metrics.observe("step.semantic_lookup", elapsed)
+        self._count_verdicts(hit, judged)
+        if hit is None:
+            plan.rejected.extend(judged)
+            return None
+        return self._hit_answer(plan, hit, nearest=max([hit.similarity, *(c.similarity for c, _ in judged)]))
+
+    def _count_verdicts(self, hit: Hit | None, judged: list[tuple[Candidate, Verdict]]) -> None:
         self.metrics.incr("verifier.judged", len(judged))
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
         path = None if hit is None else served_by(hit)
@@ -270,17 +193,16 @@ class Pipeline:
             self.metrics.incr("verifier.confident_hits")
         elif hit is None and any(v.accepted for _, v in judged):
             self.metrics.incr("consensus.vetoes")  # a verified candidate whose answer the neighbours outvoted
-        if hit is None:
-            plan.rejected.extend(judged)
-        return None if hit is None else self._hit_answer(plan, hit)
 
     def judge(self, plan: Plan) -> Answer | None:
         """The grey-zone check (off by default): a model's cached yes/no on the best rejected candidate."""
-        hit = None if self._grey is None else self._grey.run(plan.question, plan.rejected, plan.timings)
+        grey = self.assembly.grey
+        hit = None if grey is None else grey.run(plan.question, plan.rejected, plan.timings)
         return None if hit is None else self._hit_answer(plan, hit)
 
     async def ajudge(self, plan: Plan) -> Answer | None:
-        hit = None if self._grey is None else await self._grey.arun(plan.question, plan.rejected, plan.timings)
+        grey = self.assembly.grey
+        hit = None if grey is None else await grey.arun(plan.question, plan.rejected, plan.timings)
         return None if hit is None else self._hit_answer(plan, hit)
 
     def decide(self, plan: Plan, vector: np.ndarray) -> Decision:
@@ -326,6 +248,8 @@ class Pipeline:
             self.metrics.incr("answers.empty_not_stored")
         if tier != decision.tier:
             self.metrics.incr("answers.fallback")
+        # the nearest cached question the verifier refused: why this was a miss
+        nearest = max(plan.rejected, key=lambda pair: pair[0].similarity, default=None)
         self.metrics.incr("tokens.prompt", completion.prompt_tokens)
         self.metrics.incr("tokens.completion", completion.completion_tokens)
         return self._finish(
@@ -341,12 +265,13 @@ class Pipeline:
                 entry_id=entry_id,
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
+                verdict=None if nearest is None else nearest[1],
+                nearest_similarity=None if nearest is None else nearest[0].similarity,
             ),
         )
 
     def follower_answer(self, plan: Plan, answer: Answer) -> Answer:
         """A coalesced caller gets the leader's answer with its own latency."""
-        self.metrics.incr("requests.coalesced")
         return self._finish(plan, answer)
 
     def warm(
@@ -374,11 +299,11 @@ class Pipeline:
         for i, pair in enumerate(items):
             if not isinstance(pair, tuple | list) or len(pair) != 2:
                 raise InvalidRequest(f"pair {i} must be (question, answer), got {pair!r}")
-            plans.append(self.plan(pair[0], namespace=namespace, system=system, tier=None))
             try:
-                validate_question(pair[1], max_chars=1_000_000)
+                plans.append(self.plan(pair[0], namespace=namespace, system=system, tier=None))
+                _text("answer", pair[1], max_chars=1_000_000)
             except InvalidRequest as exc:
-                raise InvalidRequest(f"answer of pair {i}: {exc}".replace("question", "text")) from exc
+                raise InvalidRequest(f"pair {i}: {exc}") from exc
         stored = 0
         for start in range(0, len(plans), batch_size):
             batch = plans[start : start + batch_size]
@@ -408,19 +333,7 @@ class Pipeline:
         return removed
 
     def close(self) -> None:
-        if self._grey is not None:
-            self._grey.close()
-        for pool in self._pools.values():
-            pool.close()
-        if self._snapshot is not None and self._cache is not None:
-            try:
-                self._cache.replica.save(self._snapshot)
-            except (OSError, RuntimeError) as exc:  # the next start rebuilds the index: slower, still correct
-                log.warning("could not save the cache index snapshot: %s", exc)
-        if self._store is not None:
-            self._store.close()
-        if self.shared is not None:
-            self.shared.close()
+        self.assembly.close()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -451,7 +364,7 @@ class Pipeline:
             tags=tags,
         )
 
-    def _hit_answer(self, plan: Plan, hit: Hit) -> Answer:
+    def _hit_answer(self, plan: Plan, hit: Hit, *, nearest: float | None = None) -> Answer:
         entry = hit.entry
         answer = Answer(
             text=entry.answer,
@@ -463,14 +376,18 @@ class Pipeline:
             cached_question=entry.question,
             entry_id=entry.id,
             verdict=hit.verdict,
+            nearest_similarity=max([hit.similarity, *(c.similarity for c, _ in plan.rejected),
+                                    *(() if nearest is None else (nearest,))]),
         )
         return self._finish(plan, answer)
 
     def _finish(self, plan: Plan, answer: Answer) -> Answer:
         latency = (time.perf_counter() - plan.started) * 1000
         self.metrics.incr(f"answers.{answer.source}")
-        self.metrics.observe(f"latency.{answer.source}", latency)
-        return replace(answer, latency_ms=latency, timings_ms=tuple(plan.timings.items()))
+        # A request that opened the store or loaded a model measures the start-up, not its tier.
+        cold = "open" in plan.timings
+        self.metrics.observe("latency.cold_start" if cold else f"latency.{answer.source}", latency)
+        return replace(answer, latency_ms=latency, timings_ms=plan.timings)
 
     def _store_failed(self, what: str, exc: StoreError) -> None:
         self.metrics.incr(f"store.errors.{what}")
@@ -478,3 +395,13 @@ class Pipeline:
             self._store_down = True
             log.error("cache store %s failed, answering without the cache until it is back: %s", what, exc)
 
+
+def _text(what: str, value: object, *, max_chars: int) -> str:
+    """``validate_question`` for any text field, with the error naming ``what`` it checked."""
+    try:
+        return validate_question(value, max_chars=max_chars)
+    except InvalidRequest as exc:
+        message = str(exc)
+        if message.startswith("question"):
+            message = what + message[len("question"):]
+        raise InvalidRequest(message) from None

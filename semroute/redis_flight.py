@@ -311,13 +311,16 @@ class RedisSingleFlight:
 
 
 def _encode_answer(answer: Answer) -> str:
-    return json.dumps(dataclasses.asdict(answer), ensure_ascii=False)
+    raw = {f.name: getattr(answer, f.name) for f in dataclasses.fields(answer)}
+    raw["verdict"] = None if answer.verdict is None else dataclasses.asdict(answer.verdict)
+    raw["timings_ms"] = dict(answer.timings_ms)  # a read-only mapping: JSON takes a plain dict
+    return json.dumps(raw, ensure_ascii=False)
 
 
 def _decode_answer(body: str) -> Answer:
     raw = json.loads(body)
     raw["verdict"] = None if raw["verdict"] is None else Verdict(**raw["verdict"])
-    raw["timings_ms"] = tuple((str(k), float(v)) for k, v in raw["timings_ms"])
+    raw["timings_ms"] = {str(k): float(v) for k, v in raw["timings_ms"].items()}
     return Answer(**raw)
 
 

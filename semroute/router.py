@@ -17,19 +17,23 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .backends.base import BackendFactory
 from .backends.deadline import Deadline
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, default_embedder
-from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable, StoreError
-from .flight import AsyncSingleFlight, SingleFlight
+from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable
+from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
 from .routing.classify import ComplexityClassifier
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Router"]
 
@@ -80,6 +84,8 @@ class Router:
         self.pipeline = Pipeline(parts, tiers=self.tiers, settings=self.settings, namespace=namespace)
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
+        self._stream_flight: StreamFlight[Chunk] = StreamFlight()
+        self._astream_flight: AsyncStreamFlight[Chunk] = AsyncStreamFlight()
         # With Redis, identical misses coalesce across every process sharing it (streams too).
         self._shared_flight = None if self.pipeline.shared is None else self.pipeline.shared.flight()
 
@@ -103,25 +109,38 @@ class Router:
 
         ``deadline_s`` bounds the whole request (cache, queue wait, retries, other tiers, the
         model's answer); past it ``DeadlineExceeded`` is raised (a ``BackendTimeout``).
+
+        Raises ``InvalidRequest`` (bad input, before any I/O), ``Overloaded`` (every instance of
+        the tier busy and its queue full, or the queue deadline passed), ``NoInstanceAvailable``
+        or ``BackendError`` (no tier could answer). Store failures never raise: the question
+        goes to the model and ``store.errors.*`` counts them.
         """
         deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
         answer = self.pipeline.exact(plan)
         if answer is not None:
             return answer
-        vector = self.pipeline.embed(plan)
-        answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
+        vector, answer = self.pipeline.lookup(plan)
+        answer = answer or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        flight = self._shared_flight or self._flight
+        generate = lambda: self._generate(plan, vector, deadline)  # noqa: E731
         try:
-            answer, shared = flight.do(plan.key, lambda: self._generate(plan, vector, deadline),
-                                       wait_s=_left(deadline))
+            if self._shared_flight is not None:
+                answer, shared = self._shared_flight.do(plan.key, generate, wait_s=_left(deadline))
+                if shared:  # the Redis flight reports joining only when the answer arrives
+                    self._coalesced()
+            else:
+                answer, shared = self._flight.do(plan.key, generate, wait_s=_left(deadline), on_join=self._coalesced)
         except TimeoutError:  # a follower's own deadline passed while the leader still works
             raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
-    def _generate(self, plan: Plan, vector, deadline: Deadline) -> Answer:
+    def _coalesced(self) -> None:
+        """A caller joined an identical miss in flight (counted when it joins, not when it ends)."""
+        self.metrics.incr("requests.coalesced")
+
+    def _generate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
@@ -145,8 +164,9 @@ class Router:
     ) -> Iterator[Chunk]:
         """Stream an answer. A cache hit is one final chunk; a miss streams from the model.
 
-        The answer is stored only once the stream completed without error. Failures after
-        the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
+        Concurrent identical misses share one model call, and each caller receives the whole
+        stream. The answer is stored only once the stream completed without error. Failures
+        after the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
         """
         deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
@@ -154,24 +174,27 @@ class Router:
 
     def _stream(self, plan: Plan, deadline: Deadline) -> Iterator[Chunk]:
         answer = self.pipeline.exact(plan)
-        vector = None
         if answer is None:
-            vector = self.pipeline.embed(plan)
-            answer = self.pipeline.semantic(plan, vector) or self.pipeline.judge(plan)
+            vector, answer = self.pipeline.lookup(plan)
+            answer = answer or self.pipeline.judge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
-                        similarity=answer.similarity)
+            yield _hit_chunk(answer)
             return
-        if self._shared_flight is None:
-            yield from self._stream_generate(plan, vector, deadline)
+        if self._shared_flight is not None:
+            try:
+                yield from self._shared_flight.stream(plan.key, lambda: self._stream_miss(plan, vector, deadline),
+                                                      wait_s=_left(deadline))
+            except TimeoutError:  # following another process's stream past this request's deadline
+                raise deadline.error("waiting for an identical request") from None
             return
-        try:
-            yield from self._shared_flight.stream(plan.key, lambda: self._stream_generate(plan, vector, deadline),
-                                                  wait_s=_left(deadline))
-        except TimeoutError:  # following another process's stream past this request's deadline
-            raise deadline.error("waiting for an identical request") from None
+        # a local follower reads the leader's stream, which is bounded by the leader's deadline
+        chunks, shared = self._stream_flight.join(plan.key, lambda: self._stream_miss(plan, vector, deadline))
+        if shared:
+            self._coalesced()
+        with contextlib.closing(chunks):
+            yield from chunks
 
-    def _stream_generate(self, plan: Plan, vector, deadline: Deadline) -> Iterator[Chunk]:
+    def _stream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Iterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
@@ -231,34 +254,32 @@ class Router:
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
         deadline_s: float | None = None,
     ) -> Answer:
-        """``ask`` for asyncio: embedding, loading and store writes run in worker threads."""
+        """``ask`` for asyncio. Store, index, embedding and model loading run in worker threads,
+        so the event loop never waits on them; raises what ``ask`` raises."""
         deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
-        await self._aready()
-        answer = self.pipeline.exact(plan)
+        answer = await asyncio.to_thread(self.pipeline.exact, plan)
         if answer is not None:
             return answer
-        vector = await asyncio.to_thread(self.pipeline.embed, plan)
-        answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
+        vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
+        answer = answer or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
         generate = lambda: self._agenerate(plan, vector, deadline)  # noqa: E731
-        waiting = (self._aflight.do(plan.key, generate, wait_s=_left(deadline)) if self._shared_flight is None
-                   else self._shared_flight.ado(plan.key, generate, wait_s=_left(deadline)))
         try:
-            answer, shared = await waiting
+            if self._shared_flight is not None:
+                answer, shared = await self._shared_flight.ado(plan.key, generate, wait_s=_left(deadline))
+                if shared:
+                    self._coalesced()
+            else:
+                answer, shared = await self._aflight.do(plan.key, generate, wait_s=_left(deadline),
+                                                        on_join=self._coalesced)
         except TimeoutError:
             raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
-    async def _aready(self) -> None:
-        """Build the cache (loads the store and the embedding model) off the event loop, once."""
-        if not self.pipeline.ready:
-            with contextlib.suppress(StoreError):  # the lookup that follows fails open and counts it
-                await asyncio.to_thread(self.pipeline.prepare)
-
-    async def _agenerate(self, plan: Plan, vector, deadline: Deadline) -> Answer:
-        decision = self.pipeline.decide(plan, vector)
+    async def _agenerate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
+        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)  # loads the classifier once
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
@@ -286,27 +307,31 @@ class Router:
         return self._astream(plan, deadline)
 
     async def _astream(self, plan: Plan, deadline: Deadline) -> AsyncIterator[Chunk]:
-        await self._aready()
-        answer = self.pipeline.exact(plan)
-        vector = None
+        answer = await asyncio.to_thread(self.pipeline.exact, plan)
         if answer is None:
-            vector = await asyncio.to_thread(self.pipeline.embed, plan)
-            answer = self.pipeline.semantic(plan, vector) or await self.pipeline.ajudge(plan)
+            vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
+            answer = answer or await self.pipeline.ajudge(plan)
         if answer is not None:
-            yield Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
-                        similarity=answer.similarity)
+            yield _hit_chunk(answer)
             return
-        chunks = (self._astream_generate(plan, vector, deadline) if self._shared_flight is None
-                  else self._shared_flight.astream(plan.key, lambda: self._astream_generate(plan, vector, deadline),
-                                                   wait_s=_left(deadline)))
+        if self._shared_flight is not None:
+            chunks = self._shared_flight.astream(plan.key, lambda: self._astream_miss(plan, vector, deadline),
+                                                 wait_s=_left(deadline))
+            shared = False
+        else:
+            chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector, deadline))
+        if shared:
+            self._coalesced()
         try:
             async for chunk in chunks:
                 yield chunk
         except TimeoutError:  # following another process's stream past this request's deadline
             raise deadline.error("waiting for an identical request") from None
+        finally:
+            await chunks.aclose()
 
-    async def _astream_generate(self, plan: Plan, vector, deadline: Deadline) -> AsyncIterator[Chunk]:
-        decision = self.pipeline.decide(plan, vector)
+    async def _astream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> AsyncIterator[Chunk]:
+        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
@@ -391,3 +416,7 @@ def _joined(parts: Sequence[str], last: Chunk) -> Completion:
         completion_tokens=last.completion_tokens,
     )
 
+
+def _hit_chunk(answer: Answer) -> Chunk:
+    return Chunk(text=answer.text, done=True, model=answer.model or "", source=answer.source,
+                 similarity=answer.similarity)

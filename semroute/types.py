@@ -7,7 +7,9 @@ complexity classifier's tier choice; ``Completion`` and ``Chunk`` come from back
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -26,6 +28,8 @@ __all__ = [
 ]
 
 Source = Literal["exact", "semantic", "small", "large"]
+
+_EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +146,13 @@ class Answer:
 
     ``source`` says who answered: the exact or semantic cache tier, or the small or large model.
     ``similarity`` is the cosine similarity of the cached question (``None`` on a miss);
-    ``probability`` is P(complex) from the classifier when it decided the tier.
-    ``timings_ms`` breaks ``latency_ms`` into steps (``embed``, ``lookup``, ``llm``, ...).
+    ``nearest_similarity`` is that of the nearest cached question in scope, hit or miss (``None``
+    when the scope had no candidate); on a miss ``verdict`` is the verifier's refusal of that
+    nearest question (its ``reason`` says why). ``probability`` is P(complex) from the classifier
+    when it decided the tier.
+    ``timings_ms`` breaks ``latency_ms`` into steps, a read-only mapping of step name to
+    milliseconds (``embed``, ``semantic``, ``judge``, ``llm``, ``store``; ``open`` when this
+    request opened the store or built the semantic tier).
     """
 
     text: str
@@ -159,7 +168,12 @@ class Answer:
     verdict: Verdict | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    timings_ms: tuple[tuple[str, float], ...] = ()
+    nearest_similarity: float | None = None
+    timings_ms: Mapping[str, float] = field(default_factory=lambda: _EMPTY, compare=False)
+
+    def __post_init__(self) -> None:
+        # Read-only, so a frozen Answer stays frozen; pairs (the old shape) are accepted too.
+        object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
 
     @property
     def cached(self) -> bool:
@@ -184,5 +198,6 @@ class Answer:
                   "tentative": self.verdict.tentative},
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms},
+            "nearest_similarity": self.nearest_similarity,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }

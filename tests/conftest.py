@@ -58,3 +58,14 @@ def redis_url(redis_server) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+def cheap_router_options(fake_ollama):
+    """Router options for tests where the embedding model is not under test (the web integrations):
+    FakeOllama's hashed bag-of-words embeddings over real HTTP, a cosine threshold, always the small tier."""
+    from semroute import FixedTier, OllamaEmbedder, ThresholdVerifier
+
+    embedder = OllamaEmbedder(FAKE_MODELS[0], host=fake_ollama.url)
+    yield {"embedder": embedder, "verifier": ThresholdVerifier(0.95), "classifier": FixedTier("small")}
+    embedder.close()

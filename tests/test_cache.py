@@ -565,9 +565,37 @@ def test_index_returns_cosine_for_unnormalised_inputs():
     assert score == pytest.approx(-1.0, abs=1e-5)
 
 
-def test_protocols_are_satisfied():
-    assert isinstance(MemoryStore(), Store)
-    assert isinstance(FaissIndex(DIM), Index)
+@pytest.mark.parametrize("journaled", [False, True])
+def test_memory_store_keeps_the_store_contract(tmp_path, journaled):
+    """The documented ``Store`` behaviour, step by step (what the replica and the router rely on)."""
+    store: Store = MemoryStore(tmp_path if journaled else None, max_changes=3)
+    a, b = entry("a", unit_vectors(2)[0]), entry("b", unit_vectors(2)[1])
+    newest, changes = store.changes(2**62)  # past the head: the newest number and nothing else
+    assert changes == []
+    store.put_many([a, b])
+    after, changes = store.changes(newest)
+    assert [(c.op, c.entry_id, c.entry is not None) for c in changes] == [("put", a.id, True), ("put", b.id, True)]
+    assert after == newest + 2 and store.get_by_key(a.key, now=0.0).id == a.id and len(store) == 2
+    assert store.delete([a.id, "no-such-id"]) == 1  # how many existed
+    _, changes = store.changes(after)
+    assert [(c.op, c.entry_id, c.entry) for c in changes] == [("delete", a.id, None)]
+    assert store.get(a.id, now=0.0) is None and [e.id for e in store.entries()] == [b.id]
+    store.put_many([entry(f"c{i}", unit_vectors(5)[i]) for i in range(3)])
+    assert store.changes(newest) is None  # the bounded feed no longer reaches back: rebuild
+    store.close()
+
+
+def test_faiss_index_keeps_the_index_contract():
+    index: Index = FaissIndex(DIM)
+    vs = unit_vectors(3)
+    index.add([entry("a", vs[0]), entry("b", near(vs[0], 0.2)), entry("c", vs[0], namespace="tenant-b")])
+    hits = index.search(vs[0], scope=SCOPE_A, k=5)
+    assert [i for i, _ in hits] == ["tenant-a/a", "tenant-a/b"]  # nearest first, other scopes never
+    assert hits[0][1] == pytest.approx(1.0) and hits[0][1] > hits[1][1]
+    index.remove(["tenant-a/a"])
+    assert [i for i, _ in index.search(vs[0], scope=SCOPE_A, k=5)] == ["tenant-a/b"] and len(index) == 2
+    with pytest.raises(DimensionMismatch):
+        index.add([entry("wrong", unit_vectors(1, dim=DIM + 1)[0])])
 
 
 def test_import_does_not_load_faiss():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -260,32 +259,27 @@ def test_cards_of_the_old_length_features_are_refused_as_a_mismatch(tmp_path, ol
         LogisticComplexityClassifier.load(tmp_path)
 
 
-def test_the_shipped_artifact_is_found_from_the_source_tree_and_checks_its_card():
+def test_the_shipped_artifact_measures_what_its_card_claims_on_its_heldout_file(embedder):
+    """The card's held-out numbers are re-measured here from the file it names, not copied."""
+    import hashlib
+
     where = default_model_dir()
-    assert (where / "model.npz").is_file() and (where / "card.json").is_file()
-    clf = load_default_classifier()
+    clf = load_default_classifier(embedder)
     card = clf.card_
     assert card["embedder"] == {"name": "all-MiniLM-L6-v2", "dim": 384} and clf.dim_ == 384
-    assert card["training"]["counts"]["simple"] >= 200 and card["training"]["counts"]["complex"] >= 200
-    assert card["heldout"]["metrics"]["accuracy"] >= 0.9 and card["heldout"]["metrics"]["roc_auc"] >= 0.95
-    # The routing head was trained on the RouteLLM train part only (bench/routellm_split.py).
-    assert card["format"] == "semroute.complexity/3" and card["routing"]["file"] == "complexity_routing.csv"
-    assert set(card["routing"]["by_source"]) == {f"routellm_{s}/{c}" for s in ("gsm8k", "mmlu") for c in ("simple", "complex")}
+    heldout = Path(__file__).resolve().parents[1] / "data" / card["heldout"]["file"]
+    assert hashlib.sha256(heldout.read_bytes()).hexdigest() == card["heldout"]["sha256"]  # the very file
+    with heldout.open(encoding="utf-8", newline="") as f:
+        data = labelled_set(list(csv.DictReader(f)), name=heldout.name)
+    assert data.counts() == card["heldout"]["counts"]
+    measured = evaluate(clf, embedder.embed(data.prompts), data)
+    claimed = card["heldout"]["metrics"]
+    assert measured.accuracy == pytest.approx(claimed["accuracy"], abs=0.01)
+    assert measured.roc_auc == pytest.approx(claimed["roc_auc"], abs=0.01)
+    assert measured.accuracy >= 0.9  # and what it claims is worth shipping
+    assert (where / "model.npz").is_file()
     with pytest.raises(ModelMismatch):
         LogisticComplexityClassifier.load(embedder_name="all-mpnet-base-v2")
-
-
-def test_decision_given_the_embedding_is_fast():
-    clf = load_default_classifier()
-    vector = np.random.default_rng(0).normal(size=384).astype(np.float32)
-    vector /= np.linalg.norm(vector)
-    times = []
-    for _ in range(300):
-        t0 = time.perf_counter()
-        decide(clf, vector, COMPLEX_Q)
-        times.append(time.perf_counter() - t0)
-    # The target is 0.1 ms p50 (reported by the benchmark); 1 ms here leaves room for slow CI.
-    assert np.median(times) < 1e-3
 
 
 class HashEmbedder:

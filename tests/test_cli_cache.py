@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from semroute.cache.memory import MemoryStore
 from semroute.cli import main
 
 
@@ -92,5 +93,10 @@ def test_warm_honours_system_prompt_and_ttl(run, tmp_path, fake_ollama):
     same = json.loads(run("ask", "Is a child seat required?", "--json", "--system", "Answer briefly.").stdout)
     assert (same["source"], same["text"]) == ("exact", "Yes.")
     other = json.loads(run("ask", "Is a child seat required?", "--json", "--tier", "small").stdout)
-    assert other["source"] == "small"
+    assert other["source"] == "small"  # without the system prompt: another scope
+    with MemoryStore(tmp_path / "cache") as store:  # the warmed entry lives exactly --ttl seconds
+        warmed = [e for e in store.entries() if e.answer == "Yes."]
+        assert len(warmed) == 1 and warmed[0].expires_at - warmed[0].created_at == pytest.approx(3600)
+        generated = [e for e in store.entries() if e.answer != "Yes."]
+        assert len(generated) == 1 and generated[0].expires_at is None  # the default: no TTL
     assert CliRunner().invoke(main, ["warm", str(faq), "--ttl", "0"]).exit_code == 2

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -263,11 +262,10 @@ def test_busy_fault_is_503(fake_ollama, client):
 def test_hang_fault_never_answers(fake_ollama):
     fake_ollama.set_fault("hang")
     with ollama.Client(fake_ollama.url, timeout=0.3) as impatient:
-        started = time.monotonic()
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx.ReadTimeout):  # the client gave up: the fake sent nothing at all
             impatient.chat(SMALL, USER)
-        assert 0.25 < time.monotonic() - started < 3
-    fake_ollama.wait_until(lambda s: s.fault_count("hang") == 1)
+    stats = fake_ollama.wait_until(lambda s: s.fault_count("hang") == 1)
+    assert stats.count("chat", completed=True) == 0
 
 
 def test_drop_fault_cuts_the_stream_after_n_chunks(fake_ollama, client):
@@ -315,7 +313,7 @@ def test_fault_validation():
 # -- lifecycle ------------------------------------------------------------------------------
 
 
-def test_stop_is_fast_with_hanging_and_streaming_clients():
+def test_stop_ends_hanging_and_streaming_clients():
     fake = FakeOllama([SMALL], timing=Timing(token_delay_ms=200)).start()
     url = fake.url
     streaming = _in_thread(lambda: list(ollama.Client(url).chat(SMALL, USER, stream=True)))
@@ -323,9 +321,8 @@ def test_stop_is_fast_with_hanging_and_streaming_clients():
     fake.set_fault("hang")
     hanging = _in_thread(lambda: ollama.Client(url).chat(SMALL, USER))
     fake.wait_until(lambda s: s.fault_count("hang") == 1)
-    started = time.monotonic()
-    fake.stop()
-    assert time.monotonic() - started < 2.0 and not fake.running
+    fake.stop()  # returns although two clients are mid-request (pytest-timeout would catch a hang)
+    assert not fake.running
     with pytest.raises(httpx.RemoteProtocolError):
         streaming()
     with pytest.raises(httpx.RemoteProtocolError):

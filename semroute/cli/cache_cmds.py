@@ -1,8 +1,9 @@
 """CLI commands around the cache: ``ask``, ``warm``, ``invalidate`` and ``demo``.
 
-Common options: ``--data-dir`` (where the cache persists), ``--namespace``, ``--ollama-url`` and
-``--redis-url`` (env ``SEMROUTE_REDIS_URL``: share the cache, limits and in-flight misses of
-every process using that Redis; ``semroute warm --redis-url`` fills a running app's cache).
+Common options: ``--config`` (a TOML file, see ``semroute.config``), ``--data-dir`` (where the
+cache persists), ``--namespace``, ``--ollama-url`` and ``--redis-url`` (env ``SEMROUTE_REDIS_URL``:
+share the cache, limits and in-flight misses of every process using that Redis; ``semroute warm
+--redis-url`` fills a running app's cache); given options override the file.
 """
 
 from __future__ import annotations
@@ -10,26 +11,30 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from . import main, typed_errors
-from .files import read_rows
+from .files import read_numbered_rows
 
 __all__ = ["ask", "warm", "demo", "invalidate"]
 
 
 def common_options(fn: Callable[..., None]) -> Callable[..., None]:
-    """``--data-dir``, ``--namespace``, ``--ollama-url``, ``--redis-url``, plus typed errors as messages."""
+    """``--config``, ``--data-dir``, ``--namespace``, ``--ollama-url``, ``--redis-url``, plus typed errors as messages."""
     wrapped = typed_errors(fn)
     for option in (
         redis_option,
         click.option("--ollama-url", default=None,
-                     help="Ollama URL (default: OLLAMA_HOST or http://127.0.0.1:11434)."),
-        click.option("--namespace", default="default", show_default=True, help="Cache namespace (tenant)."),
+                     help="Ollama URL for every tier (default: the config's tiers, else OLLAMA_HOST or "
+                          "http://127.0.0.1:11434)."),
+        click.option("--namespace", default=None, help="Cache namespace (tenant; default: the config's, else 'default')."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Directory where the cache persists (default: the user cache directory)."),
+                     help="Directory where the cache persists (default: the config's, else the user cache directory)."),
+        click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="TOML configuration file (README: Configuration file); options given here override it."),
     ):
         wrapped = option(wrapped)
     return wrapped
@@ -38,14 +43,37 @@ def common_options(fn: Callable[..., None]) -> Callable[..., None]:
 redis_option = click.option(
     "--redis-url", envvar="SEMROUTE_REDIS_URL", default=None, show_envvar=True,
     help="Share the cache, instance limits and in-flight misses through this Redis "
-         "(redis://[:password@]host:port/db, rediss:// for TLS). Default: an embedded cache in --data-dir.")
+         "(redis://[:password@]host:port/db, rediss:// for TLS). Default: the config's [redis] url, "
+         "else an embedded cache in --data-dir.")
 
 
-def _router(data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None = None):
-    from ..router import Router
+def router_kwargs(config: Path | None, data_dir: Path | None, namespace: str | None,
+                  ollama_url: str | None, redis_url: str | None = None) -> dict[str, object]:
+    """``Router`` keyword arguments: the TOML file's, overridden by the options given."""
+    from ..config import load_config
     from ..settings import default_tiers
 
-    return Router(tiers=default_tiers(ollama_url), data_dir=data_dir, namespace=namespace, redis_url=redis_url)
+    kwargs: dict[str, object] = dict(load_config(config)) if config is not None else {}
+    if ollama_url is not None or "tiers" not in kwargs:
+        tiers = kwargs.get("tiers")
+        if ollama_url is not None and isinstance(tiers, dict):  # the file's tiers, at this URL
+            kwargs["tiers"] = {name: replace(t, hosts=(ollama_url,)) for name, t in tiers.items()}
+        else:
+            kwargs["tiers"] = default_tiers(ollama_url)
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    if namespace is not None:
+        kwargs["namespace"] = namespace
+    if redis_url is not None:
+        kwargs["redis_url"] = redis_url
+    return kwargs
+
+
+def _router(config: Path | None, data_dir: Path | None, namespace: str | None, ollama_url: str | None,
+            redis_url: str | None = None):
+    from ..router import Router
+
+    return Router(**router_kwargs(config, data_dir, namespace, ollama_url, redis_url))  # type: ignore[arg-type]
 
 
 def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -64,10 +92,10 @@ def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--tier", type=click.Choice(["small", "large"]), default=None, help="Skip the classifier.")
 @click.option("--system", default=None, help="System prompt (part of the cache key).")
 @common_options
-def ask(question: str, as_json: bool, tier: str | None, system: str | None,
-        data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None) -> None:
+def ask(question: str, as_json: bool, tier: str | None, system: str | None, config: Path | None,
+        data_dir: Path | None, namespace: str | None, ollama_url: str | None, redis_url: str | None) -> None:
     """Answer QUESTION from the cache or the model tier the classifier picks."""
-    with _router(data_dir, namespace, ollama_url, redis_url) as router:
+    with _router(config, data_dir, namespace, ollama_url, redis_url) as router:
         answer = router.ask(question, tier=tier, system=system)
     if as_json:
         click.echo(json.dumps(answer.as_dict(), ensure_ascii=False))
@@ -88,16 +116,25 @@ def ask(question: str, as_json: bool, tier: str | None, system: str | None,
               help="Tag every entry (repeatable), e.g. --tag topic=speed-limits, for `semroute invalidate --where`.")
 @common_options
 def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None, tags: tuple[str, ...],
-         data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None) -> None:
-    """Store question/answer pairs from FILE (CSV or JSONL with question and answer columns)."""
-    rows = read_rows(file, ("question", "answer"))
-    pairs = [(row["question"], row["answer"]) for row in rows]
+         config: Path | None, data_dir: Path | None, namespace: str | None, ollama_url: str | None,
+         redis_url: str | None) -> None:
+    """Store question/answer pairs from FILE (CSV or JSONL with question and answer columns).
+
+    Every row is checked before the embedding model loads: an over-long question or the same
+    question with two different answers is an error naming the file and rows.
+    """
+    from .faq import checked_pairs
+
+    rows = read_numbered_rows(file, ("question", "answer"))
     tag_map = _tags(tags)
-    with _router(data_dir, namespace, ollama_url, redis_url) as router:
+    with _router(config, data_dir, namespace, ollama_url, redis_url) as router:
+        pairs, repeated = checked_pairs(file, rows, max_chars=router.settings.max_question_chars)
+        if repeated:
+            click.echo(f"{file}: skipped {repeated} row(s) repeating an earlier question with the same answer", err=True)
         with click.progressbar(length=len(pairs), label="warming", file=sys.stderr) as bar:
             stored = router.warm(pairs, batch_size=batch_size, progress=bar.update, system=system, ttl_s=ttl_s,
                                  tags=tag_map)
-    click.echo(f"stored {stored} entries in namespace {namespace!r}")
+        click.echo(f"stored {stored} entries in namespace {router.pipeline.namespace!r}")
 
 
 @main.command()
@@ -107,13 +144,13 @@ def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None, t
               help="Questions to replay (default: the shipped demo list).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-question results and summary as JSON.")
 @common_options
-def demo(faq: Path | None, queries: Path | None, as_json: bool,
-         data_dir: Path | None, namespace: str, ollama_url: str | None, redis_url: str | None) -> None:
+def demo(faq: Path | None, queries: Path | None, as_json: bool, config: Path | None,
+         data_dir: Path | None, namespace: str | None, ollama_url: str | None, redis_url: str | None) -> None:
     """Warm a cache from an FAQ, replay questions and print each decision and a summary."""
     from .demo import run_demo
 
-    run_demo(faq=faq, queries=queries, data_dir=data_dir, namespace=namespace, ollama_url=ollama_url,
-             as_json=as_json, echo=click.echo, redis_url=redis_url)
+    run_demo(faq=faq, queries=queries, data_dir=data_dir, namespace=namespace or "default", ollama_url=ollama_url,
+             as_json=as_json, echo=click.echo, config=config, redis_url=redis_url)
 
 
 @main.command()

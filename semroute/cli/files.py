@@ -13,11 +13,16 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-__all__ = ["read_rows"]
+__all__ = ["read_rows", "read_numbered_rows"]
 
 
 def read_rows(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a ``.csv`` (header row) or ``.jsonl`` file that has every ``required`` column."""
+    return [row for _, row in read_numbered_rows(path, required)]
+
+
+def read_numbered_rows(path: str | Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """``read_rows`` with each row's line number in the file (for messages that point at a row)."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -30,25 +35,29 @@ def read_rows(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]
     rows = _jsonl(path, text) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv(path, text)
     if not rows:
         raise ConfigError(f"{path}: no data rows")
-    missing = [c for c in required if c not in rows[0]]
+    missing = [c for c in required if c not in rows[0][1]]
     if missing:
-        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(rows[0]) or 'none'}")
-    for number, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+        found = ", ".join(rows[0][1]) or "none"
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {found}")
+    for number, row in rows:
         empty = [c for c in required if not str(row.get(c) or "").strip()]
         if empty:
             raise ConfigError(f"{path}: row {number} has an empty {', '.join(empty)}")
     return rows
 
 
-def _csv(path: Path, text: str) -> list[dict[str, str]]:
+def _csv(path: Path, text: str) -> list[tuple[int, dict[str, str]]]:
+    rows = []
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        return [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
+        for row in reader:  # line_num: the line the record ends on (the header is line 1)
+            rows.append((reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}))
     except csv.Error as exc:
         raise ConfigError(f"{path}: malformed CSV: {exc}") from exc
+    return rows
 
 
-def _jsonl(path: Path, text: str) -> list[dict[str, str]]:
+def _jsonl(path: Path, text: str) -> list[tuple[int, dict[str, str]]]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -59,5 +68,5 @@ def _jsonl(path: Path, text: str) -> list[dict[str, str]]:
             raise ConfigError(f"{path}: line {number} is not JSON: {exc.msg}") from exc
         if not isinstance(obj, dict):
             raise ConfigError(f"{path}: line {number} must be a JSON object")
-        rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
+        rows.append((number, {str(k): "" if v is None else str(v) for k, v in obj.items()}))
     return rows

@@ -155,8 +155,13 @@ def _print_judge(g) -> None:
 def _print(r) -> None:
     click.echo(f"pairs {r.rows} (must hit {r.positives}, must miss {r.rows - r.positives})")
     click.echo(f"hits {r.tp + r.fp}: correct {r.tp}, false {r.fp}; missed {r.fn}; correct misses {r.tn}")
-    click.echo(f"precision {r.precision:.3f}  recall {r.recall:.3f}  F1 {r.f1:.3f}")
-    if math.isinf(r.baseline_min_similarity):
+    if not r.tp + r.fp:  # no hit served: precision is undefined, not perfect
+        click.echo(f"precision n/a (no hit served)  recall {r.recall:.3f}  F1 {r.f1:.3f}")
+    else:
+        click.echo(f"precision {r.precision:.3f}  recall {r.recall:.3f}  F1 {r.f1:.3f}")
+    if not r.tp + r.fp:
+        click.echo("cosine only at the same precision: n/a")
+    elif math.isinf(r.baseline_min_similarity):
         click.echo(f"cosine only: no threshold reaches precision {r.precision:.3f}")
     else:
         click.echo(f"cosine only at the same precision: recall {r.baseline_recall:.3f} "
@@ -170,7 +175,11 @@ def _print(r) -> None:
 
 
 def _plot(result, path: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ConfigError("--plot needs matplotlib, which comes with the plot extra: "
+                          "pip install 'semroute[plot]'") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -224,6 +233,8 @@ def calibrate_cmd(pairs, queries, retrieval, target_precision, out, as_json, kin
                      f"at pair model >= {result['confident']['threshold']:.2f}")
         click.echo(f"min_similarity {result['min_similarity']:.4f}{gate}: precision {result['precision']:.3f} "
                    f"recall {result['recall']:.3f} on {result['rows']} pairs")
+    if result.get("warning"):
+        click.echo(f"WARNING: {result['warning']}")
     if out:
         click.echo(f"wrote {out}")
 
@@ -283,9 +294,37 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
                               {**result, "precision": precision, "recall": recall}, pairs)
     result = {"rows": len(rows), "target_precision": target, "verifier": kind, **result,
               "precision": precision, "recall": recall, "reached": result["min_similarity"] is not None}
+    result.update(sample_check(served=_served(int(labels.sum()), precision, recall), precision=precision, target=target))
     if out and kind == "cosine":
         _write_json(Path(out) / "operating_point.json", result)
     return result
+
+
+def _served(positives: int, precision: float, recall: float) -> int:
+    """Hits served at the operating point: correct ones (recall x positives) over precision."""
+    return round(recall * positives / precision) if precision > 0 else 0
+
+
+def sample_check(*, served: int, precision: float, target: float) -> dict[str, object]:
+    """Whether ``served`` hits can support a claim of ``target`` precision (95% Wilson lower bound).
+
+    With no false hit among n served, the bound stays below 0.97 until n is about 100 (rule of
+    three: the false-hit rate can be up to 3/n), so a handful of pairs proves little.
+    """
+    z = 1.645  # one-sided 95%
+    lower = 0.0
+    if served:
+        centre = precision + z * z / (2 * served)
+        spread = z * math.sqrt(precision * (1 - precision) / served + z * z / (4 * served * served))
+        lower = (centre - spread) / (1 + z * z / served)
+    out: dict[str, object] = {"served": served, "precision_lower_bound_95": round(lower, 4), "warning": None}
+    if lower < target:
+        need = math.ceil(z * z * target / (1 - target)) if target < 1 else None
+        more = f"; about {need} hits served without a false one would support it" if need else ""
+        out["warning"] = (f"too few pairs for the precision claimed: {served} hits served, so the measured precision "
+                          f"{precision:.3f} is only known to be >= {lower:.3f} (95% lower bound), below the target "
+                          f"{target}{more}")
+    return out
 
 
 def _write_calibrated(verifier, source: Path | None, out: Path, gate: float, cut: float, result: dict, pairs: str) -> None:

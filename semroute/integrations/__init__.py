@@ -2,5 +2,6 @@
 
 The core package never imports a web framework; each integration is imported only by apps
 that use it (and installed with its extra). May import: ``router``, ``config``, ``types``,
-``errors``. Empty until the integrations land.
+``errors``. Framework-free parts: ``spec`` (settings), ``per_process`` (one Router per
+process), ``http`` (request and response shapes); ``flask`` and ``django`` import their framework.
 """

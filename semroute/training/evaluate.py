@@ -72,7 +72,7 @@ class PairsReport:
             "positives": self.positives,
             "negatives": self.rows - self.positives,
             "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn,
-            "precision": round(self.precision, 4),
+            "precision": round(self.precision, 4) if self.tp + self.fp else None,  # nothing served: no precision
             "recall": round(self.recall, 4),
             "f1": round(self.f1, 4),
             "false_hits": [

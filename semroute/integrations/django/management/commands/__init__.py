@@ -1,0 +1,1 @@
+"""``semroute_warm FILE`` and ``semroute_stats``."""
