@@ -11,7 +11,9 @@ Not here: what the arrays mean (each model's own module).
 from __future__ import annotations
 
 import json
+import math
 import os
+import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -20,10 +22,15 @@ import numpy as np
 
 from .errors import ModelError, ModelMismatch
 
-__all__ = ["card_embedder", "load_artifact", "model_dir", "shipped", "DEFAULT_EMBEDDER"]
+__all__ = ["card_embedder", "check_npz", "load_artifact", "model_dir", "shipped", "DEFAULT_EMBEDDER"]
 
 # The embedder the shipped artifacts without a more specific match were trained on.
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+# The most an artifact's arrays may unpack to. The largest shipped one (the MiniLM verifier:
+# a 30,522 x 64 float16 word-piece table and its vocabulary) unpacks to about 7 MB; a card or
+# an .npz beyond these is refused from its headers before anything is read (a zip bomb).
+MAX_ARTIFACT_BYTES = 64 * 2**20
+MAX_CARD_BYTES = 2**20
 
 
 def shipped(kind: Literal["models", "data"], name: str = "") -> Path:
@@ -71,10 +78,13 @@ def load_artifact(directory: str | os.PathLike[str], what: str, *, embedder: str
     the card names another embedder or dimension than the ones given."""
     path = Path(directory)
     try:
+        if (path / "card.json").stat().st_size > MAX_CARD_BYTES:
+            raise ModelError(f"{what} card in {path} is larger than {MAX_CARD_BYTES} bytes")
         card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+        check_npz(path / "model.npz", max_bytes=MAX_ARTIFACT_BYTES)
         with np.load(path / "model.npz", allow_pickle=False) as data:
             arrays = {k: np.array(data[k]) for k in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelError(f"cannot read {what} in {path}: {exc}") from exc
     if not isinstance(card, dict):
         raise ModelError(f"{what} card in {path} is not a JSON object")
@@ -83,3 +93,30 @@ def load_artifact(directory: str | os.PathLike[str], what: str, *, embedder: str
     if dim is not None and card.get("dim") != dim:
         raise ModelMismatch(f"{what} in {path} was trained for dimension {card.get('dim')}, not {dim}")
     return card, arrays
+
+
+def check_npz(path: str | os.PathLike[str], *, max_bytes: int) -> None:
+    """Refuse an ``.npz`` whose arrays would unpack to more than ``max_bytes`` in all, from the
+    zip directory and each array's ``.npy`` header alone (nothing is decompressed beyond them).
+
+    Also refused: members that are not ``.npy`` arrays and object (pickled) dtypes.
+    ``ModelError`` names the offending member.
+    """
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ModelError(f"{path}: member {info.filename!r} is not an .npy array")
+            total += info.file_size  # the uncompressed size the zip directory declares
+            if total > max_bytes:
+                raise ModelError(f"{path}: arrays unpack to more than {max_bytes} bytes ({info.filename!r})")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(member)
+            if dtype.hasobject:
+                raise ModelError(f"{path}: {info.filename!r} holds Python objects (pickle); refused")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:  # the header promises more than the member holds
+                raise ModelError(f"{path}: {info.filename!r} header says {nbytes} bytes, the member holds {info.file_size}")

@@ -52,8 +52,14 @@ __all__ = ["load_config"]
 _TOP = {"namespace", "data_dir", "embedder", "cache", "router", "tiers", "verifiers", "redis", "server"}
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Keyword arguments for ``Router`` from a TOML file."""
+def load_config(path: str | Path, *, allow_strategy_import: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``Router`` from a TOML file.
+
+    A tier's ``strategy`` must be a built-in name (``semroute.backends.strategy``). A
+    ``"package.module:Class"`` strategy imports (runs) that module, so a file may name one only
+    when the caller opts in with ``allow_strategy_import=True``: a configuration file must not
+    be able to run code by itself. Strategies are checked here, before anything is imported.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -74,6 +80,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         kwargs["settings"] = RouterSettings(cache=cache, **_table(path, raw, "router"))
         if "tiers" in raw:
             kwargs["tiers"] = parse_tiers(_table(path, raw, "tiers"))
+            _check_strategies(path, kwargs["tiers"], allow_import=allow_strategy_import)
     except TypeError as exc:  # an unknown field in a settings table
         raise ConfigError(f"{path}: {exc}") from exc
     if "embedder" in raw:
@@ -87,6 +94,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: [redis] needs url = \"redis://host:port/db\"")
         kwargs["redis_url"] = redis["url"]
     return kwargs
+
+
+def _check_strategies(path: Path, tiers: Mapping[str, Any], *, allow_import: bool) -> None:
+    from .backends.strategy import BUILTIN_STRATEGIES, resolve_strategy
+
+    for name, tier in tiers.items():
+        spec = tier.strategy
+        if isinstance(spec, str) and spec in BUILTIN_STRATEGIES:
+            continue
+        if not isinstance(spec, str) or ":" not in spec:
+            known = ", ".join(sorted(BUILTIN_STRATEGIES))
+            raise ConfigError(f"{path}: [tiers.{name}] strategy {spec!r} is not one of {known}")
+        if not allow_import:
+            raise ConfigError(
+                f"{path}: [tiers.{name}] strategy {spec!r} would import a module; only built-in names are "
+                "allowed unless the caller passes allow_strategy_import=True"
+            )
+        resolve_strategy(spec)  # import now: a broken path fails at load, not at the first request
 
 
 def _verifiers(path: Path, table: Mapping[str, Any]):

@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .errors import ConfigError, DimensionMismatch, EmbeddingError
+from .request import validate_texts
 
 __all__ = [
     "Embedder",
@@ -155,6 +156,7 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = validate_texts(texts)
         model = self._model or self._load()
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -194,6 +196,7 @@ class OllamaEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import ollama
 
+        texts = validate_texts(texts)
         with self._client_lock:
             if self._client is None:
                 self._client = ollama.Client(host=self._host, timeout=self._timeout_s)
@@ -262,6 +265,7 @@ class _PackagedEmbedder:
         return self._engine
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = validate_texts(texts)
         engine = self._engine or self._load()
         if len(texts) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)

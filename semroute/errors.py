@@ -12,6 +12,7 @@
     ├── BackendError(instance=)
     │   ├── BackendUnavailable
     │   ├── BackendTimeout
+    │   │   └── DeadlineExceeded  the caller's per-request deadline passed
     │   └── BackendProtocolError(status=)
     ├── Overloaded(queue_length=, waited_s=)
     ├── NoInstanceAvailable(attempts=)
@@ -19,9 +20,13 @@
         └── ModelMismatch
 
 Errors from httpx, ollama or redis are wrapped at the edge with ``raise ... from exc``.
+Messages, ``BackendError.instance`` and ``NoInstanceAvailable.attempts`` are redacted on
+construction (``semroute.redact``): a URL's userinfo and tokens never reach a log or a user.
 """
 
 from __future__ import annotations
+
+from .redact import redact_text
 
 __all__ = [
     "SemrouteError",
@@ -34,6 +39,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "BackendTimeout",
+    "DeadlineExceeded",
     "BackendProtocolError",
     "Overloaded",
     "NoInstanceAvailable",
@@ -43,7 +49,10 @@ __all__ = [
 
 
 class SemrouteError(Exception):
-    """Base of every error semroute raises."""
+    """Base of every error semroute raises. String arguments are redacted (no credentials)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class InvalidRequest(SemrouteError, ValueError):
@@ -76,7 +85,7 @@ class BackendError(SemrouteError):
 
     def __init__(self, message: str, *, instance: str | None = None) -> None:
         super().__init__(message)
-        self.instance = instance
+        self.instance = None if instance is None else redact_text(instance)
 
 
 class BackendUnavailable(BackendError):
@@ -92,6 +101,10 @@ class BackendUnavailable(BackendError):
 
 class BackendTimeout(BackendError):
     """Connect, first-token or total timeout elapsed."""
+
+
+class DeadlineExceeded(BackendTimeout):
+    """The caller's per-request deadline (``deadline_s=``) passed: queued, retrying or streaming."""
 
 
 class BackendProtocolError(BackendError):
@@ -116,7 +129,7 @@ class NoInstanceAvailable(SemrouteError):
 
     def __init__(self, message: str, *, attempts: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
-        self.attempts = attempts
+        self.attempts = tuple((redact_text(name), redact_text(error)) for name, error in attempts)
 
 
 class ModelError(SemrouteError):

@@ -30,9 +30,11 @@ class SingleFlight(Generic[T]):
         self._lock = threading.Lock()
         self._calls: dict[str, Future[T]] = {}
 
-    def do(self, key: str, fn: Callable[[], T], *, on_join: Callable[[], None] | None = None) -> tuple[T, bool]:
+    def do(self, key: str, fn: Callable[[], T], *, wait_s: float | None = None,
+           on_join: Callable[[], None] | None = None) -> tuple[T, bool]:
         """Run ``fn`` once per key at a time; returns (result, shared) where shared means a follower.
 
+        A follower waits at most ``wait_s`` seconds for the leader (``TimeoutError`` after).
         ``on_join`` is called when a follower starts waiting (before the call ends).
         """
         with self._lock:
@@ -44,7 +46,7 @@ class SingleFlight(Generic[T]):
         if not leader:
             if on_join is not None:
                 on_join()
-            return future.result(), True
+            return future.result(timeout=wait_s), True
         try:
             result = fn()
         except BaseException as exc:
@@ -83,9 +85,10 @@ class AsyncSingleFlight(Generic[T]):
         self._calls: dict[tuple[int, str], _Call[T]] = {}
 
     async def do(
-        self, key: str, fn: Callable[[], Awaitable[T]], *, on_join: Callable[[], None] | None = None
+        self, key: str, fn: Callable[[], Awaitable[T]], *, wait_s: float | None = None,
+        on_join: Callable[[], None] | None = None,
     ) -> tuple[T, bool]:
-        """Run ``fn`` once per key at a time; (result, shared); ``on_join`` as for ``SingleFlight``."""
+        """Run ``fn`` once per key at a time; (result, shared); ``wait_s`` and ``on_join`` as for ``SingleFlight``."""
         loop = asyncio.get_running_loop()
         slot = (id(loop), key)
         call = self._calls.get(slot)
@@ -98,7 +101,7 @@ class AsyncSingleFlight(Generic[T]):
             call.task.add_done_callback(lambda _task, c=call: self._forget(slot, c))
         call.waiters += 1
         try:
-            return await asyncio.shield(call.task), shared
+            return await asyncio.wait_for(asyncio.shield(call.task), wait_s), shared
         finally:
             call.waiters -= 1
             if not call.waiters and not call.task.done():

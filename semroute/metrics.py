@@ -13,6 +13,8 @@ from collections import Counter, deque
 
 import numpy as np
 
+from .redact import redact_text
+
 __all__ = ["Metrics"]
 
 
@@ -77,7 +79,7 @@ class Metrics:
                 if q in stats:
                     lines.append(f'{metric}{{quantile="0.{q[1:]}"}} {stats[q]:.6g}')
             lines.append(f"{metric}_count {stats.get('count', 0):g}")
-        return "\n".join(lines) + "\n"
+        return redact_text("\n".join(lines) + "\n")  # names may embed instance labels
 
 
 def _clean(name: str) -> str:

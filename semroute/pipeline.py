@@ -119,9 +119,10 @@ class Pipeline:
         text = _text("question", question, max_chars=self.settings.max_question_chars)
         ns = self.namespace if namespace is None else validate_namespace(namespace)
         if system is not None:
-            _text("system prompt", system, max_chars=self.settings.max_question_chars * 4)
-        if tier is not None and tier not in self.tiers:
+            system = _text("system prompt", system, max_chars=self.settings.max_question_chars * 4)
+        if tier is not None and (not isinstance(tier, str) or str.__str__(tier) not in self.tiers):
             raise InvalidRequest(f"tier {tier!r} is not configured; tiers are {sorted(self.tiers)}")
+        tier = None if tier is None else str.__str__(tier)
         scope = scope_of(ns, self._policy(system))
         messages = ((Message("system", system),) if system else ()) + (Message("user", text),)
         return Plan(text, ns, system, scope, exact_key(scope, normalise(text)), messages, tier, started)
@@ -284,8 +285,12 @@ class Pipeline:
         ttl_s: float | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> int:
-        if ttl_s is not None and not ttl_s > 0:
+        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
             raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            raise InvalidRequest(f"pairs must be an iterable of (question, answer), got {type(pairs).__name__}")
         if tags is not None and not isinstance(tags, Mapping):
             raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
         tag_pairs = tuple(sorted(check_tags((tags or {}).items())))

@@ -6,8 +6,8 @@ Shared by ``RedisStore`` (``semroute.cache.redis``), ``RedisLimiter``
 * ``connect(url)`` builds a redis-py client from ``redis://``, ``rediss://`` (TLS) or
   ``unix://`` URLs with password and db honoured, and short socket timeouts so a dead server
   costs a request at most a fraction of a second.
-* ``redact_url(url)`` is how a URL may appear in logs, errors and reprs: userinfo and query
-  tokens replaced by ``***``.
+* ``redact_url(url)`` (``semroute.redact``'s, re-exported) is how a URL may appear in logs,
+  errors and reprs: userinfo and credential-like query parameters replaced by ``***``.
 * ``Outage`` is a small circuit: after a connection error every call fails fast with
   ``StoreUnavailable`` for a back-off period, then one call tries again (redis-py reconnects
   by itself), and the outage is logged once when it starts and once when it ends.
@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, StoreError, StoreUnavailable
+from .redact import redact_url  # the one redaction helper; re-exported for the Redis modules
 
 __all__ = ["Outage", "RedisTimeouts", "connect", "redact_url", "check_binary_client"]
 
@@ -35,22 +36,6 @@ log = logging.getLogger("semroute")
 T = TypeVar("T")
 
 _SCHEMES = ("redis", "rediss", "unix")
-_SECRET_PARAMS = {"password", "token", "auth", "secret", "ssl_password"}
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its userinfo and secret query parameters replaced by ``***`` (never raises)."""
-    try:
-        parts = urlsplit(str(url))
-        netloc = parts.netloc
-        if "@" in netloc:
-            netloc = "***@" + netloc.rsplit("@", 1)[1]
-        query = urlencode(
-            [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    except ValueError:
-        return "<unparsable url>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,12 +84,15 @@ class RedisSingleFlight:
 
     # -- complete answers ----------------------------------------------------------------------
 
-    def do(self, key: str, fn: Callable[[], Answer]) -> tuple[Answer, bool]:
-        """Run ``fn`` once per key across every process; returns (answer, shared)."""
-        answer, shared_here = self._local.do(key, lambda: self._shared_do(key, fn))
+    def do(self, key: str, fn: Callable[[], Answer], *, wait_s: float | None = None) -> tuple[Answer, bool]:
+        """Run ``fn`` once per key across every process; returns (answer, shared).
+
+        A follower waits at most ``wait_s`` seconds (its own deadline; ``TimeoutError`` after).
+        """
+        answer, shared_here = self._local.do(key, lambda: self._shared_do(key, fn, wait_s), wait_s=wait_s)
         return answer[0], shared_here or answer[1]  # type: ignore[index]
 
-    def _shared_do(self, key: str, fn: Callable[[], Answer]) -> tuple[Answer, bool]:
+    def _shared_do(self, key: str, fn: Callable[[], Answer], wait_s: float | None) -> tuple[Answer, bool]:
         for _ in range(3):  # a leader that died hands the key to a follower
             try:
                 lease, token, leader = self._claim(key)
@@ -98,14 +101,15 @@ class RedisSingleFlight:
             if leader:
                 return self._lead(lease, token, fn, on_done=lambda a: [("done", _encode_answer(a))]), False
             try:
-                for kind, body in self._follow(lease, token):
+                for kind, body in self._follow(lease, token, wait_s):
                     if kind == "done":
                         return _decode_answer(body), True
             except (_Abandoned, StoreError):
                 continue
         return self._fallback.do(key, fn)
 
-    async def ado(self, key: str, fn: Callable[[], Awaitable[Answer]]) -> tuple[Answer, bool]:
+    async def ado(self, key: str, fn: Callable[[], Awaitable[Answer]], *,
+                  wait_s: float | None = None) -> tuple[Answer, bool]:
         """``do`` for asyncio: Redis calls and waiting run in worker threads."""
         for _ in range(3):
             try:
@@ -115,7 +119,7 @@ class RedisSingleFlight:
             if leader:
                 return await self._alead(lease, token, fn), False
             try:
-                body = await asyncio.to_thread(self._follow_done, lease, token)
+                body = await asyncio.to_thread(self._follow_done, lease, token, wait_s)
                 return _decode_answer(body), True
             except (_Abandoned, StoreError):
                 continue
@@ -123,7 +127,7 @@ class RedisSingleFlight:
 
     # -- streams -------------------------------------------------------------------------------
 
-    def stream(self, key: str, fn: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
+    def stream(self, key: str, fn: Callable[[], Iterator[Chunk]], *, wait_s: float | None = None) -> Iterator[Chunk]:
         """Chunks of one generation per key across processes: the leader's as they arrive."""
         try:
             lease, token, leader = self._claim(key)
@@ -134,14 +138,15 @@ class RedisSingleFlight:
             yield from self._lead_stream(lease, token, fn)
             return
         try:
-            for kind, body in self._follow(lease, token):
+            for kind, body in self._follow(lease, token, wait_s):
                 yield _decode_chunk(body)
                 if kind == "done":
                     return
         except _Abandoned:
             raise errors.BackendError("the request generating this answer stopped before it finished") from None
 
-    async def astream(self, key: str, fn: Callable[[], AsyncIterator[Chunk]]) -> AsyncIterator[Chunk]:
+    async def astream(self, key: str, fn: Callable[[], AsyncIterator[Chunk]], *,
+                      wait_s: float | None = None) -> AsyncIterator[Chunk]:
         try:
             lease, token, leader = await asyncio.to_thread(self._claim, key)
         except StoreError:
@@ -152,7 +157,7 @@ class RedisSingleFlight:
             async for chunk in self._alead_stream(lease, token, fn):
                 yield chunk
             return
-        records = self._follow(lease, token)
+        records = self._follow(lease, token, wait_s)
         while True:
             try:
                 record = await asyncio.to_thread(next, records, None)
@@ -263,12 +268,16 @@ class RedisSingleFlight:
 
     # -- follower side -------------------------------------------------------------------------
 
-    def _follow(self, lease: str, token: str) -> Iterator[tuple[str, str]]:
-        """The leader's records as they arrive; ``_Abandoned`` if its lease runs out first."""
+    def _follow(self, lease: str, token: str, wait_s: float | None = None) -> Iterator[tuple[str, str]]:
+        """The leader's records as they arrive; ``_Abandoned`` if its lease runs out first.
+
+        ``TimeoutError`` when the caller's own ``wait_s`` (its deadline) ends the wait first.
+        """
         stream = self._p + "fr:" + token
-        last, deadline = b"0-0", time.monotonic() + self.wait_s
-        block_ms = self._block_ms
-        while time.monotonic() < deadline:
+        own = wait_s is not None and wait_s < self.wait_s
+        last, deadline = b"0-0", time.monotonic() + (wait_s if own else self.wait_s)
+        while (left := deadline - time.monotonic()) > 0:
+            block_ms = max(1, min(self._block_ms, int(left * 1000)))
             reply = self.outage.call(self._client.xread, {stream: last}, count=100, block=block_ms)
             for _name, records in reply or []:
                 for record_id, fields in records:
@@ -282,10 +291,12 @@ class RedisSingleFlight:
             if not reply:  # nothing new for a while: is the leader still alive?
                 if self.outage.call(self._client.get, lease) != token.encode():
                     raise _Abandoned()
+        if own:
+            raise TimeoutError(f"the caller's deadline ({wait_s:g}s) passed while the leader still works")
         raise errors.BackendTimeout(f"no answer from the leading request within {self.wait_s:g}s")
 
-    def _follow_done(self, lease: str, token: str) -> str:
-        for kind, body in self._follow(lease, token):
+    def _follow_done(self, lease: str, token: str, wait_s: float | None = None) -> str:
+        for kind, body in self._follow(lease, token, wait_s):
             if kind == "done":
                 return body
         raise _Abandoned()

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends.base import BackendFactory
+from .backends.deadline import Deadline
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, default_embedder
-from .errors import BackendError, NoInstanceAvailable
+from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable
 from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
@@ -89,24 +90,32 @@ class Router:
         self._shared_flight = None if self.pipeline.shared is None else self.pipeline.shared.flight()
 
     @classmethod
-    def from_config(cls, path: str | Path, **overrides: object) -> Router:
-        """A router from a TOML file (see ``semroute.config``); keyword arguments override it."""
+    def from_config(cls, path: str | Path, *, allow_strategy_import: bool = False, **overrides: object) -> Router:
+        """A router from a TOML file (see ``semroute.config``); keyword arguments override it.
+
+        ``allow_strategy_import=True`` lets the file name a ``"package.module:Class"`` strategy.
+        """
         from .config import load_config
 
-        return cls(**{**load_config(path), **overrides})  # type: ignore[arg-type]
+        return cls(**{**load_config(path, allow_strategy_import=allow_strategy_import), **overrides})  # type: ignore[arg-type]
 
     # -- sync -----------------------------------------------------------------------------
 
     def ask(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> Answer:
         """Answer one question from the cache or a model tier.
+
+        ``deadline_s`` bounds the whole request (cache, queue wait, retries, other tiers, the
+        model's answer); past it ``DeadlineExceeded`` is raised (a ``BackendTimeout``).
 
         Raises ``InvalidRequest`` (bad input, before any I/O), ``Overloaded`` (every instance of
         the tier busy and its queue full, or the queue deadline passed), ``NoInstanceAvailable``
         or ``BackendError`` (no tier could answer). Store failures never raise: the question
         goes to the model and ``store.errors.*`` counts them.
         """
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
         answer = self.pipeline.exact(plan)
         if answer is not None:
@@ -115,25 +124,32 @@ class Router:
         answer = answer or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        if self._shared_flight is not None:
-            answer, shared = self._shared_flight.do(plan.key, lambda: self._generate(plan, vector))
-            if shared:  # the Redis flight reports joining only when the answer arrives
-                self._coalesced()
-        else:
-            answer, shared = self._flight.do(plan.key, lambda: self._generate(plan, vector), on_join=self._coalesced)
+        generate = lambda: self._generate(plan, vector, deadline)  # noqa: E731
+        try:
+            if self._shared_flight is not None:
+                answer, shared = self._shared_flight.do(plan.key, generate, wait_s=_left(deadline))
+                if shared:  # the Redis flight reports joining only when the answer arrives
+                    self._coalesced()
+            else:
+                answer, shared = self._flight.do(plan.key, generate, wait_s=_left(deadline), on_join=self._coalesced)
+        except TimeoutError:  # a follower's own deadline passed while the leader still works
+            raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
     def _coalesced(self) -> None:
         """A caller joined an identical miss in flight (counted when it joins, not when it ends)."""
         self.metrics.incr("requests.coalesced")
 
-    def _generate(self, plan: Plan, vector: np.ndarray) -> Answer:
+    def _generate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
         decision = self.pipeline.decide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
-                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages)
+                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline))
+            except DeadlineExceeded:
+                raise  # no other tier: the caller's time is up
             except (BackendError, NoInstanceAvailable) as exc:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
@@ -143,7 +159,8 @@ class Router:
         raise last_error
 
     def stream(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> Iterator[Chunk]:
         """Stream an answer. A cache hit is one final chunk; a miss streams from the model.
 
@@ -151,10 +168,11 @@ class Router:
         stream. The answer is stored only once the stream completed without error. Failures
         after the first chunk surface as ``BackendError``; nothing is retried (no duplicate text).
         """
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
-        return self._stream(plan)
+        return self._stream(plan, deadline)
 
-    def _stream(self, plan: Plan) -> Iterator[Chunk]:
+    def _stream(self, plan: Plan, deadline: Deadline) -> Iterator[Chunk]:
         answer = self.pipeline.exact(plan)
         if answer is None:
             vector, answer = self.pipeline.lookup(plan)
@@ -163,24 +181,32 @@ class Router:
             yield _hit_chunk(answer)
             return
         if self._shared_flight is not None:
-            yield from self._shared_flight.stream(plan.key, lambda: self._stream_miss(plan, vector))
+            try:
+                yield from self._shared_flight.stream(plan.key, lambda: self._stream_miss(plan, vector, deadline),
+                                                      wait_s=_left(deadline))
+            except TimeoutError:  # following another process's stream past this request's deadline
+                raise deadline.error("waiting for an identical request") from None
             return
-        chunks, shared = self._stream_flight.join(plan.key, lambda: self._stream_miss(plan, vector))
+        # a local follower reads the leader's stream, which is bounded by the leader's deadline
+        chunks, shared = self._stream_flight.join(plan.key, lambda: self._stream_miss(plan, vector, deadline))
         if shared:
             self._coalesced()
         with contextlib.closing(chunks):
             yield from chunks
 
-    def _stream_miss(self, plan: Plan, vector: np.ndarray) -> Iterator[Chunk]:
+    def _stream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Iterator[Chunk]:
         decision = self.pipeline.decide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             parts: list[str] = []
             try:
-                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages):
+                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
                     yield replace(chunk, source=tier)
+            except DeadlineExceeded:
+                raise
             except (BackendError, NoInstanceAvailable) as exc:
                 if parts:  # text already reached the caller: never retry
                     self.metrics.incr("stream.broken")
@@ -225,10 +251,12 @@ class Router:
     # -- async ----------------------------------------------------------------------------
 
     async def aask(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> Answer:
         """``ask`` for asyncio. Store, index, embedding and model loading run in worker threads,
         so the event loop never waits on them; raises what ``ask`` raises."""
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
         answer = await asyncio.to_thread(self.pipeline.exact, plan)
         if answer is not None:
@@ -237,22 +265,30 @@ class Router:
         answer = answer or await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
-        if self._shared_flight is not None:
-            answer, shared = await self._shared_flight.ado(plan.key, lambda: self._agenerate(plan, vector))
-            if shared:
-                self._coalesced()
-        else:
-            answer, shared = await self._aflight.do(plan.key, lambda: self._agenerate(plan, vector),
-                                                    on_join=self._coalesced)
+        generate = lambda: self._agenerate(plan, vector, deadline)  # noqa: E731
+        try:
+            if self._shared_flight is not None:
+                answer, shared = await self._shared_flight.ado(plan.key, generate, wait_s=_left(deadline))
+                if shared:
+                    self._coalesced()
+            else:
+                answer, shared = await self._aflight.do(plan.key, generate, wait_s=_left(deadline),
+                                                        on_join=self._coalesced)
+        except TimeoutError:
+            raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
 
-    async def _agenerate(self, plan: Plan, vector: np.ndarray) -> Answer:
+    async def _agenerate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
         decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)  # loads the classifier once
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
-                completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages)
+                completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages,
+                                                                  deadline_s=_left(deadline))
+            except DeadlineExceeded:
+                raise
             except (BackendError, NoInstanceAvailable) as exc:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
@@ -262,13 +298,15 @@ class Router:
         raise last_error
 
     def astream(
-        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None
+        self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
+        deadline_s: float | None = None,
     ) -> AsyncIterator[Chunk]:
         """``stream`` for asyncio: ``async for chunk in router.astream(question)``."""
+        deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)  # bad input raises now
-        return self._astream(plan)
+        return self._astream(plan, deadline)
 
-    async def _astream(self, plan: Plan) -> AsyncIterator[Chunk]:
+    async def _astream(self, plan: Plan, deadline: Deadline) -> AsyncIterator[Chunk]:
         answer = await asyncio.to_thread(self.pipeline.exact, plan)
         if answer is None:
             vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
@@ -277,29 +315,36 @@ class Router:
             yield _hit_chunk(answer)
             return
         if self._shared_flight is not None:
-            chunks = self._shared_flight.astream(plan.key, lambda: self._astream_miss(plan, vector))
+            chunks = self._shared_flight.astream(plan.key, lambda: self._astream_miss(plan, vector, deadline),
+                                                 wait_s=_left(deadline))
             shared = False
         else:
-            chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector))
+            chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector, deadline))
         if shared:
             self._coalesced()
         try:
             async for chunk in chunks:
                 yield chunk
+        except TimeoutError:  # following another process's stream past this request's deadline
+            raise deadline.error("waiting for an identical request") from None
         finally:
             await chunks.aclose()
 
-    async def _astream_miss(self, plan: Plan, vector: np.ndarray) -> AsyncIterator[Chunk]:
+    async def _astream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> AsyncIterator[Chunk]:
         decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
+            deadline.check("before the model was asked")
             parts: list[str] = []
             try:
-                async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages):
+                async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
+                                                                    deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         completion = _joined(parts, chunk)
                         await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
                     yield replace(chunk, source=tier)
+            except DeadlineExceeded:
+                raise
             except (BackendError, NoInstanceAvailable) as exc:
                 if parts:
                     self.metrics.incr("stream.broken")
@@ -312,12 +357,14 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
-        """Counters, latency percentiles and each tier's instances (in flight, EWMA latency, health)."""
+        """Counters, latency percentiles, each tier's instances (in flight, EWMA latency, health,
+        breaker) and its ``sizing`` (slots, queue, what is in use; see the README's sizing rule)."""
         snapshot = self.metrics.snapshot()
         snapshot["instances"] = {
             name: [dataclasses.asdict(s) for s in self.pipeline.pool(name).states(tier.model)]
             for name, tier in self.tiers.items()
         }
+        snapshot["sizing"] = {name: _sizing(self.pipeline.pool(name), tier) for name, tier in self.tiers.items()}
         return snapshot
 
     def start_health_checks(self) -> None:
@@ -333,6 +380,31 @@ class Router:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _sizing(pool, tier: Tier) -> dict[str, float | int | None]:
+    """Capacity of one tier: ``slots`` run at once, ``queue_max`` more wait up to ``queue_timeout_s``;
+    beyond ``admits_at_once`` concurrent requests ``Overloaded`` comes at once. ``answers_per_s``
+    is slots / mean EWMA latency (None until measured)."""
+    states = pool.states(tier.model)
+    queue = tier.pool.queue
+    slots = sum(s.limit for s in states)
+    latencies = [s.ewma_latency_s for s in states if s.ewma_latency_s]
+    return {
+        "instances": len(states),
+        "slots": slots,
+        "queue_max": queue.max_length,
+        "queue_timeout_s": queue.timeout_s,
+        "admits_at_once": slots + queue.max_length,
+        "in_flight": sum(s.in_flight for s in states),
+        "queued": pool.queue_length,
+        "answers_per_s": slots / (sum(latencies) / len(latencies)) if latencies else None,
+    }
+
+
+def _left(deadline: Deadline) -> float | None:
+    """The seconds a pool call may take; never zero (the deadline was just checked)."""
+    return None if deadline.until is None else max(deadline.remaining(), 1e-6)
 
 
 def _joined(parts: Sequence[str], last: Chunk) -> Completion:

@@ -97,12 +97,17 @@ class QueueSettings:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """When to stop sending traffic to an instance and when to try it again."""
+    """When to stop sending traffic to an instance and when to try it again.
+
+    ``failure_window_s``: failures older than this are forgotten (they stop counting towards
+    the threshold and towards the load a strategy sees).
+    """
 
     failure_threshold: int = 3
     cooldown_s: float = 1.0
     max_cooldown_s: float = 30.0
     backoff_factor: float = 2.0
+    failure_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1:
@@ -111,6 +116,8 @@ class BreakerSettings:
             raise ConfigError("need 0 < cooldown_s <= max_cooldown_s")
         if self.backoff_factor < 1:
             raise ConfigError("backoff_factor must be >= 1")
+        if not 0 < self.failure_window_s < math.inf:
+            raise ConfigError("failure_window_s must be a positive number of seconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ PUBLIC = {
     "BatchingEmbedder", "BatchSettings",
     "Verifier", "ThresholdVerifier", "PairVerifier", "ByNamespace", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",
     "SemrouteError", "InvalidRequest", "ConfigError", "EmbeddingError", "DimensionMismatch",
-    "StoreError", "StoreUnavailable", "BackendError", "BackendUnavailable", "BackendTimeout",
+    "StoreError", "StoreUnavailable", "BackendError", "BackendUnavailable", "BackendTimeout", "DeadlineExceeded",
     "BackendProtocolError", "Overloaded", "NoInstanceAvailable", "ModelError", "ModelMismatch",
     "__version__",
 }
@@ -44,6 +44,7 @@ def test_import_does_not_load_heavy_libraries():
         ("StoreUnavailable", "StoreError"),
         ("BackendUnavailable", "BackendError"),
         ("BackendTimeout", "BackendError"),
+        ("DeadlineExceeded", "BackendTimeout"),
         ("BackendProtocolError", "BackendError"),
         ("ModelMismatch", "ModelError"),
         ("Overloaded", "SemrouteError"),

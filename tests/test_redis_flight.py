@@ -170,3 +170,33 @@ def test_redis_down_falls_back_to_the_in_process_flight():
     finally:
         flight.close()
         dead.close()
+
+
+@pytest.mark.reliability
+def test_a_follower_gives_up_at_its_own_wait_while_the_leader_still_works(flights, redis_url):
+    leader, follower = flights(), flights()
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> Answer:
+        started.set()
+        release.wait(10)
+        return answer("forty")
+
+    results: list[tuple[Answer, bool]] = []
+    lead = threading.Thread(target=lambda: results.append(leader.do("k", slow)))
+    lead.start()
+    assert started.wait(10)
+    try:
+        with pytest.raises(TimeoutError):  # the router turns this into the request's DeadlineExceeded
+            follower.do("k", lambda: answer("never"), wait_s=0.2)
+        with pytest.raises(TimeoutError):
+            asyncio.run(follower.ado("k", _never, wait_s=0.2))
+    finally:
+        release.set()
+        lead.join(10)
+    assert [(a.text, shared) for a, shared in results] == [("forty", False)]
+    assert follower.do("k", lambda: answer("never"), wait_s=5.0)[0].text == "forty"  # lingering result
+
+
+async def _never() -> Answer:
+    raise AssertionError("a follower must not generate while the leader holds the key")

@@ -130,3 +130,25 @@ def test_redis_killed_and_restarted_fails_open_and_keeps_entries(redis_url, redi
     assert after.source == "exact" and after.text == before.text
     errors = [r for r in caplog.records if "without the cache" in r.getMessage()]
     assert len(errors) == 1  # logged once per outage
+
+
+@pytest.mark.reliability
+def test_a_follower_across_redis_stops_at_its_own_deadline(redis_url):
+    import threading
+
+    from semroute.errors import DeadlineExceeded
+
+    with FakeOllama((SMALL,)) as fake, make_router(redis_url, fake.url) as leader, \
+            make_router(redis_url, fake.url) as follower:
+        fake.pause()  # the leader's call waits at the fake until resume()
+        answers = []
+        lead = threading.Thread(target=lambda: answers.append(leader.ask("how long is a passport valid")))
+        lead.start()
+        try:
+            fake.wait_until(lambda s: s.count("chat") >= 1, timeout=20)
+            with pytest.raises(DeadlineExceeded):  # not the flight's own 600 s wait
+                follower.ask("how long is a passport valid", deadline_s=0.3)
+        finally:
+            fake.resume()
+            lead.join(30)
+        assert [a.source for a in answers] == ["small"] and fake.stats().count("chat") == 1

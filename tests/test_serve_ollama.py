@@ -266,3 +266,16 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error_line(gateway, fake_ol
     again = gw.ollama().chat(model="semroute", messages=user("drop me midway"))
     assert again.message.content  # nothing broken was cached: this one came from the model
     assert fake_ollama.stats().count("chat") == 3
+
+
+@pytest.mark.reliability
+def test_the_instance_header_never_shows_credentials(gateway, fake_ollama):
+    from gateway_kit import tiers_at
+
+    secret_url = fake_ollama.url.replace("http://", "http://ops:hunter2@") + "/?token=s3cret"
+    gw = gateway(tiers=tiers_at(secret_url))
+    reply = httpx.post(f"{gw.url}/api/chat", json={"model": "semroute", "messages": user("a credentialed host?"),
+                                                   "stream": False})
+    assert reply.status_code == 200, reply.text
+    shown = reply.headers["x-semroute-instance"]
+    assert "127.0.0.1" in shown and "hunter2" not in shown and "s3cret" not in shown and "ops" not in shown

@@ -26,6 +26,7 @@ from ..errors import (
     Overloaded,
 )
 from ..metrics import Metrics
+from ..redact import redact_text
 from .base import Backend
 from ..settings import PoolSettings, RetrySettings
 from .health import CircuitBreaker, Probe
@@ -58,7 +59,7 @@ class _Member:
 
     def __init__(self, spec: Instance, breaker: CircuitBreaker) -> None:
         self.spec = spec
-        self.name = spec.backend.name
+        self.name = redact_text(spec.backend.name)  # shown in logs, errors and stats; keys the limiter
         self.breaker = breaker
         self.healthy = True
         self.models: frozenset[str] | None = None if spec.models is None else frozenset(map(model_key, spec.models))
@@ -69,9 +70,10 @@ class _Member:
         self.ewma_ttft: float | None = None
 
     def stale(self, now: float, ttl: float) -> bool:
-        # Unknown or unhealthy instances are re-asked as soon as their breaker lets them be tried.
-        due = self.models is None or not self.healthy or now - self.models_at >= ttl
-        return self.spec.models is None and due and self.breaker.available()
+        # Unknown or unhealthy instances are re-asked as soon as their breaker lets them be tried
+        # (an unhealthy one with configured models too: nothing else would bring it back).
+        learn = self.spec.models is None and (self.models is None or now - self.models_at >= ttl)
+        return (learn or not self.healthy) and self.breaker.available()
 
 
 def _ewma(old: float | None, new: float, alpha: float) -> float:
@@ -92,6 +94,9 @@ class Ask:
     tried: set[int] = field(default_factory=set)
     attempts: list[tuple[str, str]] = field(default_factory=list)
     key: str = ""
+    # When the current attempt was sent (the breaker's clock): tells a probe from a request
+    # that was already in flight when its instance's breaker opened.
+    dispatched_at: float | None = None
 
     def __post_init__(self) -> None:
         self.key = model_key(self.model)
@@ -184,6 +189,8 @@ class Balancer:
             healthy=m.healthy,
             has_model=m.models is not None and (key is None or key in m.models),
             model_loaded=key is not None and key in m.loaded,
+            breaker=m.breaker.state,
+            reopens_in_s=m.breaker.reopens_in(),
         )
 
     def _usable_candidates(self, ask: Ask) -> list[int]:
@@ -204,21 +211,32 @@ class Balancer:
     def _admit_locked(self, ask: Ask, *, ahead: int = 0, budget_s: float = 0.0) -> int | None:
         """Grant a slot (an instance index) or ``None``: every slot is taken, or the strategy would wait."""
         usable = self._usable_candidates(ask)
-        if self._admit is not None:
-            return self._admit_queue_aware(ask, usable, ahead, budget_s)
         members = self._members
         free = [i for i in usable if self._limiter.in_flight(members[i].name) < members[i].spec.limit]
+        # A half-open instance gets its probe before the strategy is asked: its recent failures
+        # make every score rank it last, and without the probe it would never close again.
+        for i in [i for i in free if members[i].breaker.state == "half_open"]:
+            if self._take_locked(i, ask):
+                return i
+        if self._admit is not None:
+            return self._admit_queue_aware(ask, usable, ahead, budget_s)
         while free:
             j = self.strategy.pick([self._state(i, ask.model) for i in free], self._rng)
             if not isinstance(j, int) or not 0 <= j < len(free):
                 raise ConfigError(f"strategy {self.strategy.name!r} returned {j!r} for {len(free)} candidates")
             i = free.pop(j)
-            m = self._members[i]
-            if self._limiter.try_acquire(m.name, m.spec.limit):
-                m.in_flight += 1
-                m.breaker.on_dispatch()
+            if self._take_locked(i, ask):
                 return i
         return None
+
+    def _take_locked(self, i: int, ask: Ask) -> bool:
+        """Take a slot on instance ``i`` for ``ask`` if the limiter still has one."""
+        m = self._members[i]
+        if not self._limiter.try_acquire(m.name, m.spec.limit):
+            return False
+        m.in_flight += 1
+        ask.dispatched_at = m.breaker.on_dispatch()
+        return True
 
     def _admit_queue_aware(self, ask: Ask, usable: list[int], ahead: int, budget_s: float) -> int | None:
         states = [self._state(i, ask.model) for i in usable]
@@ -229,15 +247,19 @@ class Balancer:
             if not isinstance(j, int) or not 0 <= j < len(usable) or not states[j].free_slots:
                 raise ConfigError(f"strategy {self.strategy.name!r} returned {j!r}, not a free one of {len(usable)}")
             m = self._members[usable[j]]
-            if self._limiter.try_acquire(m.name, m.spec.limit):
-                m.in_flight += 1
-                m.breaker.on_dispatch()
+            if self._take_locked(usable[j], ask):
                 return usable[j]
             states[j] = replace(states[j], in_flight=m.spec.limit)  # a shared limiter filled it meanwhile
         return None
 
     def _has_free_slot_locked(self) -> bool:
-        return any(self._limiter.in_flight(m.name) < m.spec.limit for m in self._members)
+        # Only slots a request may take now: an open or unhealthy instance's idle slots are no
+        # reason to walk the queue (with 100 waiters polling, that walk ate the CPU of the whole
+        # pool during an incident: bench/reliability.py, refuse, 120 clients).
+        return any(
+            m.healthy and m.breaker.available() and self._limiter.in_flight(m.name) < m.spec.limit
+            for m in self._members
+        )
 
     def _dispatch_locked(self) -> None:
         """Hand freed slots to queued requests, oldest first."""
@@ -279,8 +301,7 @@ class Balancer:
             self._queue.leave(waiter)
             granted, waiter.value = waiter.value, None
         if granted is not None:
-            self.abandoned(granted)
-
+            self.abandoned(granted, waiter.request)
 
     def _release_locked(self, idx: int) -> None:
         m = self._members[idx]
@@ -292,9 +313,9 @@ class Balancer:
         with self._lock:
             self._release_locked(idx)
 
-    def abandoned(self, idx: int) -> None:
+    def abandoned(self, idx: int, ask: Ask | None = None) -> None:
         with self._lock:
-            self._members[idx].breaker.record_release()
+            self._members[idx].breaker.record_release(dispatched_at=None if ask is None else ask.dispatched_at)
             self._release_locked(idx)
 
     def succeeded(self, idx: int, model: str, latency_s: float, ttft_s: float | None) -> None:
@@ -316,11 +337,12 @@ class Balancer:
             m = self._members[idx]
             if isinstance(exc, BackendProtocolError) and exc.status == 404 and m.models is not None:
                 m.models = m.models - {ask.key}  # the model was removed; not the instance's fault
-                m.breaker.record_release()
+                m.breaker.record_release(dispatched_at=ask.dispatched_at)
             elif instance_fault:  # fast 503s and refused connections count: a failing instance must not look idle
-                m.breaker.record_failure(retry_after=exc.retry_after if isinstance(exc, BackendUnavailable) else None)
+                retry_after = exc.retry_after if isinstance(exc, BackendUnavailable) else None
+                m.breaker.record_failure(retry_after=retry_after, dispatched_at=ask.dispatched_at)
             else:
-                m.breaker.record_release()
+                m.breaker.record_release(dispatched_at=ask.dispatched_at)
             ask.tried.add(idx)
             ask.attempts.append((m.name, f"{type(exc).__name__}: {exc}"))
             self._release_locked(idx)
@@ -367,8 +389,8 @@ class Balancer:
                 m.loaded = frozenset(map(model_key, result.loaded))
             if not result.healthy:
                 m.breaker.trip()  # unreachable: no request (and no re-probe) until the cooldown ends
-            elif recovered:
-                m.breaker.half_open_now()  # back: let the next request probe it at once
+            elif recovered or m.breaker.state == "open":
+                m.breaker.half_open_now()  # it answers: let the next request probe it at once
             self._dispatch_locked()
         if not result.healthy:
             self._metrics.incr("pool.probe_failures")

@@ -2,10 +2,16 @@
 
 ``CircuitBreaker`` is an I/O-free state machine driven by request outcomes and a clock::
 
-    closed --N consecutive failures--> open --cooldown elapsed--> half-open
-       ^                                 ^                            |
-       +------------ probe succeeds -----|------ probe fails ---------+
-                                         (cooldown doubles, capped)
+    closed --N failures within failure_window_s--> open --cooldown elapsed--> half-open
+       ^                                             ^                            |
+       +------------------ probe succeeds -----------|------ probe fails ---------+
+                                                     (cooldown doubles, capped)
+
+An incident is one trip: failures of requests that were already in flight when the breaker
+opened (or that arrive while it is open) are part of the same incident and neither re-open it
+nor lengthen the cooldown; only a failed half-open probe (or a failed health check after the
+cooldown) escalates. Failures are forgotten ``failure_window_s`` after they happened, so an
+instance that failed once and then received no traffic does not carry that failure forever.
 
 Fast 503s and connection errors are failures like any other, so an instance that fails
 quickly cannot look idle and attract traffic. A ``Retry-After`` from the instance holds the
@@ -19,8 +25,10 @@ This module does not choose instances (that is ``strategy``) or count slots (``l
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -35,18 +43,33 @@ BreakerState = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    """Consecutive failures open the circuit for a cooldown that grows with each re-opening.
+    """Failures within a window open the circuit for a cooldown that grows with each failed probe.
 
     Not thread-safe on its own: the pool calls it under its lock. ``clock`` returns seconds.
+    Callers that know when a request was sent pass ``dispatched_at`` (the value ``on_dispatch``
+    returned) to the outcome methods, so the outcome of a request sent before the breaker
+    opened is told apart from the outcome of the half-open probe.
     """
 
     def __init__(self, settings: BreakerSettings = BreakerSettings(), *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._clock = clock
-        self.failures = 0  # consecutive
-        self._trips = 0  # consecutive openings; sets the cooldown
+        self._failures: deque[float] = deque()  # times of failures since the last success
+        self._trips = 0  # openings since the last success; sets the cooldown
         self._open_until = 0.0
-        self._probing = False
+        self._tripped_at = -math.inf
+        self._probe_at: float | None = None  # when the half-open probe in flight was sent
+
+    @property
+    def failures(self) -> int:
+        """Failures since the last success, within the last ``failure_window_s`` seconds."""
+        self._forget(self._clock())
+        return len(self._failures)
+
+    def _forget(self, now: float) -> None:
+        horizon = now - self.settings.failure_window_s
+        while self._failures and self._failures[0] <= horizon:
+            self._failures.popleft()
 
     @property
     def state(self) -> BreakerState:
@@ -58,46 +81,72 @@ class CircuitBreaker:
         """May a request be sent now? (A half-open breaker admits one probe at a time.)"""
         if self._clock() < self._open_until:
             return False
-        return not (self._trips and self._probing)
+        return not (self._trips and self._probe_at is not None)
 
-    def on_dispatch(self) -> None:
-        """A request was sent; in half-open state it is the probe."""
-        if self._trips and self._clock() >= self._open_until:
-            self._probing = True
+    def on_dispatch(self) -> float:
+        """A request was sent; in half-open state it is the probe. Returns its dispatch time."""
+        now = self._clock()
+        if self._trips and now >= self._open_until:
+            self._probe_at = now
+        return now
+
+    def _is_probe(self, dispatched_at: float | None) -> bool:
+        return self._probe_at is not None and (dispatched_at is None or dispatched_at >= self._probe_at)
 
     def record_success(self) -> None:
-        self.failures = 0
+        self._failures.clear()
         self._trips = 0
-        self._probing = False
+        self._probe_at = None
         self._open_until = 0.0
+        self._tripped_at = -math.inf
 
-    def record_failure(self, *, retry_after: float | None = None) -> None:
-        self.failures += 1
-        was_probe = self._probing
-        self._probing = False
-        if was_probe or self.failures >= self.settings.failure_threshold:
-            s = self.settings
-            cooldown = min(s.max_cooldown_s, s.cooldown_s * s.backoff_factor**self._trips)
-            self._trips += 1
-            self._open_until = max(self._open_until, self._clock() + cooldown)
+    def record_failure(self, *, retry_after: float | None = None, dispatched_at: float | None = None) -> None:
+        now = self._clock()
         if retry_after is not None and retry_after > 0:
             # The instance said when to come back; never earlier than that.
-            self._open_until = max(self._open_until, self._clock() + retry_after)
+            self._open_until = max(self._open_until, now + retry_after)
+        if dispatched_at is not None and dispatched_at < self._tripped_at:
+            return  # sent before this incident was declared: part of it, not a new one
+        was_probe = self._is_probe(dispatched_at)
+        if was_probe:
+            self._probe_at = None
+        self._forget(now)
+        self._failures.append(now)
+        if not was_probe and now < self._open_until:
+            return  # already open: the same incident
+        if was_probe or self._trips or len(self._failures) >= self.settings.failure_threshold:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        s = self.settings
+        cooldown = min(s.max_cooldown_s, s.cooldown_s * s.backoff_factor**self._trips)
+        self._trips += 1
+        self._tripped_at = now
+        self._probe_at = None
+        self._open_until = max(self._open_until, now + cooldown)
 
     def trip(self) -> None:
-        """Open now, whatever the count (a failed health check: the instance is unreachable)."""
-        self.failures = max(self.failures, self.settings.failure_threshold - 1)
-        self.record_failure()
+        """Open now, whatever the count (a failed health check: the instance is unreachable).
+
+        While already open this is the same incident: the cooldown is not lengthened.
+        """
+        now = self._clock()
+        if now < self._open_until:
+            return
+        self._forget(now)
+        self._failures.append(now)
+        self._open(now)
 
     def half_open_now(self) -> None:
         """End an open period early (a health check saw the instance come back)."""
         if self._trips:
             self._open_until = min(self._open_until, self._clock())
-            self._probing = False
+            self._probe_at = None
 
-    def record_release(self) -> None:
+    def record_release(self, *, dispatched_at: float | None = None) -> None:
         """A request ended with neither success nor failure (the caller stopped reading)."""
-        self._probing = False
+        if self._is_probe(dispatched_at):
+            self._probe_at = None
 
     def reopens_in(self) -> float:
         return max(0.0, self._open_until - self._clock())

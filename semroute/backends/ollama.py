@@ -35,6 +35,7 @@ from ..errors import (
     ConfigError,
     InvalidRequest,
 )
+from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from ..settings import Timeout
@@ -183,7 +184,7 @@ def _base_url(host: str) -> str:
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
     """Validate before any I/O; ``InvalidRequest`` changes nothing."""
     validate_chat(model, messages)
-    return [{"role": m.role, "content": m.content} for m in messages]
+    return [{"role": str.__str__(m.role), "content": str.__str__(m.content)} for m in messages]
 
 
 class OllamaBackend:
@@ -196,8 +197,8 @@ class OllamaBackend:
     def __init__(self, host: str, *, timeout: Timeout = Timeout(), name: str | None = None) -> None:
         if not isinstance(timeout, Timeout):
             raise ConfigError(f"timeout must be a semroute Timeout, got {timeout!r}")
-        self.host = _base_url(host)
-        self.name = name or self.host
+        self.host = _base_url(host)  # used only to connect: it may carry credentials
+        self.name = redact_text(name or self.host)  # what logs, errors and stats show
         self.timeout = timeout
         self._lock = threading.Lock()
         self._client: ollama.Client | None = None
@@ -205,7 +206,7 @@ class OllamaBackend:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncEntry] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
-        return f"OllamaBackend({self.host!r})"
+        return f"OllamaBackend({self.name!r})"
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -251,6 +252,8 @@ class OllamaBackend:
     def _edge(self) -> Iterator[None]:
         try:
             yield
+        except UnicodeEncodeError as exc:  # the request could not be encoded: the caller's fault
+            raise InvalidRequest(f"the request to {self.name} cannot be encoded: {exc.reason}") from exc
         except _EDGE_ERRORS as exc:
             raise _translate(exc, self.name) from exc
 

@@ -18,16 +18,17 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
-from ..errors import BackendError, ConfigError, InvalidRequest
+from ..errors import BackendError, ConfigError, DeadlineExceeded, InvalidRequest
 from ..metrics import Metrics
-from ..request import validate_chat
+from ..request import validate_chat, validate_options
 from ..types import Chunk, Completion, Message
 from ..settings import PoolSettings, RetrySettings
 from .balancer import Ask, Balancer, Instance
 from .base import AsyncClosable, Backend, EmbeddingBackend
+from .deadline import Deadline, call_before
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
 from .strategy import InstanceState, Strategy, resolve_strategy
@@ -37,6 +38,8 @@ __all__ = ["Instance", "Pool"]
 # Local releases wake queued requests directly; this poll only catches cooldowns ending and
 # slots freed by other processes (a shared limiter), so it can be slow and cheap.
 _POLL_S = 0.25
+T = TypeVar("T")
+_Settle = Callable[[Completion | None, BaseException | None], None]
 
 
 class Pool:
@@ -77,7 +80,10 @@ class Pool:
 
     # ----------------------------------------------------------------- public surface
 
-    def chat(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> Completion:
+    def chat(
+        self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
+        deadline_s: float | None = None,
+    ) -> Completion:
         """One complete answer. A failed instance is replaced by another, within the retry budget.
 
         ``options`` (Ollama's model options, e.g. ``{"temperature": 0, "num_predict": 4}``) are
@@ -86,39 +92,51 @@ class Pool:
         Raises ``InvalidRequest`` (before any I/O), ``Overloaded`` (queue full or deadline passed),
         ``NoInstanceAvailable`` (no instance has the model, all are down, or every attempt
         failed; ``attempts`` lists them) or a non-retryable ``BackendError`` (such as a 400).
+        ``deadline_s`` bounds the whole call (queue, attempts, backoff, the instance's answer):
+        past it, ``DeadlineExceeded`` at once, even while an instance hangs.
         """
-        validate_chat(model, messages)
+        model = validate_chat(model, messages)
+        options = validate_options(options)
+        deadline = Deadline(deadline_s, self._clock)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
+            deadline.check("before an attempt")
             self._refresh_models()
-            idx = self._acquire(ask)
+            idx = self._acquire(ask, deadline)
             started = self._clock()
+            backend = self._core.backend(idx)
+            self._not_late(idx, ask, deadline)
             try:
-                completion = self._core.backend(idx).chat(model, messages, **_extra(options))
+                completion = call_before(lambda: backend.chat(model, messages, **_extra(options)), deadline,
+                                         where="while an instance answered", settle=self._settle(idx, ask, model, started))
+            except DeadlineExceeded:
+                raise  # the call runs on; ``settle`` releases its slot when it ends
             except BackendError as exc:
-                delay = self._core.failed(idx, ask, exc, attempt)
-                time.sleep(delay)
+                time.sleep(deadline.bound(self._core.failed(idx, ask, exc, attempt)))
                 continue
             except BaseException:
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, None)
             return completion
         raise self._core.exhausted(ask)
 
-    def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
+    def stream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> Iterator[Chunk]:
         """Chunks of one answer. Fails over only before the first chunk; after it, errors surface.
 
         Close the iterator if you stop early (it holds a slot until closed or collected).
+        ``deadline_s`` is checked while queued, before each attempt and as each chunk arrives;
+        a silent instance is bounded by its read timeout (``astream`` interrupts it at once).
         """
-        validate_chat(model, messages)
-        return self._stream(model, messages)
+        model = validate_chat(model, messages)
+        return self._stream(model, messages, Deadline(deadline_s, self._clock))
 
-    def _stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
+    def _stream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> Iterator[Chunk]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
+            deadline.check("before an attempt")
             self._refresh_models()
-            idx = self._acquire(ask)
+            idx = self._acquire(ask, deadline)
             started = self._clock()
             ttft: float | None = None
             try:
@@ -127,40 +145,51 @@ class Pool:
                     for chunk in chunks:
                         if ttft is None:
                             ttft = self._clock() - started
+                        deadline.check("while streaming")
                         yield chunk
                 finally:
                     if isinstance(chunks, Generator):  # before the slot is given back
                         chunks.close()
+            except DeadlineExceeded:
+                self._core.abandoned(idx, ask)
+                raise
             except BackendError as exc:
                 if ttft is not None:  # text already reached the caller: surface, never repeat
                     self._core.failed(idx, ask, exc, attempt, retry=False)
                     raise
-                time.sleep(self._core.failed(idx, ask, exc, attempt))
+                time.sleep(deadline.bound(self._core.failed(idx, ask, exc, attempt)))
                 continue
             except BaseException:  # the caller stopped reading (GeneratorExit) or was interrupted
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, ttft)
             return
         raise self._core.exhausted(ask)
 
     async def achat(
-        self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None
+        self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
+        deadline_s: float | None = None,
     ) -> Completion:
         """``chat`` for event loops: waits without blocking the loop."""
-        validate_chat(model, messages)
+        model = validate_chat(model, messages)
+        options = validate_options(options)
+        deadline = Deadline(deadline_s, self._clock)
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
+            deadline.check("before an attempt")
             await self._arefresh_models()
-            idx = await self._aacquire(ask)
+            idx = await self._aacquire(ask, deadline)
             started = self._clock()
             try:
-                completion = await self._core.backend(idx).achat(model, messages, **_extra(options))
+                completion = await _before(self._core.backend(idx).achat(model, messages, **_extra(options)), deadline)
+            except DeadlineExceeded:
+                self._core.abandoned(idx, ask)  # cancelled: the instance's connection was closed
+                raise
             except BackendError as exc:
-                await asyncio.sleep(self._core.failed(idx, ask, exc, attempt))
+                await asyncio.sleep(deadline.bound(self._core.failed(idx, ask, exc, attempt)))
                 continue
             except BaseException:
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, None)
             return completion
@@ -176,7 +205,7 @@ class Pool:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             await self._arefresh_models()
-            idx = await self._aacquire(ask)
+            idx = await self._aacquire(ask, Deadline(None, self._clock))
             backend = self._core.backend(idx)
             if not isinstance(backend, EmbeddingBackend):
                 self._core.abandoned(idx)
@@ -194,36 +223,47 @@ class Pool:
             return vectors
         raise self._core.exhausted(ask)
 
-    def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
-        """Chunks of one answer. ``aclose()`` the iterator if you stop early (it holds a slot)."""
-        validate_chat(model, messages)
-        return self._astream(model, messages)
+    def astream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> AsyncIterator[Chunk]:
+        """Chunks of one answer. ``aclose()`` the iterator if you stop early (it holds a slot).
 
-    async def _astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
+        ``deadline_s`` bounds the whole stream, a silent instance included.
+        """
+        model = validate_chat(model, messages)
+        return self._astream(model, messages, Deadline(deadline_s, self._clock))
+
+    async def _astream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> AsyncIterator[Chunk]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
+            deadline.check("before an attempt")
             await self._arefresh_models()
-            idx = await self._aacquire(ask)
+            idx = await self._aacquire(ask, deadline)
             started = self._clock()
             ttft: float | None = None
             try:
                 chunks = self._core.backend(idx).astream(model, messages)
                 try:
-                    async for chunk in chunks:
+                    while True:
+                        try:
+                            chunk = await _before(anext(chunks), deadline, where="while streaming")
+                        except StopAsyncIteration:
+                            break
                         if ttft is None:
                             ttft = self._clock() - started
                         yield chunk
                 finally:
                     if isinstance(chunks, AsyncGenerator):
                         await chunks.aclose()
+            except DeadlineExceeded:
+                self._core.abandoned(idx, ask)
+                raise
             except BackendError as exc:
                 if ttft is not None:
                     self._core.failed(idx, ask, exc, attempt, retry=False)
                     raise
-                await asyncio.sleep(self._core.failed(idx, ask, exc, attempt))
+                await asyncio.sleep(deadline.bound(self._core.failed(idx, ask, exc, attempt)))
                 continue
             except BaseException:
-                self._core.abandoned(idx)
+                self._core.abandoned(idx, ask)
                 raise
             self._core.succeeded(idx, model, self._clock() - started, ttft)
             return
@@ -296,31 +336,43 @@ class Pool:
 
     # ----------------------------------------------------------------- waiting and refreshing
 
-    def _acquire(self, ask: Ask) -> int:
+    def _acquire(self, ask: Ask, deadline: Deadline) -> int:
         got = self._core.enter(ask, in_loop=False)
         if isinstance(got, int):
             return got
         try:
             while True:
-                got.wait(min(self._core.remaining(got), _POLL_S))
+                got.wait(deadline.bound(min(self._core.remaining(got), _POLL_S)))
                 if (idx := self._core.after_wait(got)) is not None:
                     return idx
+                deadline.check("while queued for a slot")
         except BaseException:
             self._core.abandon_wait(got)
             raise
 
-    async def _aacquire(self, ask: Ask) -> int:
+    async def _aacquire(self, ask: Ask, deadline: Deadline) -> int:
         got = self._core.enter(ask, in_loop=True)
         if isinstance(got, int):
             return got
         try:
             while True:
-                await got.await_grant(min(self._core.remaining(got), _POLL_S))
+                await got.await_grant(deadline.bound(min(self._core.remaining(got), _POLL_S)))
                 if (idx := self._core.after_wait(got)) is not None:
                     return idx
+                deadline.check("while queued for a slot")
         except BaseException:  # including cancellation: leave the queue, give back a granted slot
             self._core.abandon_wait(got)
             raise
+
+    def _not_late(self, idx: int, ask: Ask, deadline: Deadline) -> None:
+        """A slot granted at or after the deadline is given back unused (nothing is sent)."""
+        if deadline.remaining() <= 0:
+            self._core.abandoned(idx, ask)
+            raise deadline.error("before an instance was called")
+
+    def _settle(self, idx: int, ask: Ask, model: str, started: float) -> _Settle:
+        clock, core = self._clock, self._core
+        return lambda value, error: _settle_with(core, idx, ask, model, clock() - started, value, error)
 
     def _refresh_models(self) -> None:
         """Learn each instance's models before it is first used, and again after ``models_ttl_s``."""
@@ -335,6 +387,30 @@ class Pool:
             await asyncio.to_thread(self._refresh_models)
 
 
+def _settle_with(core: Balancer, idx: int, ask: Ask, model: str, latency: float,
+                 value: Completion | None, error: BaseException | None) -> None:
+    """Record the outcome of a call that ended after its caller's deadline."""
+    if error is None:
+        core.succeeded(idx, model, latency, None)
+    elif isinstance(error, BackendError):
+        try:
+            core.failed(idx, ask, error, attempt=0, retry=False)  # learn it; nobody waits for a retry
+        except BackendError:
+            pass
+    else:
+        core.abandoned(idx, ask)
+
+
+async def _before(awaitable: Awaitable[T], deadline: Deadline, *, where: str = "while an instance answered") -> T:
+    """Await ``awaitable``, cancelled with ``DeadlineExceeded`` when the deadline passes."""
+    if deadline.until is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, deadline.remaining()))
+    except asyncio.TimeoutError:  # only wait_for's: backends raise BackendTimeout for their own
+        raise deadline.error(where) from None
+
+
 def _extra(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments for a backend call: ``options`` only when the caller gave some."""
-    return {} if options is None else {"options": dict(options)}
+    return {} if options is None else {"options": options}

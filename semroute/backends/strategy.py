@@ -64,7 +64,9 @@ class InstanceState:
     """A snapshot of one instance as the pool sees it when a request arrives.
 
     ``ewma_latency_s``/``ewma_ttft_s`` are ``None`` until the first successful call;
-    ``recent_failures`` counts consecutive failures (reset by a success).
+    ``recent_failures`` counts failures since the last success within the breaker's
+    ``failure_window_s``; ``breaker`` is the circuit state and ``reopens_in_s`` the rest of
+    its cooldown (strategies never see open instances; these are for ``stats()``).
     """
 
     name: str
@@ -77,6 +79,8 @@ class InstanceState:
     healthy: bool = True
     has_model: bool = True
     model_loaded: bool = False
+    breaker: str = "closed"
+    reopens_in_s: float = 0.0
 
     @property
     def free_slots(self) -> int:

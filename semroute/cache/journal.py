@@ -9,7 +9,10 @@ last few batches may be lost, but the file is still consistent.
 
 Vectors are raw little-endian float32 BLOBs and every other field is a column: no pickle.
 A lock file stops two stores (or processes) from journaling into one directory at once,
-because each would silently overwrite the other's view.
+because each would silently overwrite the other's view. A forked child inherits the open
+journal and its lock but is not its owner: it may neither write nor read it (``StoreError``;
+open a store of its own in another directory, or share a cache with ``RedisStore``), and
+closing it in the child leaves the parent's connection and lock alone.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Journal:
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the cache directory {self.directory}: {exc}") from exc
         self._lock_fd = _lock_directory(self.directory / self.lockname)
+        self._pid = os.getpid()  # the owner; a forked child inherits the lock, not the right to write
         self._db: sqlite3.Connection | None = None
         try:
             # timeout: only an outside tool can hold the write lock (the lock file keeps other
@@ -122,9 +126,22 @@ class Journal:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise StoreError("the cache journal is closed")
+        if os.getpid() != self._pid:
+            raise StoreError(
+                f"the cache journal in {self.directory} was opened by process {self._pid}; a forked child "
+                "must open its own store (another directory) or share a cache through RedisStore"
+            )
         return self._db
 
     def close(self) -> None:
+        if os.getpid() != self._pid:
+            # A forked child's copies: closing the SQLite connection here could checkpoint the
+            # parent's WAL under it. Keep the connection object unclosed (a reference, so it is
+            # not finalised now); close the descriptor copy: the flock stays with the parent
+            # (it belongs to the open file, which the parent still holds).
+            self._inherited, self._db = self._db, None
+            self._release_lock()
+            return
         try:
             if self._db is not None:
                 self._db.close()

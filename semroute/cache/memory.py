@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..types import CacheEntry
+from ._checks import check_ids, check_now, check_since, check_text_id
 from ._vector import as_unit_vector
 from .base import Change
 from .journal import Journal, Op
@@ -124,6 +125,7 @@ class MemoryStore:
             self._commit(undo)
 
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
+        entry_id, now = check_text_id(entry_id), check_now(now)
         with self._lock:
             entry = self._entries.get(entry_id)
             if entry is None:
@@ -139,13 +141,13 @@ class MemoryStore:
             return [self.get(entry_id, now=now) for entry_id in entry_ids]
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
+        key, now = check_text_id(key, "key"), check_now(now)
         with self._lock:
             entry_id = self._by_key.get(key)
             return None if entry_id is None else self.get(entry_id, now=now)
 
     def delete(self, entry_ids: Iterable[str]) -> int:
-        if isinstance(entry_ids, str):
-            raise InvalidRequest("delete takes an iterable of entry ids, not a single string")
+        entry_ids = check_ids(entry_ids)
         with self._lock:
             self._check_open()
             undo: list[_Undo] = []
@@ -162,6 +164,7 @@ class MemoryStore:
 
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
+        since = check_since(since)
         with self._lock:
             if since >= self._seq:
                 return self._seq, []
@@ -187,6 +190,7 @@ class MemoryStore:
 
     def purge_expired(self, now: float) -> int:
         """Delete every expired entry now (reads also do this lazily); returns how many."""
+        now = check_now(now)
         with self._lock:
             self._check_open()
             undo: list[_Undo] = []
@@ -230,7 +234,7 @@ class MemoryStore:
         for entry in entries:
             if not isinstance(entry, CacheEntry):
                 raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
-            _check_fields(entry)
+            entry = _check_fields(entry)
             vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
             dims.setdefault(entry.scope, vector.shape[0])
             if self.vector_dtype == "float16":
@@ -337,7 +341,11 @@ def check_tags(tags: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             raise InvalidRequest(f"tag names are 1-64 letters, digits or _.:- characters, got {name!r}")
         if not isinstance(value, str) or not value or "\n" in value:
             raise InvalidRequest(f"tag {name!r} needs a one-line, non-empty string value, got {value!r}")
-        pairs.append((name, value))
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # the journal could not store it; refuse before anything changes
+            raise InvalidRequest(f"tag {name!r} value contains a lone UTF-16 surrogate") from exc
+        pairs.append((str.__str__(name), str.__str__(value)))
     return pairs
 
 
@@ -358,18 +366,28 @@ def _frozen(vector: np.ndarray) -> np.ndarray:
     return vector
 
 
-def _check_fields(entry: CacheEntry) -> None:
-    for name in ("id", "key", "scope"):
-        value = getattr(entry, name)
-        if not isinstance(value, str) or not value:
-            raise InvalidRequest(f"entry {name} must be a non-empty str, got {value!r}")
-    for name in ("namespace", "question", "answer", "model", "tier", "embedder"):
+_TEXT_FIELDS = ("id", "key", "scope", "namespace", "question", "answer", "model", "tier", "embedder")
+
+
+def _check_fields(entry: CacheEntry) -> CacheEntry:
+    """The entry with plain ``str`` fields (a subclass's ``__hash__`` never runs in the store)."""
+    for name in _TEXT_FIELDS:
         if not isinstance(getattr(entry, name), str):
-            raise InvalidRequest(f"entry {name} must be a str")
+            raise InvalidRequest(f"entry {name} must be a str, got {type(getattr(entry, name)).__name__}")
+    entry = dataclasses.replace(entry, **{name: str.__str__(getattr(entry, name)) for name in _TEXT_FIELDS})
+    for name in ("id", "key", "scope"):
+        if not getattr(entry, name):
+            raise InvalidRequest(f"entry {name} must be a non-empty str")
+    for name in _TEXT_FIELDS:
+        try:
+            getattr(entry, name).encode("utf-8")
+        except UnicodeEncodeError as exc:  # the journal could not store it; refuse before anything changes
+            raise InvalidRequest(f"entry {name} contains a lone UTF-16 surrogate") from exc
     if not isinstance(entry.tags, tuple):
         raise InvalidRequest(f"entry {entry.id!r} tags must be a tuple of (name, value) pairs")
-    check_tags(entry.tags)
+    entry = dataclasses.replace(entry, tags=tuple(check_tags(entry.tags)))
     times = [entry.created_at] + ([] if entry.expires_at is None else [entry.expires_at])
     for value in times:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InvalidRequest(f"entry {entry.id!r} times must be finite numbers, got {value!r}")
+    return entry

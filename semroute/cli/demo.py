@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .files import read_rows
 from ..artifacts import shipped
+from ..redact import redact_url
 from ..settings import Tier, default_tiers
 
 __all__ = ["run_demo", "ollama_answers"]
@@ -103,7 +104,7 @@ def _notice(tiers: dict[str, Tier], simulated: bool) -> str:
         return ("NOTE: no Ollama answered, so two fake Ollama servers answer: model answers and model "
                 "latencies are SIMULATED (a fixed 60 ms small / 180 ms large plus a few ms per token); "
                 "cache decisions, similarities and cache latencies are real.")
-    return f"Ollama answered at {tiers['small'].hosts[0]}: model answers and latencies are that server's."
+    return f"Ollama answered at {redact_url(tiers['small'].hosts[0])}: model answers and latencies are that server's."
 
 
 def _short(text: str, width: int = 90) -> str:

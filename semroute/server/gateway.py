@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..redact import redact_url
 from ..router import Router
 from ..types import Answer, Chunk, Completion, Message
 from .settings import ServerSettings
@@ -78,8 +79,8 @@ def headers_of(source: str, *, tier: str | None, instance: str | None, similarit
     headers = {"x-semroute-source": source}
     if tier:
         headers["x-semroute-tier"] = tier
-    if instance:
-        headers["x-semroute-instance"] = instance
+    if instance:  # an instance name may be a URL with credentials; headers reach clients and proxies' logs
+        headers["x-semroute-instance"] = redact_url(instance)
     if similarity is not None:
         headers["x-semroute-similarity"] = f"{similarity:.4f}"
     if model:

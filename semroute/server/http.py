@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
@@ -29,6 +29,7 @@ from ..errors import (
     Overloaded,
     SemrouteError,
 )
+from ..redact import redact_text
 from .auth import RateLimited, Unauthorized
 from .gateway import UnknownModel
 
@@ -57,7 +58,16 @@ class Failure:
 
 
 def failure_of(exc: BaseException, *, retry_after_s: int) -> Failure:
-    """The status for an error; unknown errors are 500s with a generic message (details are logged)."""
+    """The status for an error; unknown errors are 500s with a generic message (details are logged).
+
+    The message is redacted (``semroute.redact``) here too: not every error reaching the edge is a
+    ``SemrouteError`` (whose messages are redacted when raised), and bodies go to clients.
+    """
+    failure = _classify(exc, retry_after_s)
+    return replace(failure, message=redact_text(failure.message))
+
+
+def _classify(exc: BaseException, retry_after_s: int) -> Failure:
     if isinstance(exc, Unauthorized):
         return Failure(401, str(exc), "unauthorized")
     if isinstance(exc, RateLimited):

@@ -2,6 +2,8 @@
 and ``RedisServer`` (a private real ``redis-server``).
 
 Imported lazily so ``import semroute.testing`` stays cheap and never loads torch.
+``semroute.testing.fuzz`` (import it explicitly; needs ``hypothesis``) fuzzes the public entry
+points and tells typed ``SemrouteError`` outcomes from untyped ones.
 """
 
 from __future__ import annotations

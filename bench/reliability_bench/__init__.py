@@ -1,0 +1,1 @@
+"""Parts of ``bench/reliability.py``: faults, fuzzing, durability, leaks (isolation, redaction), soak."""
