@@ -67,7 +67,7 @@ def test_ask_view_misses_then_hits_the_exact_tier(client, fake_ollama):
     first = ask(client, "/semroute/ask/", {"question": "Is parking free on Sundays?"})
     assert first.status_code == 200 and first["Content-Type"] == "application/json"
     assert first.json()["source"] == "small" and first.json()["tier"] == "small" and first.json()["text"]
-    again = ask(client, "/semroute/ask/", {"question": "is parking FREE on sundays"}).json()
+    again = ask(client, "/semroute/ask/", {"question": "Is  parking FREE on sundays"}).json()
     assert again["source"] == "exact" and again["similarity"] == 1.0 and again["text"] == first.json()["text"]
     assert fake_ollama.stats().count("chat") == 1
     assert client.get("/semroute/ask/").status_code == 405

@@ -29,7 +29,7 @@ def test_warm_names_the_rows_of_conflicting_duplicates_and_stores_nothing(run, t
     faq.write_text("question,answer\n"
                    "Is a child seat required?,Yes.\n"
                    "What is the speed limit in the city?,50 km/h.\n"
-                   "is a child seat required,No.\n", encoding="utf-8")
+                   " Is A child SEAT  required,No.\n", encoding="utf-8")
     result = run("warm", str(faq))
     assert result.exit_code == 1
     assert f"{faq}: the same question with different answers in rows 2 and 4" in result.output
@@ -39,7 +39,7 @@ def test_warm_names_the_rows_of_conflicting_duplicates_and_stores_nothing(run, t
 
 def test_warm_skips_identical_repeats_and_says_so(run, tmp_path):
     faq = tmp_path / "faq.csv"
-    faq.write_text("question,answer\nIs a child seat required?,Yes.\nIS A CHILD SEAT REQUIRED?!,Yes.\n", encoding="utf-8")
+    faq.write_text("question,answer\nIs a child seat required?,Yes.\nIs A child SEAT required.,Yes.\n", encoding="utf-8")
     result = run("warm", str(faq))
     assert result.exit_code == 0 and "stored 1 entries" in result.stdout
     assert "skipped 1 row(s) repeating an earlier question with the same answer" in result.stderr
