@@ -108,17 +108,25 @@ def lookups(router, entries: int, count: int, seed: int) -> dict[str, list[float
 
 
 def worker(redis_url: str, entries: int, count: int, seed: int, start_at: float) -> None:
-    router = make_router(redis_url=redis_url)
+    from semroute.cache.redis import RedisStore
+
+    # the store a Router(redis_url=...) builds, with the local view's size under test
+    store = RedisStore.from_url(redis_url, max_entries=10**7, local_entries=int(os.environ["BENCH_LOCAL_ENTRIES"]))
+    router = make_router(store=store, redis_url=redis_url)
     router.pipeline.prepare()
     router.pipeline.cache.sync()  # load the index from the snapshot before the clock starts
     lookups(router, entries, 50, seed + 1)  # warm-up
     while time.time() < start_at:  # all workers start together
         time.sleep(0.001)
     t0 = time.perf_counter()
+    view = router.pipeline.store._local  # the store's local view (None when turned off)
+    before = (0, 0) if view is None else (view.hits, view.misses)
     samples = lookups(router, entries, count, seed)
     wall = time.perf_counter() - t0
+    local = {} if view is None else {"local_hits": view.hits - before[0], "local_misses": view.misses - before[1]}
     router.close()
-    print(json.dumps({"wall_s": wall, **samples}), flush=True)
+    store.close()
+    print(json.dumps({"wall_s": wall, **local, **samples}), flush=True)
 
 
 def visibility(redis_url: str, trials: int) -> list[float]:
@@ -173,7 +181,8 @@ def memory_baseline(entries: int, count: int) -> dict[str, object]:
     lookups(router, entries, 50, 99)
     samples = lookups(router, entries, count, 1)
     router.close()
-    return {"exact": pct(samples["exact"]), "semantic": pct(samples["semantic"]), "semantic_misses": len(samples["misses"])}
+    return {"exact": pct(samples["exact"]), "semantic": pct(samples["semantic"]), "semantic_misses": len(samples["misses"]),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def run(args) -> dict[str, object]:
@@ -201,10 +210,14 @@ def run(args) -> dict[str, object]:
             merged = {kind: [s for o in outs for s in o[kind]] for kind in ("exact", "semantic")}
             misses = sum(len(o["misses"]) for o in outs)
             row = {"processes": procs, "lookups_per_s": round(procs * args.lookups / max(o["wall_s"] for o in outs), 1),
-                   "semantic_misses": misses}
+                   "semantic_misses": misses, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            reads = sum(o.get("local_hits", 0) + o.get("local_misses", 0) for o in outs)
+            if reads:  # share of store reads the local view answered without a round trip
+                row["local_view_hit_rate"] = round(sum(o.get("local_hits", 0) for o in outs) / reads, 3)
             for kind, values in merged.items():
                 row[kind] = pct(values)
                 row[f"{kind}_p50_vs_memory"] = round(row[kind]["p50_ms"] / result["memory_store"][kind]["p50_ms"], 3)
+                row[f"{kind}_p99_vs_memory"] = round(row[kind]["p99_ms"] / result["memory_store"][kind]["p99_ms"], 3)
             runs.append(row)
         result["runs"] = runs
         result["visibility"] = pct(visibility(server.url, args.trials))
@@ -225,11 +238,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--embedder", choices=("table", "minilm"), default="table",
                         help="minilm: pay a real MiniLM embedding per lookup (end-to-end latency); vectors stay the table's")
+    parser.add_argument("--local-entries", type=int, default=10_000,
+                        help="RedisStore local_entries of each worker (entries held locally; 0: every read goes to Redis)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "redis_scale.json")
     args = parser.parse_args()
     os.environ["BENCH_EMBEDDER"] = args.embedder  # inherited by the worker processes
+    os.environ["BENCH_LOCAL_ENTRIES"] = str(args.local_entries)
     result = run(args)
     result["embedder"] = args.embedder
+    result["local_entries"] = args.local_entries
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.json:

@@ -7,7 +7,8 @@ every key of one cache lives in one slot and a script may touch them all:
               ``t`` tag keys (``name=value`` joined by newlines)
 ``P keys``    hash: exact key -> id            ``P lru``  zset: id -> last use (wall seconds)
 ``P exp``     zset: id -> expires_at           ``P ns:<namespace>``, ``P t:<name>=<value>`` sets of ids
-``P seq``     the feed's last sequence number  ``P feed`` stream; entry ids are ``0-<seq>``
+``P seq``     the feed's last sequence number  ``P feed`` stream; entry ids are ``0-<seq>``;
+              a put record has ``m``/``v``, a delete record the deleted entry's key ``k``
 
 The feed is a Stream trimmed with ``MAXLEN ~``; its ids are ``0-<seq>`` so a sequence number
 and a stream id are the same thing. Expiry: Redis key TTLs would vanish without a feed record,
@@ -28,7 +29,8 @@ local function feed(op, id, m, v)
   if op == 'put' then
     redis.call('XADD', P .. 'feed', 'MAXLEN', '~', MAXLEN, '0-' .. seq, 'op', 'put', 'id', id, 'm', m, 'v', v)
   else
-    redis.call('XADD', P .. 'feed', 'MAXLEN', '~', MAXLEN, '0-' .. seq, 'op', 'delete', 'id', id)
+    -- m is the deleted entry's exact key: followers keeping a key map drop it
+    redis.call('XADD', P .. 'feed', 'MAXLEN', '~', MAXLEN, '0-' .. seq, 'op', 'delete', 'id', id, 'k', m)
   end
 end
 local function unindex(id)
@@ -43,10 +45,11 @@ local function unindex(id)
   redis.call('ZREM', P .. 'lru', id)
   redis.call('ZREM', P .. 'exp', id)
   redis.call('DEL', ek)
-  return true
+  return old[1]
 end
 local function drop(id)
-  if unindex(id) then feed('delete', id) return 1 end
+  local key = unindex(id)
+  if key then feed('delete', id, key) return 1 end
   return 0
 end
 local function sweep(now, limit)
@@ -117,8 +120,11 @@ for i = 3, #ARGV do removed = removed + drop(ARGV[i]) end
 return removed
 """
 
-# ARGV: P, MAXLEN, now, since, count, sweep_limit -> {newest, trimmed(0/1), xrange reply}
+# ARGV: P, MAXLEN, now, since, count, sweep_limit, then (last use, id) pairs of reads a follower
+# answered locally (they refresh the LRU order only of entries still there)
+# -> {newest, trimmed(0/1), xrange reply}
 CHANGES = COMMON + r"""
+for i = 7, #ARGV, 2 do redis.call('ZADD', P .. 'lru', 'XX', ARGV[i], ARGV[i + 1]) end
 sweep(tonumber(ARGV[3]), tonumber(ARGV[6]))
 local newest = tonumber(redis.call('GET', P .. 'seq') or '0')
 local since = tonumber(ARGV[4])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -29,6 +29,7 @@ from ..errors import ConfigError, InvalidRequest, StoreError
 from ..redis_conn import Outage, RedisTimeouts, check_binary_client, connect, describe, redact_url
 from ..types import CacheEntry
 from . import _redis_lua as lua
+from ._local import LocalView, Record
 from ._vector import as_unit_vector
 from .base import Change
 from .memory import _check_fields, check_criteria
@@ -48,6 +49,12 @@ _BATCH = 500
 # server: 1000 entries in one script overran the client's 2 s command timeout on a loaded 2-core
 # host (bench/redis_scale.py fill), 64 did not.
 _PUT_BATCH = 64
+# Reads served from the local view reach Redis's LRU order with the next feed catch-up (no round
+# trip of their own), before every write of this process, or on their own once this many are
+# pending. A ZADD of its own per 64 reads cost ~8 ms a round trip on a loaded 2-core host.
+_TOUCH_BATCH = 4096
+# ``changes(_HEAD)`` returns the newest sequence number and nothing else.
+_HEAD = 2**62
 
 
 class RedisStore:
@@ -61,6 +68,13 @@ class RedisStore:
     ``outage`` is the fail-fast circuit (inject one to control
     its back-off clock). ``vector_dtype="float16"`` stores vectors in half the bytes
     (cosine changes by < 1e-3). Build it from a client (bytes replies) or with ``from_url``.
+
+    ``local_entries`` (> 0) keeps a ``LocalView`` in this process: the complete exact-key map
+    and up to that many recently used entries, kept coherent by the change feed, so most reads
+    need no round trip (a read first catches up with the feed, at most ``sync_interval_s``
+    stale, like the index). An entry deleted, evicted, expired or invalidated is never served
+    once its feed record is applied; TTL is checked against the entry's absolute expiry.
+    ``0`` sends every read to Redis.
     """
 
     def __init__(
@@ -74,10 +88,14 @@ class RedisStore:
         clock: Any = None,
         outage: Outage | None = None,
         sync_interval_s: float = 0.025,
+        local_entries: int = 10_000,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         for name, value in (("max_entries", max_entries), ("max_changes", max_changes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(local_entries, bool) or not isinstance(local_entries, int) or local_entries < 0:
+            raise ConfigError(f"local_entries must be an int >= 0, got {local_entries!r}")
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}\n "):
             raise ConfigError(f"prefix must be a non-empty string without braces or spaces, got {prefix!r}")
         if vector_dtype not in _DTYPES:
@@ -95,13 +113,16 @@ class RedisStore:
         self._client = client
         self._clock = clock or time.time
         self.sync_interval_s = float(sync_interval_s)
-        self._monotonic = time.monotonic
+        self._monotonic = monotonic or time.monotonic  # staleness intervals (inject one in tests)
         # (when, since, newest) of the last empty changes() answer: repeated within
         # sync_interval_s it is answered locally; any write made here forgets it.
         self._quiet: tuple[float, int, int] | None = None
         self._where = describe(client)
         self._owns_client = False  # a client passed in is closed by whoever made it
         self.outage = outage if outage is not None else Outage(self._where)
+        self._local: LocalView | None = LocalView(local_entries) if local_entries else None
+        self._followed_at = float("-inf")  # monotonic time of the view's last own catch-up
+        self._touches: dict[str, float] = {}  # id -> last local read, not yet sent to Redis's LRU
         self._scripts = {name: client.register_script(getattr(lua, name))
                          for name in ("PUT", "GET", "GET_MANY", "GET_BY_KEY", "DELETE", "CHANGES")}
 
@@ -123,7 +144,9 @@ class RedisStore:
         atomic script (a script blocks the server, so a large warm-up is cut into short ones).
         """
         rows = [self._encode(entry) for entry in self._validated(entries)]
+        self._flush_touches()
         self._quiet = None
+        self._followed_at = float("-inf")  # this process's own writes are seen by its next read
         for start in range(0, len(rows), _PUT_BATCH):
             chunk = rows[start : start + _PUT_BATCH]
             args: list[Any] = [self._p, self.max_changes, self.max_entries, repr(self._clock()), _SWEEP_LIMIT,
@@ -133,18 +156,42 @@ class RedisStore:
             self._run("PUT", args)
 
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
+        if self._local is not None:
+            return self.get_many([entry_id], now=now)[0]
         row = self._run("GET", [self._p, self.max_changes, repr(float(now)), entry_id])
         return None if not row else self._decode(row[0], row[1])
 
     def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
         if not entry_ids:
             return []
-        rows = self._run("GET_MANY", [self._p, self.max_changes, repr(float(now)), *entry_ids])
-        return [self._decode(row[0], row[1]) if row else None for row in rows]
+        local = self._local
+        if local is None:
+            return self._fetch(entry_ids, now)
+        seen_at = self._follow()
+        found: list[CacheEntry | None] = [local.get(entry_id) for entry_id in entry_ids]
+        missing = [entry_id for entry_id, entry in zip(entry_ids, found) if entry is None]
+        fetched = dict(zip(missing, self._fetch(missing, now))) if missing else {}
+        local.remember([e for e in fetched.values() if e is not None], seen_at=seen_at)
+        out: list[CacheEntry | None] = []
+        for entry_id, entry in zip(entry_ids, found):
+            if entry is None:
+                out.append(fetched[entry_id])
+            else:
+                out.append(self._live(entry, now))
+        return out
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
+        local = self._local
+        seen_at = None if local is None else self._follow()
+        if local is not None:
+            known, entry = local.by_key(key)
+            if known:
+                return None if entry is None else self._live(entry, now)
         row = self._run("GET_BY_KEY", [self._p, self.max_changes, repr(float(now)), key])
-        return None if not row else self._decode(row[0], row[1])
+        entry = None if not row else self._decode(row[0], row[1])
+        if local is not None and entry is not None:
+            local.remember([entry], seen_at=seen_at)
+        return entry
 
     def delete(self, entry_ids: Iterable[str]) -> int:
         if isinstance(entry_ids, str):
@@ -153,7 +200,9 @@ class RedisStore:
         if not all(isinstance(i, str) for i in ids):
             raise InvalidRequest("entry ids must be strings")
         removed = 0
+        self._flush_touches()
         self._quiet = None
+        self._followed_at = float("-inf")  # this process's own writes are seen by its next read
         for start in range(0, len(ids), _BATCH):
             removed += int(self._run("DELETE", [self._p, self.max_changes, *ids[start : start + _BATCH]]))
         return removed
@@ -161,6 +210,8 @@ class RedisStore:
     def entries(self) -> Iterator[CacheEntry]:
         """Every live entry; ZSCAN guarantees each entry present throughout the scan is seen."""
         now = self._clock()
+        # a follower rebuilding its index reads everything: the view keeps what fits (following first)
+        seen_at = None if self._local is None else self._follow()
         ids: list[bytes] = [member for member, _ in self.outage.call(
             lambda: list(self._client.zscan_iter(self._p + "lru", count=1000)))]
         found: list[CacheEntry] = []
@@ -173,6 +224,8 @@ class RedisStore:
                     entry = self._decode(m, v)
                     if not entry.expired(now):
                         found.append(entry)
+        if self._local is not None:
+            self._local.remember(found[-self._local.capacity:], seen_at=seen_at)
         return iter(found)
 
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
@@ -182,16 +235,32 @@ class RedisStore:
         quiet = self._quiet
         if quiet is not None and quiet[1] == since and self._monotonic() - quiet[0] < self.sync_interval_s:
             return quiet[2], []  # asked again within the interval: other processes' writes wait for the next
+        return self._changes(since, quiet=True)
+
+    def _changes(self, since: int, *, quiet: bool) -> tuple[int, list[Change]] | None:
+        """One CHANGES round trip; its records also go to the local view. ``quiet``: remember an empty answer."""
         count = min(self.max_changes, 10_000)
-        newest, trimmed, records = self._run(
-            "CHANGES", [self._p, self.max_changes, repr(self._clock()), max(since, 0), count, _SWEEP_LIMIT])
+        started = self._monotonic()
+        # local reads ride along to Redis's LRU order (lost, like the reads' recency, if this fails)
+        touches, self._touches = self._touches, {}
+        args: list[Any] = [self._p, self.max_changes, repr(self._clock()), max(since, 0), count, _SWEEP_LIMIT]
+        for entry_id, used in touches.items():
+            args.extend((repr(used), entry_id))
+        newest, trimmed, records = self._run("CHANGES", args)
         if trimmed:
+            if self._local is not None:
+                self._local.clear()
             return None
-        changes = [self._change(stream_id, fields) for stream_id, fields in records]
+        parsed = [self._record(stream_id, fields) for stream_id, fields in records]
+        changes = [Change(seq, op, entry_id, entry) for seq, op, entry_id, entry, _key in parsed]  # type: ignore[arg-type]
         if len(changes) == count:
             newest = changes[-1].seq  # more remain: the follower comes back for them
-        if not changes and since >= newest:
+        if quiet and not changes and since >= newest:
             self._quiet = (self._monotonic(), since, int(newest))
+        if self._local is not None:
+            self._local.apply(since, int(newest), parsed)
+            if len(changes) < count and self._local.applied == int(newest):
+                self._followed_at = started  # whoever asked (a replica's sync), the view is now caught up
         return int(newest), changes
 
     def invalidate(self, *, namespace: str | None = None, where: Mapping[str, str] | None = None) -> int:
@@ -207,6 +276,10 @@ class RedisStore:
         return int(self.outage.call(self._client.zcard, self._p + "lru"))
 
     def close(self) -> None:
+        try:
+            self._flush_touches()
+        except StoreError:
+            pass  # Redis is gone: the LRU order loses this process's last few reads, nothing else
         if not self._owns_client:
             return
         try:
@@ -273,10 +346,53 @@ class RedisStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"malformed cache entry in Redis at {self._where}: {type(exc).__name__}") from exc
 
-    def _change(self, stream_id: bytes, flat: Sequence[bytes]) -> Change:
+    def _record(self, stream_id: bytes, flat: Sequence[bytes]) -> Record:
         seq = int(stream_id.split(b"-", 1)[1])
         fields = dict(zip(flat[::2], flat[1::2]))  # a script returns the stream's field list flat
         entry_id = fields[b"id"].decode()
         if fields[b"op"] == b"put":
-            return Change(seq, "put", entry_id, self._decode(fields[b"m"], fields[b"v"]))
-        return Change(seq, "delete", entry_id, None)
+            return seq, "put", entry_id, self._decode(fields[b"m"], fields[b"v"]), None
+        key = fields.get(b"k")  # absent in records written before deletes carried their key
+        return seq, "delete", entry_id, None, None if key is None else key.decode()
+
+    # -- the local view (see ``_local``) -------------------------------------------------------
+
+    def _follow(self) -> int | None:
+        """Bring the local view up to the feed (usually no round trip); the seq it then reflects."""
+        local = self._local
+        assert local is not None
+        now = self._monotonic()
+        if local.applied is not None and now - self._followed_at < self.sync_interval_s:
+            return local.applied  # caught up within the interval (by its own catch-up or a replica's sync)
+        if local.applied is None:
+            head = self._changes(_HEAD, quiet=False)
+            newest = 0 if head is None else head[0]
+            keys = self.outage.call(lambda: {k.decode(): v.decode() for k, v in
+                                             self._client.hscan_iter(self._p + "keys", count=1000)})
+            local.reset(keys, newest)  # changes made during the scan are applied by the catch-up below
+        applied = local.applied
+        if applied is not None:
+            self._changes(applied, quiet=False)
+        return local.applied
+
+    def _live(self, entry: CacheEntry, now: float) -> CacheEntry | None:
+        """A locally held entry, unless expired at ``now`` (Redis sweeps it onto the feed itself)."""
+        if entry.expired(float(now)):
+            return None
+        self._touches[entry.id] = float(now)
+        if len(self._touches) >= _TOUCH_BATCH:
+            try:
+                self._flush_touches()
+            except StoreError:
+                pass  # a read must not fail for LRU bookkeeping; this batch of uses is lost
+        return entry
+
+    def _flush_touches(self) -> None:
+        if not self._touches:
+            return
+        touches, self._touches = self._touches, {}
+        self.outage.call(self._client.zadd, self._p + "lru", touches, xx=True)
+
+    def _fetch(self, entry_ids: Sequence[str], now: float) -> list[CacheEntry | None]:
+        rows = self._run("GET_MANY", [self._p, self.max_changes, repr(float(now)), *entry_ids])
+        return [self._decode(row[0], row[1]) if row else None for row in rows]
