@@ -102,7 +102,7 @@ def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str
         hits += answer is not None and answer.source == "semantic"
     router.close()
     ms = np.asarray(times) * 1e3
-    return {"entries": entries, "rss_bytes_per_entry": round(rss / entries), "fill_s": round(fill_s, 1),
+    return {"entries": entries, "load_avg_1m_lookups": round(os.getloadavg()[0], 2), "rss_bytes_per_entry": round(rss / entries), "fill_s": round(fill_s, 1),
             "recall_at_1": found / sample, "paraphrase_hit_rate": hits / sample, "lookup_p50_ms": round(float(np.median(ms)), 3),
             "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
 
@@ -128,6 +128,7 @@ def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="semroute-scale-") as tmp:
         result = measure(Path(tmp), entries, sample, vectors)
         result["vectors"] = vectors
+        result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
         result["restart_s"] = round(restart(Path(tmp), entries, vectors), 2)
         result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / entries)
     return result

@@ -415,6 +415,19 @@ def test_reload_lru_order_is_write_order_and_respects_max_entries(tmp_path):
         assert len(again) == 2
 
 
+def test_reload_in_float16_keeps_read_only_half_vectors_and_one_copy_of_shared_fields(tmp_path):
+    vs = unit_vectors(3)
+    with MemoryStore(tmp_path) as store:
+        store.put_many([entry(f"q{i}", vs[i]) for i in range(3)])
+    with MemoryStore(tmp_path, vector_dtype="float16") as half:
+        loaded = sorted(half.entries(), key=lambda e: e.question)
+        assert [e.question for e in loaded] == ["q0", "q1", "q2"]
+        for e, v in zip(loaded, vs):
+            assert e.vector.dtype == np.float16 and not e.vector.flags.writeable
+            assert float(e.vector.astype(np.float32) @ v) > 0.999
+        assert loaded[0].scope is loaded[1].scope and loaded[0].namespace is loaded[2].namespace
+
+
 def test_directory_is_locked_while_open(tmp_path):
     store = MemoryStore(tmp_path)
     with pytest.raises(StoreUnavailable, match="already open"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,15 +93,17 @@ class Journal:
         if "tags" not in columns:  # a journal written before entries had tags: every entry has none
             db.execute("ALTER TABLE entries ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
 
-    def load(self) -> tuple[list[CacheEntry], int]:
-        """Every journaled entry, least recently written first, and the last sequence number."""
+    def load(self, *, vector_dtype: str = "float32") -> tuple[list[CacheEntry], int]:
+        """Every journaled entry (vectors as ``vector_dtype``), least recently written first, and the last seq."""
         db = self._conn()
+        dtype = np.dtype(vector_dtype)
         try:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY stamp").fetchall()
             seq_row = db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
+            # row by row: a million fetched at once would hold every answer twice in memory
+            entries = [_entry(row, dtype) for row in db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY stamp")]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the cache journal: {exc}") from exc
-        return [_entry(row) for row in rows], int(seq_row[0]) if seq_row else 0
+        return entries, int(seq_row[0]) if seq_row else 0
 
     def write(self, ops: Sequence[Op], *, seq: int) -> None:
         """Apply ``ops`` in order as one transaction, recording ``seq``; all or nothing."""
@@ -184,16 +187,19 @@ def _row(entry: CacheEntry, stamp: int) -> tuple[object, ...]:
     )
 
 
-def _entry(row: tuple[object, ...]) -> CacheEntry:
+def _entry(row: tuple[object, ...], dtype: np.dtype = np.dtype(np.float32)) -> CacheEntry:
     (entry_id, key, scope, namespace, question, answer, blob, created, expires, model, tier, embedder,
      _stamp, tags) = row
     if not isinstance(blob, bytes) or len(blob) == 0 or len(blob) % 4:
         raise StoreError(f"cache journal row {entry_id!r} has a malformed vector")
-    vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    vector = np.frombuffer(blob, dtype="<f4").astype(dtype)
     vector.setflags(write=False)
+    # Fields shared by many entries are interned: one string per distinct value, not per entry
+    # (a restart otherwise keeps ~5 copies of the same short strings for every entry).
     return CacheEntry(
-        id=str(entry_id), key=str(key), scope=str(scope), namespace=str(namespace),
+        id=str(entry_id), key=str(key), scope=sys.intern(str(scope)), namespace=sys.intern(str(namespace)),
         question=str(question), answer=str(answer), vector=vector, created_at=float(created),
-        expires_at=None if expires is None else float(expires), model=str(model), tier=str(tier),
-        embedder=str(embedder), tags=tuple((str(k), str(v)) for k, v in json.loads(str(tags))),
+        expires_at=None if expires is None else float(expires), model=sys.intern(str(model)),
+        tier=sys.intern(str(tier)), embedder=sys.intern(str(embedder)),
+        tags=() if tags == "[]" else tuple((str(k), str(v)) for k, v in json.loads(str(tags))),
     )

@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -94,14 +95,12 @@ class MemoryStore:
 
     def _load(self) -> None:
         assert self._journal is not None
-        entries, self._seq = self._journal.load()
+        entries, self._seq = self._journal.load(vector_dtype=self.vector_dtype)
         undo: list[_Undo] = []
         for entry in entries:
             owner = self._by_key.get(entry.key)
             if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
                 self._detach(owner, undo)
-            if self.vector_dtype == "float16":
-                entry = dataclasses.replace(entry, vector=_frozen(entry.vector.astype(np.float16)))
             self._link(entry)
         self._sweep(self._clock(), undo)
         self._evict(undo)
@@ -367,6 +366,13 @@ def _frozen(vector: np.ndarray) -> np.ndarray:
 
 
 _TEXT_FIELDS = ("id", "key", "scope", "namespace", "question", "answer", "model", "tier", "embedder")
+# Fields most entries share: interned, so a million entries hold one copy of each value, not one each.
+_SHARED_FIELDS = frozenset(("scope", "namespace", "model", "tier", "embedder"))
+
+
+def _plain(name: str, value: str) -> str:
+    plain = str.__str__(value)
+    return sys.intern(plain) if name in _SHARED_FIELDS else plain
 
 
 def _check_fields(entry: CacheEntry) -> CacheEntry:
@@ -374,7 +380,7 @@ def _check_fields(entry: CacheEntry) -> CacheEntry:
     for name in _TEXT_FIELDS:
         if not isinstance(getattr(entry, name), str):
             raise InvalidRequest(f"entry {name} must be a str, got {type(getattr(entry, name)).__name__}")
-    entry = dataclasses.replace(entry, **{name: str.__str__(getattr(entry, name)) for name in _TEXT_FIELDS})
+    entry = dataclasses.replace(entry, **{name: _plain(name, getattr(entry, name)) for name in _TEXT_FIELDS})
     for name in ("id", "key", "scope"):
         if not getattr(entry, name):
             raise InvalidRequest(f"entry {name} must be a non-empty str")
