@@ -154,6 +154,7 @@ class RedisStore:
             for row in chunk:
                 args.extend(row)
             self._run("PUT", args)
+        self._written()
 
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
         if self._local is not None:
@@ -205,6 +206,7 @@ class RedisStore:
         self._followed_at = float("-inf")  # this process's own writes are seen by its next read
         for start in range(0, len(ids), _BATCH):
             removed += int(self._run("DELETE", [self._p, self.max_changes, *ids[start : start + _BATCH]]))
+        self._written()
         return removed
 
     def entries(self) -> Iterator[CacheEntry]:
@@ -374,6 +376,12 @@ class RedisStore:
         if applied is not None:
             self._changes(applied, quiet=False)
         return local.applied
+
+    def _written(self) -> None:
+        # Again after the write: a read in another thread may have caught up while it ran and
+        # would otherwise let this process's next read skip its own write for sync_interval_s.
+        self._quiet = None
+        self._followed_at = float("-inf")
 
     def _live(self, entry: CacheEntry, now: float) -> CacheEntry | None:
         """A locally held entry, unless expired at ``now`` (Redis sweeps it onto the feed itself)."""
