@@ -130,7 +130,8 @@ def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
         result["vectors"] = vectors
         result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
         result["restart_s"] = round(restart(Path(tmp), entries, vectors), 2)
-        result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / entries)
+        # journal, index snapshot and store snapshot
+        result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,10 +40,10 @@ def entry(i: int, *, ttl: float | None = None, tags=()) -> CacheEntry:
                       expires_at=None if ttl is None else 1_000.0 + ttl, tags=tuple(tags))
 
 
-def other_process(redis_url: str, prefix: str, code: str) -> str:
-    """Run ``code`` with ``s`` = a RedisStore over the same cache, in a separate OS process."""
-    script = (f"import sys; from semroute.cache.redis import RedisStore\n"
-              f"s = RedisStore.from_url(sys.argv[1], prefix={prefix!r})\nprint({code})\ns.close()")
+def other_process(redis_url: str, prefix: str, code: str, options: str = "") -> str:
+    """Run ``code`` with ``s`` = a RedisStore over the same cache (``options``: more arguments), in another OS process."""
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from semroute.cache.redis import RedisStore\n"
+              f"s = RedisStore.from_url(sys.argv[1], prefix={prefix!r}, {options})\nprint({code})\ns.close()")
     return subprocess.run([sys.executable, "-c", script, redis_url], capture_output=True, text=True, check=True,
                           timeout=60).stdout.strip()
 
@@ -124,6 +125,23 @@ def test_local_reads_still_count_for_lru_eviction(redis_url):
         assert s.get("id0", now=1_010.0) is not None  # a local read: its use reaches Redis before the next write
         clock.now = 1_011.0
         s.put_many([entry(3)])
+        assert sorted(e.id for e in s.entries()) == ["id0", "id2", "id3"]
+
+
+def test_local_reads_reach_the_lru_with_the_next_catch_up(redis_url):
+    clock, mono = Ticker(), Ticker(0.0)
+    with RedisStore.from_url(redis_url, prefix="tlru", max_entries=3, clock=clock, monotonic=mono,
+                             sync_interval_s=1.0) as s:
+        for i in range(3):
+            clock.now = 1_000.0 + i
+            s.put_many([entry(i)])
+        assert s.get("id0", now=1_000.5) is not None  # fetched (its LRU score is now 1000.5): held locally
+        assert s.get("id0", now=1_010.0) is not None  # local: no command sent
+        mono.now += 1.0
+        assert s.get("id2", now=1_011.0) is not None  # this read's catch-up carries id0's use along
+        # another process writes: eviction must see id0 as recently used (id1 is the oldest)
+        other_process(redis_url, "tlru", "s.put_many([__import__('test_redis_local').entry(3)]) or len(s)",
+                      "max_entries=3")
         assert sorted(e.id for e in s.entries()) == ["id0", "id2", "id3"]
 
 
