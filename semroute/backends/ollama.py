@@ -233,8 +233,9 @@ class OllamaBackend:
             return self._client
 
     def _prober(self) -> httpx.Client:
-        """The health probe's kept-alive client (``httpx.get`` built a client, and an SSL context,
-        per probe: milliseconds of CPU, taken from the event loop of a gateway every few seconds)."""
+        """The health probe's kept-alive client. ``httpx.get`` built a client per probe, loading
+        the CA bundle into a new SSL context each time: the most sampled frame of a gateway's
+        health thread, holding the GIL the event loop needs."""
         with self._lock:
             if self._probe is None:
                 self._probe = httpx.Client()
@@ -247,7 +248,8 @@ class OllamaBackend:
             entry = self._aclients.get(loop)
         if entry is None:
             # No await between the check and the store: a burst of first calls in one loop makes
-            # one client, not one each (each built an SSL context: 300 streams spent ~1 s on them).
+            # one client, not one each (each loads the CA bundle into an SSL context: the first
+            # burst of 300 streams through the gateway showed them in its profile).
             client = ollama.AsyncClient(
                 self.host,
                 timeout=self._httpx_timeout(),

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,7 +48,8 @@ def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
     """The gateway app. It owns ``router`` (and ``batcher``) from now on: shutdown closes them.
 
     ``own_process`` (``semroute serve``): the app is all its process runs, so once the cache has
-    loaded it may tune the process's garbage collector (see ``_settle_heap``).
+    loaded it may tune the process: torch's thread count (see ``_load``) and the garbage
+    collector (see ``_settle_heap``).
     """
     service = Service(Gateway(router, settings), settings, tenants or Tenants(settings.keys))
     metrics = observe.GatewayMetrics(service)
@@ -77,14 +80,26 @@ def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
     return app
 
 
-async def _load_cache(gateway: Gateway, settle: bool) -> None:
+async def _load_cache(gateway: Gateway, own_process: bool) -> None:
     """Load the store and the embedding model off the loop; requests are served meanwhile."""
     try:
-        await asyncio.to_thread(gateway.load_cache)
+        await asyncio.to_thread(_load, gateway, own_process)
     except SemrouteError as exc:  # requests fail open on the store; readiness stays false
         log.error("cache could not be loaded: %s", exc)
-    if settle:
+    if own_process:
         _settle_heap()
+
+
+def _load(gateway: Gateway, own_process: bool) -> None:
+    gateway.load_cache()
+    torch = sys.modules.get("torch")  # loaded by a torch embedder (MiniLM); never imported here
+    if own_process and torch is not None:
+        # Leave a core to the event loop: torch's OpenMP threads on every core fight it (and any
+        # other process) for them. bench/serve.py on 2 shared cores (load 9, 2026-12-04): MiniLM
+        # embedding one text p50 185 ms with 2 threads, 25 ms with 1; batch-64 28 vs 52 texts/s.
+        # Torch keeps the count per thread, read at a thread's first parallel call: set here, in
+        # the thread that loaded the model, before any request thread embeds.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
 
 
 def _settle_heap() -> None:
