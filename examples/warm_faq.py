@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pairs = read_pairs(args.file)
         with Router.from_config(args.config) if args.config else Router() as router:
-            stored = router.warm(pairs, namespace=args.namespace, ttl_s=args.ttl_s, batch_size=args.batch_size)
+            stored = router.warm(pairs, namespace=args.namespace, ttl_s=args.ttl_s, batch_size=args.batch_size).stored
             entries = len(router.pipeline.cache)
     except (OSError, ValueError, SemrouteError) as exc:  # json.JSONDecodeError is a ValueError
         print(f"warm_faq: {exc}", file=sys.stderr)

@@ -22,7 +22,6 @@ import numpy as np
 
 from .assembly import Assembly
 from .cache.base import Store
-from .cache.memory import check_tags
 from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
@@ -30,6 +29,7 @@ from .request import exact_key, normalise, policy_fingerprint, scope_of, validat
 from .routing.classify import ComplexityClassifier, decide
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
+from .warming import WarmOptions, WarmReport, warm_rows
 
 if TYPE_CHECKING:
     from .backends.pool import Pool
@@ -236,7 +236,7 @@ class Pipeline:
         """Store a complete answer (when it is non-empty) and build the caller's ``Answer``."""
         entry_id = None
         if completion.text.strip():
-            entry = self._entry(plan, vector, completion.text, model=completion.model, tier=tier)
+            entry = self.new_entry(plan, vector, completion.text, model=completion.model, tier=tier)
             t0 = time.perf_counter()
             try:
                 self.cache.insert([entry])
@@ -274,50 +274,9 @@ class Pipeline:
         """A coalesced caller gets the leader's answer with its own latency."""
         return self._finish(plan, answer)
 
-    def warm(
-        self,
-        pairs: Iterable[tuple[str, str]],
-        *,
-        namespace: str | None,
-        system: str | None,
-        batch_size: int,
-        progress: Callable[[int], None] | None,
-        ttl_s: float | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> int:
-        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
-            raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidRequest(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
-            raise InvalidRequest(f"pairs must be an iterable of (question, answer), got {type(pairs).__name__}")
-        if tags is not None and not isinstance(tags, Mapping):
-            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
-        tag_pairs = tuple(sorted(check_tags((tags or {}).items())))
-        items = list(pairs)
-        plans = []
-        for i, pair in enumerate(items):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise InvalidRequest(f"pair {i} must be (question, answer), got {pair!r}")
-            try:
-                plans.append(self.plan(pair[0], namespace=namespace, system=system, tier=None))
-                _text("answer", pair[1], max_chars=1_000_000)
-            except InvalidRequest as exc:
-                raise InvalidRequest(f"pair {i}: {exc}") from exc
-        stored = 0
-        for start in range(0, len(plans), batch_size):
-            batch = plans[start : start + batch_size]
-            vectors = self.embedder.embed([p.question for p in batch])
-            entries = [
-                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s, tags=tag_pairs)
-                for j, (plan, vector) in enumerate(zip(batch, vectors))
-            ]
-            self.cache.insert(entries)
-            stored += len(entries)
-            if progress is not None:
-                progress(len(entries))
-        self.metrics.incr("cache.warmed", stored)
-        return stored
+    def warm(self, rows: Iterable[object], options: WarmOptions, progress: Callable[[int], None] | None) -> WarmReport:
+        """Store known question/answer rows (see ``semroute.warming``)."""
+        return warm_rows(self, rows, options, progress)
 
     def invalidate(self, *, ids: Iterable[str], namespace: str | None, where: Mapping[str, str] | None) -> int:
         if isinstance(ids, str):
@@ -340,7 +299,7 @@ class Pipeline:
     def _policy_for(self, system: str | None) -> str:
         return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
-    def _entry(
+    def new_entry(
         self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None,
         tags: tuple[tuple[str, str], ...] = (),
     ) -> CacheEntry:

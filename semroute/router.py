@@ -17,20 +17,22 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .backends.base import BackendFactory
 from .backends.deadline import Deadline
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, default_embedder
-from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable
+from .cache.memory import check_tags
+from .errors import BackendError, DeadlineExceeded, InvalidRequest, NoInstanceAvailable
 from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
 from .routing.classify import ComplexityClassifier
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
+from .warming import WarmOptions, WarmReport
 
 if TYPE_CHECKING:
     import numpy as np
@@ -218,7 +220,7 @@ class Router:
 
     def warm(
         self,
-        pairs: Iterable[tuple[str, str]],
+        rows: Iterable[object],
         *,
         namespace: str | None = None,
         system: str | None = None,
@@ -226,17 +228,28 @@ class Router:
         progress: Callable[[int], None] | None = None,
         ttl_s: float | None = None,
         tags: Mapping[str, str] | None = None,
-    ) -> int:
-        """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
+        near_duplicates: float | None = None,
+        on_bad: Literal["raise", "skip"] = "raise",
+    ) -> WarmReport:
+        """Store known question/answer rows (an FAQ) and report what was added, skipped and why.
 
-        ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
-        never expire), e.g. curated FAQ answers that outlive generated ones. ``tags`` label
-        them (``{"topic": "speed-limits"}``) so ``invalidate(where=...)`` can drop them together.
+        A row is a ``(question, answer)`` pair, a mapping with ``question``, ``answer`` and
+        optional ``namespace``, ``ttl_s`` and ``metadata`` (tags), or a ``WarmRow`` (what
+        ``read_warm_file`` yields from CSV/JSONL). ``ttl_s`` overrides the cache's default
+        time-to-live (``math.inf``: never expire); ``tags`` label every entry
+        (``{"topic": "speed-limits"}``) for ``invalidate(where=...)``. Rows already stored with
+        the same answer are skipped without embedding (an interrupted warm-up resumes);
+        ``near_duplicates=0.95`` also skips rows that close to an earlier one, reporting a
+        conflict when the answers differ. ``on_bad="raise"`` validates every row before storing
+        any; ``"skip"`` reports bad rows in ``WarmReport.bad`` and stores the rest.
+        ``progress(n)`` is called as rows are done.
         """
-        return self.pipeline.warm(
-            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s,
-            tags=tags,
-        )
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
+        options = WarmOptions(namespace=namespace, system=system, batch_size=batch_size, ttl_s=ttl_s,
+                              tags=tuple(sorted(check_tags((tags or {}).items()))), near_duplicates=near_duplicates,
+                              on_bad=on_bad)
+        return self.pipeline.warm(rows, options, progress)
 
     def invalidate(
         self, *, ids: Iterable[str] = (), namespace: str | None = None, where: Mapping[str, str] | None = None
