@@ -27,6 +27,7 @@ from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailab
 from .hits.consensus import served_by
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .routing.classify import ComplexityClassifier, decide
+from .savings import AnswerTokens
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
 from .warming import WarmOptions, WarmReport, warm_rows
@@ -85,6 +86,7 @@ class Pipeline:
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
         self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
         self._embedded = False  # the first embedding loads the model: that request is a cold one
+        self.answer_tokens = AnswerTokens()  # what each answer generated here cost: tokens a hit avoids
 
     # -- parts (see ``Assembly``) ----------------------------------------------------------
 
@@ -241,6 +243,7 @@ class Pipeline:
             try:
                 self.cache.insert([entry])
                 entry_id = entry.id
+                self.answer_tokens.remember(entry.id, entry.answer, completion.completion_tokens)
             except StoreError as exc:
                 self._store_failed("insert", exc)
             plan.timings["store"] = (time.perf_counter() - t0) * 1000
@@ -250,8 +253,10 @@ class Pipeline:
             self.metrics.incr("answers.fallback")
         # the nearest cached question the verifier refused: why this was a miss
         nearest = max(plan.rejected, key=lambda pair: pair[0].similarity, default=None)
-        self.metrics.incr("tokens.prompt", completion.prompt_tokens)
-        self.metrics.incr("tokens.completion", completion.completion_tokens)
+        self.metrics.incr(f"tier.{tier}.answered")
+        for name, tokens in (("prompt", completion.prompt_tokens), ("completion", completion.completion_tokens)):
+            self.metrics.incr(f"tokens.{name}", tokens)
+            self.metrics.incr(f"tokens.{name}.{tier}", tokens)
         return self._finish(
             plan,
             Answer(
@@ -325,6 +330,11 @@ class Pipeline:
 
     def _hit_answer(self, plan: Plan, hit: Hit, *, nearest: float | None = None) -> Answer:
         entry = hit.entry
+        tokens, estimated = self.answer_tokens.of(entry.id, entry.answer)
+        self.metrics.incr("tokens.avoided", tokens)
+        self.metrics.incr(f"tokens.avoided.{hit.source}", tokens)
+        if estimated:
+            self.metrics.incr("tokens.avoided_estimated", tokens)
         answer = Answer(
             text=entry.answer,
             source=hit.source,

@@ -29,7 +29,9 @@ from .errors import BackendError, DeadlineExceeded, InvalidRequest, NoInstanceAv
 from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
+from .metrics import Metrics
 from .routing.classify import ComplexityClassifier
+from .savings import CostModel, savings
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
 from .warming import WarmOptions, WarmReport
@@ -79,6 +81,7 @@ class Router:
             backend_factory=backend_factory,
             clock=clock,
             redis_url=redis_url,
+            metrics=Metrics(clock=clock),  # the period the counters cover is on the router's clock
         )
         self.tiers: dict[str, Tier] = parse_tiers(tiers) if tiers is not None else default_tiers()
         self.settings = settings or RouterSettings()
@@ -201,10 +204,12 @@ class Router:
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
+            started = time.perf_counter()
             try:
                 for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
+                        self.pipeline.llm_done(plan, started)
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
                     yield replace(chunk, source=tier)
             except DeadlineExceeded:
@@ -348,11 +353,13 @@ class Router:
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
+            started = time.perf_counter()
             try:
                 async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
                                                                     deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
+                        self.pipeline.llm_done(plan, started)
                         completion = _joined(parts, chunk)
                         await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
                     yield replace(chunk, source=tier)
@@ -369,10 +376,13 @@ class Router:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, object]:
-        """Counters, latency percentiles, each tier's instances (in flight, EWMA latency, health,
-        breaker) and its ``sizing`` (slots, queue, what is in use; see the README's sizing rule)."""
+    def stats(self, cost: CostModel | None = None) -> dict[str, object]:
+        """Counters, latency percentiles and histograms, ``savings`` (tokens generated and avoided,
+        money saved and cost per 1,000 questions under ``cost``, see ``semroute.savings``), each
+        tier's instances (in flight, EWMA latency, health, breaker) and its ``sizing`` (slots,
+        queue, what is in use; see the README's sizing rule)."""
         snapshot = self.metrics.snapshot()
+        snapshot["savings"] = savings(snapshot, cost)
         snapshot["instances"] = {
             name: [dataclasses.asdict(s) for s in self.pipeline.pool(name).states(tier.model)]
             for name, tier in self.tiers.items()
