@@ -117,6 +117,7 @@ def savings(snapshot: Mapping[str, Any], cost: CostModel | None = None, *, perio
     per_1000 = (lambda money: money / questions * 1000 if questions else None)
     return {
         "questions": questions, "hits": hits, "misses": misses,
+        "coalesced": c.get("requests.coalesced", 0),  # misses that shared another request's model call
         "hit_rate": hits / questions if questions else None,
         "tier_calls": {t: c.get(f"tier.{t}.answered", 0) + c.get(f"tier.{t}.failed", 0) for t in ("small", "large")},
         "tokens": {"prompt": prompt, "completion": completion, "completion_avoided": avoided,

@@ -119,3 +119,15 @@ def test_stats_and_report_commands_read_a_snapshot(scripted, tmp_path):
     summary = (out / "summary.md").read_text()
     assert "7 questions" in summary and "hit rate 57.1%" in summary and "needs the events" in summary
     assert (out / "latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive():
+    from semroute import Metrics
+
+    metrics = Metrics(clock=lambda: 5.0)
+    for value in (0.5, 0.6, 3.0, 70_000.0):
+        metrics.observe("latency.small", value)
+    hist = metrics.snapshot()["histograms_ms"]["latency.small"]
+    by_bound = dict(zip(hist["le_ms"], hist["cumulative"]))
+    assert (by_bound[0.5], by_bound[1.0], by_bound[5.0], by_bound[60000.0]) == (1, 2, 3, 3)
+    assert hist["count"] == 4 and hist["sum_ms"] == pytest.approx(70_004.1)
