@@ -25,18 +25,11 @@ from semroute.errors import ConfigError, DimensionMismatch, InvalidRequest, Stor
 from semroute.request import exact_key, normalise, policy_fingerprint, scope_of
 from semroute.types import CacheEntry, Candidate, Verdict
 from semroute.hits.verify import ThresholdVerifier
+from semroute.testing import ManualClock
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[1]
 POLICY = policy_fingerprint(models={"small": "s", "large": "l"}, system=None, embedder="test")
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def unit_vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
@@ -62,7 +55,7 @@ def entry(question: str, vector: np.ndarray, *, namespace: str = "tenant-a", ent
 
 
 def make_cache(store: MemoryStore | None = None, *, verifier=None, top_k: int = 4, clock=None) -> SemanticCache:
-    clock = clock or Clock()
+    clock = clock or ManualClock()
     return SemanticCache(store if store is not None else MemoryStore(clock=clock), FaissIndex(DIM),
                          verifier or ThresholdVerifier(0.9), top_k=top_k, clock=clock)
 
@@ -163,7 +156,7 @@ def test_scope_isolation_even_with_identical_vectors():
 # -- TTL, LRU and replacement -----------------------------------------------------------------
 
 def test_ttl_expiry_with_injected_clock():
-    clock = Clock(1000.0)
+    clock = ManualClock(1000.0)
     store = MemoryStore(clock=clock)
     cache = make_cache(store, clock=clock)
     v = unit_vectors(1)[0]
@@ -182,7 +175,7 @@ def test_ttl_expiry_with_injected_clock():
 
 
 def test_expired_neighbours_do_not_crowd_out_a_live_candidate():
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     cache = make_cache(MemoryStore(clock=clock), verifier=ThresholdVerifier(0.5), top_k=2, clock=clock)
     base = unit_vectors(1)[0]
     cache.insert([entry("old1", near(base, 0.05, seed=2), expires_at=10.0),
@@ -195,7 +188,7 @@ def test_expired_neighbours_do_not_crowd_out_a_live_candidate():
 
 
 def test_writes_drop_expired_entries_and_publish_deletes():
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     store = MemoryStore(clock=clock)
     vs = unit_vectors(3)
     store.put_many([entry("a", vs[0], expires_at=5.0), entry("b", vs[1], expires_at=50.0)])
@@ -207,7 +200,7 @@ def test_writes_drop_expired_entries_and_publish_deletes():
 
 
 def test_purge_expired_and_entries_skip_expired():
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     store = MemoryStore(clock=clock)
     vs = unit_vectors(3)
     store.put_many([entry("a", vs[0], expires_at=10.0), entry("b", vs[1], expires_at=20.0), entry("c", vs[2])])
@@ -371,7 +364,7 @@ def test_follower_rebuilds_when_the_feed_was_truncated():
 # -- persistence ---------------------------------------------------------------------------------
 
 def test_persistence_reopen_sees_every_live_entry_and_rebuilds_index(tmp_path):
-    clock = Clock(1000.0)
+    clock = ManualClock(1000.0)
     vs = unit_vectors(20)
     store = MemoryStore(tmp_path / "cache", clock=clock)
     cache = make_cache(store, clock=clock)

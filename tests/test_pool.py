@@ -26,27 +26,16 @@ from semroute.errors import (
     Overloaded,
 )
 from semroute.metrics import Metrics
-from semroute.testing import Capacity, FakeOllama, Timing, answer_text
+from semroute.testing import Capacity, FakeOllama, Timing, answer_text, ManualClock
 from semroute.types import Message
 from semroute.settings import BreakerSettings, PoolSettings, QueueSettings, RetrySettings, Timeout
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # --------------------------------------------------------------------- circuit breaker
 
 
 def test_breaker_opens_after_consecutive_failures_and_probes_half_open() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=3, cooldown_s=1.0, max_cooldown_s=8.0), clock=clock)
     for _ in range(2):
         b.record_failure()
@@ -64,7 +53,7 @@ def test_breaker_opens_after_consecutive_failures_and_probes_half_open() -> None
 
 
 def test_breaker_cooldown_doubles_on_failed_probes_and_is_capped() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=1, cooldown_s=1.0, max_cooldown_s=5.0), clock=clock)
     b.record_failure()
     cooldowns = []
@@ -77,7 +66,7 @@ def test_breaker_cooldown_doubles_on_failed_probes_and_is_capped() -> None:
 
 
 def test_breaker_success_between_failures_resets_the_count() -> None:
-    b = CircuitBreaker(BreakerSettings(failure_threshold=2), clock=FakeClock())
+    b = CircuitBreaker(BreakerSettings(failure_threshold=2), clock=ManualClock())
     for _ in range(5):
         b.record_failure()
         b.record_success()
@@ -85,7 +74,7 @@ def test_breaker_success_between_failures_resets_the_count() -> None:
 
 
 def test_breaker_honours_retry_after_even_below_threshold() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=5), clock=clock)
     b.record_failure(retry_after=3.0)
     assert not b.available()
@@ -94,7 +83,7 @@ def test_breaker_honours_retry_after_even_below_threshold() -> None:
 
 
 def test_trip_opens_at_once_and_half_open_now_ends_the_cooldown() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=5, cooldown_s=10.0, max_cooldown_s=20.0), clock=clock)
     b.trip()
     assert b.state == "open" and b.reopens_in() == pytest.approx(10.0)
@@ -106,7 +95,7 @@ def test_trip_opens_at_once_and_half_open_now_ends_the_cooldown() -> None:
 
 
 def test_abandoned_probe_frees_the_half_open_slot() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=1, cooldown_s=1.0), clock=clock)
     b.record_failure()
     clock.advance(1.0)
@@ -150,7 +139,7 @@ def test_local_limiter_counts_slots() -> None:
 
 
 def test_queue_is_fifo_and_bounded() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     q: WaitQueue[str] = WaitQueue(QueueSettings(max_length=2, timeout_s=5.0), clock=clock)
     first, second = q.enter("a"), q.enter("b")
     assert [w.request for w in q] == ["a", "b"]
@@ -163,7 +152,7 @@ def test_queue_is_fifo_and_bounded() -> None:
 
 
 def test_queue_deadline_gives_overloaded_with_wait_and_length() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     q: WaitQueue[str] = WaitQueue(QueueSettings(max_length=4, timeout_s=2.0), clock=clock)
     waiter = q.enter("a")
     q.enter("b")
@@ -207,7 +196,7 @@ class Named:
         self.name = name
 
 
-def fast_and_slow(clock: FakeClock, strategy: object, timeout_s: float = 2.0) -> Balancer:
+def fast_and_slow(clock: ManualClock, strategy: object, timeout_s: float = 2.0) -> Balancer:
     """A 0.1 s and a 1 s instance, one slot each, both measured; nothing in flight."""
     specs = [Instance(Named(n), limit=1, models=("m",)) for n in ("fast", "slow")]  # type: ignore[arg-type]
     core = Balancer(specs, strategy=strategy, settings=PoolSettings(queue=QueueSettings(max_length=8, timeout_s=timeout_s)),  # type: ignore[arg-type]
@@ -220,7 +209,7 @@ def fast_and_slow(clock: FakeClock, strategy: object, timeout_s: float = 2.0) ->
 
 
 def test_a_request_waits_for_the_busy_fast_slot_rather_than_the_free_slow_one() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     core = fast_and_slow(clock, LatencyAware())
     assert core.enter(Ask("m"), in_loop=False) == 0  # the fast instance is free: it takes it
     waiter = core.enter(Ask("m"), in_loop=False)
@@ -233,7 +222,7 @@ def test_a_request_waits_for_the_busy_fast_slot_rather_than_the_free_slow_one() 
 
 
 def test_a_waiter_at_its_deadline_takes_the_free_slow_slot_instead_of_overloaded() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     core = fast_and_slow(clock, LatencyAware(), timeout_s=0.5)
     assert core.enter(Ask("m"), in_loop=False) == 0
     waiter = core.enter(Ask("m"), in_loop=False)
@@ -244,7 +233,7 @@ def test_a_waiter_at_its_deadline_takes_the_free_slow_slot_instead_of_overloaded
 
 
 def test_queued_requests_far_back_take_the_slow_slot() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     core = fast_and_slow(clock, LatencyAware())
     assert core.enter(Ask("m"), in_loop=False) == 0
     # One fast slot frees every 0.1 s: the 3rd in line expects 0.3 s + 0.1 s, and 3 x 0.4 s > 1 s.
@@ -254,7 +243,7 @@ def test_queued_requests_far_back_take_the_slow_slot() -> None:
 
 
 def test_strategies_without_admit_never_hold_back_a_free_slot() -> None:
-    core = fast_and_slow(FakeClock(), LeastOutstanding())
+    core = fast_and_slow(ManualClock(), LeastOutstanding())
     assert sorted([core.enter(Ask("m"), in_loop=False), core.enter(Ask("m"), in_loop=False)]) == [0, 1]  # type: ignore[type-var]
 
 
@@ -409,7 +398,7 @@ def test_retry_after_is_honoured_for_a_lone_busy_instance() -> None:
 
 
 def test_the_wait_before_retrying_a_lone_busy_instance_is_its_retry_after() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     settings = PoolSettings(retry=RetrySettings(attempts=3, backoff_s=0.01, max_backoff_s=2.0))
     core = Balancer([Instance(Named("only"), limit=1, models=("m",))], strategy=LeastOutstanding(),  # type: ignore[arg-type]
                     settings=settings, limiter=LocalLimiter(), clock=clock, rng=random.Random(0))
@@ -461,7 +450,7 @@ async def test_async_stream_fails_over_before_the_first_byte() -> None:
 def test_queue_deadline_gives_overloaded() -> None:
     settings = PoolSettings(queue=QueueSettings(max_length=4, timeout_s=0.2))
     metrics = Metrics()
-    clock = FakeClock()  # the queue's deadline runs on the pool's clock: no wall-clock waiting
+    clock = ManualClock()  # the queue's deadline runs on the pool's clock: no wall-clock waiting
     with fakes((MODEL,)) as fleet, make_pool(fleet, limit=1, settings=settings, metrics=metrics, clock=clock) as pool:
         fleet[0].pause()  # the first request holds the only slot
         holder = threading.Thread(target=pool.chat, args=(MODEL, ASK))

@@ -20,7 +20,7 @@ from semroute.backends.pool import Instance, Pool
 from semroute.settings import BreakerSettings, PoolSettings, Timeout
 from semroute.backends.strategy import LatencyAware
 from semroute.errors import BackendUnavailable, ConfigError
-from semroute.testing import FakeFleet, Timing
+from semroute.testing import FakeFleet, Timing, ManualClock
 from semroute.types import Message
 
 pytestmark = pytest.mark.reliability
@@ -29,22 +29,11 @@ MODEL = "llama3.2:3b"
 ASK = [Message("user", "What is the speed limit in a city?")]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 # ----------------------------------------------------------------------- the breaker alone
 
 
 def test_concurrent_in_flight_failures_are_one_trip() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=3, cooldown_s=1.0, max_cooldown_s=30.0), clock=clock)
     sent = [b.on_dispatch() for _ in range(8)]  # eight requests in flight when the instance dies
     clock.advance(0.01)
@@ -54,7 +43,7 @@ def test_concurrent_in_flight_failures_are_one_trip() -> None:
 
 
 def test_failures_while_open_do_not_lengthen_the_cooldown_without_dispatch_times() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=3, cooldown_s=1.0, max_cooldown_s=30.0), clock=clock)
     for _ in range(8):
         b.record_failure()
@@ -62,7 +51,7 @@ def test_failures_while_open_do_not_lengthen_the_cooldown_without_dispatch_times
 
 
 def test_a_failed_probe_still_escalates() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=1, cooldown_s=1.0, max_cooldown_s=30.0), clock=clock)
     b.record_failure(dispatched_at=b.on_dispatch())
     clock.advance(1.0)
@@ -75,7 +64,7 @@ def test_a_failed_probe_still_escalates() -> None:
 
 
 def test_recent_failures_decay_with_time() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     b = CircuitBreaker(BreakerSettings(failure_threshold=3, failure_window_s=5.0), clock=clock)
     b.record_failure()
     b.record_failure()
@@ -99,14 +88,14 @@ class Named:
         self.name = name
 
 
-def three(clock: FakeClock) -> Balancer:
+def three(clock: ManualClock) -> Balancer:
     specs = [Instance(Named(n), limit=8, models=("m",)) for n in ("a", "b", "c")]  # type: ignore[arg-type]
     return Balancer(specs, strategy=LatencyAware(), settings=PoolSettings(), limiter=LocalLimiter(),
                     clock=clock, rng=random.Random(0))
 
 
 def test_eight_failures_in_flight_on_one_instance_open_it_once() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     core = three(clock)
     asks = []
     for _ in range(24):
@@ -123,7 +112,7 @@ def test_eight_failures_in_flight_on_one_instance_open_it_once() -> None:
 
 
 def test_the_half_open_instance_gets_the_probe_despite_its_failures() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     core = three(clock)
     for idx in range(3):  # all measured equally fast
         ask = Ask("m")
@@ -151,7 +140,7 @@ def test_the_half_open_instance_gets_the_probe_despite_its_failures() -> None:
 FAST = Timing(latency_ms=4.0, ttft_ms=1.0, token_delay_ms=0.5)
 
 
-def fleet_pool(fleet: FakeFleet, clock: FakeClock) -> Pool:
+def fleet_pool(fleet: FakeFleet, clock: ManualClock) -> Pool:
     instances = [Instance(OllamaBackend(url, timeout=Timeout(connect=1.0, read=5.0)), limit=4) for url in fleet.urls]
     return Pool(instances, clock=clock, rng=random.Random(7))  # default settings and strategy
 
@@ -182,7 +171,7 @@ def served(fleet: FakeFleet) -> list[int]:
 
 
 def test_an_instance_that_refused_briefly_takes_its_share_again() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     with FakeFleet(3, models=(MODEL,), timing=FAST) as fleet, fleet_pool(fleet, clock) as pool:
         assert not closed_loop(pool, 12, 3)  # warm: every instance measured
         fleet[1].set_fault("refuse")
@@ -200,7 +189,7 @@ def test_an_instance_that_refused_briefly_takes_its_share_again() -> None:
 
 
 def test_health_checks_bring_a_recovered_instance_back() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     with FakeFleet(3, models=(MODEL,), timing=FAST) as fleet, fleet_pool(fleet, clock) as pool:
         assert not closed_loop(pool, 12, 2)
         fleet[1].set_fault("refuse")
@@ -232,7 +221,7 @@ class CountingAdmit(LatencyAware):
 
 
 def test_an_open_instances_idle_slots_do_not_make_every_poll_walk_the_queue() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     strategy = CountingAdmit()
     specs = [Instance(Named(n), limit=1, models=("m",)) for n in ("a", "b", "c")]  # type: ignore[arg-type]
     core = Balancer(specs, strategy=strategy, settings=PoolSettings(), limiter=LocalLimiter(), clock=clock,

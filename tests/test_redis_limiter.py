@@ -14,17 +14,9 @@ from semroute.settings import PoolSettings, QueueSettings
 from semroute.backends.ollama import OllamaBackend
 from semroute.backends.redis_limiter import RedisLimiter
 from semroute.errors import Overloaded
-from semroute.testing import FakeOllama
+from semroute.testing import FakeOllama, ManualClock
 from semroute.testing.redis_server import RedisServer
 from semroute.types import Message
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -56,7 +48,7 @@ def test_a_crashed_holder_frees_its_slot_after_the_lease(redis_url, limiters):
     code = ("import os, sys; from semroute.backends.redis_limiter import RedisLimiter;"
             "l = RedisLimiter.from_url(sys.argv[1], lease_s=30); assert l.try_acquire('gpu1', 1); os._exit(0)")
     subprocess.run([sys.executable, "-c", code, redis_url], check=True, timeout=60)
-    clock = Clock()
+    clock = ManualClock(time.time())
     survivor = limiters(lease_s=30, clock=clock)
     assert not survivor.try_acquire("gpu1", 1)  # the dead process's lease still counts
     clock.now += 31
@@ -64,7 +56,7 @@ def test_a_crashed_holder_frees_its_slot_after_the_lease(redis_url, limiters):
 
 
 def test_renewal_keeps_a_long_call_slot(limiters):
-    clock = Clock()
+    clock = ManualClock(time.time())
     holder, other = limiters(lease_s=30, clock=clock), limiters(lease_s=30, clock=clock)
     assert holder.try_acquire("gpu1", 1)
     clock.now += 20
@@ -74,7 +66,7 @@ def test_renewal_keeps_a_long_call_slot(limiters):
 
 
 def test_older_waiters_of_other_processes_go_first(limiters):
-    clock = Clock()
+    clock = ManualClock(time.time())
     patient, fresh = limiters(clock=clock), limiters(clock=clock)
     patient.queued(clock.now - 5.0)  # its pool has had a request waiting for 5 s
     assert not fresh.try_acquire("gpu1", 1)  # a new request elsewhere may not overtake it
@@ -85,7 +77,7 @@ def test_older_waiters_of_other_processes_go_first(limiters):
 
 
 def test_a_dead_process_ticket_stops_counting_after_the_lease(limiters):
-    clock = Clock()
+    clock = ManualClock(time.time())
     dead, alive = limiters(lease_s=30, clock=clock), limiters(lease_s=30, clock=clock)
     dead.queued(clock.now)
     dead._stop.set()  # crashed: no more renewals

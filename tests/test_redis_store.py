@@ -12,16 +12,9 @@ from semroute.cache.redis import RedisStore
 from semroute.errors import ConfigError, InvalidRequest, StoreUnavailable
 from semroute.redis_conn import connect, redact_url
 from semroute.types import CacheEntry
+from semroute.testing import ManualClock
 
 DIM = 8
-
-
-class Clock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def entry(i: int, *, ns: str = "default", ttl: float | None = None, tags=(), key: str | None = None,
@@ -36,7 +29,7 @@ def entry(i: int, *, ns: str = "default", ttl: float | None = None, tags=(), key
 
 @pytest.fixture
 def store(redis_url):
-    clock = Clock()
+    clock = ManualClock()
     with RedisStore.from_url(redis_url, prefix="t", clock=clock, max_entries=50, max_changes=1000) as s:
         s.test_clock = clock
         yield s
@@ -85,7 +78,7 @@ def test_ttl_does_not_slide_on_reads_and_expiry_reaches_the_feed(store):
 
 
 def test_max_entries_evicts_least_recently_used(redis_url):
-    clock = Clock()
+    clock = ManualClock()
     with RedisStore.from_url(redis_url, prefix="lru", max_entries=3, clock=clock) as s:
         for i in range(3):
             clock.now = 1_000.0 + i

@@ -25,24 +25,13 @@ from semroute.backends.pool import Instance, Pool
 from semroute.cache import MemoryStore
 from semroute.errors import BackendError, SemrouteError
 from semroute.settings import Timeout
-from semroute.testing import FakeFleet, FakeOllama, Timing, answer_text
+from semroute.testing import FakeFleet, FakeOllama, Timing, answer_text, ManualClock
 from semroute.types import Message
 
 pytestmark = pytest.mark.reliability
 
 ASK = [Message("user", "What is the speed limit in a city?")]
 FAST = Timing(latency_ms=3.0, ttft_ms=1.0, token_delay_ms=0.5)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def closed_loop(call: Callable[[], object], clients: int, each: int) -> tuple[int, list[BaseException]]:
@@ -80,7 +69,7 @@ def inject(fleet: FakeFleet, kind: str) -> Callable[[], None]:
 
 @pytest.mark.parametrize("kind", ["refuse", "error", "busy", "hang", "drop", "restart"])
 def test_a_fault_under_load_loses_nothing_and_the_instance_recovers(kind: str) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     with FakeFleet(3, models=(SMALL,), timing=FAST) as fleet:
         timeout = Timeout(connect=1.0, read=2.0)  # a hung request fails over after 2 s
         pool = Pool([Instance(OllamaBackend(u, timeout=timeout), limit=4) for u in fleet.urls], clock=clock)

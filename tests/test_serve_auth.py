@@ -14,6 +14,7 @@ from semroute import ConfigError
 from semroute.server import ApiKey, ServerSettings
 from semroute.server.auth import Tenants
 from semroute.server.settings import key_digest, server_settings_from_table
+from semroute.testing import ManualClock
 
 KEY_A = "sk-team-a-0123456789abcdef"
 KEY_B = "sk-team-b-0123456789abcdef"
@@ -21,14 +22,6 @@ KEY_B = "sk-team-b-0123456789abcdef"
 
 def keys(**limits) -> tuple[ApiKey, ...]:
     return (ApiKey(key_digest(KEY_A), "team-a", "team-a", **limits), ApiKey(key_digest(KEY_B), "team-b", "team-b"))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -78,7 +71,7 @@ def test_each_key_has_its_own_namespace(gateway, fake_ollama, caplog):
 
 
 def test_rate_limit_is_429_with_retry_after(gateway, fake_ollama):
-    clock = Clock()
+    clock = ManualClock(0.0)
     table = keys(rate_per_s=0.5, burst=1)
     gw = gateway(settings=ServerSettings(keys=table), tenants=Tenants(table, clock=clock))
     assert chat(gw.url, KEY_A, "first question").status_code == 200

@@ -1,5 +1,6 @@
 """Test helpers that run real servers: ``FakeOllama`` (Ollama's HTTP API), ``FakeFleet``
-and ``RedisServer`` (a private real ``redis-server``).
+and ``RedisServer`` (a private real ``redis-server``); ``ManualClock`` for the ``clock=``
+parameters of TTLs, breakers and limits.
 
 Imported lazily so ``import semroute.testing`` stays cheap and never loads torch.
 ``semroute.testing.fuzz`` (import it explicitly; needs ``hypothesis``) fuzzes the public entry
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text", "RedisServer"]
+__all__ = ["FakeOllama", "FakeFleet", "InstanceSpec", "Timing", "Capacity", "Fault", "FakeStats", "answer_text", "RedisServer", "ManualClock"]
 
 _WHERE = {
     "FakeOllama": "fake_ollama",
@@ -22,9 +23,11 @@ _WHERE = {
     "FakeStats": "fake_config",
     "answer_text": "fake_content",
     "RedisServer": "redis_server",
+    "ManualClock": "clock",
 }
 
 if TYPE_CHECKING:
+    from .clock import ManualClock
     from .fake_config import Capacity, FakeStats, Fault, Timing
     from .fake_content import answer_text
     from .fake_ollama import FakeOllama
