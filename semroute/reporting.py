@@ -35,7 +35,9 @@ def snapshot_from_events(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if source is None:
             continue
         counters[f"answers.{source}"] = counters.get(f"answers.{source}", 0) + 1
-        if source in ("small", "large"):
+        if source in ("small", "large") and not e.get("model_call", True):
+            counters["requests.coalesced"] = counters.get("requests.coalesced", 0) + 1
+        elif source in ("small", "large"):
             counters[f"tier.{source}.answered"] = counters.get(f"tier.{source}.answered", 0) + 1
             for kind in ("prompt", "completion"):
                 counters[f"tokens.{kind}"] = counters.get(f"tokens.{kind}", 0) + e.get(f"{kind}_tokens", 0)
@@ -177,6 +179,8 @@ def _summary(out: Path, snap: Mapping[str, Any], money: Mapping[str, Any],
         f"{_fmt(own['cost'])} for this period ({_fmt(own['per_1000_questions'])} per 1,000 questions); hits "
         f"avoided {own['server_seconds_avoided']:.1f} server-seconds of generation.", "",
         *([] if events else ["Hit rate over time needs the events of a replay (`semroute replay --events FILE`).", ""]),
+        *([] if "tokens.avoided" in c or not events else
+          ["Tokens avoided by hits are not in the events: give the replay's snapshot too (`--snapshot`).", ""]),
         *(f"![{Path(p).stem}]({p})" for p in pictures),
     ]
     path = out / "summary.md"

@@ -195,7 +195,7 @@ def _valid(pipeline: Pipeline, rows: Iterable[object], options: WarmOptions, rep
             _check_ttl(row.ttl_s)
             namespace = options.namespace if row.namespace is None else row.namespace
             plan = pipeline.plan(row.question, namespace=namespace, system=options.system, tier=None)
-            _text("answer", row.answer, max_chars=1_000_000)
+            answer = _text("answer", row.answer, max_chars=1_000_000)  # a plain str, whatever was passed
             tags = tuple(sorted(check_tags(dict([*options.tags, *row.tags]).items())))
         except InvalidRequest as exc:
             if options.on_bad == "raise":
@@ -203,7 +203,7 @@ def _valid(pipeline: Pipeline, rows: Iterable[object], options: WarmOptions, rep
             report.bad.append(BadRow(where, str(exc)))
             continue
         ttl = options.ttl_s if row.ttl_s is None else row.ttl_s
-        items.append(_Item(plan, WarmRow(plan.question, row.answer, plan.namespace, ttl, tags, where)))
+        items.append(_Item(plan, WarmRow(plan.question, answer, plan.namespace, ttl, tags, where)))
     return items
 
 

@@ -54,3 +54,7 @@ def test_the_azure_trace_arrivals_drive_a_synthetic_question_stream(tmp_path):
     hits = sum(e["source"] in ("exact", "semantic") for e in events)
     assert hits >= 1 and hits == snap["savings"]["hits"]  # Zipf-popular questions repeat, ~65 ms apart
     assert len({e["question"] for e in events}) < 40
+    counters = snap["counters"]  # a miss that joined one in flight made no model call: its tokens are not counted twice
+    assert counters["tokens.completion"] == sum(e.get("completion_tokens", 0) for e in events)
+    assert sum(e.get("model_call", False) for e in events) == counters.get("tier.small.answered", 0) + \
+        counters.get("tier.large.answered", 0)

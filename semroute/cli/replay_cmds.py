@@ -72,9 +72,11 @@ def read_stream(path: Path, *, questions: Path | None, limit: int | None, rate: 
 def _event(at: float, question: str, answer: Any, error: Exception | None) -> dict[str, Any]:
     if answer is None:
         return {"at": at, "question": question, "source": None, "error": type(error).__name__}
+    # A miss that joined an identical one in flight carries the leader's tokens but made no model call.
+    called = answer.source in ("small", "large") and "llm" in (answer.timings_ms or {})
     return {"at": at, "question": question, "source": answer.source, "latency_ms": answer.latency_ms,
-            "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-            "similarity": answer.similarity}
+            "model_call": called, "prompt_tokens": answer.prompt_tokens if called else 0,
+            "completion_tokens": answer.completion_tokens if called else 0, "similarity": answer.similarity}
 
 
 @main.command()
