@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidRequest
 from .savings import CostModel, savings
 
 __all__ = ["write_report", "snapshot_from_events"]
@@ -52,7 +53,7 @@ def write_report(out: Path, *, snapshot: Mapping[str, Any] | None = None,
 
     matplotlib.use("Agg")  # files only: never a window, never a display needed
     if snapshot is None and not events:
-        raise ValueError("a report needs a snapshot or events")
+        raise InvalidRequest("a report needs a snapshot or events")
     out.mkdir(parents=True, exist_ok=True)
     snap = dict(snapshot) if snapshot is not None else snapshot_from_events(events or ())
     money = savings(snap, cost)
