@@ -27,6 +27,8 @@ def cost_options(fn: Callable[..., None]) -> Callable[..., None]:
     """The ``CostModel`` as options (defaults: ``semroute.savings.CostModel``)."""
     for option in (
         click.option("--currency", default="USD", show_default=True),
+        click.option("--slots-per-server", default=1, show_default=True, type=click.IntRange(1, None),
+                     help="Answers one own server generates at once (OLLAMA_NUM_PARALLEL)."),
         click.option("--servers", default=1, show_default=True, type=click.IntRange(1, None),
                      help="Own servers running the model tiers."),
         click.option("--server-per-month", default=200.0, show_default=True, type=click.FloatRange(0, None),
@@ -43,7 +45,7 @@ def cost_options(fn: Callable[..., None]) -> Callable[..., None]:
 def _cost(kwargs: dict[str, Any]):
     from ..savings import CostModel
 
-    names = ("api_input_per_1m", "api_output_per_1m", "server_per_month", "servers", "currency")
+    names = ("api_input_per_1m", "api_output_per_1m", "server_per_month", "servers", "slots_per_server", "currency")
     return CostModel(**{n: kwargs.pop(n) for n in names})
 
 
