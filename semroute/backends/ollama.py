@@ -65,6 +65,12 @@ class _HttpStatus(Exception):
 _EDGE_ERRORS = (_HttpStatus, httpx.HTTPError, ollama.ResponseError, ConnectionError, TimeoutError, ValueError)
 
 
+# The pool's limiter bounds concurrency; httpx's own cap would queue silently. Idle connections
+# are all kept (for httpx's 5 s expiry): keeping 64 made each burst of 300 streams open, and
+# then close, 236 connections again (bench/serve.py's streams).
+_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+
+
 def _retry_after(value: str | None) -> float | None:
     """``Retry-After`` in seconds: a number of seconds or an HTTP date."""
     if not value:
@@ -202,6 +208,7 @@ class OllamaBackend:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._client: ollama.Client | None = None
+        self._probe: httpx.Client | None = None
         # One async client per event loop: httpx connections belong to the loop that opened them.
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncEntry] = weakref.WeakKeyDictionary()
 
@@ -221,10 +228,18 @@ class OllamaBackend:
                     self.host,
                     timeout=self._httpx_timeout(),
                     event_hooks={"response": [_check_status]},
-                    # The pool's limiter bounds concurrency; httpx's own cap would queue silently.
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                    limits=_LIMITS,
                 )
             return self._client
+
+    def _prober(self) -> httpx.Client:
+        """The health probe's kept-alive client. ``httpx.get`` built a client per probe, loading
+        the CA bundle into a new SSL context each time: the most sampled frame of a gateway's
+        health thread, holding the GIL the event loop needs."""
+        with self._lock:
+            if self._probe is None:
+                self._probe = httpx.Client()
+            return self._probe
 
     async def _async(self) -> ollama.AsyncClient:
         """The async client of the running loop, made on first use in that loop."""
@@ -232,20 +247,24 @@ class OllamaBackend:
         with self._lock:
             entry = self._aclients.get(loop)
         if entry is None:
+            # No await between the check and the store: a burst of first calls in one loop makes
+            # one client, not one each (each loads the CA bundle into an SSL context: the first
+            # burst of 300 streams through the gateway showed them in its profile).
             client = ollama.AsyncClient(
                 self.host,
                 timeout=self._httpx_timeout(),
                 event_hooks={"response": [_acheck_status]},
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                limits=_LIMITS,
             )
             closer = _close_at_loop_shutdown(client)
-            await anext(closer)  # now the loop tracks it, and closes it before the loop closes
             with self._lock:
                 for old in [other for other in self._aclients if other.is_closed()]:
                     del self._aclients[old]  # closed with its loop already
                 entry = self._aclients.setdefault(loop, (client, closer))
-            if entry[1] is not closer:  # another task of this loop won the race
-                await closer.aclose()
+            if entry[1] is closer:
+                await anext(closer)  # now the loop tracks it, and closes it before the loop closes
+            else:  # another thread stored one for this loop first (a loop is driven by one thread)
+                await client.close()
         return entry[0]
 
     @contextlib.contextmanager
@@ -396,7 +415,7 @@ class OllamaBackend:
     def health(self) -> bool:
         """True when ``/api/version`` answers 200 within ``timeout.connect``; never raises."""
         try:
-            response = httpx.get(f"{self.host}/api/version", timeout=self.timeout.connect)
+            response = self._prober().get(f"{self.host}/api/version", timeout=self.timeout.connect)
         except Exception:  # noqa: BLE001 - health() must never raise
             return False
         return response.status_code == 200
@@ -410,9 +429,12 @@ class OllamaBackend:
         """
         with self._lock:
             client, self._client = self._client, None
+            prober, self._probe = self._probe, None
             idle = [(loop, entry) for loop, entry in self._aclients.items() if not loop.is_running()]
         if client is not None:
             client.close()
+        if prober is not None:
+            prober.close()
         for loop, (_, closer) in idle:
             if not loop.is_closed():  # a loop that is not running can run the close itself
                 loop.run_until_complete(closer.aclose())

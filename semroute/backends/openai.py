@@ -134,7 +134,7 @@ class OpenAIBackend:
         t = self.timeout
         return dict(timeout=httpx.Timeout(connect=t.connect, read=t.effective_read, write=t.effective_read,
                                           pool=t.effective_read),
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64), headers=self._headers)
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=None), headers=self._headers)
 
     def _sync(self) -> httpx.Client:
         with self._lock:

@@ -86,7 +86,7 @@ def build_app(spec: ServeSpec):
     if spec.redis_url is not None:
         kwargs["redis_url"] = spec.redis_url
     router = Router(embedder=batcher, backend_factory=backend_for, **kwargs)
-    return create_app(router, settings, batcher=batcher), settings
+    return create_app(router, settings, batcher=batcher, own_process=True), settings
 
 
 def _log_to_stderr() -> None:
