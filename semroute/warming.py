@@ -68,9 +68,14 @@ class WarmConflict:
     similarity: float
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class WarmReport:
-    """What one warm-up did. ``stored`` = added + updated (a changed answer replaces the old one)."""
+    """What one warm-up did. ``stored`` = added + updated (a changed answer replaces the old one).
+
+    ``Router.warm`` returned the stored count before it returned this report, so the report still
+    acts as that count where a script used it as a number: ``int(report)``, ``report == 3``,
+    ``range(report)``, ``"%d" % report``.
+    """
 
     added: int = 0
     updated: int = 0
@@ -88,6 +93,20 @@ class WarmReport:
     @property
     def skipped(self) -> int:
         return self.already_stored + self.duplicates + self.near_duplicates + len(self.conflicts) + len(self.bad)
+
+    def __index__(self) -> int:
+        return self.stored
+
+    __int__ = __index__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, WarmReport):
+            return self.as_dict() == other.as_dict()
+        if isinstance(other, int) and not isinstance(other, bool):
+            return self.stored == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
 
     def as_dict(self) -> dict[str, object]:
         out = asdict(self)

@@ -157,3 +157,11 @@ def test_cli_warms_several_files_skips_bad_rows_and_reports_json(tmp_path, fake_
     assert "already stored 2" in again.stderr
     with MemoryStore(tmp_path / "cache") as store:
         assert sorted(e.question for e in store.entries()) == ["Is a child seat required?", "Opening hours?"]
+
+
+def test_the_report_still_reads_as_the_stored_count(router):
+    """Scripts written when ``warm`` returned an int keep working."""
+    report = router.warm([("How long may I park on the street?", "Two hours."),
+                          ("Is a helmet required on a moped?", "Yes.")])
+    assert report == 2 and int(report) == 2 and f"{int(report)}" == "2" and len(range(report)) == 2
+    assert report != 3 and report.stored == 2
