@@ -33,7 +33,10 @@ def replay(name: str) -> dict[str, object]:
             answers = [(r, router.ask(r["question"])) for r in rows]
             unavailable = {k: router.metrics.count(k) for k in ("verifier.unavailable", "consensus.unavailable")}
     by = Counter((r["expect"], a.source) for r, a in answers)
-    wrong = [{"question": r["question"], "expected": r["expect"], "decision": a.source, "cached": a.cached_question}
+    # Each disagreement says which gate refused it (the nearest row's cosine and the pair model's verdict).
+    wrong = [{"question": r["question"], "expected": r["expect"], "decision": a.source, "cached": a.cached_question,
+              "nearest_similarity": a.nearest_similarity,
+              "refused_because": None if a.verdict is None or a.verdict.accepted else a.verdict.reason}
              for r, a in answers if (r["expect"] == "semantic") != (a.source == "semantic") and r["expect"] in ("semantic", "miss")]
     out = {"embedder": name, "semantic_rows_served": by[("semantic", "semantic")],
            "semantic_rows": sum(r["expect"] == "semantic" for r in rows),

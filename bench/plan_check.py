@@ -22,7 +22,6 @@ Writes ``bench/results/plan_check.json``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from dataclasses import replace
@@ -45,14 +44,10 @@ MAX_TOKENS = 1000
 
 def read_trace() -> tuple[np.ndarray, np.ndarray]:
     """(arrival seconds from the first request, generated tokens clipped) of the conv trace."""
-    from datetime import datetime
+    from semroute.planning.trace import read_azure_trace
 
-    with open(TRACE, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    stamps = [datetime.fromisoformat(r["TIMESTAMP"][:26]) for r in rows]
-    t = np.array([(s - stamps[0]).total_seconds() for s in stamps])
-    tokens = np.minimum(np.array([int(r["GeneratedTokens"]) for r in rows], dtype=float), MAX_TOKENS)
-    tokens = np.maximum(tokens, 1.0)
+    t, _, generated = read_azure_trace(TRACE)
+    tokens = np.maximum(np.minimum(generated.astype(float), MAX_TOKENS), 1.0)
     return t, tokens
 
 

@@ -31,6 +31,7 @@ from .errors import (
 from .hits import ByNamespace, PairVerifier, ThresholdVerifier, Verifier
 from .metrics import Metrics
 from .router import Router
+from .savings import CostModel
 from .routing import ComplexityClassifier, FixedTier, LogisticComplexityClassifier
 from .settings import (
     BreakerSettings,
@@ -44,6 +45,8 @@ from .settings import (
     Timeout,
 )
 from .types import Answer, CacheEntry, Candidate, Chunk, Completion, Decision, Hit, Message, Verdict
+from .warm_files import read_warm_file
+from .warming import WarmReport, WarmRow
 
 try:
     __version__ = version("semroute")
@@ -88,6 +91,11 @@ __all__ = [
     "FixedTier",
     "LogisticComplexityClassifier",
     "Metrics",
+    # warm-up and savings
+    "WarmRow",
+    "WarmReport",
+    "read_warm_file",
+    "CostModel",
     # errors
     "SemrouteError",
     "InvalidRequest",

@@ -22,14 +22,15 @@ import numpy as np
 
 from .assembly import Assembly
 from .cache.base import Store
-from .cache.memory import check_tags
 from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .routing.classify import ComplexityClassifier, decide
+from .savings import AnswerTokens
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
+from .warming import WarmOptions, WarmReport, warm_rows
 
 if TYPE_CHECKING:
     from .backends.pool import Pool
@@ -85,6 +86,7 @@ class Pipeline:
         # The policy fingerprint depends only on the system prompt here: memoise it off the hot path.
         self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
         self._embedded = False  # the first embedding loads the model: that request is a cold one
+        self.answer_tokens = AnswerTokens()  # what each answer generated here cost: tokens a hit avoids
 
     # -- parts (see ``Assembly``) ----------------------------------------------------------
 
@@ -236,11 +238,12 @@ class Pipeline:
         """Store a complete answer (when it is non-empty) and build the caller's ``Answer``."""
         entry_id = None
         if completion.text.strip():
-            entry = self._entry(plan, vector, completion.text, model=completion.model, tier=tier)
+            entry = self.new_entry(plan, vector, completion.text, model=completion.model, tier=tier)
             t0 = time.perf_counter()
             try:
                 self.cache.insert([entry])
                 entry_id = entry.id
+                self.answer_tokens.remember(entry.id, entry.answer, completion.completion_tokens)
             except StoreError as exc:
                 self._store_failed("insert", exc)
             plan.timings["store"] = (time.perf_counter() - t0) * 1000
@@ -250,8 +253,10 @@ class Pipeline:
             self.metrics.incr("answers.fallback")
         # the nearest cached question the verifier refused: why this was a miss
         nearest = max(plan.rejected, key=lambda pair: pair[0].similarity, default=None)
-        self.metrics.incr("tokens.prompt", completion.prompt_tokens)
-        self.metrics.incr("tokens.completion", completion.completion_tokens)
+        self.metrics.incr(f"tier.{tier}.answered")
+        for name, tokens in (("prompt", completion.prompt_tokens), ("completion", completion.completion_tokens)):
+            self.metrics.incr(f"tokens.{name}", tokens)
+            self.metrics.incr(f"tokens.{name}.{tier}", tokens)
         return self._finish(
             plan,
             Answer(
@@ -274,50 +279,9 @@ class Pipeline:
         """A coalesced caller gets the leader's answer with its own latency."""
         return self._finish(plan, answer)
 
-    def warm(
-        self,
-        pairs: Iterable[tuple[str, str]],
-        *,
-        namespace: str | None,
-        system: str | None,
-        batch_size: int,
-        progress: Callable[[int], None] | None,
-        ttl_s: float | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> int:
-        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
-            raise InvalidRequest(f"ttl_s must be positive (math.inf: never expire), got {ttl_s!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidRequest(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
-            raise InvalidRequest(f"pairs must be an iterable of (question, answer), got {type(pairs).__name__}")
-        if tags is not None and not isinstance(tags, Mapping):
-            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
-        tag_pairs = tuple(sorted(check_tags((tags or {}).items())))
-        items = list(pairs)
-        plans = []
-        for i, pair in enumerate(items):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise InvalidRequest(f"pair {i} must be (question, answer), got {pair!r}")
-            try:
-                plans.append(self.plan(pair[0], namespace=namespace, system=system, tier=None))
-                _text("answer", pair[1], max_chars=1_000_000)
-            except InvalidRequest as exc:
-                raise InvalidRequest(f"pair {i}: {exc}") from exc
-        stored = 0
-        for start in range(0, len(plans), batch_size):
-            batch = plans[start : start + batch_size]
-            vectors = self.embedder.embed([p.question for p in batch])
-            entries = [
-                self._entry(plan, vector, items[start + j][1], model="", tier="", ttl_s=ttl_s, tags=tag_pairs)
-                for j, (plan, vector) in enumerate(zip(batch, vectors))
-            ]
-            self.cache.insert(entries)
-            stored += len(entries)
-            if progress is not None:
-                progress(len(entries))
-        self.metrics.incr("cache.warmed", stored)
-        return stored
+    def warm(self, rows: Iterable[object], options: WarmOptions, progress: Callable[[int], None] | None) -> WarmReport:
+        """Store known question/answer rows (see ``semroute.warming``)."""
+        return warm_rows(self, rows, options, progress)
 
     def invalidate(self, *, ids: Iterable[str], namespace: str | None, where: Mapping[str, str] | None) -> int:
         if isinstance(ids, str):
@@ -340,7 +304,7 @@ class Pipeline:
     def _policy_for(self, system: str | None) -> str:
         return policy_fingerprint(models=self._models, system=system, embedder=self.embedder.name)
 
-    def _entry(
+    def new_entry(
         self, plan: Plan, vector: np.ndarray, answer: str, *, model: str, tier: str, ttl_s: float | None = None,
         tags: tuple[tuple[str, str], ...] = (),
     ) -> CacheEntry:
@@ -366,6 +330,11 @@ class Pipeline:
 
     def _hit_answer(self, plan: Plan, hit: Hit, *, nearest: float | None = None) -> Answer:
         entry = hit.entry
+        tokens, estimated = self.answer_tokens.of(entry.id, entry.answer)
+        self.metrics.incr("tokens.avoided", tokens)
+        self.metrics.incr(f"tokens.avoided.{hit.source}", tokens)
+        if estimated:
+            self.metrics.incr("tokens.avoided_estimated", tokens)
         answer = Answer(
             text=entry.answer,
             source=hit.source,

@@ -17,20 +17,24 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .backends.base import BackendFactory
 from .backends.deadline import Deadline
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, default_embedder
-from .errors import BackendError, DeadlineExceeded, NoInstanceAvailable
+from .cache.memory import check_tags
+from .errors import BackendError, DeadlineExceeded, InvalidRequest, NoInstanceAvailable
 from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
+from .metrics import Metrics
 from .routing.classify import ComplexityClassifier
+from .savings import CostModel, savings
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
 from .types import Answer, Chunk, Completion
+from .warming import WarmOptions, WarmReport
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,6 +81,7 @@ class Router:
             backend_factory=backend_factory,
             clock=clock,
             redis_url=redis_url,
+            metrics=Metrics(clock=clock),  # the period the counters cover is on the router's clock
         )
         self.tiers: dict[str, Tier] = parse_tiers(tiers) if tiers is not None else default_tiers()
         self.settings = settings or RouterSettings()
@@ -199,10 +204,12 @@ class Router:
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
+            started = time.perf_counter()
             try:
                 for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
+                        self.pipeline.llm_done(plan, started)
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
                     yield replace(chunk, source=tier)
             except DeadlineExceeded:
@@ -218,7 +225,7 @@ class Router:
 
     def warm(
         self,
-        pairs: Iterable[tuple[str, str]],
+        rows: Iterable[object],
         *,
         namespace: str | None = None,
         system: str | None = None,
@@ -226,17 +233,28 @@ class Router:
         progress: Callable[[int], None] | None = None,
         ttl_s: float | None = None,
         tags: Mapping[str, str] | None = None,
-    ) -> int:
-        """Store known question/answer pairs (an FAQ). Validates every pair before storing any.
+        near_duplicates: float | None = None,
+        on_bad: Literal["raise", "skip"] = "raise",
+    ) -> WarmReport:
+        """Store known question/answer rows (an FAQ) and report what was added, skipped and why.
 
-        ``ttl_s`` overrides the cache's default time-to-live for these entries (``math.inf``:
-        never expire), e.g. curated FAQ answers that outlive generated ones. ``tags`` label
-        them (``{"topic": "speed-limits"}``) so ``invalidate(where=...)`` can drop them together.
+        A row is a ``(question, answer)`` pair, a mapping with ``question``, ``answer`` and
+        optional ``namespace``, ``ttl_s`` and ``metadata`` (tags), or a ``WarmRow`` (what
+        ``read_warm_file`` yields from CSV/JSONL). ``ttl_s`` overrides the cache's default
+        time-to-live (``math.inf``: never expire); ``tags`` label every entry
+        (``{"topic": "speed-limits"}``) for ``invalidate(where=...)``. Rows already stored with
+        the same answer are skipped without embedding (an interrupted warm-up resumes);
+        ``near_duplicates=0.95`` also skips rows that close to an earlier one, reporting a
+        conflict when the answers differ. ``on_bad="raise"`` validates every row before storing
+        any; ``"skip"`` reports bad rows in ``WarmReport.bad`` and stores the rest.
+        ``progress(n)`` is called as rows are done.
         """
-        return self.pipeline.warm(
-            pairs, namespace=namespace, system=system, batch_size=batch_size, progress=progress, ttl_s=ttl_s,
-            tags=tags,
-        )
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidRequest(f"tags must be a mapping of name to value, got {tags!r}")
+        options = WarmOptions(namespace=namespace, system=system, batch_size=batch_size, ttl_s=ttl_s,
+                              tags=tuple(sorted(check_tags((tags or {}).items()))), near_duplicates=near_duplicates,
+                              on_bad=on_bad)
+        return self.pipeline.warm(rows, options, progress)
 
     def invalidate(
         self, *, ids: Iterable[str] = (), namespace: str | None = None, where: Mapping[str, str] | None = None
@@ -335,11 +353,13 @@ class Router:
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
+            started = time.perf_counter()
             try:
                 async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
                                                                     deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
+                        self.pipeline.llm_done(plan, started)
                         completion = _joined(parts, chunk)
                         await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
                     yield replace(chunk, source=tier)
@@ -356,10 +376,13 @@ class Router:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, object]:
-        """Counters, latency percentiles, each tier's instances (in flight, EWMA latency, health,
-        breaker) and its ``sizing`` (slots, queue, what is in use; see the README's sizing rule)."""
+    def stats(self, cost: CostModel | None = None) -> dict[str, object]:
+        """Counters, latency percentiles and histograms, ``savings`` (tokens generated and avoided,
+        money saved and cost per 1,000 questions under ``cost``, see ``semroute.savings``), each
+        tier's instances (in flight, EWMA latency, health, breaker) and its ``sizing`` (slots,
+        queue, what is in use; see the README's sizing rule)."""
         snapshot = self.metrics.snapshot()
+        snapshot["savings"] = savings(snapshot, cost)
         snapshot["instances"] = {
             name: [dataclasses.asdict(s) for s in self.pipeline.pool(name).states(tier.model)]
             for name, tier in self.tiers.items()

@@ -19,6 +19,7 @@ PUBLIC = {
     "SemrouteError", "InvalidRequest", "ConfigError", "EmbeddingError", "DimensionMismatch",
     "StoreError", "StoreUnavailable", "BackendError", "BackendUnavailable", "BackendTimeout", "DeadlineExceeded",
     "BackendProtocolError", "Overloaded", "NoInstanceAvailable", "ModelError", "ModelMismatch",
+    "WarmRow", "WarmReport", "read_warm_file", "CostModel",
     "__version__",
 }
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from gateway_kit import Gateway
+from gateway_kit import Gateway, wait_for
 from semroute import ConfigError
 from semroute.server import ApiKey, ServerSettings
 from semroute.server.auth import Tenants
@@ -63,6 +63,8 @@ def test_each_key_has_its_own_namespace(gateway, fake_ollama, caplog):
         a1 = chat(gw.url, KEY_A, "What is the fine for speeding?")
         a2 = chat(gw.url, KEY_A, "What is the fine for speeding?")
         b1 = chat(gw.url, KEY_B, "What is the fine for speeding?")
+        # The gateway logs a request after its response is sent: the last line may trail the reply.
+        wait_for(lambda: sum(r.name == "semroute.access" for r in caplog.records) >= 3, what="three access lines")
     assert [r.headers["x-semroute-source"] for r in (a1, a2, b1)] == ["small", "exact", "small"]
     assert fake_ollama.stats().count("chat") == 2  # team-b never sees team-a's cached answer
     lines = [r.getMessage() for r in caplog.records if r.name == "semroute.access"]

@@ -57,6 +57,27 @@ def test_metrics_count_requests_by_source(gateway, fake_ollama):
     assert metric(text, "semroute_gateway_in_flight") == 0
 
 
+def test_stats_endpoint_feeds_semroute_stats_and_metrics_carry_savings(gateway, fake_ollama):
+    from click.testing import CliRunner
+
+    from semroute.cli import main
+
+    gw = gateway()
+    body = {"model": "semroute", "messages": [{"role": "user", "content": "a savings question"}], "stream": False}
+    for _ in range(2):
+        httpx.post(f"{gw.url}/api/chat", json=body)
+    stats = httpx.get(f"{gw.url}/stats").json()
+    assert stats["counters"]["answers.exact"] == 1 and stats["savings"]["hits"] == 1
+    tokens = stats["counters"]["tokens.completion"]
+    assert stats["counters"]["tokens.avoided"] == tokens  # the hit re-served the answer generated here
+    text = httpx.get(f"{gw.url}/metrics").text
+    assert metric(text, "semroute_router_events_total", event="tokens.avoided") == tokens
+    assert metric(text, "semroute_savings", quantity="api_saved") > 0
+    result = CliRunner().invoke(main, ["stats", "--url", gw.url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["savings"]["tokens"]["completion_avoided"] == tokens
+
+
 def test_readyz_needs_a_loaded_cache_and_a_healthy_instance_per_tier(tmp_path):
     with FakeOllama([SMALL]) as fake:  # the large tier's model is missing
         gw = Gateway([fake.url], tmp_path / "cache")

@@ -28,6 +28,7 @@ def test_warm_faq_reports_and_a_bad_row_changes_nothing(tmp_path, fake_ollama):
     bad = tmp_path / "bad.csv"
     bad.write_text("question,answer\nIs it open?,Yes.\nAnd today?,\n", encoding="utf-8")
     failed = run(str(bad), "--config", str(toml))
-    assert failed.returncode == 1 and "bad.csv: line 3 needs a question and an answer" in failed.stderr
+    assert failed.returncode == 1 and "bad.csv: row 3 has an empty answer" in failed.stderr
     again = run(str(faq), "--config", str(toml))  # the same FAQ again: same entries, nothing added by bad.csv
-    assert json.loads(again.stdout)["entries"] == 2
+    report = json.loads(again.stdout)
+    assert report["entries"] == 2 and (report["already_stored"], report["added"]) == (2, 0)

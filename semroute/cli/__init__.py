@@ -41,6 +41,8 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``main``.
     from . import cache_cmds  # noqa: F401
     from . import plan_cmds  # noqa: F401
+    from . import replay_cmds  # noqa: F401
+    from . import report_cmds  # noqa: F401
     from . import router_cmds  # noqa: F401
     from . import serve  # noqa: F401
     from . import train_cmds  # noqa: F401

@@ -9,7 +9,6 @@ share the cache, limits and in-flight misses of every process using that Redis; 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import click
 
 from . import main, typed_errors
-from .files import read_numbered_rows
 
 __all__ = ["ask", "warm", "demo", "invalidate"]
 
@@ -107,34 +105,50 @@ def ask(question: str, as_json: bool, tier: str | None, system: str | None, conf
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--system", default=None, help="System prompt the answers were written for.")
 @click.option("--ttl", "ttl_s", type=click.FloatRange(0, None, min_open=True), default=None,
-              help="Seconds these entries live (default: forever, or the cache's default TTL).")
+              help="Seconds these entries live (default: forever, or the cache's default TTL); a row's ttl column wins.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
               help="Tag every entry (repeatable), e.g. --tag topic=speed-limits, for `semroute invalidate --where`.")
+@click.option("--near-duplicates", "near", type=click.FloatRange(0, 1, min_open=True), default=None,
+              metavar="SIMILARITY", help="Also skip a question at least this cosine-similar to an earlier one in "
+                                         "its namespace (e.g. 0.95); different answers are reported as conflicts.")
+@click.option("--skip-bad", is_flag=True,
+              help="Report bad rows and conflicting repeats (file and line) and store the rest; "
+                   "default: refuse the files and store nothing.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the final report as JSON to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
 @common_options
-def warm(file: Path, batch_size: int, system: str | None, ttl_s: float | None, tags: tuple[str, ...],
-         config: Path | None, data_dir: Path | None, namespace: str | None, ollama_url: str | None,
-         redis_url: str | None) -> None:
-    """Store question/answer pairs from FILE (CSV or JSONL with question and answer columns).
+def warm(files: tuple[Path, ...], batch_size: int, system: str | None, ttl_s: float | None, tags: tuple[str, ...],
+         near: float | None, skip_bad: bool, report_path: Path | None, as_json: bool, config: Path | None,
+         data_dir: Path | None, namespace: str | None, ollama_url: str | None, redis_url: str | None) -> None:
+    """Store question/answer rows from FILES (CSV or JSONL: question, answer, optional namespace, ttl, metadata).
 
-    Every row is checked before the embedding model loads: an over-long question or the same
-    question with two different answers is an error naming the file and rows.
+    Every row is checked before the embedding model loads: a bad row (empty field, over-long
+    question, bad ttl or metadata) or the same question with two different answers is an
+    error naming the file and row, unless --skip-bad. Rows already stored with the same
+    answer are skipped without embedding, so an interrupted run can simply be run again.
     """
-    from .faq import checked_pairs
+    from ..warm_files import read_warm_file
+    from .warm_report import check_rows, echo_report, progress_bar
 
-    rows = read_numbered_rows(file, ("question", "answer"))
     tag_map = _tags(tags)
     with _router(config, data_dir, namespace, ollama_url, redis_url) as router:
-        pairs, repeated = checked_pairs(file, rows, max_chars=router.settings.max_question_chars)
-        if repeated:
-            click.echo(f"{file}: skipped {repeated} row(s) repeating an earlier question with the same answer", err=True)
-        with click.progressbar(length=len(pairs), label="warming", file=sys.stderr) as bar:
-            stored = router.warm(pairs, batch_size=batch_size, progress=bar.update, system=system, ttl_s=ttl_s,
-                                 tags=tag_map)
-        click.echo(f"stored {stored} entries in namespace {router.pipeline.namespace!r}")
+        rows, bad = [], []
+        for file in files:
+            good, wrong = read_warm_file(file, max_chars=router.settings.max_question_chars)
+            rows += good
+            bad += wrong
+        if not skip_bad:
+            check_rows(rows, bad)
+        with progress_bar(len(rows)) as bar:
+            report = router.warm(rows, batch_size=batch_size, progress=bar.update, system=system, ttl_s=ttl_s,
+                                 tags=tag_map, near_duplicates=near, on_bad="skip" if skip_bad else "raise")
+        report.bad[:0] = bad
+        echo_report(report, namespace=router.pipeline.namespace, as_json=as_json, path=report_path)
 
 
 @main.command()

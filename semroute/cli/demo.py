@@ -84,7 +84,7 @@ def run_demo(
         if not as_json:
             echo(_embedder_line(router.pipeline.embedder.name))
         t0 = time.perf_counter()
-        stored = router.warm([(r["question"], r["answer"]) for r in faq_rows])
+        stored = router.warm([(r["question"], r["answer"]) for r in faq_rows]).stored
         warm_s = time.perf_counter() - t0
         if not as_json:
             echo(f"Warmed the cache with {stored} FAQ entries in {warm_s:.1f} s (includes loading the embedder).")

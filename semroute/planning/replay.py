@@ -30,7 +30,7 @@ from ..errors import ConfigError, SemrouteError
 from .profile import PlanProfile, ServerProfile
 from .simulate import SimRequest, SimResult, summarise
 
-__all__ = ["replay", "HashEmbedder", "fleet_timing"]
+__all__ = ["replay", "drive", "HashEmbedder", "fleet_timing"]
 
 
 class HashEmbedder:
@@ -83,11 +83,15 @@ def _fleets_main(conn: Any, specs: list[tuple[str, str, int, int, Any]]) -> None
         conn.close()
 
 
-async def _drive(router: Any, questions: list[tuple[float, str, str | None]], time_scale: float):
+async def drive(router: Any, questions: list[tuple[float, str, str | None]], time_scale: float, *,
+                warm_up: bool = True, on_answer: Any = None):
+    """Ask each ``(arrival_s, question, tier)`` at ``arrival_s / time_scale`` from now (``aask``);
+    (latencies by hit/tier as (arrival, seconds), errors by type). ``on_answer(at, question,
+    answer, error)`` sees every outcome (``semroute replay`` records them)."""
     loop = asyncio.get_running_loop()
     # One call per tier first: the first call builds clients and learns each instance's models,
     # work that would otherwise hold up the event loop inside the measured schedule.
-    for tier in sorted({t for _, _, t in questions if t is not None}):
+    for tier in sorted({t for _, _, t in questions if t is not None}) if warm_up else ():
         await router.aask(f"warm-up {tier} n=1", tier=tier)
     start = loop.time() + 0.2
     latencies: dict[str, list[float]] = {}
@@ -100,9 +104,13 @@ async def _drive(router: Any, questions: list[tuple[float, str, str | None]], ti
             answer = await router.aask(question, tier=tier)
         except SemrouteError as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            if on_answer is not None:
+                on_answer(at, question, None, exc)
             return
         key = "hit" if answer.source in ("exact", "semantic") else (tier or answer.source)
         latencies.setdefault(key, []).append((at, (loop.time() - due) * time_scale))
+        if on_answer is not None:
+            on_answer(at, question, answer, None)
 
     await asyncio.gather(*(one(*q) for q in questions))
     return latencies, errors
@@ -143,7 +151,7 @@ def replay(profile: PlanProfile, requests: Sequence[SimRequest], fleet: Mapping[
             try:
                 router.warm([(f"hit {i}", "a cached answer") for i in range(50)])
                 started = time.monotonic()
-                latencies, errors = asyncio.run(_drive(router, questions, time_scale))
+                latencies, errors = asyncio.run(drive(router, questions, time_scale))
                 errors["wall_s"] = round(time.monotonic() - started, 1)  # type: ignore[assignment]
             finally:
                 router.close()

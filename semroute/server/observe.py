@@ -7,7 +7,8 @@ request's admission slot whatever happened (a stream the client abandoned before
 must not keep its slot). Metrics live in a registry of their own per app (no module globals);
 the router's own counters and latency percentiles are exported next to them.
 
-``/healthz`` says the process answers; ``/readyz`` says the cache is loaded (store and
+``/stats`` is ``Router.stats()`` as JSON (``semroute stats --url``); ``/healthz`` says the process
+answers; ``/readyz`` says the cache is loaded (store and
 embedding model) and every tier has a healthy instance that has its model.
 """
 
@@ -20,13 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..metrics import Metrics
+from ..prom import RouterCollector
 from .service import Service
 
 __all__ = ["Observer", "GatewayMetrics", "routes"]
@@ -36,29 +37,16 @@ access_log = logging.getLogger("semroute.access")
 # Request latencies span an exact hit over loopback (~0.5 ms, bench/serve.py) to a long model answer.
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/ps", "/api/version", "/",
-                    "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/metrics", "/healthz", "/readyz"})
+                    "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/metrics", "/healthz", "/readyz", "/stats"})
 
 
-class _RouterCollector:
-    """The router's ``Metrics`` as Prometheus families (counters; latency percentiles as gauges)."""
+class _InFlight:
+    """Requests being answered now (the router's own metrics come from ``semroute.prom``)."""
 
-    def __init__(self, metrics: Metrics, service: Service) -> None:
-        self._metrics = metrics
+    def __init__(self, service: Service) -> None:
         self._service = service
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._metrics.snapshot()
-        counters = CounterMetricFamily("semroute_router_events", "Router events by name", labels=["event"])
-        for name, value in sorted(snap["counters"].items()):  # type: ignore[union-attr]
-            counters.add_metric([name], value)
-        yield counters
-        latency = GaugeMetricFamily("semroute_router_latency_ms", "Router step latency percentiles (ms)",
-                                    labels=["step", "quantile"])
-        for name, stats in sorted(snap["latency_ms"].items()):  # type: ignore[union-attr]
-            for q in ("p50", "p95", "p99"):
-                if q in stats:
-                    latency.add_metric([name, f"0.{q[1:]}"], stats[q])
-        yield latency
         inflight = GaugeMetricFamily("semroute_gateway_in_flight", "Requests being answered now")
         inflight.add_metric([], self._service.inflight)
         yield inflight
@@ -77,7 +65,8 @@ class GatewayMetrics:
                                      ["kind"], registry=self.registry)
         self.ready = Gauge("semroute_gateway_ready", "1 when /readyz would answer 200", registry=self.registry)
         self.ready.set_function(lambda: float(not readiness(service)))
-        self.registry.register(_RouterCollector(service.gateway.router.metrics, service))  # type: ignore[arg-type]
+        self.registry.register(RouterCollector(service.gateway.router.metrics))  # type: ignore[arg-type]
+        self.registry.register(_InFlight(service))  # type: ignore[arg-type]
 
 
 class Observer:
@@ -118,7 +107,7 @@ class Observer:
         self.metrics.latency.labels(endpoint, source).observe(seconds)
         if "stream_error" in state:
             self.metrics.stream_errors.labels(state["stream_error"]).inc()
-        if self.log_access and endpoint not in ("/metrics", "/healthz", "/readyz"):
+        if self.log_access and endpoint not in ("/metrics", "/healthz", "/readyz", "/stats"):
             client = scope.get("client") or ("", 0)
             access_log.info(json.dumps({
                 "ts": round(time.time(), 3), "method": scope.get("method"), "path": path, "status": status,
@@ -138,6 +127,9 @@ def routes(service: Service, metrics: GatewayMetrics) -> list[Route]:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def stats(request: Request) -> Response:  # what `semroute stats --url` reads
+        return Response(json.dumps(service.gateway.router.stats(), default=str), media_type="application/json")
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -146,4 +138,4 @@ def routes(service: Service, metrics: GatewayMetrics) -> list[Route]:
         return JSONResponse({"ready": not problems, "problems": problems}, status_code=503 if problems else 200)
 
     return [Route("/metrics", metrics_endpoint, methods=["GET"]), Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"])]
+            Route("/readyz", readyz, methods=["GET"]), Route("/stats", stats, methods=["GET"])]

@@ -36,7 +36,7 @@ class Command(BaseCommand):
                 [(row["question"], row["answer"]) for row in rows],
                 namespace=namespace, system=system, batch_size=batch_size,
                 ttl_s=ttl_s,
-            )
+            ).stored
         except SemrouteError as exc:
             raise CommandError(f"{type(exc).__name__}: {exc}") from exc
         self.stdout.write(f"warmed {stored} entries from {file} in {time.perf_counter() - started:.1f} s")

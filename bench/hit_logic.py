@@ -1,0 +1,96 @@
+"""The semantic tier's own cost (no embedding) with an embedder's shipped verifier and consensus, at N entries.
+
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/hit_logic.py [--embedder multilingual-e5-small]
+        [--entries 10000] [--queries 500] [--answers unique|per-intent] [--out bench/results/hit_logic.json]
+
+Entries and queries are banking77 and clinc150 train/test utterances whose vectors are already in
+the embedding cache (``bench/results/cache/<embedder>.npz``, written by the training and quality
+scripts), so nothing is embedded here. Times ``SemanticCache.semantic`` (index search over N
+entries, store fetch, the pair verifier on up to 4 candidates, the answer consensus) per query,
+next to the same lookups with a plain cosine gate (``ThresholdVerifier``, no consensus) in the
+same run, interleaved query by query. Issue 13's target: p50 <= 1 ms at 10k entries. Not the
+embedding (``bench/embedders.py``) or the whole request (``bench/cache_latency.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shared_data as sd  # noqa: E402
+
+from semroute.cache import FaissIndex, MemoryStore  # noqa: E402
+from semroute.embed import make_embedder  # noqa: E402
+from semroute.hits import SemanticCache  # noqa: E402
+from semroute.hits.consensus import AnswerConsensus  # noqa: E402
+from semroute.hits.verify import PairVerifier, ThresholdVerifier  # noqa: E402
+from semroute.types import CacheEntry  # noqa: E402
+
+
+def rows_with_vectors(vectors: dict, split_pairs) -> list[tuple[str, str, np.ndarray]]:
+    return [(t, label, vectors[t]) for t, label in split_pairs if t in vectors]
+
+
+def build(rows, verifier, consensus, answers: str) -> SemanticCache:
+    cache = SemanticCache(MemoryStore(max_entries=len(rows) + 1), FaissIndex(len(rows[0][2])), verifier,
+                          top_k=4, clock=lambda: 0.0, consensus=consensus)
+    cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=t,
+                             answer=f"answer for {label}" if answers == "per-intent" else f"answer {i}",
+                             vector=v, created_at=0.0) for i, (t, label, v) in enumerate(rows)])
+    return cache
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--embedder", default="multilingual-e5-small")
+    ap.add_argument("--entries", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--answers", choices=("unique", "per-intent"), default="unique")
+    ap.add_argument("--out", default="bench/results/hit_logic.json")
+    args = ap.parse_args()
+    base = make_embedder(args.embedder)
+    with np.load(f"bench/results/cache/{base.name}.npz", allow_pickle=False) as data:
+        vectors = dict(zip(data["texts"].tolist(), data["vectors"]))
+    pool = rows_with_vectors(vectors, sd.banking77("train") + sd.clinc150("train"))
+    tests = rows_with_vectors(vectors, sd.banking77("test") + sd.clinc150("test"))
+    if len(pool) < args.entries or len(tests) < args.queries:
+        raise SystemExit(f"the embedding cache holds {len(pool)} train / {len(tests)} test utterances; "
+                         "run bench/cache_quality.py or train-verifier with --embedding-cache first")
+    rng = np.random.default_rng(0)
+    rows = [pool[i] for i in rng.choice(len(pool), args.entries, replace=False)]
+    queries = [tests[i] for i in rng.choice(len(tests), args.queries, replace=False)]
+    verifier = PairVerifier.default(embedder=base.name, dim=base.dim)
+    consensus = AnswerConsensus.over(verifier, embedder=base.name, dim=base.dim)
+    shipped, cosine = build(rows, verifier, consensus, args.answers), build(rows, ThresholdVerifier(0.9), None, args.answers)
+    for text, _, v in queries[:20]:  # warm both (first calls pay lazy imports and allocation)
+        shipped.semantic(text, v, "b"), cosine.semantic(text, v, "b")
+    times: dict[str, list[float]] = {"shipped": [], "cosine_gate": []}
+    hits = 0
+    for text, _, v in queries:
+        for name, cache in (("shipped", shipped), ("cosine_gate", cosine)):
+            t0 = time.perf_counter()
+            hit, _ = cache.semantic(text, v, "b")
+            times[name].append((time.perf_counter() - t0) * 1000)
+            hits += name == "shipped" and hit is not None
+    stats = {n: {"p50": round(float(np.percentile(t, 50)), 3), "p95": round(float(np.percentile(t, 95)), 3)}
+             for n, t in times.items()}
+    out = {"embedder": base.name, "entries": args.entries, "queries": args.queries, "answers": args.answers,
+           "shipped_hits": hits, "ms": stats, "ratio_p50": round(stats["shipped"]["p50"] / stats["cosine_gate"]["p50"], 2),
+           "loadavg": os.getloadavg()}
+    print(f"{base.name}, {args.entries} entries, answers {args.answers}, load {os.getloadavg()[0]:.2f}: "
+          f"shipped verifier+consensus p50 {stats['shipped']['p50']:.3f} ms p95 {stats['shipped']['p95']:.3f} ms "
+          f"({hits} hits) | cosine gate p50 {stats['cosine_gate']['p50']:.3f} ms | ratio {out['ratio_p50']}x")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
