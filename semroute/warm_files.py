@@ -25,17 +25,22 @@ __all__ = ["read_warm_file"]
 REQUIRED = ("question", "answer")
 
 
-def read_warm_file(path: str | Path, *, max_chars: int | None = None) -> tuple[list[WarmRow], list[BadRow]]:
-    """The good rows (``where`` = ``file:line``) and the bad ones of one CSV or JSONL file."""
-    path = Path(path)
+def read_text(path: Path) -> str:
+    """A data file's text (UTF-8, a BOM allowed); every failure a ``ConfigError`` naming the file."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        return path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such file") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
+
+
+def read_warm_file(path: str | Path, *, max_chars: int | None = None) -> tuple[list[WarmRow], list[BadRow]]:
+    """The good rows (``where`` = ``file:line``) and the bad ones of one CSV or JSONL file."""
+    path = Path(path)
+    text = read_text(path)
     jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
     records, bad = _jsonl(path, text) if jsonl else _csv(path, text)
     if not records and not bad:

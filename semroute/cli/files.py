@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..warm_files import read_text
 
 __all__ = ["read_rows", "read_numbered_rows"]
 
@@ -24,14 +25,7 @@ def read_rows(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]
 def read_numbered_rows(path: str | Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """``read_rows`` with each row's line number in the file (for messages that point at a row)."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such file") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    text = read_text(path)
     rows = _jsonl(path, text) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv(path, text)
     if not rows:
         raise ConfigError(f"{path}: no data rows")
