@@ -214,8 +214,9 @@ def test_a_client_disconnect_cancels_the_upstream_call(gateway, fake_ollama):
         assert gw.service.inflight == 1
     # The client is gone: the gateway cancels its call (the pool slot comes back at once, not
     # when a model answers) and closes the upstream connection the hung request was on.
-    wait_for(lambda: gw.service.inflight == 0, what="the gateway slot released")
-    assert all(s.in_flight == 0 for s in gw.router.pipeline.pool("small").states())
+    pool = gw.router.pipeline.pool("small")
+    wait_for(lambda: gw.service.inflight == 0 and all(s.in_flight == 0 for s in pool.states()),
+             what="the gateway's and the pool's slots released")
     wait_for(lambda: fake_ollama.stats().open_connections < during, what="the upstream connection closed")
 
 
