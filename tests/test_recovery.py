@@ -8,7 +8,6 @@ The breaker and balancer run on an injected clock; the fleet scenarios use real 
 from __future__ import annotations
 
 import random
-import threading
 
 import pytest
 
@@ -20,6 +19,7 @@ from semroute.backends.pool import Instance, Pool
 from semroute.settings import BreakerSettings, PoolSettings, Timeout
 from semroute.backends.strategy import LatencyAware
 from semroute.errors import BackendUnavailable, ConfigError
+from load_kit import closed_loop
 from semroute.testing import FakeFleet, Timing, ManualClock
 from semroute.types import Message
 
@@ -145,25 +145,9 @@ def fleet_pool(fleet: FakeFleet, clock: ManualClock) -> Pool:
     return Pool(instances, clock=clock, rng=random.Random(7))  # default settings and strategy
 
 
-def closed_loop(pool: Pool, clients: int, each: int) -> list[BaseException]:
+def load(pool: Pool, clients: int, each: int) -> list[BaseException]:
     """``clients`` threads each asking ``each`` times in a row; returns the errors."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(clients)
-
-    def client() -> None:
-        start.wait()
-        for _ in range(each):
-            try:
-                pool.chat(MODEL, ASK)
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted by the caller
-                errors.append(exc)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return errors
+    return closed_loop(lambda: pool.chat(MODEL, ASK), clients, each)[1]
 
 
 def served(fleet: FakeFleet) -> list[int]:
@@ -173,16 +157,16 @@ def served(fleet: FakeFleet) -> list[int]:
 def test_an_instance_that_refused_briefly_takes_its_share_again() -> None:
     clock = ManualClock()
     with FakeFleet(3, models=(MODEL,), timing=FAST) as fleet, fleet_pool(fleet, clock) as pool:
-        assert not closed_loop(pool, 12, 3)  # warm: every instance measured
+        assert not load(pool, 12, 3)  # warm: every instance measured
         fleet[1].set_fault("refuse")
-        assert not closed_loop(pool, 12, 4)  # its failures fail over
+        assert not load(pool, 12, 4)  # its failures fail over
         state = pool.states(MODEL)[1]
         assert state.breaker == "open" and state.reopens_in_s <= 1.0, state  # one incident, one trip
         fleet[1].clear_fault()
         clock.advance(1.0)
         for fake in fleet:
             fake.reset_stats()
-        assert not closed_loop(pool, 12, 20)  # 12 clients on 3 x 4 slots: a fair share is 1/3
+        assert not load(pool, 12, 20)  # 12 clients on 3 x 4 slots: a fair share is 1/3
         total = sum(served(fleet))
         assert served(fleet)[1] >= 0.8 * total / 3, served(fleet)
         assert pool.states(MODEL)[1].breaker == "closed"
@@ -191,19 +175,19 @@ def test_an_instance_that_refused_briefly_takes_its_share_again() -> None:
 def test_health_checks_bring_a_recovered_instance_back() -> None:
     clock = ManualClock()
     with FakeFleet(3, models=(MODEL,), timing=FAST) as fleet, fleet_pool(fleet, clock) as pool:
-        assert not closed_loop(pool, 12, 2)
+        assert not load(pool, 12, 2)
         fleet[1].set_fault("refuse")
         for _ in range(3):  # several failed rounds while it is down
             pool.check_health()
             clock.advance(0.5)
         assert not pool.states(MODEL)[1].healthy
-        assert not closed_loop(pool, 12, 2)
+        assert not load(pool, 12, 2)
         fleet[1].clear_fault()
         pool.check_health()  # it answers: half-open at once, the next request is its probe
         assert pool.states(MODEL)[1].healthy and pool.states(MODEL)[1].breaker == "half_open"
         for fake in fleet:
             fake.reset_stats()
-        assert not closed_loop(pool, 12, 20)
+        assert not load(pool, 12, 20)
         total = sum(served(fleet))
         assert served(fleet)[1] >= 0.8 * total / 3, served(fleet)
 

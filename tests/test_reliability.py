@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -25,6 +24,7 @@ from semroute.backends.pool import Instance, Pool
 from semroute.cache import MemoryStore
 from semroute.errors import BackendError, SemrouteError
 from semroute.settings import Timeout
+from load_kit import closed_loop
 from semroute.testing import FakeFleet, FakeOllama, Timing, answer_text, ManualClock
 from semroute.types import Message
 
@@ -34,26 +34,6 @@ ASK = [Message("user", "What is the speed limit in a city?")]
 FAST = Timing(latency_ms=3.0, ttft_ms=1.0, token_delay_ms=0.5)
 
 
-def closed_loop(call: Callable[[], object], clients: int, each: int) -> tuple[int, list[BaseException]]:
-    """``clients`` threads calling ``call`` ``each`` times; (answers, errors)."""
-    answers: list[object] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(clients)
-
-    def client() -> None:
-        start.wait()
-        for _ in range(each):
-            try:
-                answers.append(call())
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted by the caller
-                errors.append(exc)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return len(answers), errors
 
 
 def inject(fleet: FakeFleet, kind: str) -> Callable[[], None]:
