@@ -66,7 +66,9 @@ def test_a_request_queued_behind_a_hung_one_gives_up_at_its_deadline(tmp_path) -
 
             async def main() -> None:
                 first = asyncio.create_task(router.aask("first question", deadline_s=2.0))
-                await asyncio.sleep(0)  # let it take the only slot
+                # It holds the only slot once the fake has it (hung); before that, the second
+                # question could win the slot and the hang.
+                await asyncio.to_thread(fake.wait_until, lambda s: s.fault_count("hang") == 1)
                 with pytest.raises(DeadlineExceeded):  # not Overloaded: the queue would wait 30 s
                     await router.aask("second question", deadline_s=0.3)
                 with pytest.raises(DeadlineExceeded):
