@@ -69,3 +69,21 @@ def cheap_router_options(fake_ollama):
     embedder = OllamaEmbedder(FAKE_MODELS[0], host=fake_ollama.url)
     yield {"embedder": embedder, "verifier": ThresholdVerifier(0.95), "classifier": FixedTier("small")}
     embedder.close()
+
+
+@pytest.fixture
+def gateway(tmp_path, fake_ollama):
+    """``gateway(**kwargs)``: a running ``semroute serve`` app (``gateway_kit.Gateway``) in front
+    of this test's FakeOllama, each with its own cache directory; all stopped after the test."""
+    from gateway_kit import Gateway  # the server's dependencies load only for gateway tests
+
+    started: list[Gateway] = []
+
+    def make(**kwargs) -> Gateway:
+        gw = Gateway([fake_ollama.url], tmp_path / f"cache{len(started)}", **kwargs)
+        started.append(gw)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()

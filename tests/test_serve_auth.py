@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from gateway_kit import Gateway, wait_for
+from gateway_kit import wait_for
 from semroute import ConfigError
 from semroute.server import ApiKey, ServerSettings
 from semroute.server.auth import Tenants
@@ -22,20 +22,6 @@ KEY_B = "sk-team-b-0123456789abcdef"
 
 def keys(**limits) -> tuple[ApiKey, ...]:
     return (ApiKey(key_digest(KEY_A), "team-a", "team-a", **limits), ApiKey(key_digest(KEY_B), "team-b", "team-b"))
-
-
-@pytest.fixture
-def gateway(tmp_path, fake_ollama):
-    started: list[Gateway] = []
-
-    def make(**kwargs) -> Gateway:
-        gw = Gateway([fake_ollama.url], tmp_path / f"cache{len(started)}", **kwargs)
-        started.append(gw)
-        return gw
-
-    yield make
-    for gw in started:
-        gw.stop()
 
 
 def chat(url: str, key: str | None, text: str) -> httpx.Response:

@@ -18,20 +18,6 @@ from gateway_kit import SMALL, Gateway
 from semroute.testing import FakeOllama
 
 
-@pytest.fixture
-def gateway(tmp_path, fake_ollama):
-    started: list[Gateway] = []
-
-    def make(**kwargs) -> Gateway:
-        gw = Gateway([fake_ollama.url], tmp_path / f"cache{len(started)}", **kwargs)
-        started.append(gw)
-        return gw
-
-    yield make
-    for gw in started:
-        gw.stop()
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """One sample's value from Prometheus text (0 when absent)."""
     for line in text.splitlines():
