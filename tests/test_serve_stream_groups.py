@@ -214,3 +214,18 @@ def test_a_client_leaving_a_proxied_stream_stops_the_upstream_stream(tmp_path):
             assert fake.stats().count("chat", completed=True) == 0  # it never ran to the end
         finally:
             gw.stop()
+
+
+async def test_many_concurrent_streams_on_one_backend_complete_and_close_every_connection():
+    # 150 streams at once: more than one stream client's share, so more clients open beside the first.
+    with FakeOllama([SMALL], timing=Timing(token_delay_ms=20)) as fake:
+        backend = OllamaBackend(fake.url)
+
+        async def one(i: int) -> str:
+            return "".join([c.text async for c in backend.astream(SMALL, [Message("user", f"q{i}")])])
+
+        texts = await asyncio.gather(*(one(i) for i in range(150)))
+        assert all(f"q{i}" in text for i, text in enumerate(texts))
+        assert fake.stats().count("chat", completed=True) == 150
+        await backend.aclose()
+        wait_for(lambda: fake.stats().open_connections == 0, what="every upstream connection closed")

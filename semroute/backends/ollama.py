@@ -158,16 +158,34 @@ class _TimeoutAt:
 _timeout_at = getattr(asyncio, "timeout_at", _TimeoutAt)
 
 
-_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None]]
+class _Shard:
+    """One httpx client for streams and the number of streams open on it."""
+
+    __slots__ = ("http", "streams")
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http, self.streams = http, 0
 
 
-async def _close_at_loop_shutdown(client: ollama.AsyncClient) -> AsyncGenerator[None, None]:
-    """Closes ``client`` when closed; the event loop closes every live async generator when it
-    shuts down, so this closes the client's connections in their own loop, before it ends."""
+# Streams per httpx client before another client is opened: httpcore's pool scans all of its
+# connections and queued requests whenever a request starts or a response closes, so one pool
+# with 1,000 open streams spent a quarter of the gateway's samples in that scan
+# (bench/serve.py's 1,000 proxied streams under py-spy, 2026-12-04). Below this, one client.
+_STREAMS_PER_CLIENT = 64
+
+_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard]]
+
+
+async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shard]) -> AsyncGenerator[None, None]:
+    """Closes ``client`` (and the stream clients opened beside it) when closed; the event loop
+    closes every live async generator when it shuts down, so this closes the client's
+    connections in their own loop, before it ends."""
     try:
         yield
     finally:
         await client.close()
+        for shard in shards[1:]:  # the first is the client's own
+            await shard.http.aclose()
 
 
 def _base_url(host: str) -> str:
@@ -269,11 +287,12 @@ class OllamaBackend:
                 event_hooks={"response": [_acheck_status]},
                 limits=_LIMITS,
             )
-            closer = _close_at_loop_shutdown(client)
+            shards = [_Shard(client._client)]
+            closer = _close_at_loop_shutdown(client, shards)
             with self._lock:
                 for old in [other for other in self._aclients if other.is_closed()]:
                     del self._aclients[old]  # closed with its loop already
-                entry = self._aclients.setdefault(loop, (client, closer))
+                entry = self._aclients.setdefault(loop, (client, closer, shards))
             if entry[1] is closer:
                 await anext(closer)  # now the loop tracks it, and closes it before the loop closes
             else:  # another thread stored one for this loop first (a loop is driven by one thread)
@@ -385,13 +404,15 @@ class OllamaBackend:
         Not the ``ollama`` client's stream: it builds a pydantic model per line, one line per
         iteration; here a line costs one ``orjson.loads`` and one ``Chunk``.
         """
-        deadline, chunks, response = self._deadline(), 0, None
+        deadline, chunks, response, shard = self._deadline(), 0, None, None
         try:
             try:
                 # The deadline wraps each await, never a yield: the consumer's time between
                 # chunks counts against ``total`` but its code never runs inside our timeout.
                 async with _timeout_at(deadline):
-                    response = await self._open_stream(model, payload)
+                    shard = await self._shard()
+                    shard.streams += 1
+                    response = await self._open_stream(shard, model, payload)
                 reads, lines = response.aiter_bytes(), _Lines()
                 while True:
                     async with _timeout_at(deadline):
@@ -412,14 +433,29 @@ class OllamaBackend:
                 f"{self.name} ended the stream without a final chunk after {chunks} chunks", instance=self.name
             )
         finally:
+            if shard is not None:
+                shard.streams -= 1
             if response is not None:
                 await response.aclose()
 
-    async def _open_stream(self, model: str, payload: list[dict[str, str]]) -> httpx.Response:
-        """``POST /api/chat`` (stream) on the ``ollama`` client's own connections: status checked."""
-        http = (await self._async())._client
-        request = http.build_request("POST", "/api/chat", json={"model": model, "messages": payload, "stream": True})
-        return await http.send(request, stream=True)
+    async def _shard(self) -> _Shard:
+        """The stream client with fewest open streams; a new one once each has ``_STREAMS_PER_CLIENT``."""
+        client = await self._async()
+        with self._lock:
+            shards = self._aclients[asyncio.get_running_loop()][2]
+        shard = min(shards, key=lambda s: s.streams)
+        if shard.streams >= _STREAMS_PER_CLIENT:  # no await since the check: one new client per need
+            shard = _Shard(httpx.AsyncClient(
+                base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
+                event_hooks={"response": [_acheck_status]}, limits=_LIMITS))
+            shards.append(shard)
+        return shard
+
+    async def _open_stream(self, shard: _Shard, model: str, payload: list[dict[str, str]]) -> httpx.Response:
+        """``POST /api/chat`` (stream) on one of the loop's clients (the ``ollama`` client's own
+        connections first): status checked by the response hook."""
+        request = shard.http.build_request("POST", "/api/chat", json={"model": model, "messages": payload, "stream": True})
+        return await shard.http.send(request, stream=True)
 
     def _group(self, lines: list[bytes], model: str) -> tuple[list[Chunk], Exception | None]:
         """The chunks of one read's lines up to the final one, and the error a line raised (if any)."""
@@ -497,7 +533,7 @@ class OllamaBackend:
             client.close()
         if prober is not None:
             prober.close()
-        for loop, (_, closer) in idle:
+        for loop, (_, closer, _) in idle:
             if not loop.is_closed():  # a loop that is not running can run the close itself
                 loop.run_until_complete(closer.aclose())
             with self._lock:
