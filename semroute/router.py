@@ -185,6 +185,7 @@ class Router:
         if answer is not None:
             yield _hit_chunk(answer)
             return
+        assert vector is not None  # no exact hit, so the question was embedded
         if self._shared_flight is not None:
             try:
                 yield from self._shared_flight.stream(plan.key, lambda: self._stream_miss(plan, vector, deadline),
@@ -276,13 +277,13 @@ class Router:
         so the event loop never waits on them; raises what ``ask`` raises."""
         deadline = Deadline(deadline_s, time.monotonic)
         plan = self.pipeline.plan(question, namespace=namespace, system=system, tier=tier)
-        answer = await asyncio.to_thread(self.pipeline.exact, plan)
+        vector, answer = await asyncio.to_thread(self._cached, plan)
         if answer is not None:
             return answer
-        vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
-        answer = answer or await self.pipeline.ajudge(plan)
+        answer = await self.pipeline.ajudge(plan)
         if answer is not None:
             return answer
+        assert vector is not None  # no exact hit, so the question was embedded
         generate = lambda: self._agenerate(plan, vector, deadline)  # noqa: E731
         try:
             if self._shared_flight is not None:
@@ -295,6 +296,15 @@ class Router:
         except TimeoutError:
             raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
+
+    def _cached(self, plan: Plan) -> tuple[np.ndarray | None, Answer | None]:
+        """The exact tier, then (on no exact hit) the embedding and the semantic tier, in one trip
+        to a worker thread: under load each trip's hand-off to and back from a thread costs as
+        much as the exact tier itself. The vector is None when the exact tier answered."""
+        answer = self.pipeline.exact(plan)
+        if answer is not None:
+            return None, answer
+        return self.pipeline.lookup(plan)
 
     async def _agenerate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
         decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)  # loads the classifier once
@@ -325,13 +335,13 @@ class Router:
         return self._astream(plan, deadline)
 
     async def _astream(self, plan: Plan, deadline: Deadline) -> AsyncIterator[Chunk]:
-        answer = await asyncio.to_thread(self.pipeline.exact, plan)
+        vector, answer = await asyncio.to_thread(self._cached, plan)
         if answer is None:
-            vector, answer = await asyncio.to_thread(self.pipeline.lookup, plan)
-            answer = answer or await self.pipeline.ajudge(plan)
+            answer = await self.pipeline.ajudge(plan)
         if answer is not None:
             yield _hit_chunk(answer)
             return
+        assert vector is not None  # no exact hit, so the question was embedded
         if self._shared_flight is not None:
             chunks = self._shared_flight.astream(plan.key, lambda: self._astream_miss(plan, vector, deadline),
                                                  wait_s=_left(deadline))

@@ -3,7 +3,9 @@
 Sync and async variants share names (``chat``/``achat``, ``stream``/``astream``). A backend
 raises only ``BackendError`` subclasses, with ``instance`` set to its name, so pools can
 fail over. Streaming backends raise ``BackendError`` on a failure after the first chunk;
-the caller must not retry then (the user would see text twice).
+the caller must not retry then (the user would see text twice). A backend may also offer
+``astream_groups`` (the chunks that arrived in one read, together: ``semroute.backends.groups``);
+``OllamaBackend`` does, and the gateway relays a proxied stream group by group.
 """
 
 from __future__ import annotations

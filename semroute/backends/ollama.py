@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import ollama
+import orjson
 
 from ..errors import (
     BackendError,
@@ -38,6 +39,7 @@ from ..errors import (
 from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
+from .groups import flatten
 from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
@@ -156,16 +158,34 @@ class _TimeoutAt:
 _timeout_at = getattr(asyncio, "timeout_at", _TimeoutAt)
 
 
-_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None]]
+class _Shard:
+    """One httpx client for streams and the number of streams open on it."""
+
+    __slots__ = ("http", "streams")
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http, self.streams = http, 0
 
 
-async def _close_at_loop_shutdown(client: ollama.AsyncClient) -> AsyncGenerator[None, None]:
-    """Closes ``client`` when closed; the event loop closes every live async generator when it
-    shuts down, so this closes the client's connections in their own loop, before it ends."""
+# Streams per httpx client before another client is opened: httpcore's pool scans all of its
+# connections and queued requests whenever a request starts or a response closes, so one pool
+# with 1,000 open streams spent a quarter of the gateway's samples in that scan
+# (bench/serve.py's 1,000 proxied streams under py-spy, 2026-12-04). Below this, one client.
+_STREAMS_PER_CLIENT = 64
+
+_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard]]
+
+
+async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shard]) -> AsyncGenerator[None, None]:
+    """Closes ``client`` (and the stream clients opened beside it) when closed; the event loop
+    closes every live async generator when it shuts down, so this closes the client's
+    connections in their own loop, before it ends."""
     try:
         yield
     finally:
         await client.close()
+        for shard in shards[1:]:  # the first is the client's own
+            await shard.http.aclose()
 
 
 def _base_url(host: str) -> str:
@@ -185,6 +205,17 @@ def _base_url(host: str) -> str:
         netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         parts = parts._replace(netloc=f"{netloc}:{port}")
     return urlunsplit(parts)
+
+
+class _Lines:
+    """Complete NDJSON lines, parsed, out of the reads of a stream (a line may span reads)."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        *lines, self._rest = (self._rest + data).split(b"\n")
+        return [line for line in lines if line.strip()]
 
 
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
@@ -256,11 +287,12 @@ class OllamaBackend:
                 event_hooks={"response": [_acheck_status]},
                 limits=_LIMITS,
             )
-            closer = _close_at_loop_shutdown(client)
+            shards = [_Shard(client._client)]
+            closer = _close_at_loop_shutdown(client, shards)
             with self._lock:
                 for old in [other for other in self._aclients if other.is_closed()]:
                     del self._aclients[old]  # closed with its loop already
-                entry = self._aclients.setdefault(loop, (client, closer))
+                entry = self._aclients.setdefault(loop, (client, closer, shards))
             if entry[1] is closer:
                 await anext(closer)  # now the loop tracks it, and closes it before the loop closes
             else:  # another thread stored one for this loop first (a loop is driven by one thread)
@@ -359,35 +391,101 @@ class OllamaBackend:
 
     def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
         payload = _payload(model, messages)
-        return self._astream(model, payload)
+        return flatten(self._astream_groups(model, payload))
 
-    async def _astream(self, model: str, payload: list[dict[str, str]]) -> AsyncIterator[Chunk]:
-        deadline, chunks, parts = self._deadline(), 0, None
+    def astream_groups(self, model: str, messages: Sequence[Message]) -> AsyncIterator[list[Chunk]]:
+        """``astream``'s chunks in the groups that arrived in one read (``semroute.backends.groups``)."""
+        payload = _payload(model, messages)
+        return self._astream_groups(model, payload)
+
+    async def _astream_groups(self, model: str, payload: list[dict[str, str]]) -> AsyncIterator[list[Chunk]]:
+        """NDJSON straight off the connection: each read's complete lines become one group.
+
+        Not the ``ollama`` client's stream: it builds a pydantic model per line, one line per
+        iteration; here a line costs one ``orjson.loads`` and one ``Chunk``.
+        """
+        deadline, chunks, response, shard = self._deadline(), 0, None, None
         try:
             try:
                 # The deadline wraps each await, never a yield: the consumer's time between
                 # chunks counts against ``total`` but its code never runs inside our timeout.
                 async with _timeout_at(deadline):
-                    parts = await (await self._async()).chat(model=model, messages=payload, stream=True)
+                    shard = await self._shard()
+                    shard.streams += 1
+                    response = await self._open_stream(shard, model, payload)
+                reads, lines = response.aiter_bytes(), _Lines()
                 while True:
                     async with _timeout_at(deadline):
-                        part = await anext(parts, None)
-                    if part is None:
-                        break
-                    chunk = self._chunk(part, model)
-                    if chunk.text or chunk.done:
-                        chunks += 1
-                        yield chunk
-                    if chunk.done:
+                        data = await anext(reads, None)
+                    group, error = self._group(lines.feed(data if data is not None else b"\n"), model)
+                    if group:
+                        chunks += len(group)
+                        yield group
+                    if error is not None:  # after the chunks before it, as they arrived
+                        raise error
+                    if group and group[-1].done:
                         return
+                    if data is None:
+                        break
             except _EDGE_ERRORS as exc:
                 raise _translate(exc, self.name, chunks) from exc
             raise BackendProtocolError(
                 f"{self.name} ended the stream without a final chunk after {chunks} chunks", instance=self.name
             )
         finally:
-            if parts is not None:
-                await parts.aclose()
+            if shard is not None:
+                shard.streams -= 1
+            if response is not None:
+                await response.aclose()
+
+    async def _shard(self) -> _Shard:
+        """The stream client with fewest open streams; a new one once each has ``_STREAMS_PER_CLIENT``."""
+        client = await self._async()
+        with self._lock:
+            shards = self._aclients[asyncio.get_running_loop()][2]
+        shard = min(shards, key=lambda s: s.streams)
+        if shard.streams >= _STREAMS_PER_CLIENT:  # no await since the check: one new client per need
+            shard = _Shard(httpx.AsyncClient(
+                base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
+                event_hooks={"response": [_acheck_status]}, limits=_LIMITS))
+            shards.append(shard)
+        return shard
+
+    async def _open_stream(self, shard: _Shard, model: str, payload: list[dict[str, str]]) -> httpx.Response:
+        """``POST /api/chat`` (stream) on one of the loop's clients (the ``ollama`` client's own
+        connections first): status checked by the response hook."""
+        request = shard.http.build_request("POST", "/api/chat", json={"model": model, "messages": payload, "stream": True})
+        return await shard.http.send(request, stream=True)
+
+    def _group(self, lines: list[bytes], model: str) -> tuple[list[Chunk], Exception | None]:
+        """The chunks of one read's lines up to the final one, and the error a line raised (if any)."""
+        group: list[Chunk] = []
+        try:
+            for line in lines:
+                chunk = self._chunk_of(orjson.loads(line), model)
+                if chunk.text or chunk.done:
+                    group.append(chunk)
+                    if chunk.done:  # nothing after the final chunk counts
+                        break
+        except _EDGE_ERRORS as exc:
+            return group, exc
+        return group, None
+
+    def _chunk_of(self, part: Any, model: str) -> Chunk:
+        if not isinstance(part, dict):
+            raise ValueError(f"a stream line is not a JSON object: {str(part)[:80]}")
+        if err := part.get("error"):
+            raise ollama.ResponseError(str(err))
+        message = part.get("message") or {}
+        done = bool(part.get("done"))
+        return Chunk(
+            text=(message.get("content") if isinstance(message, dict) else None) or "",
+            done=done,
+            model=part.get("model") or model,
+            instance=self.name,
+            prompt_tokens=(part.get("prompt_eval_count") or 0) if done else 0,
+            completion_tokens=(part.get("eval_count") or 0) if done else 0,
+        )
 
     async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text from ``/api/embed`` (as the model returns it: not normalised here)."""
@@ -435,7 +533,7 @@ class OllamaBackend:
             client.close()
         if prober is not None:
             prober.close()
-        for loop, (_, closer) in idle:
+        for loop, (_, closer, _) in idle:
             if not loop.is_closed():  # a loop that is not running can run the close itself
                 loop.run_until_complete(closer.aclose())
             with self._lock:

@@ -29,6 +29,7 @@ from ..settings import PoolSettings, RetrySettings
 from .balancer import Ask, Balancer, Instance
 from .base import AsyncClosable, Backend, EmbeddingBackend
 from .deadline import Deadline, call_before
+from .groups import flatten, groups_of
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
 from .strategy import InstanceState, Strategy, resolve_strategy
@@ -228,10 +229,16 @@ class Pool:
 
         ``deadline_s`` bounds the whole stream, a silent instance included.
         """
+        return flatten(self.astream_groups(model, messages, deadline_s=deadline_s))
+
+    def astream_groups(self, model: str, messages: Sequence[Message], *,
+                       deadline_s: float | None = None) -> AsyncIterator[Sequence[Chunk]]:
+        """``astream``'s chunks in the groups that arrived together (``semroute.backends.groups``):
+        what a proxy relays, so that its per-chunk costs are paid once per read."""
         model = validate_chat(model, messages)
         return self._astream(model, messages, Deadline(deadline_s, self._clock))
 
-    async def _astream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> AsyncIterator[Chunk]:
+    async def _astream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> AsyncIterator[Sequence[Chunk]]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             deadline.check("before an attempt")
@@ -240,19 +247,19 @@ class Pool:
             started = self._clock()
             ttft: float | None = None
             try:
-                chunks = self._core.backend(idx).astream(model, messages)
+                groups = groups_of(self._core.backend(idx), model, messages)
                 try:
                     while True:
                         try:
-                            chunk = await _before(anext(chunks), deadline, where="while streaming")
+                            group = await _before(anext(groups), deadline, where="while streaming")
                         except StopAsyncIteration:
                             break
                         if ttft is None:
                             ttft = self._clock() - started
-                        yield chunk
+                        yield group
                 finally:
-                    if isinstance(chunks, AsyncGenerator):
-                        await chunks.aclose()
+                    if isinstance(groups, AsyncGenerator):
+                        await groups.aclose()
             except DeadlineExceeded:
                 self._core.abandoned(idx, ask)
                 raise

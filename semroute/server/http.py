@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import (
@@ -33,7 +34,7 @@ from ..redact import redact_text
 from .auth import RateLimited, Unauthorized
 from .gateway import UnknownModel
 
-__all__ = ["BodyTooLarge", "Failure", "failure_of", "read_json", "until_disconnect"]
+__all__ = ["BodyTooLarge", "Failure", "dumps", "failure_of", "read_json", "until_disconnect"]
 
 log = logging.getLogger("semroute.server")
 T = TypeVar("T")
@@ -55,6 +56,15 @@ class Failure:
     message: str
     kind: str
     retry_after_s: int | None = None
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes, as Ollama writes them: ``orjson`` (a streamed line is encoded per chunk,
+    ~10 times faster than ``json``); ``json`` only for what orjson refuses (a lone surrogate)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def failure_of(exc: BaseException, *, retry_after_s: int) -> Failure:

@@ -9,9 +9,8 @@ ignored): images, tools and structured ``format`` (the cache cannot key them).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +22,7 @@ from .. import __version__
 from ..errors import InvalidRequest
 from ..types import Chunk, Message
 from .gateway import ChatCall, Reply, headers_of
-from .http import Failure, read_json
+from .http import Failure, dumps, read_json
 from .service import Service
 
 __all__ = ["routes"]
@@ -105,22 +104,32 @@ async def _answer(service: Service, request: Request, kind: str, call: ChatCall,
         headers = headers_of(reply.source, tier=reply.tier, instance=reply.instance,
                              similarity=reply.similarity, model=reply.model)
         return JSONResponse({**_body(kind, call.model, reply.text), **_final_fields(reply, started)}, headers=headers)
-    first, chunks = await service.open_stream(request, call)
-    headers = headers_of(first.source, tier=first.source if first.source in service.tiers else None,
-                         instance=first.instance, similarity=first.similarity, model=first.model)
-    return StreamingResponse(_ndjson(service, request, kind, call.model, first, chunks, started), media_type=NDJSON,
+    first, groups = await service.open_stream(request, call)
+    head = first[0]
+    headers = headers_of(head.source, tier=head.source if head.source in service.tiers else None,
+                         instance=head.instance, similarity=head.similarity, model=head.model)
+    return StreamingResponse(_ndjson(service, request, kind, call.model, first, groups, started), media_type=NDJSON,
                              headers=headers)
 
 
-async def _ndjson(service: Service, request: Request, kind: str, model: str, first: Chunk, rest: AsyncIterator[Chunk],
-                  started: float) -> AsyncIterator[bytes]:
-    def line(chunk: Chunk) -> bytes:
-        body = _body(kind, model, chunk.text)
+async def _ndjson(service: Service, request: Request, kind: str, model: str, first: Sequence[Chunk],
+                  rest: AsyncIterator[Sequence[Chunk]], started: float) -> AsyncIterator[bytes]:
+    """One NDJSON line a chunk; the lines of a group leave in one write."""
+    def line(chunk: Chunk, now: str) -> bytes:
+        body: dict[str, Any] = {"model": model, "created_at": now}
+        if kind == "chat":
+            body["message"] = {"role": "assistant", "content": chunk.text}
+        else:
+            body["response"] = chunk.text
         body.update(_final_fields(chunk, started) if chunk.done else {"done": False})
-        return json.dumps(body).encode() + b"\n"
+        return dumps(body) + b"\n"
 
     async for item in service.relay(request, first, rest):
-        yield line(item) if isinstance(item, Chunk) else json.dumps({"error": item.message}).encode() + b"\n"
+        if isinstance(item, Failure):
+            yield dumps({"error": item.message}) + b"\n"
+        else:
+            now = _now()
+            yield b"".join([line(chunk, now) for chunk in item])
 
 
 def _handler(service: Service, fn: Callable[[Service, Request], Any]) -> Callable[[Request], Any]:

@@ -10,10 +10,9 @@ tools, images and other non-text content parts. Who answered is in ``X-Semroute-
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -23,7 +22,7 @@ from starlette.routing import Route
 from ..errors import InvalidRequest
 from ..types import Chunk, Message
 from .gateway import ChatCall, headers_of
-from .http import Failure, read_json
+from .http import Failure, dumps, read_json
 from .service import Service
 
 __all__ = ["routes"]
@@ -97,35 +96,41 @@ async def chat_completions(service: Service, request: Request) -> Response:
                 "usage": _usage(reply.prompt_tokens, reply.completion_tokens),
             }, headers=headers)
         first, rest = await service.open_stream(request, call)
-        headers = headers_of(first.source, tier=first.source if first.source in service.tiers else None,
-                             instance=first.instance, similarity=first.similarity, model=first.model)
+        head = first[0]
+        headers = headers_of(head.source, tier=head.source if head.source in service.tiers else None,
+                             instance=head.instance, similarity=head.similarity, model=head.model)
         usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         frames = _sse(service, request, first, rest, {"id": ident, "created": created, "model": call.model}, usage)
         return StreamingResponse(frames, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
 
 
-async def _sse(service: Service, request: Request, first: Chunk, rest: AsyncIterator[Chunk], head: dict[str, Any],
-               usage: bool) -> AsyncIterator[bytes]:
+async def _sse(service: Service, request: Request, first: Sequence[Chunk], rest: AsyncIterator[Sequence[Chunk]],
+               head: dict[str, Any], usage: bool) -> AsyncIterator[bytes]:
+    """Server-sent events, one a chunk; the events of a group leave in one write."""
     def frame(delta: dict[str, str], finish: str | None, **extra: Any) -> bytes:
         body = {**head, "object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
-        return b"data: " + json.dumps(body).encode() + b"\n\n"
+        return b"data: " + dumps(body) + b"\n\n"
+
+    def frames(chunk: Chunk) -> list[bytes]:
+        out = [frame({"content": chunk.text}, None)] if chunk.text else []
+        if chunk.done:
+            out.append(frame({}, "stop"))
+            if usage:
+                body = {**head, "object": "chat.completion.chunk", "choices": [],
+                        "usage": _usage(chunk.prompt_tokens, chunk.completion_tokens)}
+                out.append(b"data: " + dumps(body) + b"\n\n")
+        return out
 
     yield frame({"role": "assistant", "content": ""}, None)
     async for item in service.relay(request, first, rest):
         if isinstance(item, Failure):
             kind, code = _TYPES.get(item.kind, ("server_error", None))
             error = {"error": {"message": item.message, "type": kind, "param": None, "code": code}}
-            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            yield b"data: " + dumps(error) + b"\n\n"
             return
-        if item.text:
-            yield frame({"content": item.text}, None)
-        if item.done:
-            yield frame({}, "stop")
-            if usage:
-                body = {**head, "object": "chat.completion.chunk", "choices": [],
-                        "usage": _usage(item.prompt_tokens, item.completion_tokens)}
-                yield b"data: " + json.dumps(body).encode() + b"\n\n"
+        if data := b"".join([part for chunk in item for part in frames(chunk)]):
+            yield data
     yield b"data: [DONE]\n\n"
 
 

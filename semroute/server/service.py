@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
 from starlette.requests import Request
@@ -123,28 +123,30 @@ class Service:
         request.state.source = reply.source
         return reply
 
-    async def open_stream(self, request: Request, call: ChatCall) -> tuple[Chunk, AsyncIterator[Chunk]]:
-        """The stream and its first chunk (awaited now, so errors before it get a status)."""
-        chunks = self.gateway.stream(call)
+    async def open_stream(self, request: Request, call: ChatCall) -> tuple[Sequence[Chunk], AsyncIterator[Sequence[Chunk]]]:
+        """The stream's groups of chunks (``Gateway.stream_groups``) and its first group (awaited
+        now, so errors before it get a status)."""
+        groups = self.gateway.stream_groups(call)
         try:
-            first = await self.run(request, anext(chunks))
+            first = await self.run(request, anext(groups))
         except BaseException:
-            await _aclose(chunks)
+            await _aclose(groups)
             raise
-        request.state.source = first.source
+        request.state.source = first[0].source
         slot: Slot | None = getattr(request.state, "slot", None)
         if slot is not None:
             slot.detach()
-        return first, chunks
+        return first, groups
 
-    async def relay(self, request: Request, first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk | Failure]:
-        """``first`` then the rest; an error mid-stream ends it with a ``Failure`` item."""
+    async def relay(self, request: Request, first: Sequence[Chunk],
+                    rest: AsyncIterator[Sequence[Chunk]]) -> AsyncIterator[Sequence[Chunk] | Failure]:
+        """``first`` then the rest, group by group; an error mid-stream ends it with a ``Failure`` item."""
         slot: Slot | None = getattr(request.state, "slot", None)
         try:
             yield first
-            if not first.done:
-                async for chunk in rest:
-                    yield chunk
+            if not first[-1].done:
+                async for group in rest:
+                    yield group
         except Exception as exc:  # noqa: BLE001 - after the first byte an error can only be a line
             failure = self.failure(exc)
             assert failure is not None
@@ -156,7 +158,7 @@ class Service:
                 slot.release()
 
 
-async def _aclose(chunks: AsyncIterator[Chunk]) -> None:
+async def _aclose(chunks: AsyncIterator[object]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):
