@@ -107,14 +107,23 @@ def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str
             "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
 
 
-def restart(data_dir: Path, entries: int, vectors: str) -> float:
+def restart(data_dir: Path, entries: int, vectors: str) -> tuple[float, float]:
+    """(seconds until the new process's first semantic lookup is answered, seconds until it has exited).
+
+    The clock for ``restart_s`` stops when the child prints its answer, as the issue defines it;
+    its close (which writes the snapshots again) is reported separately as ``restart_with_close_s``.
+    """
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors], capture_output=True,
-                         text=True, check=True)
-    elapsed = time.perf_counter() - t0
-    if out.stdout.strip() != "semantic":
-        raise RuntimeError(f"the restarted process did not answer from the cache: {out.stdout!r} {out.stderr[-500:]}")
-    return elapsed
+    with subprocess.Popen([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child_process:
+        assert child_process.stdout is not None and child_process.stderr is not None
+        first = child_process.stdout.readline()
+        answered = time.perf_counter() - t0
+        rest, err = child_process.communicate()
+    total = time.perf_counter() - t0
+    if first.strip() != "semantic" or child_process.returncode != 0:
+        raise RuntimeError(f"the restarted process did not answer from the cache: {first + rest!r} {err[-500:]}")
+    return answered, total
 
 
 def child(data_dir: str, entries: int, vectors: str) -> None:
@@ -129,7 +138,8 @@ def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
         result = measure(Path(tmp), entries, sample, vectors)
         result["vectors"] = vectors
         result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
-        result["restart_s"] = round(restart(Path(tmp), entries, vectors), 2)
+        answered, total = restart(Path(tmp), entries, vectors)
+        result["restart_s"], result["restart_with_close_s"] = round(answered, 2), round(total, 2)
         # journal, index snapshot and store snapshot
         result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
     return result
