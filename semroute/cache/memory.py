@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..types import CacheEntry
 from ._checks import check_ids, check_now, check_since, check_text_id
-from ._vector import as_unit_vector
+from ._vector import as_unit_vector, gc_paused
 from . import store_snapshot
 from ._entry_checks import _check_fields, check_criteria, check_tags
 from .base import Change
@@ -107,7 +107,9 @@ class MemoryStore:
         else:
             self._seq = self._journal.seq()
         undo: list[_Undo] = []
-        if not self._link_all(entries):
+        with gc_paused():
+            linked = self._link_all(entries)
+        if not linked:
             for entry in entries:
                 owner = self._by_key.get(entry.key)
                 if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
