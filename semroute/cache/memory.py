@@ -14,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import operator
 import os
 import shutil
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["MemoryStore", "check_criteria", "check_tags"]
+
+_ID, _KEY, _SCOPE, _VECTOR = (operator.attrgetter(name) for name in ("id", "key", "scope", "vector"))
 
 # An undo record: (op, id, entry put or deleted, entry the put replaced). Used only to roll the
 # in-memory state back when the journal refuses a batch, so memory never gets ahead of disk.
@@ -125,16 +128,14 @@ class MemoryStore:
         False, with nothing linked, if ids or keys repeat (a hand-edited journal): the caller
         then links them one by one, the newest of a key winning.
         """
-        by_id = OrderedDict(zip([e.id for e in entries], entries))
-        by_key = dict(zip([e.key for e in entries], by_id))
+        by_id = OrderedDict(zip(map(_ID, entries), entries))
+        by_key = dict(zip(map(_KEY, entries), by_id))
         if len(by_id) != len(entries) or len(by_key) != len(entries):
             return False
-        for entry in entries:
-            info = self._scopes.get(entry.scope)
-            if info is None:
-                self._scopes[entry.scope] = [entry.vector.shape[0], 1]
-            else:
-                info[1] += 1
+        # one dimension per scope (put_many enforces it); vectors are 1-D, so len() is the dimension
+        dims = dict(zip(map(_SCOPE, entries), map(len, map(_VECTOR, entries))))
+        counts = Counter(map(_SCOPE, entries))
+        self._scopes = {scope: [dims[scope], count] for scope, count in counts.items()}
         self._entries, self._by_key = by_id, by_key
         self._expiry = [(e.expires_at, e.id) for e in entries if e.expires_at is not None]
         heapq.heapify(self._expiry)
