@@ -15,11 +15,14 @@ snapshot or the new one, never a mix.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import os
 import shutil
 import sys
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,8 +111,24 @@ def _entries(count: int, vectors: np.ndarray, times: np.ndarray, own: dict[str, 
         chunk.setflags(write=False)  # and so every row view is read-only too
         rows.extend(chunk)
     pairs = [() if text == "[]" else tuple((str(k), str(v)) for k, v in json.loads(text)) for text in tags]
-    return list(map(CacheEntry, ids, keys, scope, namespace, questions, answers, rows, created, expires,
-                    model, tier, embedder, pairs))
+    columns = (ids, keys, scope, namespace, questions, answers, rows, created, expires, model, tier, embedder, pairs)
+    return _construct(count, columns)
+
+
+def _construct(count: int, columns: tuple[list, ...]) -> list[CacheEntry]:
+    """``CacheEntry`` objects from columns, one field at a time over all entries (~2x faster at 1M).
+
+    The dataclass ``__init__`` only assigns fields (no ``__post_init__``; the values were checked
+    by the store that wrote them), so assigning each field's slot for every entry in one C-level
+    pass gives equal objects. Falls back to the constructor if ``CacheEntry`` ever validates.
+    """
+    fields = dataclasses.fields(CacheEntry)
+    if hasattr(CacheEntry, "__post_init__") or len(fields) != len(columns):
+        return list(map(CacheEntry, *columns))
+    out = list(map(object.__new__, itertools.repeat(CacheEntry, count)))
+    for field, values in zip(fields, columns):
+        deque(map(vars(CacheEntry)[field.name].__set__, out, values), maxlen=0)  # consumed in C
+    return out
 
 
 def _texts(directory: Path, name: str, count: int) -> list[str]:
