@@ -6,7 +6,9 @@ Then, in this process: RSS growth per entry, recall@1 of each sampled entry's ow
 the entry itself the nearest?), and lookup latency p50/p99 of ``Router.ask``'s cache steps for paraphrases of cached questions
 (a table embedder returns each question's vector, so the cache is what is measured). Restart:
 a new process opens the same directory the way ``Router(data_dir=...)`` does, and the clock
-stops when its first semantic lookup is answered. The baseline in the same run is the same
+stops when its first semantic lookup is answered (``restart_with_close_s`` also counts its close,
+which writes the snapshots again). Lookup latency is reported as wall time and as the lookup
+thread's CPU time: on a shared host the difference is time spent waiting for a core. The baseline in the same run is the same
 measurement at N/10 entries (how the numbers grow with N).
 
     python bench/cache_scale.py --entries 100000 [--json] [--sample 1000]
