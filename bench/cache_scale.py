@@ -6,7 +6,9 @@ Then, in this process: RSS growth per entry, recall@1 of each sampled entry's ow
 the entry itself the nearest?), and lookup latency p50/p99 of ``Router.ask``'s cache steps for paraphrases of cached questions
 (a table embedder returns each question's vector, so the cache is what is measured). Restart:
 a new process opens the same directory the way ``Router(data_dir=...)`` does, and the clock
-stops when its first semantic lookup is answered. The baseline in the same run is the same
+stops when its first semantic lookup is answered (``restart_with_close_s`` also counts its close,
+which writes the snapshots again). Lookup latency is reported as wall time and as the lookup
+thread's CPU time: on a shared host the difference is time spent waiting for a core. The baseline in the same run is the same
 measurement at N/10 entries (how the numbers grow with N).
 
     python bench/cache_scale.py --entries 100000 [--json] [--sample 1000]
@@ -94,27 +96,38 @@ def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str
         own = cache.store.get_by_key(router.pipeline.plan(f"q{i}", namespace=None, system=None, tier=None).key, now=0.0)
         top = cache.index.search(vector_of(int(i)), scope=scope, k=1)
         found += bool(top) and own is not None and top[0][0] == own.id
-    times, hits = [], 0
+    times, cpu, hits = [], [], 0
     for i in picks:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         answer = lookup(router, f"q{i} ~")
         times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)  # wall minus this: waiting for a core on a shared host
         hits += answer is not None and answer.source == "semantic"
     router.close()
-    ms = np.asarray(times) * 1e3
+    ms, cpu_ms = np.asarray(times) * 1e3, np.asarray(cpu) * 1e3
     return {"entries": entries, "load_avg_1m_lookups": round(os.getloadavg()[0], 2), "rss_bytes_per_entry": round(rss / entries), "fill_s": round(fill_s, 1),
             "recall_at_1": found / sample, "paraphrase_hit_rate": hits / sample, "lookup_p50_ms": round(float(np.median(ms)), 3),
-            "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3)}
+            "lookup_p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "lookup_cpu_p50_ms": round(float(np.median(cpu_ms)), 3), "lookup_cpu_p99_ms": round(float(np.percentile(cpu_ms, 99)), 3)}
 
 
-def restart(data_dir: Path, entries: int, vectors: str) -> float:
+def restart(data_dir: Path, entries: int, vectors: str) -> tuple[float, float]:
+    """(seconds until the new process's first semantic lookup is answered, seconds until it has exited).
+
+    The clock for ``restart_s`` stops when the child prints its answer, as the issue defines it;
+    its close (which writes the snapshots again) is reported separately as ``restart_with_close_s``.
+    """
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors], capture_output=True,
-                         text=True, check=True)
-    elapsed = time.perf_counter() - t0
-    if out.stdout.strip() != "semantic":
-        raise RuntimeError(f"the restarted process did not answer from the cache: {out.stdout!r} {out.stderr[-500:]}")
-    return elapsed
+    with subprocess.Popen([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child_process:
+        assert child_process.stdout is not None and child_process.stderr is not None
+        first = child_process.stdout.readline()
+        answered = time.perf_counter() - t0
+        rest, err = child_process.communicate()
+    total = time.perf_counter() - t0
+    if first.strip() != "semantic" or child_process.returncode != 0:
+        raise RuntimeError(f"the restarted process did not answer from the cache: {first + rest!r} {err[-500:]}")
+    return answered, total
 
 
 def child(data_dir: str, entries: int, vectors: str) -> None:
@@ -129,7 +142,8 @@ def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
         result = measure(Path(tmp), entries, sample, vectors)
         result["vectors"] = vectors
         result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
-        result["restart_s"] = round(restart(Path(tmp), entries, vectors), 2)
+        answered, total = restart(Path(tmp), entries, vectors)
+        result["restart_s"], result["restart_with_close_s"] = round(answered, 2), round(total, 2)
         # journal, index snapshot and store snapshot
         result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
     return result

@@ -72,3 +72,23 @@ def test_a_damaged_snapshot_or_mixed_dimensions_fall_back_to_the_journal(tmp_pat
     assert not (tmp_path / "store-snapshot").exists()
     with MemoryStore(tmp_path) as store:
         assert sorted(e.id for e in store.entries()) == ["id0", "id1", "id2"]
+
+
+def test_ttl_deletes_invalidation_and_the_feed_work_on_a_store_loaded_from_the_snapshot(tmp_path):
+    clock = [100.0]
+    with MemoryStore(tmp_path, clock=lambda: clock[0]) as store:
+        store.put_many([entry(i, expires_at=200.0 if i < 3 else None) for i in range(6)]
+                       + [dataclasses.replace(entry(9), namespace="other", key="k9-other")])
+        store.delete(["id5"])
+    clock[0] = 300.0  # entries 0-2 expired while the process was down
+    with MemoryStore(tmp_path, clock=lambda: clock[0]) as store:
+        assert sorted(e.id for e in store.entries()) == ["id3", "id4", "id9"] and "id5" not in store
+        assert store.get_by_key("k4", now=300.0).answer == "answer 4 — ß"
+        newest, _ = store.changes(2**62)
+        assert store.invalidate(namespace="other") == 1
+        _, changes = store.changes(newest)
+        assert [(c.op, c.entry_id) for c in changes] == [("delete", "id9")]
+        store.put_many([dataclasses.replace(entry(7), key="k4")])  # same key: replaces id4
+        assert store.get("id4", now=300.0) is None and store.get_by_key("k4", now=300.0).id == "id7"
+    with MemoryStore(tmp_path) as store:
+        assert sorted(e.id for e in store.entries()) == ["id3", "id7"]

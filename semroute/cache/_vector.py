@@ -7,11 +7,15 @@ mutate the store's truth through an alias. This module does no I/O and imports n
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..errors import DimensionMismatch, InvalidRequest
 
-__all__ = ["as_unit_vector"]
+__all__ = ["as_unit_vector", "gc_paused"]
 
 
 def as_unit_vector(value: object, *, dim: int | None, what: str) -> np.ndarray:
@@ -36,3 +40,20 @@ def as_unit_vector(value: object, *, dim: int | None, what: str) -> np.ndarray:
     out = (wide / norm).astype(np.float32)
     out.setflags(write=False)
     return out
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a snapshot's million objects are created.
+
+    Each full collection walks every tracked object, and creating a million of them triggers
+    several: ~30% of a 1M-entry load. The objects made here form no cycles, so nothing is lost;
+    collection resumes (as it was) on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry
-from ._vector import as_unit_vector
+from . import _ivf
+from ._vector import as_unit_vector, gc_paused
 
 __all__ = ["FaissIndex"]
 
@@ -44,20 +45,30 @@ AUTO_HNSW_ROWS = 4096
 # at 128, 1.000 at 256; single-query p50 0.42 / 0.73 / 2.0 ms. Random vectors are the hard
 # case; real embeddings sit on a lower-dimensional manifold and are found more easily.
 EF_SEARCH = 128
-# Version of the files ``save`` writes; ``load`` ignores any other.
-_FORMAT = 1
+# With kind="auto" a scope that reaches this many live vectors is rebuilt once more, as IVF with
+# 8-bit codes (``_ivf``): ~400 bytes per entry instead of HNSW's ~1 KB, built in seconds instead
+# of tens of minutes at 1M, and a stored vector's own entry is always found (bench/cache_scale.py).
+AUTO_IVF_ROWS = 32_768
+# Version of the files ``save`` writes (3: scopes may be "ivf", labels carry their scope's code);
+# ``load`` ignores any other (the caller then rebuilds from the store, once).
+_FORMAT = 3
+# A faiss label is ``scope code << _SCOPE_SHIFT | serial``: the scope of a removed id is read off its
+# label, so the id map holds one int per entry, not a (scope, label) tuple (~60 bytes and a GC-tracked
+# object each at 1M entries).
+_SCOPE_SHIFT = 40
 
 
 class _Scope:
     """One scope's faiss index, its live labels and how many tombstoned vectors it still holds."""
 
-    __slots__ = ("dead", "ids", "index", "kind")
+    __slots__ = ("dead", "ids", "index", "kind", "trained")
 
     def __init__(self, index: Any, kind: str) -> None:
         self.index = index
         self.kind = kind
         self.ids: dict[int, str] = {}  # live label -> entry id
         self.dead = 0
+        self.trained = 0  # vectors an "ivf" scope was trained on (it is retrained as it grows)
 
 
 class FaissIndex:
@@ -65,8 +76,11 @@ class FaissIndex:
 
     ``storage="float16"`` keeps vectors in half the memory (faiss's fp16 scalar quantizer).
     Flat is exact; HNSW trades a little recall for sub-linear search on large scopes
-    (``hnsw_m`` links per node, ``ef_search`` candidates per query); ``auto`` starts each scope
-    flat and turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors.
+    (``hnsw_m`` links per node, ``ef_search`` candidates per query; ``nprobe`` lists searched per
+    query once a scope is IVF); ``auto`` starts each scope
+    flat, turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors and into IVF with 8-bit
+    codes (``_ivf``; similarities approximate to ~1e-2, re-ranked exactly by ``Replica``) once it
+    holds ``AUTO_IVF_ROWS``.
     """
 
     def __init__(
@@ -77,6 +91,7 @@ class FaissIndex:
         hnsw_m: int = 32,
         ef_search: int = EF_SEARCH,
         storage: Literal["float32", "float16"] = "float32",
+        nprobe: int = _ivf.NPROBE,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"dim must be a positive int, got {dim!r}")
@@ -84,6 +99,8 @@ class FaissIndex:
             raise ConfigError(f"kind must be 'flat', 'hnsw' or 'auto', got {kind!r}")
         if storage not in ("float32", "float16"):
             raise ConfigError(f"storage must be 'float32' or 'float16', got {storage!r}")
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
+            raise ConfigError(f"nprobe must be a positive int, got {nprobe!r}")
         for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ConfigError(f"{name} must be an int >= 2, got {value!r}")
@@ -95,9 +112,12 @@ class FaissIndex:
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self.storage = storage
+        self.nprobe = nprobe
         self._lock = threading.Lock()
         self._scopes: dict[str, _Scope] = {}
-        self._where: dict[str, tuple[str, int]] = {}  # entry id -> (scope, label)
+        self._where: dict[str, int] = {}  # entry id -> label
+        self._scope_names: list[str] = []  # scope code (a label's high bits) -> scope
+        self._scope_codes: dict[str, int] = {}
         self._next_label = 0
 
     def add(self, entries: Sequence[CacheEntry]) -> None:
@@ -111,6 +131,7 @@ class FaissIndex:
             self._remove_locked(latest)
             for scope, ids in by_scope.items():
                 labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.int64)
+                labels |= self._scope_code(scope) << _SCOPE_SHIFT
                 self._next_label += len(ids)
                 holder = self._scopes.get(scope)
                 if holder is None:
@@ -120,9 +141,8 @@ class FaissIndex:
                     holder.index.add_with_ids(np.stack([vectors[i] for i in ids]), labels)
                 for label, entry_id in zip(labels.tolist(), ids):
                     holder.ids[label] = entry_id
-                    self._where[entry_id] = (scope, label)
-                if self.kind == "auto" and holder.kind == "flat" and len(holder.ids) >= AUTO_HNSW_ROWS:
-                    self._rebuild(holder, "hnsw")
+                    self._where[entry_id] = label
+                self._grow(holder)
 
     def remove(self, entry_ids: Iterable[str]) -> None:
         """Forget these ids (unknown ids are ignored)."""
@@ -172,9 +192,11 @@ class FaissIndex:
                 np.save(path / f"scope-{n}.labels.npy", labels, allow_pickle=False)
                 np.save(path / f"scope-{n}.ids.npy", np.array(list(holder.ids.values()), dtype=str), allow_pickle=False)
                 faiss.write_index(holder.index, str(path / f"scope-{n}.faiss"))
-                scopes.append({"scope": scope, "kind": holder.kind, "dead": holder.dead, "n": n})
+                scopes.append({"scope": scope, "kind": holder.kind, "dead": holder.dead, "n": n,
+                               "trained": holder.trained})
             meta = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
                     "ef_search": self.ef_search, "storage": self.storage, "next_label": self._next_label,
+                    "scope_names": self._scope_names,
                     "scopes": scopes}
         (path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
 
@@ -185,29 +207,36 @@ class FaissIndex:
             meta = json.loads((path / "index.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        wanted = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
+        wanted = {"dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
                   "storage": self.storage}
-        if any(meta.get(k) != v for k, v in wanted.items()):
+        if meta.get("format") != _FORMAT or any(meta.get(k) != v for k, v in wanted.items()):
             return False
         faiss = self._faiss
         scopes: dict[str, _Scope] = {}
-        where: dict[str, tuple[str, int]] = {}
+        where: dict[str, int] = {}
         try:
-            for info in meta["scopes"]:
-                n = int(info["n"])
-                holder = _Scope(faiss.read_index(str(path / f"scope-{n}.faiss")), str(info["kind"]))
-                if holder.kind == "hnsw":
-                    faiss.downcast_index(holder.index.index).hnsw.efSearch = self.ef_search
-                labels = np.load(path / f"scope-{n}.labels.npy", allow_pickle=False).tolist()
-                ids = np.load(path / f"scope-{n}.ids.npy", allow_pickle=False).tolist()
-                holder.ids = dict(zip(labels, ids))
-                holder.dead = int(info["dead"])
-                scopes[str(info["scope"])] = holder
-                where.update((entry_id, (str(info["scope"]), label)) for label, entry_id in zip(labels, ids))
+            names = [str(name) for name in meta["scope_names"]]
+            with gc_paused():  # a million ids: no collection walks them while they are made
+                for info in meta["scopes"]:
+                    n = int(info["n"])
+                    holder = _Scope(faiss.read_index(str(path / f"scope-{n}.faiss")), str(info["kind"]))
+                    if holder.kind == "hnsw":
+                        faiss.downcast_index(holder.index.index).hnsw.efSearch = self.ef_search
+                    elif holder.kind == "ivf":
+                        holder.index.nprobe = self.nprobe
+                        holder.trained = int(info.get("trained", 0))
+                    labels = np.load(path / f"scope-{n}.labels.npy", allow_pickle=False).tolist()
+                    ids = np.load(path / f"scope-{n}.ids.npy", allow_pickle=False).tolist()
+                    holder.ids = dict(zip(labels, ids))
+                    holder.dead = int(info["dead"])
+                    scopes[str(info["scope"])] = holder
+                    where.update(zip(ids, labels))
         except (OSError, ValueError, KeyError, RuntimeError):
             return False  # a partial or foreign snapshot: the caller rebuilds from the store
         with self._lock:
             self._scopes, self._where, self._next_label = scopes, where, int(meta["next_label"])
+            self._scope_names = names
+            self._scope_codes = {scope: code for code, scope in enumerate(names)}
         return True
 
     def __repr__(self) -> str:
@@ -230,10 +259,10 @@ class FaissIndex:
     def _remove_locked(self, entry_ids: Iterable[str]) -> None:
         touched: set[str] = set()
         for entry_id in entry_ids:
-            where = self._where.pop(entry_id, None)
-            if where is None:
+            label = self._where.pop(entry_id, None)
+            if label is None:
                 continue
-            scope, label = where
+            scope = self._scope_names[label >> _SCOPE_SHIFT]
             holder = self._scopes[scope]
             del holder.ids[label]
             holder.dead += 1
@@ -245,18 +274,62 @@ class FaissIndex:
             elif holder.dead > max(_COMPACT_FLOOR, len(holder.ids)):
                 self._rebuild(holder, holder.kind)
 
-    def _rebuild(self, holder: _Scope, kind: str) -> None:
+    def _scope_code(self, scope: str) -> int:
+        code = self._scope_codes.get(scope)
+        if code is None:  # codes are never reused: a label always names the scope it was added to
+            code = self._scope_codes[scope] = len(self._scope_names)
+            self._scope_names.append(scope)
+        return code
+
+    def _grow(self, holder: _Scope) -> None:
+        """With ``kind="auto"``: flat -> HNSW -> IVF-SQ8 as the scope grows; retrain IVF as it keeps growing."""
+        if self.kind != "auto":
+            return
+        live = len(holder.ids)
+        if holder.kind == "flat" and live >= AUTO_HNSW_ROWS:
+            self._rebuild(holder, "hnsw")
+        if holder.kind == "hnsw" and live >= AUTO_IVF_ROWS:
+            self._rebuild(holder, "ivf")
+        elif holder.kind == "ivf" and _ivf.needs_retrain(holder.index, live, holder.trained):
+            self._rebuild(holder, "ivf", retrain=True)
+
+    def _rebuild(self, holder: _Scope, kind: str, *, retrain: bool = False) -> None:
         """Rebuild a scope's faiss index (of ``kind``) from its live vectors, dropping tombstones."""
         faiss = self._faiss
-        labels = faiss.vector_to_array(holder.index.id_map)
-        inner = faiss.downcast_index(holder.index.index)
-        vectors = inner.reconstruct_n(0, inner.ntotal)
-        live = np.fromiter((label in holder.ids for label in labels.tolist()), dtype=bool, count=len(labels))
-        fresh = self._new_index(kind)
-        with self._serial(rows=int(live.sum())):
-            fresh.add_with_ids(np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live]))
+        rows = len(holder.ids)
+        if holder.kind == "ivf":
+            with self._serial(rows=rows):
+                if retrain:
+                    fresh = self._retrained(holder)
+                else:  # compaction: the same lists, codes copied as they are
+                    fresh = _ivf.copy_live(faiss, holder.index, holder.ids)
+        else:
+            labels = faiss.vector_to_array(holder.index.id_map)
+            inner = faiss.downcast_index(holder.index.index)
+            vectors = inner.reconstruct_n(0, inner.ntotal)
+            live = np.fromiter((label in holder.ids for label in labels.tolist()), dtype=bool, count=len(labels))
+            vectors, labels = np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live])
+            with self._serial(rows=rows):
+                if kind == "ivf":
+                    fresh = _ivf.build(faiss, self.dim, vectors, rows, nprobe=self.nprobe)
+                    holder.trained = rows
+                else:
+                    fresh = self._new_index(kind)
+                fresh.add_with_ids(vectors, labels)
         holder.index, holder.kind = fresh, kind
         holder.dead = 0
+
+    def _retrained(self, holder: _Scope) -> Any:
+        """A new IVF with more lists, trained on a sample of the scope's decoded codes, holding them all."""
+        faiss, rows = self._faiss, len(holder.ids)
+        rate = min(1.0, 64 * _ivf.lists_for(rows) / max(rows, 1))
+        rng = np.random.default_rng(rows)
+        sample = [v[rng.random(len(v)) < rate] for _, v in _ivf.live_vectors(faiss, holder.index, holder.ids)]
+        fresh = _ivf.build(faiss, self.dim, np.concatenate(sample), rows, nprobe=self.nprobe)
+        for labels, vectors in _ivf.live_vectors(faiss, holder.index, holder.ids):
+            fresh.add_with_ids(vectors, labels)
+        holder.trained = rows
+        return fresh
 
     @contextlib.contextmanager
     def _serial(self, *, rows: int) -> Iterator[None]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import DimensionMismatch
 from ..types import CacheEntry, Candidate
+from ._vector import as_unit_vector
 from .base import Change, Index, Store
 
 __all__ = ["Replica"]
@@ -80,6 +81,9 @@ class Replica:
         once more, so dead entries never crowd live ones out of the ``k``.
         """
         self.sync()
+        # Similarities are recomputed against the store's vectors (the truth): a quantised index
+        # (IVF-SQ8 in large scopes) only proposes candidates, and its scores are off by ~1e-2.
+        query = as_unit_vector(vector, dim=None, what="query vector")
         found: list[Candidate] = []
         seen: set[str] = set()
         for _attempt in range(2):
@@ -87,11 +91,11 @@ class Replica:
             pairs = [(i, s) for i, s in self.index.search(vector, scope=scope, k=k) if i not in seen]
             seen.update(i for i, _ in pairs)
             entries = self.store.get_many([i for i, _ in pairs], now=now) if pairs else []
-            for (entry_id, similarity), entry in zip(pairs, entries):
+            for (entry_id, _approx), entry in zip(pairs, entries):
                 if entry is None:
                     stale.append(entry_id)
                 elif entry.scope == scope:  # isolation must not rest on the index alone
-                    found.append(Candidate(entry=entry, similarity=similarity))
+                    found.append(Candidate(entry=entry, similarity=_similarity(query, entry.vector)))
             if not stale:
                 break
             self._drop_dead(stale, now)
@@ -215,6 +219,12 @@ class Replica:
         # Entries of another embedder (another dimension) live in other scopes and cannot be
         # searched with this index; the store still serves them to their own caches.
         return np.shape(entry.vector) == (self.index.dim,)
+
+
+def _similarity(query: np.ndarray, vector: np.ndarray) -> float:
+    if query.shape != np.shape(vector):
+        return -1.0  # cannot happen for an entry of this scope; never a hit
+    return max(-1.0, min(1.0, float(np.dot(query, np.asarray(vector, dtype=np.float32)))))
 
 
 def _fingerprint(entry: CacheEntry) -> int:

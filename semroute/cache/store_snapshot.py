@@ -15,17 +15,21 @@ snapshot or the new one, never a mix.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import os
 import shutil
 import sys
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..types import CacheEntry
+from ._vector import gc_paused
 
 __all__ = ["read", "write"]
 
@@ -75,42 +79,76 @@ def read(directory: Path, *, version: str, vector_dtype: str) -> list[CacheEntry
         if meta.get("format") != _FORMAT or meta.get("version") != version:
             return None
         count = int(meta["count"])
-        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        vectors = np.load(directory / "vectors.npy", allow_pickle=False, mmap_mode="r")  # copied chunk by chunk
         times = np.load(directory / "times.npy", allow_pickle=False)
         own = {name: _texts(directory, name, count) for name in _OWN}
         shared = {name: [_interned(v) for v in meta["shared"][name]] for name in _SHARED}
         codes = {name: np.load(directory / f"{name}.codes.npy", allow_pickle=False).tolist() for name in _SHARED}
         if len(vectors) != count or times.shape != (count, 2) or any(len(c) != count for c in codes.values()):
             return None
-        return _entries(count, vectors.astype(vector_dtype, copy=False), times, own, shared, codes)
+        with gc_paused():
+            return _entries(count, vectors.astype(vector_dtype, copy=False), times, own, shared, codes)
     except (OSError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
         return None
 
 
+# Vectors are handed out as read-only views of chunks of this many rows: one allocation per chunk
+# instead of one per entry (~3x faster to load at 1M, and no per-vector allocation overhead). The
+# snapshot is in LRU order, so eviction frees whole chunks nearly in order; a chunk lives as long
+# as any of its entries does (at most this many vectors held for one survivor).
+_CHUNK_ROWS = 4096
+
+
 def _entries(count: int, vectors: np.ndarray, times: np.ndarray, own: dict[str, list[str]],
              shared: dict[str, list[str]], codes: dict[str, list[int]]) -> list[CacheEntry]:
-    created, expires = times[:, 0].tolist(), times[:, 1].tolist()
+    created = times[:, 0].tolist()
+    expires = [None if math.isnan(value) else value for value in times[:, 1].tolist()]
     ids, keys, questions, answers, tags = (own[name] for name in _OWN)
-    scope, namespace, model, tier, embedder = (
-        [shared[name][c] for c in codes[name]] for name in _SHARED)
-    out = []
-    for i in range(count):
-        vector = vectors[i].copy()  # its own buffer: evicting entries later frees their memory
-        vector.setflags(write=False)
-        out.append(CacheEntry(
-            ids[i], keys[i], scope[i], namespace[i], questions[i], answers[i], vector, created[i],
-            None if math.isnan(expires[i]) else expires[i], model[i], tier[i], embedder[i],
-            () if tags[i] == "[]" else tuple((str(k), str(v)) for k, v in json.loads(tags[i])),
-        ))
+    scope, namespace, model, tier, embedder = ([shared[name][c] for c in codes[name]] for name in _SHARED)
+    rows: list[np.ndarray] = []
+    for start in range(0, count, _CHUNK_ROWS):
+        chunk = np.array(vectors[start:start + _CHUNK_ROWS])  # its own buffer, apart from the file's
+        chunk.setflags(write=False)  # and so every row view is read-only too
+        rows.extend(chunk)
+    pairs = [() if text == "[]" else tuple((str(k), str(v)) for k, v in json.loads(text)) for text in tags]
+    columns = (ids, keys, scope, namespace, questions, answers, rows, created, expires, model, tier, embedder, pairs)
+    return _construct(count, columns)
+
+
+def _construct(count: int, columns: tuple[list, ...]) -> list[CacheEntry]:
+    """``CacheEntry`` objects from columns, one field at a time over all entries (~2x faster at 1M).
+
+    The dataclass ``__init__`` only assigns fields (no ``__post_init__``; the values were checked
+    by the store that wrote them), so assigning each field's slot for every entry in one C-level
+    pass gives equal objects. Falls back to the constructor if ``CacheEntry`` ever validates.
+    """
+    fields = dataclasses.fields(CacheEntry)
+    if hasattr(CacheEntry, "__post_init__") or len(fields) != len(columns):
+        return list(map(CacheEntry, *columns))
+    out = list(map(object.__new__, itertools.repeat(CacheEntry, count)))
+    for field, values in zip(fields, columns):
+        deque(map(vars(CacheEntry)[field.name].__set__, out, values), maxlen=0)  # consumed in C
     return out
 
 
 def _texts(directory: Path, name: str, count: int) -> list[str]:
+    """The column's texts: one decode of the whole blob, then ``str`` slices (~3x faster at 1M than a decode each)."""
     blob = (directory / f"{name}.bin").read_bytes()
-    offsets = np.load(directory / f"{name}.offsets.npy", allow_pickle=False).tolist()
-    if len(offsets) != count + 1 or offsets[-1] != len(blob):
+    offsets = np.load(directory / f"{name}.offsets.npy", allow_pickle=False)
+    if offsets.shape != (count + 1,) or (count and (offsets[0] != 0 or offsets[-1] != len(blob))) \
+            or np.any(np.diff(offsets) < 0):
         raise ValueError(f"{name} offsets do not fit its blob")
-    return [blob[a:b].decode("utf-8") for a, b in zip(offsets, offsets[1:])]
+    if name == "tags" and blob == b"[]" * count:  # the usual case, no entry has tags: skip a million slices
+        return ["[]"] * count
+    text = blob.decode("utf-8")
+    if len(text) != len(blob):  # some multi-byte characters: byte offsets -> character offsets
+        starts = np.frombuffer(blob, dtype=np.uint8) & 0xC0 != 0x80  # the first byte of each character
+        chars = np.concatenate(([0], np.cumsum(starts)))
+        if not starts[offsets[offsets < len(blob)]].all():
+            raise ValueError(f"{name} offsets split a character")
+        offsets = chars[offsets]
+    bounds = offsets.tolist()
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _text(entry: CacheEntry, name: str) -> str:
