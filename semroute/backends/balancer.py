@@ -28,7 +28,7 @@ from ..errors import (
 from ..metrics import Metrics
 from ..redact import redact_text
 from .base import Backend
-from ..settings import PoolSettings, RetrySettings
+from ..settings import PoolSettings
 from .health import CircuitBreaker, Probe
 from .limiter import Limiter, Waiter, WaitQueue
 from .strategy import InstanceState, QueueAwareStrategy, Strategy

@@ -8,15 +8,14 @@ It turns ``Message``s into ``/api/chat`` calls (sync with ``ollama.Client``, asy
 * connect/read/total timeouts, HTTP 504          -> ``BackendTimeout``
 * any other status (404 unknown model, 500), bad body -> ``BackendProtocolError(status=)``
 
-A stream that fails after its first chunk raises the same errors after the chunks it gave;
-callers must not retry then. This module does not choose instances, count slots or retry.
+(the mapping is ``http_errors``'s, shared with the OpenAI-compatible backend). A stream that fails
+after its first chunk raises the same errors after the chunks it gave; callers must not retry then. This module does not choose instances, count slots or retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import threading
 import time
 import weakref
@@ -32,7 +31,6 @@ from ..errors import (
     BackendError,
     BackendProtocolError,
     BackendTimeout,
-    BackendUnavailable,
     ConfigError,
     InvalidRequest,
 )
@@ -40,31 +38,21 @@ from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .groups import flatten
+from .http_errors import HttpStatus, status_error, translate
 from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
 
-_UNAVAILABLE_STATUSES = frozenset({429, 502, 503})
-
-
-class _HttpStatus(Exception):
-    """An error status, raised from a response hook so the status and headers survive.
-
-    (``ollama.ResponseError`` keeps the status but drops ``Retry-After``.)
-    """
-
-    def __init__(self, status: int, body: str, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]}")
-        self.status = status
-        self.retry_after = retry_after
-        try:
-            self.detail = str(ollama.ResponseError(body, status).error)
-        except Exception:  # noqa: BLE001 - a detail is nice to have, never worth failing for
-            self.detail = body[:200]
+def _ollama_detail(body: str, status: int) -> str:
+    """Ollama's own error message out of an error body (``{"error": ...}``), else the body's start."""
+    try:
+        return str(ollama.ResponseError(body, status).error)
+    except Exception:  # noqa: BLE001 - a detail is nice to have, never worth failing for
+        return body[:200]
 
 
 # Errors that come from the network or the server; anything else is a bug and propagates.
-_EDGE_ERRORS = (_HttpStatus, httpx.HTTPError, ollama.ResponseError, ConnectionError, TimeoutError, ValueError)
+_EDGE_ERRORS = (HttpStatus, httpx.HTTPError, ollama.ResponseError, ConnectionError, TimeoutError, ValueError)
 
 
 # The pool's limiter bounds concurrency; httpx's own cap would queue silently. Idle connections
@@ -73,23 +61,10 @@ _EDGE_ERRORS = (_HttpStatus, httpx.HTTPError, ollama.ResponseError, ConnectionEr
 _LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _status_error(response: httpx.Response) -> _HttpStatus:
-    return _HttpStatus(response.status_code, response.text, _retry_after(response.headers.get("retry-after")))
+def _status_error(response: httpx.Response) -> HttpStatus:
+    """Raised from a response hook, so the status and ``Retry-After`` survive
+    (``ollama.ResponseError`` keeps the status but drops ``Retry-After``)."""
+    return status_error(response, _ollama_detail(response.text, response.status_code))
 
 
 def _check_status(response: httpx.Response) -> None:
@@ -105,31 +80,14 @@ async def _acheck_status(response: httpx.Response) -> None:
 
 
 def _translate(exc: BaseException, instance: str, chunks: int = 0) -> BackendError:
-    """The ``BackendError`` for an error from the client, the network or the server."""
-    if isinstance(exc, BackendError):
-        return exc
-    where = f" after {chunks} streamed chunks" if chunks else ""
-    if isinstance(exc, _HttpStatus):
-        message = f"{instance} answered HTTP {exc.status}{where}: {exc.detail}"
-        if exc.status in _UNAVAILABLE_STATUSES:
-            return BackendUnavailable(message, instance=instance, retry_after=exc.retry_after)
-        if exc.status == 504:
-            return BackendTimeout(message, instance=instance)
-        return BackendProtocolError(message, instance=instance, status=exc.status)
-    if isinstance(exc, ollama.ResponseError):  # an error line inside a stream
+    """``http_errors.translate``, plus Ollama's error lines inside a stream."""
+    if isinstance(exc, ollama.ResponseError):
+        where = f" after {chunks} streamed chunks" if chunks else ""
         status = exc.status_code if exc.status_code > 0 else None
         return BackendProtocolError(
             f"{instance} reported an error{where}: {exc.error}", instance=instance, status=status
         )
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return BackendTimeout(f"{instance} timed out{where}: {type(exc).__name__} {exc}", instance=instance)
-    if isinstance(exc, (httpx.ConnectError, ConnectionError)):
-        return BackendUnavailable(f"cannot connect to {instance}: {exc}", instance=instance)
-    if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
-        return BackendUnavailable(f"connection to {instance} lost{where}: {exc}", instance=instance)
-    return BackendProtocolError(
-        f"unexpected answer from {instance}{where}: {type(exc).__name__}: {exc}", instance=instance
-    )
+    return translate(exc, instance, chunks)
 
 
 class _TimeoutAt:

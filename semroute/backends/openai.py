@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import BackendError, BackendProtocolError, BackendTimeout, BackendUnavailable, ConfigError
+from ..errors import ConfigError
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
-from .ollama import _retry_after
+from .http_errors import HttpStatus, status_error, translate as _translate
 from ..settings import Timeout
 
 __all__ = ["OpenAIBackend"]
@@ -38,34 +38,7 @@ _OPTION_NAMES = {"num_predict": "max_tokens", "temperature": "temperature", "top
                  "stop": "stop", "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
 
 
-class _Status(Exception):
-    def __init__(self, status: int, body: str, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]}")
-        self.status, self.retry_after = status, retry_after
-
-
-def _translate(exc: BaseException, instance: str, chunks: int = 0) -> BackendError:
-    if isinstance(exc, BackendError):
-        return exc
-    where = f" after {chunks} streamed chunks" if chunks else ""
-    if isinstance(exc, _Status):
-        message = f"{instance} answered {exc}{where}"
-        if exc.status in (429, 502, 503):
-            return BackendUnavailable(message, instance=instance, retry_after=exc.retry_after)
-        if exc.status == 504:
-            return BackendTimeout(message, instance=instance)
-        return BackendProtocolError(message, instance=instance, status=exc.status)
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-        return BackendTimeout(f"{instance} timed out{where}: {type(exc).__name__}", instance=instance)
-    if isinstance(exc, (httpx.ConnectError, ConnectionError)):
-        return BackendUnavailable(f"cannot connect to {instance}: {exc}", instance=instance)
-    if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
-        return BackendUnavailable(f"connection to {instance} lost{where}: {exc}", instance=instance)
-    return BackendProtocolError(f"unexpected answer from {instance}{where}: {type(exc).__name__}: {exc}",
-                                instance=instance)
-
-
-_EDGE = (_Status, httpx.HTTPError, ConnectionError, TimeoutError, ValueError, KeyError, IndexError, TypeError)
+_EDGE = (HttpStatus, httpx.HTTPError, ConnectionError, TimeoutError, ValueError, KeyError, IndexError, TypeError)
 
 
 def _base_url(host: str) -> str:
@@ -97,7 +70,7 @@ def _sse_data(line: str) -> dict[str, Any] | None:
         return None
     event = json.loads(data)
     if "error" in event:
-        raise _Status(500, json.dumps(event["error"]), None)
+        raise HttpStatus(500, json.dumps(event["error"]), None)
     return event
 
 
@@ -160,7 +133,7 @@ class OpenAIBackend:
     @staticmethod
     def _check(response: httpx.Response) -> None:
         if response.status_code >= 400:
-            raise _Status(response.status_code, response.text, _retry_after(response.headers.get("retry-after")))
+            raise status_error(response)
 
     def _completion(self, data: Mapping[str, Any], model: str, started: float) -> Completion:
         usage = data.get("usage") or {}
@@ -182,7 +155,7 @@ class OpenAIBackend:
 
     def _last(self, state: _StreamState) -> Chunk:
         if not state.finished:
-            raise _translate(_Status(502, "the stream ended without a finish_reason", None), self.name, state.chunks)
+            raise _translate(HttpStatus(502, "the stream ended without a finish_reason", None), self.name, state.chunks)
         return Chunk(text="", done=True, model=state.model, instance=self.name,
                      prompt_tokens=int(state.usage.get("prompt_tokens") or 0),
                      completion_tokens=int(state.usage.get("completion_tokens") or 0))

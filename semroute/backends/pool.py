@@ -25,7 +25,7 @@ from ..errors import BackendError, ConfigError, DeadlineExceeded, InvalidRequest
 from ..metrics import Metrics
 from ..request import validate_chat, validate_options
 from ..types import Chunk, Completion, Message
-from ..settings import PoolSettings, RetrySettings
+from ..settings import PoolSettings
 from .balancer import Ask, Balancer, Instance
 from .base import AsyncClosable, Backend, EmbeddingBackend
 from .deadline import Deadline, call_before
