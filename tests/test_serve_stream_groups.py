@@ -45,6 +45,7 @@ class ClumpyOllama:
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # connections still answering (a stream may sleep between writes)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> ClumpyOllama:
@@ -66,6 +67,9 @@ class ClumpyOllama:
             server.close()
             for writer in list(self.writers):
                 writer.close()
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
             await server.wait_closed()
             await asyncio.sleep(0.01)  # the transports finish closing
 
@@ -76,6 +80,9 @@ class ClumpyOllama:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
         try:
             await self._answer(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -83,6 +90,7 @@ class ClumpyOllama:
         finally:
             writer.close()
             self.writers.discard(writer)
+            self.tasks.discard(task)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
