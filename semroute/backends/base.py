@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 from ..settings import Timeout
 from ..types import Chunk, Completion, Message
 
-__all__ = ["Backend", "BackendFactory", "AsyncClosable", "EmbeddingBackend"]
+__all__ = ["Backend", "BackendFactory", "AsyncClosable", "EmbeddingBackend", "GroupStreaming"]
 
 
 @runtime_checkable
@@ -71,3 +71,11 @@ class EmbeddingBackend(Backend, Protocol):
     """A backend that also embeds texts (Ollama's ``/api/embed``, OpenAI's ``/v1/embeddings``)."""
 
     async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+@runtime_checkable
+class GroupStreaming(Protocol):
+    """A backend that can hand over a stream's chunks in the groups that arrived in one read
+    (``semroute.backends.groups``): a proxy relaying them pays its per-chunk costs once per read."""
+
+    def astream_groups(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Sequence[Chunk]]: ...

@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from ..types import Chunk, Message
+from .base import Backend, GroupStreaming
 
 __all__ = ["flatten", "groups_of", "singletons"]
 
@@ -40,12 +41,12 @@ async def singletons(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Sequence[Chu
         await _aclose(chunks)
 
 
-def groups_of(backend: object, model: str, messages: Sequence[Message]) -> AsyncIterator[Sequence[Chunk]]:
-    """The backend's ``astream_groups`` when it has one, else its ``astream`` in one-chunk groups."""
-    grouped = getattr(backend, "astream_groups", None)
-    if grouped is not None:
-        return grouped(model, messages)
-    return singletons(backend.astream(model, messages))  # type: ignore[attr-defined]
+def groups_of(backend: Backend, model: str, messages: Sequence[Message]) -> AsyncIterator[Sequence[Chunk]]:
+    """The backend's ``astream_groups`` when it has one (``GroupStreaming``), else its ``astream``
+    in one-chunk groups."""
+    if isinstance(backend, GroupStreaming):
+        return backend.astream_groups(model, messages)
+    return singletons(backend.astream(model, messages))
 
 
 async def _aclose(iterator: object) -> None:
