@@ -76,7 +76,7 @@ def test_removed_entries_stay_gone_through_compaction_save_and_load(vectors, tmp
 
 
 def test_a_reopened_store_and_index_answer_as_before_close_with_exact_similarities(vectors, tmp_path):
-    store = MemoryStore(tmp_path, vector_dtype="float16")
+    store = MemoryStore(tmp_path, vector_dtype="float16", max_entries=2 * ROWS)
     replica = Replica(store, FaissIndex(DIM, kind="auto", storage="float16"))
     for start in range(0, ROWS, 8000):
         replica.insert(entries(vectors, range(start, min(ROWS, start + 8000))))
@@ -85,7 +85,7 @@ def test_a_reopened_store_and_index_answer_as_before_close_with_exact_similariti
     before = [[(c.entry.id, round(c.similarity, 6)) for c in replica.nearest(q, "s", 3, now=1.0)] for q in queries]
     replica.save(tmp_path / "index")
     store.close()
-    store = MemoryStore(tmp_path, vector_dtype="float16")
+    store = MemoryStore(tmp_path, vector_dtype="float16", max_entries=2 * ROWS)
     again = Replica(store, FaissIndex(DIM, kind="auto", storage="float16"))
     assert again.load(tmp_path / "index")
     after = [[(c.entry.id, round(c.similarity, 6)) for c in again.nearest(q, "s", 3, now=1.0)] for q in queries]
