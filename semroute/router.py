@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -212,7 +211,7 @@ class Router:
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
-                    yield replace(chunk, source=tier)
+                    yield chunk.with_source(tier)
             except DeadlineExceeded:
                 raise
             except (BackendError, NoInstanceAvailable) as exc:
@@ -372,7 +371,7 @@ class Router:
                         self.pipeline.llm_done(plan, started)
                         completion = _joined(parts, chunk)
                         await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
-                    yield replace(chunk, source=tier)
+                    yield chunk.with_source(tier)
             except DeadlineExceeded:
                 raise
             except (BackendError, NoInstanceAvailable) as exc:

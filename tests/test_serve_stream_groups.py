@@ -237,3 +237,15 @@ async def test_many_concurrent_streams_on_one_backend_complete_and_close_every_c
         assert fake.stats().count("chat", completed=True) == 150
         await backend.aclose()
         wait_for(lambda: fake.stats().open_connections == 0, what="every upstream connection closed")
+
+
+def test_tagging_a_chunk_keeps_every_other_field():
+    import dataclasses
+
+    from semroute.types import Chunk
+
+    values = {"text": "t", "done": True, "model": "m", "instance": "i", "prompt_tokens": 3,
+              "completion_tokens": 4, "source": "", "similarity": 0.5}
+    assert set(values) == {f.name for f in dataclasses.fields(Chunk)}  # a new field must be listed here
+    tagged = Chunk(**values).with_source("small")
+    assert tagged == Chunk(**{**values, "source": "small"})
