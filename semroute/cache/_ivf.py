@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NPROBE", "RETRAIN_GROWTH", "build", "copy_live", "live_vectors", "needs_retrain"]
+__all__ = ["NPROBE", "RETRAIN_GROWTH", "build", "copy_live", "live_mask", "live_vectors", "needs_retrain"]
 
 # Lists searched per query. Measured at 1M random 384-d vectors (1529 lists, 1000 queries, 2-core host
 # at load ~3; README): a stored vector finds its own entry at any nprobe; a perturbed copy (cosine
@@ -61,11 +61,16 @@ def needs_retrain(index: Any, live: int, trained_rows: int) -> bool:
     return live > RETRAIN_GROWTH * max(trained_rows, 1) and index.nlist < lists_for(live)
 
 
+def live_mask(labels: np.ndarray, live: set[int] | dict[int, str]) -> np.ndarray:
+    """Which of ``labels`` are still live (not tombstoned), as a boolean mask."""
+    return np.fromiter((label in live for label in labels.tolist()), dtype=bool, count=len(labels))
+
+
 def copy_live(faiss: Any, index: Any, live: set[int] | dict[int, str]) -> Any:
     """A new index with the same training holding only the codes whose label is in ``live``."""
     fresh = _empty_like(faiss, index)
     for list_no, labels, codes in _lists(faiss, index):
-        keep = np.fromiter((label in live for label in labels.tolist()), dtype=bool, count=len(labels))
+        keep = live_mask(labels, live)
         if keep.any():
             ids, kept = np.ascontiguousarray(labels[keep]), np.ascontiguousarray(codes[keep])
             fresh.invlists.add_entries(list_no, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(kept))
@@ -76,7 +81,7 @@ def copy_live(faiss: Any, index: Any, live: set[int] | dict[int, str]) -> Any:
 def live_vectors(faiss: Any, index: Any, live: set[int] | dict[int, str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(labels, decoded float32 vectors) of the live codes, one list at a time (bounded memory)."""
     for _list_no, labels, codes in _lists(faiss, index):
-        keep = np.fromiter((label in live for label in labels.tolist()), dtype=bool, count=len(labels))
+        keep = live_mask(labels, live)
         if keep.any():
             yield np.ascontiguousarray(labels[keep]), index.sq.decode(np.ascontiguousarray(codes[keep]))
 

@@ -310,7 +310,7 @@ class FaissIndex:
             labels = faiss.vector_to_array(holder.index.id_map)
             inner = faiss.downcast_index(holder.index.index)
             vectors = inner.reconstruct_n(0, inner.ntotal)
-            live = np.fromiter((label in holder.ids for label in labels.tolist()), dtype=bool, count=len(labels))
+            live = _ivf.live_mask(labels, holder.ids)
             vectors, labels = np.ascontiguousarray(vectors[live]), np.ascontiguousarray(labels[live])
             with self._serial(rows=rows):
                 if kind == "ivf":
