@@ -63,7 +63,7 @@ def _plain(name: str, value: str) -> str:
     return sys.intern(plain) if name in _SHARED_FIELDS else plain
 
 
-def _check_fields(entry: CacheEntry) -> CacheEntry:
+def check_entry_fields(entry: CacheEntry) -> CacheEntry:
     """The entry with plain ``str`` fields (a subclass's ``__hash__`` never runs in the store)."""
     for name in _TEXT_FIELDS:
         if not isinstance(getattr(entry, name), str):
@@ -86,5 +86,3 @@ def _check_fields(entry: CacheEntry) -> CacheEntry:
             raise InvalidRequest(f"entry {entry.id!r} times must be finite numbers, got {value!r}")
     return entry
 
-
-check_entry_fields = _check_fields

@@ -31,7 +31,7 @@ from ..types import CacheEntry
 from ._checks import check_ids, check_now, check_since, check_text_id
 from ._vector import as_unit_vector, gc_paused
 from . import store_snapshot
-from ._entry_checks import _check_fields, check_criteria, check_tags
+from ._entry_checks import check_criteria, check_entry_fields, check_tags
 from .base import Change
 from .journal import Journal, Op
 
@@ -280,7 +280,7 @@ class MemoryStore:
         for entry in entries:
             if not isinstance(entry, CacheEntry):
                 raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
-            entry = _check_fields(entry)
+            entry = check_entry_fields(entry)
             vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
             dims.setdefault(entry.scope, vector.shape[0])
             if self.vector_dtype == "float16":

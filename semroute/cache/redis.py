@@ -32,7 +32,7 @@ from . import _redis_lua as lua
 from ._local import LocalView, Record
 from ._vector import as_unit_vector
 from .base import Change
-from .memory import _check_fields, check_criteria
+from ._entry_checks import check_criteria, check_entry_fields
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -316,7 +316,7 @@ class RedisStore:
         for entry in entries:
             if not isinstance(entry, CacheEntry):
                 raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
-            _check_fields(entry)
+            check_entry_fields(entry)
             vector = as_unit_vector(entry.vector, dim=None, what=f"entry {entry.id!r} vector")
             batch.append(dataclasses.replace(entry, vector=vector))
         return batch
