@@ -19,17 +19,15 @@ does no embedding or verification.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-
-import numpy as np
 
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..redis_conn import Outage, RedisTimeouts, check_binary_client, connect, describe, redact_url
 from ..types import CacheEntry
 from . import _redis_lua as lua
-from ._local import LocalView, Record
+from ._local import LocalView
+from ._redis_codec import DTYPES, decode_entry, decode_record, encode_entry
 from ._vector import as_unit_vector
 from .base import Change
 from ._entry_checks import check_criteria, check_entry_fields
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisStore"]
 
-_DTYPES = {"float32": "<f4", "float16": "<f2"}
 # Expired entries swept per sync or write: bounds one script's run time (~20 µs per delete,
 # measured on loopback) while a backlog still drains at up to this many per request.
 _SWEEP_LIMIT = 64
@@ -98,7 +95,7 @@ class RedisStore:
             raise ConfigError(f"local_entries must be an int >= 0, got {local_entries!r}")
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}\n "):
             raise ConfigError(f"prefix must be a non-empty string without braces or spaces, got {prefix!r}")
-        if vector_dtype not in _DTYPES:
+        if vector_dtype not in DTYPES:
             raise ConfigError(f"vector_dtype must be 'float32' or 'float16', got {vector_dtype!r}")
         if isinstance(sync_interval_s, bool) or not isinstance(sync_interval_s, int | float) or sync_interval_s < 0:
             raise ConfigError(f"sync_interval_s must be a number of seconds >= 0, got {sync_interval_s!r}")
@@ -143,7 +140,7 @@ class RedisStore:
         Every entry is validated before any is written; each run of ``_PUT_BATCH`` entries is one
         atomic script (a script blocks the server, so a large warm-up is cut into short ones).
         """
-        rows = [self._encode(entry) for entry in self._validated(entries)]
+        rows = [encode_entry(entry, self.vector_dtype) for entry in self._validated(entries)]
         self._flush_touches()
         self._quiet = None
         self._followed_at = float("-inf")  # this process's own writes are seen by its next read
@@ -160,7 +157,7 @@ class RedisStore:
         if self._local is not None:
             return self.get_many([entry_id], now=now)[0]
         row = self._run("GET", [self._p, self.max_changes, repr(float(now)), entry_id])
-        return None if not row else self._decode(row[0], row[1])
+        return None if not row else decode_entry(row[0], row[1], self._where)
 
     def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
         if not entry_ids:
@@ -189,7 +186,7 @@ class RedisStore:
             if known:
                 return None if entry is None else self._live(entry, now)
         row = self._run("GET_BY_KEY", [self._p, self.max_changes, repr(float(now)), key])
-        entry = None if not row else self._decode(row[0], row[1])
+        entry = None if not row else decode_entry(row[0], row[1], self._where)
         if local is not None and entry is not None:
             local.remember([entry], seen_at=seen_at)
         return entry
@@ -223,7 +220,7 @@ class RedisStore:
                 pipe.hmget(self._p + "e:" + entry_id.decode(), "m", "v")
             for m, v in self.outage.call(pipe.execute):
                 if m is not None:
-                    entry = self._decode(m, v)
+                    entry = decode_entry(m, v, self._where)
                     if not entry.expired(now):
                         found.append(entry)
         if self._local is not None:
@@ -253,7 +250,7 @@ class RedisStore:
             if self._local is not None:
                 self._local.clear()
             return None
-        parsed = [self._record(stream_id, fields) for stream_id, fields in records]
+        parsed = [decode_record(stream_id, fields, self._where) for stream_id, fields in records]
         changes = [Change(seq, op, entry_id, entry) for seq, op, entry_id, entry, _key in parsed]  # type: ignore[arg-type]
         if len(changes) == count:
             newest = changes[-1].seq  # more remain: the follower comes back for them
@@ -321,42 +318,6 @@ class RedisStore:
             batch.append(dataclasses.replace(entry, vector=vector))
         return batch
 
-    def _encode(self, entry: CacheEntry) -> tuple[Any, ...]:
-        meta = {
-            "id": entry.id, "key": entry.key, "scope": entry.scope, "namespace": entry.namespace,
-            "question": entry.question, "answer": entry.answer, "created_at": entry.created_at,
-            "expires_at": entry.expires_at, "model": entry.model, "tier": entry.tier,
-            "embedder": entry.embedder, "tags": [list(pair) for pair in entry.tags], "dtype": self.vector_dtype,
-        }
-        vector = np.ascontiguousarray(entry.vector, dtype=_DTYPES[self.vector_dtype]).tobytes()
-        tags = "\n".join(f"{name}={value}" for name, value in entry.tags)
-        expires = "" if entry.expires_at is None else repr(float(entry.expires_at))
-        return (entry.id, entry.key, entry.namespace, tags, expires,
-                json.dumps(meta, ensure_ascii=False, separators=(",", ":")), vector)
-
-    def _decode(self, m: bytes, v: bytes) -> CacheEntry:
-        try:
-            meta = json.loads(m)
-            vector = np.frombuffer(v, dtype=_DTYPES[meta["dtype"]]).astype(np.float32)
-            vector.setflags(write=False)
-            return CacheEntry(
-                id=meta["id"], key=meta["key"], scope=meta["scope"], namespace=meta["namespace"],
-                question=meta["question"], answer=meta["answer"], vector=vector,
-                created_at=float(meta["created_at"]), expires_at=meta["expires_at"], model=meta["model"],
-                tier=meta["tier"], embedder=meta["embedder"], tags=tuple(tuple(p) for p in meta["tags"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"malformed cache entry in Redis at {self._where}: {type(exc).__name__}") from exc
-
-    def _record(self, stream_id: bytes, flat: Sequence[bytes]) -> Record:
-        seq = int(stream_id.split(b"-", 1)[1])
-        fields = dict(zip(flat[::2], flat[1::2]))  # a script returns the stream's field list flat
-        entry_id = fields[b"id"].decode()
-        if fields[b"op"] == b"put":
-            return seq, "put", entry_id, self._decode(fields[b"m"], fields[b"v"]), None
-        key = fields.get(b"k")  # absent in records written before deletes carried their key
-        return seq, "delete", entry_id, None, None if key is None else key.decode()
-
     # -- the local view (see ``_local``) -------------------------------------------------------
 
     def _follow(self) -> int | None:
@@ -403,4 +364,4 @@ class RedisStore:
 
     def _fetch(self, entry_ids: Sequence[str], now: float) -> list[CacheEntry | None]:
         rows = self._run("GET_MANY", [self._p, self.max_changes, repr(float(now)), *entry_ids])
-        return [self._decode(row[0], row[1]) if row else None for row in rows]
+        return [decode_entry(row[0], row[1], self._where) if row else None for row in rows]
