@@ -5,25 +5,24 @@ A cosine similarity says how close two questions are, not whether they ask the s
 describe the difference instead — content words present on one side only, how rare they are,
 numbers, negation, opposite actions, same-kind swaps (city/highway, Istanbul/Ankara), proper
 nouns, scope modifiers — and how well the words one side lacks align with the other side's words
-(static word-piece vectors). Everything is cheap token work on the two texts, no embedding.
+(static word vectors, ``word_vectors``). Everything else is cheap token work on the two texts, no embedding.
 
 This module only turns a pair into a fixed-order feature vector; the trained model that weighs
-the features lives in ``semroute.verify`` and training in ``semroute.train_verifier``.
+the features lives in ``semroute.hits.verify`` and training in ``semroute.training.verifier``.
 """
 
 from __future__ import annotations
 
 import functools
-
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .lexicon import COMPOUNDS, KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS, SYNONYMS
+from .word_vectors import WordVectors
 
 __all__ = ["FEATURES_VERSION", "FEATURE_NAMES", "Analysed", "PairFeatures", "WordVectors", "analyse", "idf_table",
            "is_turkish", "lower", "stem"]
@@ -327,69 +326,6 @@ def idf_table(documents: Iterable[str]) -> dict[str, float]:
         for s in set(analyse(doc).content):
             df[s] = df.get(s, 0) + 1
     return {s: math.log((n + 1) / (d + 1)) + 1.0 for s, d in df.items()}
-
-
-class WordVectors:
-    """Static word vectors, used only to align the words one question has and the other lacks.
-
-    "fast" ~ "speed", "locate" ~ "find": a synonym aligns well, a same-kind swap (city/highway)
-    much less. Two kinds of table: whole words embedded one by one with the verifier's own
-    embedder (``semroute.training.verifier.word_vectors``; a word not in the table takes the
-    entry of its longest known prefix of >= 4 letters, so Turkish suffixes find their root), or,
-    in older artifacts, a BERT word-piece table (entries starting ``##``), split greedily longest
-    first like WordPiece.
-    """
-
-    def __init__(self, vocab: Sequence[str], vectors: np.ndarray) -> None:
-        self.ids = {w: i for i, w in enumerate(vocab)}
-        self.word_pieces = any(w.startswith("##") for w in vocab)
-        norms = np.linalg.norm(vectors.astype(np.float32), axis=1, keepdims=True)
-        self.vectors = vectors.astype(np.float32) / np.maximum(norms, 1e-6)
-        self._memo: dict[str, np.ndarray] = {}
-        self._matrices: dict[tuple[str, ...], np.ndarray] = {}
-
-    def pieces(self, word: str) -> list[int]:
-        if not self.word_pieces:
-            for end in range(len(word), 3, -1):
-                i = self.ids.get(word[:end])
-                if i is not None:
-                    return [i]
-            i = self.ids.get(word)
-            return [] if i is None else [i]
-        word = "".join(ch for ch in unicodedata.normalize("NFD", word) if unicodedata.category(ch) != "Mn")
-        out, start = [], 0
-        while start < len(word):
-            for end in range(len(word), start, -1):
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
-                if piece in self.ids:
-                    out.append(self.ids[piece])
-                    start = end
-                    break
-            else:
-                return out  # an unknown character: keep what was matched
-        return out
-
-    def vector(self, word: str) -> np.ndarray:
-        v = self._memo.get(word)
-        if v is None:
-            ids = self.pieces(word)
-            v = self.vectors[ids].mean(axis=0) if ids else np.zeros(self.vectors.shape[1], np.float32)
-            v = v / max(float(np.linalg.norm(v)), 1e-6)
-            if len(self._memo) < 100_000:  # bounded: a memo, not a growing store
-                self._memo[word] = v
-        return v
-
-    def matrix(self, words: Sequence[str]) -> np.ndarray:
-        if not words:
-            return np.zeros((0, self.vectors.shape[1]), np.float32)
-        key = tuple(words)
-        m = self._matrices.get(key)
-        if m is None:  # a cached question's words are aligned against every query that finds it
-            m = np.stack([self.vector(w) for w in words])
-            if len(self._matrices) >= 50_000:
-                self._matrices.clear()  # a bound, not an LRU: rebuilding one matrix is cheap
-            self._matrices[key] = m
-        return m
 
 
 def _alignment(only: list[str], other: Sequence[str], vectors: WordVectors | None) -> tuple[float, float]:
