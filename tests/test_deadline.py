@@ -140,3 +140,23 @@ def test_beyond_slots_plus_queue_is_overloaded_at_once(tmp_path) -> None:
 
             results = asyncio.run(main())
             assert sum(isinstance(r, Overloaded) for r in results) == 1
+
+
+def test_await_before_tells_its_own_deadline_from_a_timeout_inside() -> None:
+    """The deadline's expiry is ``DeadlineExceeded``; a ``TimeoutError`` the awaited code raises
+    itself (a backend's own read timeout) is not the deadline's and passes through unchanged."""
+    from semroute.backends.deadline import Deadline, await_before
+
+    async def raises_timeout() -> None:
+        raise TimeoutError("the backend's own")
+
+    async def run() -> None:
+        with pytest.raises(DeadlineExceeded, match="while streaming"):
+            await await_before(asyncio.sleep(5), Deadline(0.05, time.monotonic), where="while streaming")
+        with pytest.raises(TimeoutError, match="the backend's own") as caught:
+            await await_before(raises_timeout(), Deadline(5.0, time.monotonic))
+        assert not isinstance(caught.value, DeadlineExceeded)
+        assert await await_before(asyncio.sleep(0, result=7), Deadline(5.0, time.monotonic)) == 7
+        assert await await_before(asyncio.sleep(0, result=8), Deadline(None, time.monotonic)) == 8
+
+    asyncio.run(run())

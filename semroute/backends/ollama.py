@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 import threading
 import time
 import weakref
@@ -130,6 +132,14 @@ class _Shard:
 # with 1,000 open streams spent a quarter of the gateway's samples in that scan
 # (bench/serve.py's 1,000 proxied streams under py-spy, 2026-12-04). Below this, one client.
 _STREAMS_PER_CLIENT = 64
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every extra stream client: httpx otherwise loads the CA bundle into a
+    new one per client (6% of a gateway's samples with 1,000 streams held, bench/serve_held.py)."""
+    return httpx.create_ssl_context()
+
 
 _AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard]]
 
@@ -405,7 +415,7 @@ class OllamaBackend:
         if shard.streams >= _STREAMS_PER_CLIENT:  # no await since the check: one new client per need
             shard = _Shard(httpx.AsyncClient(
                 base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
-                event_hooks={"response": [_acheck_status]}, limits=_LIMITS))
+                event_hooks={"response": [_acheck_status]}, limits=_LIMITS, verify=_tls()))
             shards.append(shard)
         return shard
 

@@ -18,8 +18,8 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..errors import BackendError, ConfigError, DeadlineExceeded, InvalidRequest
 from ..metrics import Metrics
@@ -28,7 +28,7 @@ from ..types import Chunk, Completion, Message
 from ..settings import PoolSettings
 from .balancer import Ask, Balancer, Instance
 from .base import AsyncClosable, Backend, EmbeddingBackend
-from .deadline import Deadline, call_before
+from .deadline import Deadline, await_before, call_before
 from .groups import flatten, groups_of
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
@@ -39,7 +39,6 @@ __all__ = ["Instance", "Pool"]
 # Local releases wake queued requests directly; this poll only catches cooldowns ending and
 # slots freed by other processes (a shared limiter), so it can be slow and cheap.
 _POLL_S = 0.25
-T = TypeVar("T")
 _Settle = Callable[[Completion | None, BaseException | None], None]
 
 
@@ -182,7 +181,7 @@ class Pool:
             idx = await self._aacquire(ask, deadline)
             started = self._clock()
             try:
-                completion = await _before(self._core.backend(idx).achat(model, messages, **_extra(options)), deadline)
+                completion = await await_before(self._core.backend(idx).achat(model, messages, **_extra(options)), deadline)
             except DeadlineExceeded:
                 self._core.abandoned(idx, ask)  # cancelled: the instance's connection was closed
                 raise
@@ -251,7 +250,7 @@ class Pool:
                 try:
                     while True:
                         try:
-                            group = await _before(anext(groups), deadline, where="while streaming")
+                            group = await await_before(anext(groups), deadline, where="while streaming")
                         except StopAsyncIteration:
                             break
                         if ttft is None:
@@ -406,16 +405,6 @@ def _settle_with(core: Balancer, idx: int, ask: Ask, model: str, latency: float,
             pass
     else:
         core.abandoned(idx, ask)
-
-
-async def _before(awaitable: Awaitable[T], deadline: Deadline, *, where: str = "while an instance answered") -> T:
-    """Await ``awaitable``, cancelled with ``DeadlineExceeded`` when the deadline passes."""
-    if deadline.until is None:
-        return await awaitable
-    try:
-        return await asyncio.wait_for(awaitable, max(0.0, deadline.remaining()))
-    except asyncio.TimeoutError:  # only wait_for's: backends raise BackendTimeout for their own
-        raise deadline.error(where) from None
 
 
 def _extra(options: Mapping[str, Any] | None) -> dict[str, Any]:
