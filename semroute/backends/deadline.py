@@ -114,9 +114,9 @@ async def await_before(awaitable: Awaitable[T], deadline: Deadline, *, where: st
     """Await ``awaitable``, cancelled with ``DeadlineExceeded`` when the deadline passes.
 
     ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` wraps every await in a
-    task of its own, and a proxied stream awaits once per upstream read (py-spy: a fifth of the
-    gateway's samples with 1,000 streams held). A ``TimeoutError`` raised inside ``awaitable``
-    (not by this deadline) passes through unchanged.
+    task of its own, and a stream with a deadline awaits once per upstream read (measured: 14.5
+    against 7.2 µs per read). A ``TimeoutError`` raised inside ``awaitable`` (not by this
+    deadline) passes through unchanged.
     """
     if deadline.until is None:
         return await awaitable
