@@ -22,6 +22,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         out["total"] = added(direct, through, "total_ms")
     finally:
         stop(gateway, fake)
+        shutil.rmtree(workdir, ignore_errors=True)
     out["loadavg_end"] = os.getloadavg()
     return out
 
