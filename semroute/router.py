@@ -151,7 +151,8 @@ class Router:
             deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
-                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline))
+                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages,
+                                                           options=self.tiers[tier].options, deadline_s=_left(deadline))
             except DeadlineExceeded:
                 raise  # no other tier: the caller's time is up
             except (BackendError, NoInstanceAvailable) as exc:
@@ -206,7 +207,8 @@ class Router:
             parts: list[str] = []
             started = time.perf_counter()
             try:
-                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline)):
+                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages,
+                                                             options=self.tiers[tier].options, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)
@@ -313,7 +315,7 @@ class Router:
             started = time.perf_counter()
             try:
                 completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages,
-                                                                  deadline_s=_left(deadline))
+                                                                  options=self.tiers[tier].options, deadline_s=_left(deadline))
             except DeadlineExceeded:
                 raise
             except (BackendError, NoInstanceAvailable) as exc:
@@ -365,7 +367,7 @@ class Router:
             started = time.perf_counter()
             try:
                 async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
-                                                                    deadline_s=_left(deadline)):
+                                                                    options=self.tiers[tier].options, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)

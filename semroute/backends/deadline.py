@@ -13,14 +13,15 @@ This module does not choose instances, retry or count slots: that is the pool.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from ..errors import DeadlineExceeded, InvalidRequest
 
-__all__ = ["Deadline", "check_deadline_s", "call_before"]
+__all__ = ["Deadline", "check_deadline_s", "call_before", "before", "TimeoutAt", "timeout_at"]
 
 T = TypeVar("T")
 
@@ -106,3 +107,39 @@ def call_before(
     if box.error is not None:
         raise box.error
     return box.value  # type: ignore[return-value]
+
+
+async def before(awaitable: Awaitable[T], deadline: Deadline, *, where: str = "while an instance answered") -> T:
+    """Await ``awaitable``, cancelled with ``DeadlineExceeded`` when the deadline passes."""
+    if deadline.until is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, deadline.remaining()))
+    except asyncio.TimeoutError:  # only wait_for's: backends raise BackendTimeout for their own
+        raise deadline.error(where) from None
+
+
+class TimeoutAt:
+    """``asyncio.timeout_at`` for Python 3.10: cancel the task at ``when``, raise TimeoutError."""
+
+    def __init__(self, when: float | None) -> None:
+        self._when, self._handle, self._fired = when, None, False
+
+    async def __aenter__(self) -> None:
+        if self._when is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
+
+    def _fire(self, task: asyncio.Task[object]) -> None:
+        self._fired = True
+        task.cancel()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._fired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+timeout_at = getattr(asyncio, "timeout_at", TimeoutAt)

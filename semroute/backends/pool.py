@@ -18,8 +18,8 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..errors import BackendError, ConfigError, DeadlineExceeded, InvalidRequest
 from ..metrics import Metrics
@@ -28,7 +28,7 @@ from ..types import Chunk, Completion, Message
 from ..settings import PoolSettings
 from .balancer import Ask, Balancer, Instance
 from .base import AsyncClosable, Backend, EmbeddingBackend
-from .deadline import Deadline, call_before
+from .deadline import Deadline, before as _before, call_before
 from .groups import flatten, groups_of
 from .health import AsyncHealthTask, HealthThread, probe
 from .limiter import Limiter, LocalLimiter
@@ -39,7 +39,6 @@ __all__ = ["Instance", "Pool"]
 # Local releases wake queued requests directly; this poll only catches cooldowns ending and
 # slots freed by other processes (a shared limiter), so it can be slow and cheap.
 _POLL_S = 0.25
-T = TypeVar("T")
 _Settle = Callable[[Completion | None, BaseException | None], None]
 
 
@@ -122,17 +121,19 @@ class Pool:
             return completion
         raise self._core.exhausted(ask)
 
-    def stream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> Iterator[Chunk]:
-        """Chunks of one answer. Fails over only before the first chunk; after it, errors surface.
+    def stream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
+               deadline_s: float | None = None) -> Iterator[Chunk]:
+        """Chunks of one answer (``options`` as for ``chat``). Fails over only before the first chunk;
+        after it, errors surface.
 
         Close the iterator if you stop early (it holds a slot until closed or collected).
         ``deadline_s`` is checked while queued, before each attempt and as each chunk arrives;
         a silent instance is bounded by its read timeout (``astream`` interrupts it at once).
         """
         model = validate_chat(model, messages)
-        return self._stream(model, messages, Deadline(deadline_s, self._clock))
+        return self._stream(model, messages, _extra(validate_options(options)), Deadline(deadline_s, self._clock))
 
-    def _stream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> Iterator[Chunk]:
+    def _stream(self, model: str, messages: Sequence[Message], extra: dict[str, Any], deadline: Deadline) -> Iterator[Chunk]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             deadline.check("before an attempt")
@@ -141,7 +142,7 @@ class Pool:
             started = self._clock()
             ttft: float | None = None
             try:
-                chunks = self._core.backend(idx).stream(model, messages)
+                chunks = self._core.backend(idx).stream(model, messages, **extra)
                 try:
                     for chunk in chunks:
                         if ttft is None:
@@ -224,21 +225,24 @@ class Pool:
             return vectors
         raise self._core.exhausted(ask)
 
-    def astream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> AsyncIterator[Chunk]:
+    def astream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
+                deadline_s: float | None = None) -> AsyncIterator[Chunk]:
         """Chunks of one answer. ``aclose()`` the iterator if you stop early (it holds a slot).
 
         ``deadline_s`` bounds the whole stream, a silent instance included.
         """
-        return flatten(self.astream_groups(model, messages, deadline_s=deadline_s))
+        return flatten(self.astream_groups(model, messages, options=options, deadline_s=deadline_s))
 
-    def astream_groups(self, model: str, messages: Sequence[Message], *,
+    def astream_groups(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
                        deadline_s: float | None = None) -> AsyncIterator[Sequence[Chunk]]:
         """``astream``'s chunks in the groups that arrived together (``semroute.backends.groups``):
         what a proxy relays, so that its per-chunk costs are paid once per read."""
         model = validate_chat(model, messages)
-        return self._astream(model, messages, Deadline(deadline_s, self._clock))
+        extra = _extra(validate_options(options))
+        return self._astream(model, messages, extra, Deadline(deadline_s, self._clock))
 
-    async def _astream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> AsyncIterator[Sequence[Chunk]]:
+    async def _astream(self, model: str, messages: Sequence[Message], extra: dict[str, Any],
+                       deadline: Deadline) -> AsyncIterator[Sequence[Chunk]]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             deadline.check("before an attempt")
@@ -247,7 +251,7 @@ class Pool:
             started = self._clock()
             ttft: float | None = None
             try:
-                groups = groups_of(self._core.backend(idx), model, messages)
+                groups = groups_of(self._core.backend(idx), model, messages, **extra)
                 try:
                     while True:
                         try:
@@ -406,16 +410,6 @@ def _settle_with(core: Balancer, idx: int, ask: Ask, model: str, latency: float,
             pass
     else:
         core.abandoned(idx, ask)
-
-
-async def _before(awaitable: Awaitable[T], deadline: Deadline, *, where: str = "while an instance answered") -> T:
-    """Await ``awaitable``, cancelled with ``DeadlineExceeded`` when the deadline passes."""
-    if deadline.until is None:
-        return await awaitable
-    try:
-        return await asyncio.wait_for(awaitable, max(0.0, deadline.remaining()))
-    except asyncio.TimeoutError:  # only wait_for's: backends raise BackendTimeout for their own
-        raise deadline.error(where) from None
 
 
 def _extra(options: Mapping[str, Any] | None) -> dict[str, Any]:
