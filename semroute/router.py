@@ -308,7 +308,7 @@ class Router:
         return self.pipeline.lookup(plan)
 
     async def _agenerate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
-        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)  # loads the classifier once
+        decision = await self.pipeline.adecide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
@@ -360,7 +360,7 @@ class Router:
             await chunks.aclose()
 
     async def _astream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> AsyncIterator[Chunk]:
-        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)
+        decision = await self.pipeline.adecide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
