@@ -37,7 +37,7 @@ from ..errors import (
 from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
-from .deadline import TimeoutAt as _TimeoutAt, timeout_at as _timeout_at  # noqa: F401 - tests use _TimeoutAt
+from .deadline import timeout_at as _timeout_at
 from .groups import flatten
 from .http_errors import HttpStatus, status_error, translate
 from ..settings import Timeout
