@@ -170,6 +170,11 @@ class Assembly:
                     self._classifier = self._default_classifier()
         return self._classifier
 
+    @property
+    def classifier_loaded(self) -> ComplexityClassifier | None:
+        """The classifier if it is built already, else None (never loads it)."""
+        return self._classifier
+
     def _default_classifier(self) -> ComplexityClassifier:
         from .routing.classify import FixedTier, load_default_classifier
 

@@ -9,6 +9,7 @@ are built on first use by ``Assembly`` (an exact hit opens the store, never the 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -26,7 +27,7 @@ from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
-from .routing.classify import ComplexityClassifier, decide
+from .routing.classify import ComplexityClassifier, FixedTier, LogisticComplexityClassifier, decide
 from .savings import AnswerTokens
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Plan", "Pipeline"]
 
+_INLINE_CLASSIFIERS = (FixedTier, LogisticComplexityClassifier)
 log = logging.getLogger("semroute")
 
 TIERS = ("small", "large")
@@ -214,6 +216,14 @@ class Pipeline:
         if decision.tier not in self.tiers:
             return Decision(self.settings.default_tier, decision.probability, f"{decision.reason}; tier missing")
         return decision
+
+    async def adecide(self, plan: Plan, vector: np.ndarray) -> Decision:
+        """``decide`` for event loops: inline when it is arithmetic on data in memory (the caller
+        named the tier, or a built-in classifier is loaded: ~70 µs, less than a thread hop), in a
+        thread while it may load the classifier or run a caller's own (which may do anything)."""
+        if plan.tier is not None or isinstance(self.assembly.classifier_loaded, _INLINE_CLASSIFIERS):
+            return self.decide(plan, vector)
+        return await asyncio.to_thread(self.decide, plan, vector)
 
     def tier_order(self, first: str) -> list[str]:
         """The chosen tier, then (with fallback "other-tier") the others."""

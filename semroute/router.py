@@ -151,7 +151,8 @@ class Router:
             deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
-                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline))
+                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages,
+                                                           options=self.tiers[tier].options, deadline_s=_left(deadline))
             except DeadlineExceeded:
                 raise  # no other tier: the caller's time is up
             except (BackendError, NoInstanceAvailable) as exc:
@@ -206,7 +207,8 @@ class Router:
             parts: list[str] = []
             started = time.perf_counter()
             try:
-                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages, deadline_s=_left(deadline)):
+                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages,
+                                                             options=self.tiers[tier].options, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)
@@ -306,14 +308,14 @@ class Router:
         return self.pipeline.lookup(plan)
 
     async def _agenerate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
-        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)  # loads the classifier once
+        decision = await self.pipeline.adecide(plan, vector)
         last_error: Exception | None = None
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             started = time.perf_counter()
             try:
                 completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages,
-                                                                  deadline_s=_left(deadline))
+                                                                  options=self.tiers[tier].options, deadline_s=_left(deadline))
             except DeadlineExceeded:
                 raise
             except (BackendError, NoInstanceAvailable) as exc:
@@ -358,14 +360,14 @@ class Router:
             await chunks.aclose()
 
     async def _astream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> AsyncIterator[Chunk]:
-        decision = await asyncio.to_thread(self.pipeline.decide, plan, vector)
+        decision = await self.pipeline.adecide(plan, vector)
         for tier in self.pipeline.tier_order(decision.tier):
             deadline.check("before the model was asked")
             parts: list[str] = []
             started = time.perf_counter()
             try:
                 async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
-                                                                    deadline_s=_left(deadline)):
+                                                                    options=self.tiers[tier].options, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
                     if chunk.done:  # store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)

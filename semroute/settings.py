@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .model_options import check_options
 
 __all__ = [
     "Tier",
@@ -145,7 +146,9 @@ class Tier:
 
     ``limit`` is each host's concurrency (Ollama's ``OLLAMA_NUM_PARALLEL``); ``strategy`` names a
     balancing strategy (see ``semroute.backends.strategy``); ``timeout`` bounds each backend call
-    and ``pool`` is how the tier's pool retries, queues and cools down failing hosts.
+    and ``pool`` is how the tier's pool retries, queues and cools down failing hosts. ``options``
+    are the tier's default model options in Ollama's names (``{"num_predict": 256}``), sent on
+    every miss; a request's own options override them key by key (``semroute.model_options``).
     """
 
     model: str
@@ -154,6 +157,7 @@ class Tier:
     limit: int = 4
     timeout: Timeout = field(default_factory=Timeout)
     pool: PoolSettings = field(default_factory=PoolSettings)
+    options: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -168,6 +172,7 @@ class Tier:
             raise ConfigError(f"tier {self.model!r}: timeout must be a Timeout, got {self.timeout!r}")
         if not isinstance(self.pool, PoolSettings):
             raise ConfigError(f"tier {self.model!r}: pool must be a PoolSettings, got {self.pool!r}")
+        object.__setattr__(self, "options", check_options(self.options, f"tier {self.model!r}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +306,7 @@ def parse_tiers(raw: Mapping[str, object]) -> dict[str, Tier]:
     return tiers
 
 
-_TIER_KEYS = {"model", "hosts", "host", "strategy", "limit", "timeout", "pool"}
+_TIER_KEYS = {"model", "hosts", "host", "strategy", "limit", "timeout", "pool", "options"}
 _POOL_PARTS = {"retry": RetrySettings, "queue": QueueSettings, "breaker": BreakerSettings}
 
 
@@ -310,7 +315,7 @@ def _tier_from(name: str, spec: Mapping[str, Any]) -> Tier:
     if unknown:
         raise ConfigError(f"tier {name!r}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TIER_KEYS))}")
     hosts = spec.get("hosts", spec.get("host", (DEFAULT_OLLAMA_HOST,)))
-    extra: dict[str, Any] = {k: spec[k] for k in ("strategy", "limit") if k in spec}
+    extra: dict[str, Any] = {k: spec[k] for k in ("strategy", "limit", "options") if k in spec}
     if "timeout" in spec:
         extra["timeout"] = _settings(f"tiers.{name}.timeout", Timeout, spec["timeout"])
     if "pool" in spec:

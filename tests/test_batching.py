@@ -11,6 +11,7 @@ import pytest
 from gateway_kit import WordEmbedder, wait_for
 from semroute import ConfigError, EmbeddingError, Overloaded
 from semroute.batching import BatchingEmbedder, BatchSettings
+from semroute.testing.clock import ManualClock
 
 
 class GatedEmbedder(WordEmbedder):
@@ -96,8 +97,31 @@ async def test_async_callers_share_batches_and_big_calls_go_straight_through():
     batcher.close()
 
 
+def test_a_text_after_an_idle_gap_goes_at_once_and_a_burst_still_waits_for_company():
+    inner, clock = GatedEmbedder(), ManualClock()
+    inner.gate.set()
+    # the clock stands still, so a text that waits for company waits until its batch fills
+    batcher = BatchingEmbedder(inner, BatchSettings(max_batch=2, max_wait_ms=1000, idle_gap_ms=10), clock=clock)
+    _, threads = run_in_threads(batcher, ["first", "second"])  # no gap known yet: they wait, and fill a batch
+    for t in threads:
+        t.join(timeout=10)
+    clock.advance(1.0)  # a quiet second
+    alone = batcher.embed(["after a quiet second"])
+    assert alone.shape == (1, 64) and inner.batches[-1] == ["after a quiet second"]
+    clock.advance(0.001)  # 1 ms after the last text: a burst, so it waits for company
+    results, threads = run_in_threads(batcher, ["burst one"])
+    wait_for(lambda: batcher.queued == 1, what="the burst's first text queued")
+    assert len(inner.batches) == 2  # still waiting, not embedded alone
+    results, more = run_in_threads(batcher, ["burst two"])
+    for t in threads + more:
+        t.join(timeout=10)
+    assert inner.batches[-1] == ["burst one", "burst two"] and batcher.batches == 3
+    batcher.close()
+
+
 def test_settings_are_validated():
-    for bad in (dict(max_batch=0), dict(max_wait_ms=-1), dict(max_queue=0), dict(max_batch=True)):
+    for bad in (dict(max_batch=0), dict(max_wait_ms=-1), dict(max_queue=0), dict(max_batch=True), dict(idle_gap_ms=-1),
+                dict(idle_gap_ms=True)):
         with pytest.raises(ConfigError):
             BatchSettings(**bad)
     with pytest.raises(ConfigError):

@@ -343,7 +343,7 @@ def test_async_connections_are_kept_alive_and_closed_with_their_loop(fake_ollama
 async def test_python310_timeout_shim_cancels_at_the_deadline():
     import asyncio
 
-    from semroute.backends.ollama import _TimeoutAt  # asyncio.timeout_at stands in on 3.11+
+    from semroute.backends.deadline import TimeoutAt as _TimeoutAt  # asyncio.timeout_at stands in on 3.11+
 
     loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError):

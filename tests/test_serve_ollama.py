@@ -8,10 +8,11 @@ import socket
 import threading
 
 import httpx
+import numpy as np
 import ollama
 import pytest
 
-from gateway_kit import LARGE, SMALL, Gateway, wait_for
+from gateway_kit import LARGE, SMALL, Gateway, WordEmbedder, wait_for
 from semroute.server import ServerSettings
 from semroute.testing import FakeOllama, Timing
 
@@ -110,9 +111,12 @@ async def test_async_client_concurrent_requests(gateway, fake_ollama):
     client = ollama.AsyncClient(gw.url)
     # Distinct words: the test kit's word embedder scores "question number 3 ..." and "... 7 ..."
     # above the gateway's 0.85 cosine gate, so a late caller could rightly get a semantic hit.
+    # ("ferries" hashed onto "parking": cosine 1.0, a right semantic hit for whichever came second)
     topics = ["parking", "tyres", "helmets", "tolls", "licences", "radar", "towing", "bridges",
-              "tunnels", "ferries", "bicycles", "mirrors"]
+              "tunnels", "signals", "bicycles", "mirrors"]
     questions = [f"question about {topic}" for topic in topics]
+    vectors = WordEmbedder().embed(questions)
+    assert (vectors @ vectors.T - np.eye(len(questions))).max() < 0.85  # every pair below the gate
     replies = await asyncio.gather(*(client.chat(model="semroute", messages=user(q)) for q in questions))
     for q, r in zip(questions, replies):
         assert q in r.message.content  # FakeOllama's answers echo the question: no answer went to the wrong caller

@@ -25,6 +25,9 @@ class Backend(Protocol):
 
     name: str
 
+    # Each call may also take ``options=`` (Ollama's model options); pools pass it only when a
+    # caller or the tier gave some, so a backend without the keyword still serves plain calls.
+
     def chat(self, model: str, messages: Sequence[Message]) -> Completion: ...
 
     def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]: ...

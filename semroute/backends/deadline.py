@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 from ..errors import DeadlineExceeded, InvalidRequest
 
-__all__ = ["Deadline", "await_before", "call_before", "check_deadline_s"]
+__all__ = ["Deadline", "TimeoutAt", "await_before", "call_before", "check_deadline_s", "timeout_at"]
 
 T = TypeVar("T")
 
@@ -110,17 +110,46 @@ def call_before(
     return box.value  # type: ignore[return-value]
 
 
+class TimeoutAt:
+    """``asyncio.timeout_at`` for Python 3.10: cancel the task at ``when``, raise TimeoutError."""
+
+    def __init__(self, when: float | None) -> None:
+        self._when, self._handle, self._fired = when, None, False
+
+    async def __aenter__(self) -> None:
+        if self._when is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
+
+    def expired(self) -> bool:
+        return self._fired
+
+    def _fire(self, task: asyncio.Task[object]) -> None:
+        self._fired = True
+        task.cancel()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._fired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+timeout_at = getattr(asyncio, "timeout_at", TimeoutAt)
+
+
 async def await_before(awaitable: Awaitable[T], deadline: Deadline, *, where: str = "while an instance answered") -> T:
     """Await ``awaitable``, cancelled with ``DeadlineExceeded`` when the deadline passes.
 
-    ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` wraps every await in a
-    task of its own, and a stream with a deadline awaits once per upstream read (measured: 14.5
+    A timeout context, not ``wait_for``: on Python 3.11 ``wait_for`` wraps every await in a task
+    of its own, and a stream with a deadline awaits once per upstream read (measured: 14.5
     against 7.2 µs per read). A ``TimeoutError`` raised inside ``awaitable`` (not by this
     deadline) passes through unchanged.
     """
     if deadline.until is None:
         return await awaitable
-    bound = asyncio.timeout(max(0.0, deadline.remaining()))
+    bound = timeout_at(asyncio.get_running_loop().time() + max(0.0, deadline.remaining()))
     try:
         async with bound:
             return await awaitable

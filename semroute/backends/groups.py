@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from ..types import Chunk, Message
 from .base import Backend, GroupStreaming
@@ -41,12 +42,13 @@ async def singletons(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Sequence[Chu
         await _aclose(chunks)
 
 
-def groups_of(backend: Backend, model: str, messages: Sequence[Message]) -> AsyncIterator[Sequence[Chunk]]:
+def groups_of(backend: Backend, model: str, messages: Sequence[Message], **extra: Any) -> AsyncIterator[Sequence[Chunk]]:
     """The backend's ``astream_groups`` when it has one (``GroupStreaming``), else its ``astream``
-    in one-chunk groups."""
+    in one-chunk groups. ``extra`` is ``options=`` when the caller gave some (a backend without
+    an ``options`` keyword still works without)."""
     if isinstance(backend, GroupStreaming):
-        return backend.astream_groups(model, messages)
-    return singletons(backend.astream(model, messages))
+        return backend.astream_groups(model, messages, **extra)
+    return singletons(backend.astream(model, messages, **extra))
 
 
 async def _aclose(iterator: object) -> None:

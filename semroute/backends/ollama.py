@@ -39,6 +39,7 @@ from ..errors import (
 from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
+from .deadline import timeout_at as _timeout_at
 from .groups import flatten
 from .http_errors import HttpStatus, status_error, translate
 from ..settings import Timeout
@@ -90,32 +91,6 @@ def _translate(exc: BaseException, instance: str, chunks: int = 0) -> BackendErr
             f"{instance} reported an error{where}: {exc.error}", instance=instance, status=status
         )
     return translate(exc, instance, chunks)
-
-
-class _TimeoutAt:
-    """``asyncio.timeout_at`` for Python 3.10: cancel the task at ``when``, raise TimeoutError."""
-
-    def __init__(self, when: float | None) -> None:
-        self._when, self._handle, self._fired = when, None, False
-
-    async def __aenter__(self) -> None:
-        if self._when is not None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
-
-    def _fire(self, task: asyncio.Task[object]) -> None:
-        self._fired = True
-        task.cancel()
-
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        if self._fired and exc_type is asyncio.CancelledError:
-            raise TimeoutError from exc
-
-
-_timeout_at = getattr(asyncio, "timeout_at", _TimeoutAt)
 
 
 class _Shard:
@@ -315,16 +290,16 @@ class OllamaBackend:
             response = self._sync().chat(model=model, messages=payload, stream=False, options=options)
         return self._completion(response, model, started)
 
-    def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
+    def stream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> Iterator[Chunk]:
         """Chunks of the answer; the last has ``done=True`` and the token counts."""
         payload = _payload(model, messages)  # validated now, not at the first next()
-        return self._stream(model, payload)
+        return self._stream(model, payload, options)
 
-    def _stream(self, model: str, payload: list[dict[str, str]]) -> Iterator[Chunk]:
+    def _stream(self, model: str, payload: list[dict[str, str]], options: Mapping[str, Any] | None) -> Iterator[Chunk]:
         started, chunks, parts = time.monotonic(), 0, None
         try:
             try:
-                parts = self._sync().chat(model=model, messages=payload, stream=True)
+                parts = self._sync().chat(model=model, messages=payload, stream=True, options=options)
                 for part in parts:
                     chunk = self._chunk(part, model)
                     if chunk.text or chunk.done:
@@ -357,16 +332,18 @@ class OllamaBackend:
                 )
         return self._completion(response, model, started)
 
-    def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
-        payload = _payload(model, messages)
-        return flatten(self._astream_groups(model, payload))
+    def astream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> AsyncIterator[Chunk]:
+        return flatten(self.astream_groups(model, messages, options=options))
 
-    def astream_groups(self, model: str, messages: Sequence[Message]) -> AsyncIterator[list[Chunk]]:
+    def astream_groups(self, model: str, messages: Sequence[Message], *,
+                       options: Mapping[str, Any] | None = None) -> AsyncIterator[list[Chunk]]:
         """``astream``'s chunks in the groups that arrived in one read (``semroute.backends.groups``)."""
-        payload = _payload(model, messages)
-        return self._astream_groups(model, payload)
+        body = {"model": model, "messages": _payload(model, messages), "stream": True}
+        if options:
+            body["options"] = options
+        return self._astream_groups(model, body)
 
-    async def _astream_groups(self, model: str, payload: list[dict[str, str]]) -> AsyncIterator[list[Chunk]]:
+    async def _astream_groups(self, model: str, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
         """NDJSON straight off the connection: each read's complete lines become one group.
 
         Not the ``ollama`` client's stream: it builds a pydantic model per line, one line per
@@ -380,7 +357,7 @@ class OllamaBackend:
                 async with _timeout_at(deadline):
                     shard = await self._shard()
                     shard.streams += 1
-                    response = await self._open_stream(shard, model, payload)
+                    response = await self._open_stream(shard, body)
                 reads, lines = response.aiter_bytes(), _Lines()
                 while True:
                     async with _timeout_at(deadline):
@@ -419,10 +396,10 @@ class OllamaBackend:
             shards.append(shard)
         return shard
 
-    async def _open_stream(self, shard: _Shard, model: str, payload: list[dict[str, str]]) -> httpx.Response:
+    async def _open_stream(self, shard: _Shard, body: dict[str, Any]) -> httpx.Response:
         """``POST /api/chat`` (stream) on one of the loop's clients (the ``ollama`` client's own
         connections first): status checked by the response hook."""
-        request = shard.http.build_request("POST", "/api/chat", json={"model": model, "messages": payload, "stream": True})
+        request = shard.http.build_request("POST", "/api/chat", json=body)
         return await shard.http.send(request, stream=True)
 
     def _group(self, lines: list[bytes], model: str) -> tuple[list[Chunk], Exception | None]:

@@ -169,8 +169,8 @@ class OpenAIBackend:
             self._check(response)
             return self._completion(response.json(), model, started)
 
-    def stream(self, model: str, messages: Sequence[Message]) -> Iterator[Chunk]:
-        body = _body(model, messages, None, True)
+    def stream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> Iterator[Chunk]:
+        body = _body(model, messages, options, True)
         return self._stream(model, body)
 
     def _stream(self, model: str, body: dict[str, Any]) -> Iterator[Chunk]:
@@ -212,8 +212,8 @@ class OpenAIBackend:
             self._check(response)
             return self._completion(response.json(), model, started)
 
-    def astream(self, model: str, messages: Sequence[Message]) -> AsyncIterator[Chunk]:
-        body = _body(model, messages, None, True)
+    def astream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> AsyncIterator[Chunk]:
+        body = _body(model, messages, options, True)
         return self._astream(model, body)
 
     async def _astream(self, model: str, body: dict[str, Any]) -> AsyncIterator[Chunk]:

@@ -121,17 +121,19 @@ class Pool:
             return completion
         raise self._core.exhausted(ask)
 
-    def stream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> Iterator[Chunk]:
-        """Chunks of one answer. Fails over only before the first chunk; after it, errors surface.
+    def stream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
+               deadline_s: float | None = None) -> Iterator[Chunk]:
+        """Chunks of one answer (``options`` as for ``chat``). Fails over only before the first chunk;
+        after it, errors surface.
 
         Close the iterator if you stop early (it holds a slot until closed or collected).
         ``deadline_s`` is checked while queued, before each attempt and as each chunk arrives;
         a silent instance is bounded by its read timeout (``astream`` interrupts it at once).
         """
         model = validate_chat(model, messages)
-        return self._stream(model, messages, Deadline(deadline_s, self._clock))
+        return self._stream(model, messages, _extra(validate_options(options)), Deadline(deadline_s, self._clock))
 
-    def _stream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> Iterator[Chunk]:
+    def _stream(self, model: str, messages: Sequence[Message], extra: dict[str, Any], deadline: Deadline) -> Iterator[Chunk]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             deadline.check("before an attempt")
@@ -140,7 +142,7 @@ class Pool:
             started = self._clock()
             ttft: float | None = None
             try:
-                chunks = self._core.backend(idx).stream(model, messages)
+                chunks = self._core.backend(idx).stream(model, messages, **extra)
                 try:
                     for chunk in chunks:
                         if ttft is None:
@@ -223,21 +225,24 @@ class Pool:
             return vectors
         raise self._core.exhausted(ask)
 
-    def astream(self, model: str, messages: Sequence[Message], *, deadline_s: float | None = None) -> AsyncIterator[Chunk]:
+    def astream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
+                deadline_s: float | None = None) -> AsyncIterator[Chunk]:
         """Chunks of one answer. ``aclose()`` the iterator if you stop early (it holds a slot).
 
         ``deadline_s`` bounds the whole stream, a silent instance included.
         """
-        return flatten(self.astream_groups(model, messages, deadline_s=deadline_s))
+        return flatten(self.astream_groups(model, messages, options=options, deadline_s=deadline_s))
 
-    def astream_groups(self, model: str, messages: Sequence[Message], *,
+    def astream_groups(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None,
                        deadline_s: float | None = None) -> AsyncIterator[Sequence[Chunk]]:
         """``astream``'s chunks in the groups that arrived together (``semroute.backends.groups``):
         what a proxy relays, so that its per-chunk costs are paid once per read."""
         model = validate_chat(model, messages)
-        return self._astream(model, messages, Deadline(deadline_s, self._clock))
+        extra = _extra(validate_options(options))
+        return self._astream(model, messages, extra, Deadline(deadline_s, self._clock))
 
-    async def _astream(self, model: str, messages: Sequence[Message], deadline: Deadline) -> AsyncIterator[Sequence[Chunk]]:
+    async def _astream(self, model: str, messages: Sequence[Message], extra: dict[str, Any],
+                       deadline: Deadline) -> AsyncIterator[Sequence[Chunk]]:
         ask = Ask(model)
         for attempt in range(self.settings.retry.attempts):
             deadline.check("before an attempt")
@@ -246,7 +251,7 @@ class Pool:
             started = self._clock()
             ttft: float | None = None
             try:
-                groups = groups_of(self._core.backend(idx), model, messages)
+                groups = groups_of(self._core.backend(idx), model, messages, **extra)
                 try:
                     while True:
                         try:

@@ -8,7 +8,9 @@ Both API modules parse their requests into a ``ChatCall`` and hand it here; what
 * a tier's model name goes to that tier (through the cache unless ``cache_models`` is off);
 * a call the cache cannot key honestly (a conversation with earlier turns, or a second user
   message) skips the cache and goes straight to a pool: the alias's default tier, or the named
-  model's tier; model options reach the model only on this path (cached answers ignore them);
+  model's tier; a request's model options reach the model only on this path (cached answers
+  ignore them), on top of the tier's default ``options`` key by key (a routed miss uses the
+  tier's defaults alone: its answer is cached for everyone);
 * any other model name is ``UnknownModel``.
 
 Not here: HTTP, JSON shapes, authentication (``auth``), metrics (``observe``).
@@ -24,6 +26,7 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..redact import redact_url
 from ..backends.groups import flatten, singletons
+from ..model_options import merge_options
 from ..router import Router
 from ..types import Answer, Chunk, Completion, Message
 from .settings import ServerSettings
@@ -135,7 +138,8 @@ class Gateway:
         name = self._direct_tier(tier)
         started = time.perf_counter()
         pool = self.router.pipeline.pool(name)
-        completion = await pool.achat(self.router.tiers[name].model, call.messages, options=call.options)
+        spec = self.router.tiers[name]
+        completion = await pool.achat(spec.model, call.messages, options=merge_options(spec.options, call.options))
         return Reply.of_completion(completion, name, started)
 
     def stream(self, call: ChatCall) -> AsyncIterator[Chunk]:
@@ -150,7 +154,9 @@ class Gateway:
         if asked is not None:
             return singletons(self.router.astream(asked[0], namespace=call.namespace, system=asked[1], tier=tier))
         name = self._direct_tier(tier)
-        groups = self.router.pipeline.pool(name).astream_groups(self.router.tiers[name].model, call.messages)
+        spec = self.router.tiers[name]
+        groups = self.router.pipeline.pool(name).astream_groups(
+            spec.model, call.messages, options=merge_options(spec.options, call.options))
         return _tagged(groups, name)
 
     async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:

@@ -64,6 +64,7 @@ class FakeOllama:
     deterministic echo (``answer_text``). It runs on the server's thread, so keep it quick;
     it may be replaced while running (``fake.reply = ...``). Example: a judge that says yes
     only about cities, ``reply=lambda model, prompt: "Yes" if "city" in prompt else "No"``.
+    ``last_options`` is the ``options`` object of the last chat/generate request (None: it had none).
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class FakeOllama:
         self._fault_skip = 0
         self._fault_left: int | None = None
         self._loaded: dict[str, float] = {}
+        self.last_options: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -367,6 +369,8 @@ class FakeOllama:
         if fault is not None and (fault.kind != "drop" or endpoint not in INFERENCE_ENDPOINTS):
             return await self._fail(conn, fault)
         if endpoint in INFERENCE_ENDPOINTS:
+            if endpoint != "embed":
+                self.last_options = payload.get("options")
             return await self._infer(conn, endpoint, model, payload, fault)
         return await self._metadata(conn, request, endpoint)
 
