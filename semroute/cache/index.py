@@ -46,7 +46,7 @@ AUTO_HNSW_ROWS = 4096
 # case; real embeddings sit on a lower-dimensional manifold and are found more easily.
 EF_SEARCH = 128
 # With kind="auto" a scope that reaches this many live vectors is rebuilt once more, as IVF with
-# 8-bit codes (``_ivf``): ~400 bytes per entry instead of HNSW's ~1 KB, built in seconds instead
+# 4-bit codes (``_ivf``): ~200 bytes per entry instead of HNSW's ~1 KB, built in seconds instead
 # of tens of minutes at 1M, and a stored vector's own entry is always found (bench/cache_scale.py).
 # Not earlier: on real embeddings IVF misses more true neighbours than HNSW (e5 vectors of banking77
 # and clinc150, 8k rows, the nearest at cosine >= 0.9 among IVF's top 4 at 2.2% of lists probed:
@@ -82,7 +82,7 @@ class FaissIndex:
     Flat is exact; HNSW trades a little recall for sub-linear search on large scopes
     (``hnsw_m`` links per node, ``ef_search`` candidates per query; ``nprobe`` lists searched per
     query once a scope is IVF); ``auto`` starts each scope
-    flat, turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors and into IVF with 8-bit
+    flat, turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors and into IVF with 4-bit
     codes (``_ivf``; similarities approximate to ~1e-2, re-ranked exactly by ``Replica``) once it
     holds ``AUTO_IVF_ROWS``.
     """
@@ -288,7 +288,7 @@ class FaissIndex:
         return code
 
     def _grow(self, holder: _Scope) -> None:
-        """With ``kind="auto"``: flat -> HNSW -> IVF-SQ8 as the scope grows; retrain IVF as it keeps growing."""
+        """With ``kind="auto"``: flat -> HNSW -> IVF (4-bit codes) as the scope grows; retrain IVF as it keeps growing."""
         if self.kind != "auto":
             return
         live = len(holder.ids)
