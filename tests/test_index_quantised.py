@@ -95,3 +95,21 @@ def test_a_reopened_store_and_index_answer_as_before_close_with_exact_similariti
         assert candidate.similarity == pytest.approx(exact, abs=1e-6)
     store.close()
 
+
+
+def test_adds_past_the_spare_room_lay_the_lists_out_again_keeping_every_live_entry(vectors):
+    index = FaissIndex(DIM, kind="auto")
+    index.add(entries(vectors, range(AUTO_IVF_ROWS)))
+    holder = index._scopes["s"]
+    assert holder.kind == "ivf" and 0 < holder.spare < AUTO_IVF_ROWS and holder.index.ntotal == AUTO_IVF_ROWS
+    index.remove(["e0", "e1"])
+    replaced = range(2, 2 + holder.spare + 1)  # re-adding an id tombstones its old code
+    index.add(entries(vectors, replaced))
+    index.add(entries(vectors, range(AUTO_IVF_ROWS, ROWS)))
+    holder = index._scopes["s"]
+    # laid out again after the spare room ran out: tombstones dropped, every code live, room renewed
+    assert holder.kind == "ivf" and holder.index.ntotal - holder.dead == len(holder.ids) == ROWS - 2
+    assert holder.dead <= ROWS - AUTO_IVF_ROWS and holder.spare > 0
+    picks = [2, 3, len(replaced), AUTO_IVF_ROWS - 1, AUTO_IVF_ROWS, ROWS - 1, *range(100, 130)]
+    assert all(index.search(vectors[i], scope="s", k=1)[0][0] == f"e{i}" for i in picks)
+    assert not {"e0", "e1"} & {i for i, _ in index.search(vectors[0], scope="s", k=50)}

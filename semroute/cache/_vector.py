@@ -3,19 +3,23 @@
 A usable vector is 1-D, of the expected dimension, finite and non-zero; it is returned as a
 read-only, L2-normalised float32 copy so inner products are cosine similarities and nobody can
 mutate the store's truth through an alias. This module does no I/O and imports no faiss.
+It also holds the two memory helpers the store and the index share (``gc_paused``, ``release_freed``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from ..errors import DimensionMismatch, InvalidRequest
 
-__all__ = ["as_unit_vector", "gc_paused"]
+__all__ = ["as_unit_vector", "gc_paused", "release_freed"]
 
 
 def as_unit_vector(value: object, *, dim: int | None, what: str) -> np.ndarray:
@@ -57,3 +61,23 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def release_freed() -> None:
+    """Hand memory the C heap holds free back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    Laying an IVF scope's lists out again frees the old lists (hundreds of MB at 1M entries) in
+    pieces glibc keeps for reuse rather than returning: measured between 140k and 400k entries,
+    1,368 resident bytes per added entry without this, 585 with it.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None

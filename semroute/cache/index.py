@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry
 from . import _ivf
-from ._vector import as_unit_vector, gc_paused
+from ._vector import as_unit_vector, gc_paused, release_freed
 
 __all__ = ["FaissIndex"]
 
@@ -46,7 +46,7 @@ AUTO_HNSW_ROWS = 4096
 # case; real embeddings sit on a lower-dimensional manifold and are found more easily.
 EF_SEARCH = 128
 # With kind="auto" a scope that reaches this many live vectors is rebuilt once more, as IVF with
-# 8-bit codes (``_ivf``): ~400 bytes per entry instead of HNSW's ~1 KB, built in seconds instead
+# 4-bit codes (``_ivf``): ~200 bytes per entry instead of HNSW's ~1 KB, built in seconds instead
 # of tens of minutes at 1M, and a stored vector's own entry is always found (bench/cache_scale.py).
 # Not earlier: on real embeddings IVF misses more true neighbours than HNSW (e5 vectors of banking77
 # and clinc150, 8k rows, the nearest at cosine >= 0.9 among IVF's top 4 at 2.2% of lists probed:
@@ -64,7 +64,7 @@ _SCOPE_SHIFT = 40
 class _Scope:
     """One scope's faiss index, its live labels and how many tombstoned vectors it still holds."""
 
-    __slots__ = ("dead", "ids", "index", "kind", "trained")
+    __slots__ = ("dead", "ids", "index", "kind", "spare", "trained")
 
     def __init__(self, index: Any, kind: str) -> None:
         self.index = index
@@ -72,6 +72,7 @@ class _Scope:
         self.ids: dict[int, str] = {}  # live label -> entry id
         self.dead = 0
         self.trained = 0  # vectors an "ivf" scope was trained on (it is retrained as it grows)
+        self.spare = 0  # adds an "ivf" scope takes before its lists are laid out again (``_ivf.SPARE``)
 
 
 class FaissIndex:
@@ -81,7 +82,7 @@ class FaissIndex:
     Flat is exact; HNSW trades a little recall for sub-linear search on large scopes
     (``hnsw_m`` links per node, ``ef_search`` candidates per query; ``nprobe`` lists searched per
     query once a scope is IVF); ``auto`` starts each scope
-    flat, turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors and into IVF with 8-bit
+    flat, turns it into HNSW once it holds ``AUTO_HNSW_ROWS`` live vectors and into IVF with 4-bit
     codes (``_ivf``; similarities approximate to ~1e-2, re-ranked exactly by ``Replica``) once it
     holds ``AUTO_IVF_ROWS``.
     """
@@ -145,6 +146,7 @@ class FaissIndex:
                 for label, entry_id in zip(labels.tolist(), ids):
                     holder.ids[label] = entry_id
                     self._where[entry_id] = label
+                holder.spare -= len(ids)
                 self._grow(holder)
 
     def remove(self, entry_ids: Iterable[str]) -> None:
@@ -228,6 +230,7 @@ class FaissIndex:
                     elif holder.kind == "ivf":
                         holder.index.nprobe = self.nprobe
                         holder.trained = int(info.get("trained", 0))
+                        holder.spare = holder.index.nlist  # read back without spare room: lay out soon
                     labels = np.load(path / f"scope-{n}.labels.npy", allow_pickle=False).tolist()
                     ids = np.load(path / f"scope-{n}.ids.npy", allow_pickle=False).tolist()
                     holder.ids = dict(zip(labels, ids))
@@ -285,7 +288,7 @@ class FaissIndex:
         return code
 
     def _grow(self, holder: _Scope) -> None:
-        """With ``kind="auto"``: flat -> HNSW -> IVF-SQ8 as the scope grows; retrain IVF as it keeps growing."""
+        """With ``kind="auto"``: flat -> HNSW -> IVF (4-bit codes) as the scope grows; retrain IVF as it keeps growing."""
         if self.kind != "auto":
             return
         live = len(holder.ids)
@@ -295,17 +298,22 @@ class FaissIndex:
             self._rebuild(holder, "ivf")
         elif holder.kind == "ivf" and _ivf.needs_retrain(holder.index, live, holder.trained):
             self._rebuild(holder, "ivf", retrain=True)
+        elif holder.kind == "ivf" and holder.spare < 0:
+            self._rebuild(holder, "ivf")  # most lists' spare room is used: lay them out again
 
     def _rebuild(self, holder: _Scope, kind: str, *, retrain: bool = False) -> None:
-        """Rebuild a scope's faiss index (of ``kind``) from its live vectors, dropping tombstones."""
+        """Rebuild a scope's faiss index (of ``kind``) from its live vectors, dropping tombstones.
+
+        An IVF index ends laid out by ``_ivf.copy_live`` (each list allocated once with spare
+        room): faiss's own adds grow a list by doubling it.
+        """
         faiss = self._faiss
         rows = len(holder.ids)
         if holder.kind == "ivf":
             with self._serial(rows=rows):
-                if retrain:
-                    fresh = self._retrained(holder)
-                else:  # compaction: the same lists, codes copied as they are
-                    fresh = _ivf.copy_live(faiss, holder.index, holder.ids)
+                # a retrain adds every code to new lists; a compaction copies the same lists
+                fresh = self._retrained(holder) if retrain else holder.index
+                fresh = _ivf.copy_live(faiss, fresh, holder.ids)
         else:
             labels = faiss.vector_to_array(holder.index.id_map)
             inner = faiss.downcast_index(holder.index.index)
@@ -319,8 +327,13 @@ class FaissIndex:
                 else:
                     fresh = self._new_index(kind)
                 fresh.add_with_ids(vectors, labels)
+                if kind == "ivf":
+                    fresh = _ivf.copy_live(faiss, fresh, holder.ids)
         holder.index, holder.kind = fresh, kind
         holder.dead = 0
+        if kind == "ivf":
+            holder.spare = _ivf.spare_adds(fresh)
+            release_freed()  # the old lists: returned to the OS, not kept in the C heap
 
     def _retrained(self, holder: _Scope) -> Any:
         """A new IVF with more lists, trained on a sample of the scope's decoded codes, holding them all."""

@@ -152,8 +152,8 @@ def _texts(directory: Path, name: str, count: int) -> list[str]:
 
 
 def _text(entry: CacheEntry, name: str) -> str:
-    if name == "tags":
-        return json.dumps([list(pair) for pair in entry.tags], ensure_ascii=False)
+    if name == "tags":  # most entries carry none: skip a json.dumps each (~0.6 s of a 200k close)
+        return json.dumps([list(pair) for pair in entry.tags], ensure_ascii=False) if entry.tags else "[]"
     return getattr(entry, name)
 
 
