@@ -212,7 +212,7 @@ class CacheSettings:
     ``min_similarity`` is a cosine similarity in [-1, 1] below which no candidate is even
     shown to the verifier; ``ttl_s`` is the default time-to-live (None: forever). ``index``
     is exact ``"flat"`` search, approximate ``"hnsw"``, or ``"auto"``: flat while a scope is
-    small, HNSW from a few thousand entries on, IVF with 8-bit codes from ~33k on (candidates
+    small, HNSW from a few thousand entries on, IVF with 4-bit codes from 131,072 on (candidates
     re-ranked exactly against the store's vectors; see ``FaissIndex``). ``judge`` turns on the
     grey-zone judge (off by default: None). ``consensus`` lets the nearest cached questions vote
     by answer (``semroute.consensus``): an answer several of them share is served even below

@@ -20,7 +20,7 @@ from typing import Any
 from ..types import Chunk, Message
 from .base import Backend, GroupStreaming
 
-__all__ = ["flatten", "groups_of", "singletons"]
+__all__ = ["close_iterator", "flatten", "groups_of", "singletons"]
 
 
 async def flatten(groups: AsyncIterator[Sequence[Chunk]]) -> AsyncIterator[Chunk]:
@@ -30,7 +30,7 @@ async def flatten(groups: AsyncIterator[Sequence[Chunk]]) -> AsyncIterator[Chunk
             for chunk in group:
                 yield chunk
     finally:
-        await _aclose(groups)
+        await close_iterator(groups, suppress=_RUNNING)
 
 
 async def singletons(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Sequence[Chunk]]:
@@ -39,7 +39,7 @@ async def singletons(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Sequence[Chu
         async for chunk in chunks:
             yield (chunk,)
     finally:
-        await _aclose(chunks)
+        await close_iterator(chunks, suppress=_RUNNING)
 
 
 def groups_of(backend: Backend, model: str, messages: Sequence[Message], **extra: Any) -> AsyncIterator[Sequence[Chunk]]:
@@ -51,8 +51,14 @@ def groups_of(backend: Backend, model: str, messages: Sequence[Message], **extra
     return singletons(backend.astream(model, messages, **extra))
 
 
-async def _aclose(iterator: object) -> None:
+# Closing a generator another task is still running raises RuntimeError: its own consumer closes it.
+_RUNNING = (RuntimeError,)
+
+
+async def close_iterator(iterator: object, *, suppress: tuple[type[BaseException], ...] = ()) -> None:
+    """``aclose()`` an async iterator that has one (its slot, its socket); errors of the
+    ``suppress`` types are ones the caller cannot act on, the rest propagate."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
-        with contextlib.suppress(RuntimeError):  # already running: its own consumer closes it
+        with contextlib.suppress(*suppress):
             await aclose()

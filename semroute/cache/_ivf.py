@@ -1,12 +1,13 @@
 """The quantised index ``FaissIndex(kind="auto")`` turns a large scope into: IVF with 4-bit codes.
 
-Why IVF-SQ8 and not HNSW at 10^5-10^6 entries (bench/cache_scale.py, random 384-d vectors, 2 cores):
-an HNSW over fp16 vectors holds ~1 KB per entry (the vector again plus its links), takes tens of
-minutes to build at 1M and loses recall@1 as it grows (0.996 at 100k, 0.912 at 300k). IVF-SQ8 holds
-384 bytes of codes and an 8-byte id per entry, trains its centroids on a sample in seconds, adds a
-million vectors in seconds, and a stored vector's own list is the one nearest to it, so its own entry
-is found at any ``nprobe``. The codes are approximate (4 bits per dimension, ``CODE_BITS``); ``Replica`` re-ranks the
-candidates against the store's own vectors, so similarities reported to the verifier are exact.
+Why IVF with scalar-quantised codes and not HNSW at 10^5-10^6 entries (bench/cache_scale.py,
+random 384-d vectors, 2 cores): an HNSW over fp16 vectors holds ~1 KB per entry (the vector again
+plus its links), takes tens of minutes to build at 1M and loses recall@1 as it grows (0.996 at
+100k, 0.912 at 300k). IVF holds 192 bytes of 4-bit codes (``CODE_BITS``; 384 with 8-bit) and an
+8-byte id per entry, trains its centroids on a sample in seconds, adds a million vectors in
+seconds, and a stored vector's own list is the one nearest to it, so its own entry is found at
+any ``nprobe``. The codes are approximate; ``Replica`` re-ranks the candidates against the
+store's own vectors, so similarities reported to the verifier are exact.
 
 Codes are stored without residuals (``by_residual=False``), so a code decodes without its list's
 centroid: compaction copies codes list by list, and a retrain (as the scope grows) decodes them.

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..redact import redact_url
-from ..backends.groups import flatten, singletons
+from ..backends.groups import close_iterator, flatten, singletons
 from ..model_options import merge_options
 from ..router import Router
 from ..types import Answer, Chunk, Completion, Message
@@ -199,6 +199,4 @@ async def _tagged(groups: AsyncIterator[Sequence[Chunk]], tier: str) -> AsyncIte
         async for group in groups:
             yield [chunk.with_source(tier) for chunk in group]
     finally:
-        aclose = getattr(groups, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_iterator(groups)

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
+from ..backends.groups import close_iterator
 from ..errors import Overloaded
 from ..types import Chunk
 from .auth import Tenant, Tenants
@@ -130,7 +131,7 @@ class Service:
         try:
             first = await self.run(request, anext(groups))
         except BaseException:
-            await _aclose(groups)
+            await close_iterator(groups, suppress=(Exception,))
             raise
         request.state.source = first[0].source
         slot: Slot | None = getattr(request.state, "slot", None)
@@ -153,13 +154,7 @@ class Service:
             request.state.stream_error = failure.kind
             yield failure
         finally:
-            await _aclose(rest)
+            await close_iterator(rest, suppress=(Exception,))  # the client already has its bytes
             if slot is not None:
                 slot.release()
 
-
-async def _aclose(chunks: AsyncIterator[object]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
