@@ -151,7 +151,7 @@ def _base_url(host: str) -> str:
 
 
 class _Lines:
-    """Complete NDJSON lines, parsed, out of the reads of a stream (a line may span reads)."""
+    """Complete, non-blank NDJSON lines out of the reads of a stream (a line may span reads)."""
 
     def __init__(self) -> None:
         self._rest = b""
