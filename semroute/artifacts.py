@@ -4,12 +4,14 @@ A trained artifact is a folder of plain arrays (``model.npz``) and a JSON card (
 sklearn pickles break across versions and run code on load). Shipped artifacts are kept per
 embedder, ``models/<embedder name>/<kind>/``, because a model trained on one embedder's vectors
 means nothing on another's; every loader refuses a card made for another embedder or dimension.
-This module is the one place that locates ``models/`` and ``data/`` and the one artifact reader.
+This module is the one place that locates ``models/`` and ``data/``, and the one artifact reader
+and writer.
 Not here: what the arrays mean (each model's own module).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,7 +24,7 @@ import numpy as np
 
 from .errors import ModelError, ModelMismatch
 
-__all__ = ["card_embedder", "check_npz", "load_artifact", "model_dir", "shipped", "DEFAULT_EMBEDDER"]
+__all__ = ["card_embedder", "check_npz", "load_artifact", "model_dir", "shipped", "write_artifact", "DEFAULT_EMBEDDER"]
 
 # The embedder the shipped artifacts without a more specific match were trained on.
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -93,6 +95,28 @@ def load_artifact(directory: str | os.PathLike[str], what: str, *, embedder: str
     if dim is not None and card.get("dim") != dim:
         raise ModelMismatch(f"{what} in {path} was trained for dimension {card.get('dim')}, not {dim}")
     return card, arrays
+
+
+def write_artifact(directory: str | os.PathLike[str], arrays: dict[str, np.ndarray], card: dict[str, Any]) -> Path:
+    """Write ``model.npz`` and ``card.json`` into ``directory`` (created if needed); return it.
+
+    Both go to temporary names first and are then renamed, so a crash or a full disk never
+    leaves a half-written file where a loader would read it. ``OSError`` passes through.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp_weights, tmp_card = out / "model.npz.tmp", out / "card.json.tmp"
+    try:
+        with tmp_weights.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+        tmp_card.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp_weights.replace(out / "model.npz")
+        tmp_card.replace(out / "card.json")
+    finally:
+        for leftover in (tmp_weights, tmp_card):
+            with contextlib.suppress(OSError):  # never hide the error that ended the write
+                leftover.unlink(missing_ok=True)
+    return out
 
 
 def check_npz(path: str | os.PathLike[str], *, max_bytes: int) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from reliability_helpers import HashEmbedder
-from semroute.artifacts import MAX_ARTIFACT_BYTES, load_artifact
+from semroute.artifacts import MAX_ARTIFACT_BYTES, load_artifact, write_artifact
 from semroute.cache import MemoryStore
 from semroute.config import load_config
 from semroute.errors import ConfigError, ModelError, StoreError
@@ -173,3 +173,19 @@ def test_a_normal_artifact_still_loads(tmp_path) -> None:
     np.savez_compressed(tmp_path / "model.npz", w=np.arange(4, dtype=np.float32), names=np.array(["a", "bc"]))
     card, arrays = load_artifact(tmp_path, "test model", embedder="e", dim=4)
     assert card["dim"] == 4 and arrays["w"].tolist() == [0, 1, 2, 3] and arrays["names"].tolist() == ["a", "bc"]
+
+
+def test_a_written_artifact_reads_back(tmp_path) -> None:
+    write_artifact(tmp_path / "new", {"w": np.arange(4, dtype=np.float32)}, {"embedder": "e", "dim": 4, "note": "ğ"})
+    card, arrays = load_artifact(tmp_path / "new", "test model", embedder="e", dim=4)
+    assert card["note"] == "ğ" and arrays["w"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_failed_write_leaves_the_previous_artifact_whole(tmp_path) -> None:
+    write_artifact(tmp_path, {"w": np.zeros(4, dtype=np.float32)}, {"embedder": "e", "dim": 4})
+    (tmp_path / "card.json.tmp").mkdir()  # the card cannot be written: the write fails half-way
+    with pytest.raises(OSError):
+        write_artifact(tmp_path, {"w": np.ones(4, dtype=np.float32)}, {"embedder": "e", "dim": 4})
+    _, arrays = load_artifact(tmp_path, "test model", embedder="e", dim=4)
+    assert arrays["w"].tolist() == [0, 0, 0, 0]
+    assert not (tmp_path / "model.npz.tmp").exists()

@@ -10,7 +10,6 @@ Training needs scikit-learn (and torch for the consensus adapter): the ``dev`` e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -35,12 +34,10 @@ def _setup(embedder_name: str | None, data: Path | None, cache: Path | None, tra
 
 
 def _write(out: Path, arrays, card) -> None:
-    import numpy as np
+    from ..artifacts import write_artifact
 
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out / "model.npz", **arrays)
-        (out / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_artifact(out, arrays, card)
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc}") from exc
 
@@ -84,7 +81,7 @@ def _with_common(fn):
 def train_verifier_cmd(embedder_name, out, data, no_traffic, exclude, scale, target_precision, tune_on,
                        embedding_cache, hidden, seed):
     """Train the pair verifier for an embedder and write it (model + card with held-out metrics)."""
-    from ..training.verifier import save
+    from ..training.verifier import card_for
     from ..training.verifier_job import train_verifier
 
     embed, shared, traffic = _setup(embedder_name, data, embedding_cache, not no_traffic)
@@ -95,10 +92,7 @@ def train_verifier_cmd(embedder_name, out, data, no_traffic, exclude, scale, tar
     finally:
         embed.save()
     out = out or Path("models") / embed.name / "verifier"
-    try:
-        save(out, arrays, card)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc}") from exc
+    _write(out, arrays, card_for(arrays, card))
     point = card["operating_point"]
     click.echo(f"min_similarity {card['min_similarity']}, threshold {card['threshold']}, confident {card['confident']}")
     for name, m in point["without_confident"].items():

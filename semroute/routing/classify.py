@@ -22,7 +22,6 @@ instances or falling back between tiers (the router's pipeline).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,10 +30,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..artifacts import card_embedder, load_artifact, model_dir
+from ..artifacts import card_embedder, load_artifact, model_dir, write_artifact
 from ..errors import ConfigError, DimensionMismatch, ModelError, ModelMismatch
 from ..types import Decision
 from .features import FEATURE_NAMES, LENGTH_FREE, text_features
+from .thresholds import threshold_for_recall, threshold_for_share
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -56,7 +56,6 @@ _FORMATS = (ARTIFACT_FORMAT,)
 # Cards of the length-reading feature set (log_chars, log_words, ...): their weights mean nothing
 # for today's features, so loading one is a mismatch to retrain, not a corrupt file.
 _OLD_FORMATS = ("semroute.complexity/1", "semroute.complexity/2")
-_WEIGHTS = "model.npz"
 _CARD = "card.json"
 _ARRAYS = ("coef", "feature_coef", "intercept", "feature_mean", "feature_scale")
 _ROUTE_ARRAYS = ("route_coef", "route_feature_coef", "route_intercept")
@@ -251,8 +250,6 @@ class LogisticComplexityClassifier:
     def save(self, directory: str | Path, card: Mapping[str, Any]) -> Path:
         """Write ``model.npz`` (plain arrays) and ``card.json``; return the directory."""
         self._require_fitted()
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
         full = dict(card)
         routing = getattr(self, "routing_", None)
         if routing is not None:
@@ -264,8 +261,6 @@ class LogisticComplexityClassifier:
             dim=int(self.dim_),
             hyperparameters={"C": self.C, "seed": self.seed, "class_weight": self.class_weight},
         )
-        # Write to temporary names first so a crash never leaves a half-written artifact.
-        tmp_w, tmp_c = out / (_WEIGHTS + ".tmp"), out / (_CARD + ".tmp")
         arrays = {
             "coef": self.coef_,
             "feature_coef": self.feature_coef_,
@@ -276,13 +271,9 @@ class LogisticComplexityClassifier:
         if routing is not None:
             arrays.update(route_coef=self.route_coef_, route_feature_coef=self.route_feature_coef_,
                           route_intercept=np.array([self.route_intercept_]))
-        with tmp_w.open("wb") as f:
-            np.savez(f, **arrays)
-        tmp_c.write_text(json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
-        tmp_w.replace(out / _WEIGHTS)
-        tmp_c.replace(out / _CARD)
+        write_artifact(directory, arrays, full)
         self.card_ = MappingProxyType(full)
-        return out
+        return Path(directory)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, embedder_name: str | None = None, dim: int | None = None):
@@ -371,28 +362,6 @@ class LogisticComplexityClassifier:
         if arr.shape[0] != len(texts):
             raise DimensionMismatch(f"{arr.shape[0]} vectors but {len(texts)} texts")
         return arr
-
-
-def threshold_for_share(p: np.ndarray, share: float) -> float:
-    """A threshold with about ``share`` of ``p`` at or above it (ties go to the large side)."""
-    if share <= 0.0:
-        return float(np.nextafter(p.max(), np.inf))
-    if share >= 1.0:
-        return float(p.min())
-    ordered = np.sort(p)[::-1]
-    k = max(1, round(share * len(p)))
-    return float(ordered[k - 1])
-
-
-def threshold_for_recall(p: np.ndarray, labels: np.ndarray, recall: float) -> float:
-    """The highest threshold whose recall of complex (label 1) is at least ``recall``."""
-    if not 0.0 < recall <= 1.0:
-        raise ConfigError(f"target recall must be in (0, 1], got {recall}")
-    positives = np.sort(np.asarray(p, dtype=np.float64)[np.asarray(labels).reshape(-1) == 1])[::-1]
-    if len(positives) == 0:
-        raise ConfigError("calibrating to a recall needs at least one complex example")
-    k = max(1, math.ceil(recall * len(positives) - 1e-9))
-    return float(positives[k - 1])
 
 
 def default_model_dir(embedder_name: str | None = None) -> Path:

@@ -10,18 +10,16 @@ script ``bench/train_verifier.py`` does that from ``../shared/data``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..hits.lexicon import LEXICON_VERSION
 from ..hits.pairs import FEATURE_NAMES, FEATURES_VERSION, PairFeatures, WordVectors, idf_table
 
-__all__ = ["LabelledPair", "featurize", "fit", "save", "threshold_for_precision", "vocabulary", "word_vectors"]
+__all__ = ["LabelledPair", "featurize", "card_for", "fit", "threshold_for_precision", "vocabulary", "word_vectors"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +147,13 @@ def threshold_for_precision(scores: np.ndarray, labels: np.ndarray, target: floa
     return best
 
 
-def save(directory: Path, arrays: dict[str, np.ndarray], card: dict[str, object]) -> None:
-    """Write ``model.npz`` and ``card.json`` (the card gains feature and lexicon versions)."""
+def card_for(arrays: dict[str, np.ndarray], card: dict[str, object]) -> dict[str, object]:
+    """The card to ship with ``arrays``: ``card`` plus library, feature and lexicon versions."""
     import datetime
 
     from .. import __version__
 
-    directory.mkdir(parents=True, exist_ok=True)
-    card = {
+    return {
         **card,
         "library_version": __version__,
         "created": datetime.date.today().isoformat(),
@@ -165,5 +162,3 @@ def save(directory: Path, arrays: dict[str, np.ndarray], card: dict[str, object]
         "lexicon_version": LEXICON_VERSION,
         "layers": sum(1 for k in arrays if k[:1] == "w" and k[1:].isdigit()),
     }
-    np.savez_compressed(directory / "model.npz", **arrays)
-    (directory / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
