@@ -15,7 +15,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 
-__all__ = ["Timing", "Capacity", "Fault", "FaultKind", "FakeStats", "Counters", "INFERENCE_ENDPOINTS", "ENDPOINTS"]
+__all__ = ["Timing", "Capacity", "Fault", "FaultKind", "FaultSchedule", "FakeStats", "Counters", "INFERENCE_ENDPOINTS", "ENDPOINTS"]
 
 FaultKind = Literal["refuse", "error", "hang", "drop", "busy"]
 FAULT_KINDS: tuple[str, ...] = ("refuse", "error", "hang", "drop", "busy")
@@ -128,6 +128,40 @@ class Fault:
 
     def with_count(self, count: int | None) -> Fault:
         return replace(self, count=count)
+
+
+class FaultSchedule:
+    """The fault in force and what is left of it: requests still spared (``after``) and still
+    hit (``count``). Touched only on the fake's loop, so it needs no lock."""
+
+    def __init__(self) -> None:
+        self.fault: Fault | None = None
+        self._spare = 0
+        self._left: int | None = None
+
+    @property
+    def refusing(self) -> bool:
+        """A "refuse" fault is in force: the fake stops listening and drops its connections."""
+        return self.fault is not None and self.fault.kind == "refuse"
+
+    def install(self, fault: Fault | None) -> None:
+        self.fault = fault
+        self._spare = fault.after if fault is not None else 0
+        self._left = fault.count if fault is not None else None
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The fault that hits this request, if any; consumes ``after`` and ``count``."""
+        fault = self.fault
+        if fault is None or fault.kind == "refuse" or endpoint not in fault.endpoints:
+            return None
+        if self._spare > 0:
+            self._spare -= 1
+            return None
+        if self._left is not None:
+            self._left -= 1
+            if self._left <= 0:
+                self.install(None)
+        return fault
 
 
 @dataclass(frozen=True, slots=True)

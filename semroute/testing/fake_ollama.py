@@ -24,7 +24,7 @@ import h11
 
 from ..errors import ConfigError
 from . import fake_content as content
-from .fake_config import INFERENCE_ENDPOINTS, Capacity, Counters, FakeStats, Fault, FaultKind, Timing
+from .fake_config import INFERENCE_ENDPOINTS, Capacity, Counters, FakeStats, Fault, FaultKind, FaultSchedule, Timing
 from .fake_handlers import Generation
 from .http11 import HttpConnection, HttpRequest
 
@@ -45,11 +45,6 @@ _ROUTES = {
 }
 _KNOWN_PATHS = {path for _, path in _ROUTES}
 _BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
-
-
-def _refuses(fault: Fault | None) -> bool:
-    """A "refuse" fault: the fake stops listening and drops its connections."""
-    return fault is not None and fault.kind == "refuse"
 
 
 class FakeOllama:
@@ -104,9 +99,7 @@ class FakeOllama:
         self._slots: asyncio.Semaphore | None = None
         self._gate: asyncio.Event | None = None
         self._conns: dict[asyncio.Task[Any], HttpConnection] = {}
-        self._fault: Fault | None = None
-        self._fault_skip = 0
-        self._fault_left: int | None = None
+        self._faults = FaultSchedule()
         self._loaded: dict[str, float] = {}
         self.last_options: dict[str, Any] | None = None
 
@@ -180,7 +173,7 @@ class FakeOllama:
         self._slots = asyncio.Semaphore(self._capacity.max_parallel)
         self._gate = asyncio.Event()
         self._gate.set()
-        if not _refuses(self._fault):
+        if not self._faults.refusing:
             await self._listen()
         ready.set()
         await self._stopping.wait()
@@ -240,9 +233,9 @@ class FakeOllama:
         elif options:
             raise ConfigError("pass Fault fields only together with a fault kind")
         if self._thread is None:
-            if _refuses(fault):
+            if fault is not None and fault.kind == "refuse":
                 raise RuntimeError("start FakeOllama before making it refuse connections")
-            self._install_fault(fault)
+            self._faults.install(fault)
             return
         self._call(self._switch_fault(fault))
 
@@ -279,7 +272,7 @@ class FakeOllama:
 
     @property
     def fault(self) -> Fault | None:
-        return self._fault
+        return self._faults.fault
 
     def stats(self) -> FakeStats:
         """A snapshot of the counters (safe to call from any thread)."""
@@ -288,35 +281,15 @@ class FakeOllama:
     def reset_stats(self) -> None:
         self._counters.reset()
 
-    def _install_fault(self, fault: Fault | None) -> None:
-        self._fault = fault
-        self._fault_skip = fault.after if fault is not None else 0
-        self._fault_left = fault.count if fault is not None else None
-
     async def _switch_fault(self, fault: Fault | None) -> None:
-        was_refusing = _refuses(self._fault)
-        self._install_fault(fault)
-        refusing = _refuses(fault)
+        was_refusing = self._faults.refusing
+        self._faults.install(fault)
+        refusing = self._faults.refusing
         if refusing and not was_refusing:
             await self._stop_listening()
             await self._close_connections()  # idle keep-alive connections would still answer
         elif was_refusing and not refusing:
             await self._listen()
-
-    def _take_fault(self, endpoint: str) -> Fault | None:
-        """The fault that hits this request, if any; consumes ``after`` and ``count``."""
-        fault = self._fault
-        if fault is None or fault.kind == "refuse" or endpoint not in fault.endpoints:
-            return None
-        if self._fault_skip > 0:
-            self._fault_skip -= 1
-            return None
-        if self._fault_left is not None:
-            self._fault_left -= 1
-            if self._fault_left <= 0:
-                self._install_fault(None)
-        self._counters.fault(fault.kind)
-        return fault
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -325,7 +298,7 @@ class FakeOllama:
         assert task is not None
         conn = HttpConnection(reader, writer)
         stopping = self._stopping is not None and self._stopping.is_set()
-        if stopping or _refuses(self._fault):
+        if stopping or self._faults.refusing:
             conn.abort()  # accepted just before the listener closed
             return
         self._conns[task] = conn
@@ -365,7 +338,9 @@ class FakeOllama:
         raw_model = payload.get("model")
         model = content.canonical_model(raw_model) if isinstance(raw_model, str) and raw_model.strip() else ""
         self._counters.request(endpoint, model)
-        fault = self._take_fault(endpoint)
+        fault = self._faults.take(endpoint)
+        if fault is not None:
+            self._counters.fault(fault.kind)
         if fault is not None and (fault.kind != "drop" or endpoint not in INFERENCE_ENDPOINTS):
             return await self._fail(conn, fault)
         if endpoint in INFERENCE_ENDPOINTS:
