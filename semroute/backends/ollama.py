@@ -39,6 +39,7 @@ from ..errors import (
 from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
+from .asyncio_net import transport as _transport
 from .deadline import timeout_at as _timeout_at
 from .groups import flatten
 from .http_errors import HttpStatus, status_error, translate
@@ -161,6 +162,11 @@ class _Lines:
         return [line for line in lines if line.strip()]
 
 
+def _body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's reads: raw (one generator less a read) unless the server compressed it."""
+    return response.aiter_bytes() if response.headers.get("content-encoding") else response.aiter_raw()
+
+
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
     """Validate before any I/O; ``InvalidRequest`` changes nothing."""
     validate_chat(model, messages)
@@ -224,12 +230,8 @@ class OllamaBackend:
             # No await between the check and the store: a burst of first calls in one loop makes
             # one client, not one each (each loads the CA bundle into an SSL context: the first
             # burst of 300 streams through the gateway showed them in its profile).
-            client = ollama.AsyncClient(
-                self.host,
-                timeout=self._httpx_timeout(),
-                event_hooks={"response": [_acheck_status]},
-                limits=_LIMITS,
-            )
+            client = ollama.AsyncClient(self.host, timeout=self._httpx_timeout(), event_hooks={"response": [_acheck_status]},
+                                        transport=_transport(limits=_LIMITS, ssl_context=_tls()))
             shards = [_Shard(client._client)]
             closer = _close_at_loop_shutdown(client, shards)
             with self._lock:
@@ -358,10 +360,13 @@ class OllamaBackend:
                     shard = await self._shard()
                     shard.streams += 1
                     response = await self._open_stream(shard, body)
-                reads, lines = response.aiter_bytes(), _Lines()
+                reads, lines = _body(response), _Lines()
                 while True:
-                    async with _timeout_at(deadline):
+                    if deadline is None:  # a timeout context per read is a timer per read
                         data = await anext(reads, None)
+                    else:
+                        async with _timeout_at(deadline):
+                            data = await anext(reads, None)
                     group, error = self._group(lines.feed(data if data is not None else b"\n"), model)
                     if group:
                         chunks += len(group)
@@ -392,7 +397,7 @@ class OllamaBackend:
         if shard.streams >= _STREAMS_PER_CLIENT:  # no await since the check: one new client per need
             shard = _Shard(httpx.AsyncClient(
                 base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
-                event_hooks={"response": [_acheck_status]}, limits=_LIMITS, verify=_tls()))
+                event_hooks={"response": [_acheck_status]}, transport=_transport(limits=_LIMITS, ssl_context=_tls())))
             shards.append(shard)
         return shard
 
