@@ -46,6 +46,8 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
         self._reader: asyncio.Future[None] | None = None  # a read waiting for data
         self._writable: asyncio.Future[None] | None = None  # set while the transport's buffer is full
         self._paused = False
+        self._read_by: float | None = None  # the waiting read's deadline (loop time)
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -65,6 +67,9 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
         return False  # close the transport: HTTP/1.1 never half-closes usefully
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._eof = True
         self._error = exc
         self._wake()
@@ -101,15 +106,33 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
         return b""  # end of stream: httpcore reads it as the server closing the connection
 
     async def _wait(self, timeout: float | None) -> None:
+        """Until data, end of stream or ``timeout``: one future, and no new timer per read (a
+        stream waits once per token; its connection's one timer is moved on only when it fires)."""
         self._reader = waiter = self._loop.create_future()
-        timer = None if timeout is None else self._loop.call_later(timeout, _expire, waiter)
+        if timeout is not None:
+            self._read_by = deadline = self._loop.time() + timeout
+            if self._timer is None or self._timer.when() > deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._loop.call_at(deadline, self._timed_out)
         try:
             await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            self._read_by = None
             if self._reader is waiter:
                 self._reader = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        deadline = self._read_by
+        if deadline is None:  # no read waits now
+            return
+        if self._loop.time() < deadline:  # a later read's deadline: wait on
+            self._timer = self._loop.call_at(deadline, self._timed_out)
+            return
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.set_exception(httpcore.ReadTimeout("timed out waiting for the server"))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -159,11 +182,6 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
 def _within(timeout: float | None) -> Any:
     """A timeout context for ``timeout`` seconds from now (None: none); Python 3.10 has no ``asyncio.timeout``."""
     return timeout_at(None if timeout is None else asyncio.get_running_loop().time() + timeout)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(httpcore.ReadTimeout("timed out waiting for the server"))
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
