@@ -17,6 +17,7 @@ public ``AsyncNetworkBackend`` seam); errors leave as ``httpcore``'s own, which 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ import httpx
 
 from .deadline import timeout_at
 
-__all__ = ["AsyncioBackend", "transport"]
+__all__ = ["AsyncioBackend", "shared_tls", "transport"]
 
 # Bytes buffered before the socket stops being read (the consumer is slower than the server).
 _HIGH_WATER = 256 * 1024
@@ -225,11 +226,19 @@ def _apply(transport: asyncio.BaseTransport, options: Iterable[Any] | None) -> N
             sock.setsockopt(*option)
 
 
-def transport(*, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+@functools.cache
+def shared_tls() -> ssl.SSLContext:
+    """One TLS context for every upstream client: httpx otherwise loads the CA bundle into a new
+    one per client (6% of a gateway's samples with 1,000 streams held, bench/serve_held.py)."""
+    return httpx.create_ssl_context()
+
+
+def transport(*, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport:
     """httpx's own transport (request and response mapping, error translation) over this backend.
 
-    ``ssl_context`` is given, not made: loading the CA bundle into a new context costs
-    milliseconds, and every stream client of a backend can share one."""
+    ``ssl_context``: ``shared_tls()`` unless given (loading the CA bundle into a new context
+    costs milliseconds, and every upstream client can share one)."""
+    ssl_context = shared_tls() if ssl_context is None else ssl_context
     out = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits)
     out._pool = httpcore.AsyncConnectionPool(  # the one thing httpx does not let a caller choose
         ssl_context=ssl_context, max_connections=limits.max_connections,
