@@ -5,7 +5,9 @@ closed kept-alive connections are not reused, refused connections are ``ConnectE
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -111,3 +113,35 @@ async def test_refused_connection_is_a_connect_error():
     async with _client() as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(url)
+
+
+async def test_https_through_start_tls(tmp_path):
+    """A TLS upstream: the certificate is checked (an untrusted one is a ``ConnectError``) and the
+    body arrives whole through the TLS transport ``start_tls`` put under the same connection."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    body = b'{"ok": 1}\n' * 20_000
+
+    async def handler(reader, writer):
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with server:
+        async with httpx.AsyncClient(transport=transport(limits=LIMITS, ssl_context=trusting)) as client:
+            response = await client.get(f"https://localhost:{port}/")
+        assert response.status_code == 200 and response.content == body
+        async with httpx.AsyncClient(transport=transport(limits=LIMITS, ssl_context=ssl.create_default_context())) as client:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(f"https://localhost:{port}/")

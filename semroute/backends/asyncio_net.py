@@ -173,11 +173,11 @@ class _Connection(asyncio.Protocol, httpcore.AsyncNetworkStream):
         transport = self._transport
         if info == "is_readable":  # an idle kept-alive connection the server closed (or wrote on)
             return bool(self._buffer) or self._eof or transport is None or transport.is_closing()
-        if transport is None:
-            return None
         key = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername",
                "socket": "socket"}.get(info)
-        return None if key is None else transport.get_extra_info(key)
+        if transport is None or key is None or transport.is_closing():  # a closed TLS transport has nothing left
+            return None
+        return transport.get_extra_info(key)
 
 
 def _within(timeout: float | None) -> Any:
