@@ -32,6 +32,7 @@ from .savings import AnswerTokens
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
 from .warming import WarmOptions, WarmReport, warm_rows
+from .write_behind import WriteBehind
 
 if TYPE_CHECKING:
     from .backends.pool import Pool
@@ -89,6 +90,7 @@ class Pipeline:
         self._policy = functools.lru_cache(maxsize=1024)(self._policy_for)
         self._embedded = False  # the first embedding loads the model: that request is a cold one
         self.answer_tokens = AnswerTokens()  # what each answer generated here cost: tokens a hit avoids
+        self.behind = WriteBehind(self._write, self._write_failed)  # new answers, stored off the caller's path
 
     # -- parts (see ``Assembly``) ----------------------------------------------------------
 
@@ -139,7 +141,7 @@ class Pipeline:
             store = self.assembly.store
             if opening:
                 plan.timings["open"] = (time.perf_counter() - t0) * 1000
-            entry = store.get_by_key(plan.key, now=self.clock())
+            entry = self.behind.pending(plan.key) or store.get_by_key(plan.key, now=self.clock())
         except StoreError as exc:
             self._store_failed("lookup", exc)
             return None
@@ -243,20 +245,27 @@ class Pipeline:
         return exc
 
     def complete(
-        self, plan: Plan, vector: np.ndarray, decision: Decision, tier: str, completion: Completion
+        self, plan: Plan, vector: np.ndarray, decision: Decision, tier: str, completion: Completion, *,
+        later: bool = False,
     ) -> Answer:
-        """Store a complete answer (when it is non-empty) and build the caller's ``Answer``."""
+        """Store a complete answer (when it is non-empty) and build the caller's ``Answer``;
+        ``later``: the write lands after this returns (``WriteBehind``: the event loop's callers)."""
         entry_id = None
         if completion.text.strip():
             entry = self.new_entry(plan, vector, completion.text, model=completion.model, tier=tier)
-            t0 = time.perf_counter()
-            try:
-                self.cache.insert([entry])
-                entry_id = entry.id
+            if later:
                 self.answer_tokens.remember(entry.id, entry.answer, completion.completion_tokens)
-            except StoreError as exc:
-                self._store_failed("insert", exc)
-            plan.timings["store"] = (time.perf_counter() - t0) * 1000
+                self.behind.submit(entry)
+                entry_id = entry.id
+            else:
+                t0 = time.perf_counter()
+                try:
+                    self._write(entry)
+                    entry_id = entry.id
+                    self.answer_tokens.remember(entry.id, entry.answer, completion.completion_tokens)
+                except StoreError as exc:
+                    self._store_failed("insert", exc)
+                plan.timings["store"] = (time.perf_counter() - t0) * 1000
         else:
             self.metrics.incr("answers.empty_not_stored")
         if tier != decision.tier:
@@ -299,6 +308,7 @@ class Pipeline:
         ids = list(ids)
         if not ids and namespace is None and not where:
             raise InvalidRequest("say what to invalidate: ids, namespace and/or where tags")
+        self.behind.flush()  # an answer still being written must not land after its invalidation
         removed = self.cache.delete(ids) if ids else 0
         if namespace is not None or where:
             removed += self.cache.store.invalidate(namespace=namespace, where=where or None)
@@ -307,7 +317,20 @@ class Pipeline:
         return removed
 
     def close(self) -> None:
+        self.behind.close()  # the answers still being written, before the store closes
         self.assembly.close()
+
+    def _write(self, entry: CacheEntry) -> None:
+        t0 = time.perf_counter()
+        self.cache.insert([entry])
+        self.metrics.observe("step.store", (time.perf_counter() - t0) * 1000)
+
+    def _write_failed(self, entry: CacheEntry, exc: Exception) -> None:
+        if isinstance(exc, StoreError):
+            self._store_failed("insert", exc)
+        else:
+            self.metrics.incr("store.errors.insert")
+            log.error("storing the answer to %r failed", entry.question[:80], exc_info=exc)
 
     # -- helpers ------------------------------------------------------------------------------
 

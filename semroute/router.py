@@ -210,7 +210,7 @@ class Router:
                 for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages,
                                                              options=self.tiers[tier].options, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
-                    if chunk.done:  # store before the last yield: the caller may stop reading there
+                    if chunk.done:  # queued for the store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)
                         self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
                     yield chunk.with_source(tier)
@@ -322,7 +322,7 @@ class Router:
                 last_error = self.pipeline.tier_failed(tier, exc)
                 continue
             self.pipeline.llm_done(plan, started)
-            return await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
+            return self.pipeline.complete(plan, vector, decision, tier, completion, later=True)  # stored off the loop
         assert last_error is not None
         raise last_error
 
@@ -369,10 +369,10 @@ class Router:
                 async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
                                                                     options=self.tiers[tier].options, deadline_s=_left(deadline)):
                     parts.append(chunk.text)
-                    if chunk.done:  # store before the last yield: the caller may stop reading there
+                    if chunk.done:  # queued for the store before the last yield: the caller may stop reading there
                         self.pipeline.llm_done(plan, started)
                         completion = _joined(parts, chunk)
-                        await asyncio.to_thread(self.pipeline.complete, plan, vector, decision, tier, completion)
+                        self.pipeline.complete(plan, vector, decision, tier, completion, later=True)
                     yield chunk.with_source(tier)
             except DeadlineExceeded:
                 raise

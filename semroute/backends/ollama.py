@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ssl
 import threading
 import time
 import weakref
@@ -39,6 +37,8 @@ from ..errors import (
 from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
+from .asyncio_net import transport as _transport
+from .ndjson import Lines, body_reads
 from .deadline import timeout_at as _timeout_at
 from .groups import flatten
 from .http_errors import HttpStatus, status_error, translate
@@ -109,13 +109,6 @@ class _Shard:
 _STREAMS_PER_CLIENT = 64
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """One TLS context for every extra stream client: httpx otherwise loads the CA bundle into a
-    new one per client (6% of a gateway's samples with 1,000 streams held, bench/serve_held.py)."""
-    return httpx.create_ssl_context()
-
-
 _AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard]]
 
 
@@ -148,17 +141,6 @@ def _base_url(host: str) -> str:
         netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         parts = parts._replace(netloc=f"{netloc}:{port}")
     return urlunsplit(parts)
-
-
-class _Lines:
-    """Complete, non-blank NDJSON lines out of the reads of a stream (a line may span reads)."""
-
-    def __init__(self) -> None:
-        self._rest = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        *lines, self._rest = (self._rest + data).split(b"\n")
-        return [line for line in lines if line.strip()]
 
 
 def _payload(model: object, messages: object) -> list[dict[str, str]]:
@@ -224,12 +206,8 @@ class OllamaBackend:
             # No await between the check and the store: a burst of first calls in one loop makes
             # one client, not one each (each loads the CA bundle into an SSL context: the first
             # burst of 300 streams through the gateway showed them in its profile).
-            client = ollama.AsyncClient(
-                self.host,
-                timeout=self._httpx_timeout(),
-                event_hooks={"response": [_acheck_status]},
-                limits=_LIMITS,
-            )
+            client = ollama.AsyncClient(self.host, timeout=self._httpx_timeout(), event_hooks={"response": [_acheck_status]},
+                                        transport=_transport(limits=_LIMITS))
             shards = [_Shard(client._client)]
             closer = _close_at_loop_shutdown(client, shards)
             with self._lock:
@@ -358,10 +336,13 @@ class OllamaBackend:
                     shard = await self._shard()
                     shard.streams += 1
                     response = await self._open_stream(shard, body)
-                reads, lines = response.aiter_bytes(), _Lines()
+                reads, lines = body_reads(response), Lines()
                 while True:
-                    async with _timeout_at(deadline):
+                    if deadline is None:  # a timeout context per read is a timer per read
                         data = await anext(reads, None)
+                    else:
+                        async with _timeout_at(deadline):
+                            data = await anext(reads, None)
                     group, error = self._group(lines.feed(data if data is not None else b"\n"), model)
                     if group:
                         chunks += len(group)
@@ -392,7 +373,7 @@ class OllamaBackend:
         if shard.streams >= _STREAMS_PER_CLIENT:  # no await since the check: one new client per need
             shard = _Shard(httpx.AsyncClient(
                 base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
-                event_hooks={"response": [_acheck_status]}, limits=_LIMITS, verify=_tls()))
+                event_hooks={"response": [_acheck_status]}, transport=_transport(limits=_LIMITS)))
             shards.append(shard)
         return shard
 

@@ -27,6 +27,7 @@ import httpx
 from ..errors import ConfigError
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
+from .asyncio_net import transport
 from .http_errors import HttpStatus, status_error, translate as _translate
 from ..settings import Timeout
 
@@ -120,7 +121,8 @@ class OpenAIBackend:
         with self._lock:
             client = self._aclients.get(loop)
             if client is None:
-                client = self._aclients[loop] = httpx.AsyncClient(**self._limits())
+                options = self._limits()  # over plain asyncio sockets, as OllamaBackend's (see asyncio_net)
+                client = self._aclients[loop] = httpx.AsyncClient(**options, transport=transport(limits=options["limits"]))
             return client
 
     @contextlib.contextmanager

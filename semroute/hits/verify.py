@@ -247,6 +247,14 @@ class PairVerifier:
         return p
 
     def accept(self, query: str, candidate: Candidate) -> Verdict:
+        floor = self.min_similarity if self.confident is None else min(self.min_similarity, self.confident[0])
+        if candidate.similarity < floor:
+            # Below every gate the pair model cannot change the verdict: not asked (its features
+            # were most of a miss's lookup: a miss's top candidates are usually all down here).
+            # Whoever needs its probability (consensus, judge) asks ``probability``.
+            return Verdict(accepted=False, score=0.0, reason=(
+                f"cosine {candidate.similarity:.3f} < min_similarity {self.min_similarity:.3f}"
+                f"{'' if self.confident is None else f' and the confident gate {floor:.3f}'}: pair model not asked"))
         entry = candidate.entry
         _, analysed, scored = self._query(query)
         x = self._features(analysed, entry.question, None, candidate.similarity)

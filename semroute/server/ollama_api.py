@@ -32,8 +32,19 @@ _UNSUPPORTED = ("images", "tools", "format")
 NDJSON = "application/x-ndjson"
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    """UTC now as Ollama writes ``created_at`` (RFC 3339, microseconds). Once per streamed group:
+    the date and time are formatted once a second, the microseconds each call (a third of
+    ``datetime.now(...).isoformat()``'s cost; it showed in the profile of 1,000 held streams)."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second[0] = second
+    return f"{_second[1]}.{int((now - second) * 1e6):06d}Z"
 
 
 def error_response(failure: Failure) -> JSONResponse:

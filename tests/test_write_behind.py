@@ -1,0 +1,126 @@
+"""Answers stored after they are returned (``WriteBehind``): the caller does not wait for the
+store, the next identical question is an exact hit even before the write lands, failed writes
+are reported, and closing waits for every queued write. Real MiniLM, FakeOllama over HTTP, a
+store whose writes wait on a gate the test opens."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pytest
+
+from semroute import Router, Tier
+from semroute.cache.memory import MemoryStore
+from semroute.types import CacheEntry
+from semroute.write_behind import WriteBehind
+
+pytestmark = pytest.mark.timeout(120)
+
+SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
+
+
+class GatedWrites:
+    """A ``MemoryStore`` whose writes wait until ``gate`` opens (a store on a slow disk)."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+
+    def put_many(self, entries) -> None:
+        self.writing.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        self.inner.put_many(entries)
+
+    def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
+        return self.inner.get_by_key(key, now=now)
+
+    def changes(self, since: int):
+        return self.inner.changes(since)
+
+    def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
+        return self.inner.get(entry_id, now=now)
+
+    def get_many(self, entry_ids, *, now: float) -> list[CacheEntry | None]:
+        return self.inner.get_many(entry_ids, now=now)
+
+    def invalidate(self, *, namespace=None, where=None) -> int:
+        return self.inner.invalidate(namespace=namespace, where=where)
+
+    def delete(self, entry_ids: Iterable[str]) -> int:
+        return self.inner.delete(entry_ids)
+
+    def entries(self) -> Iterator[CacheEntry]:
+        return self.inner.entries()
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def gated_router(fake_ollama, embedder):
+    store = GatedWrites()
+    router = Router(tiers={"small": Tier(SMALL, (fake_ollama.url,)), "large": Tier(LARGE, (fake_ollama.url,))},
+                    embedder=embedder, store=store)
+    yield router, store
+    store.gate.set()
+    router.close()
+
+
+@pytest.mark.parametrize("call", ["aask", "astream"])
+async def test_a_miss_is_answered_before_its_write_lands_and_served_exact_meanwhile(gated_router, fake_ollama, call):
+    router, store = gated_router
+    question = "How do I renew a fishing licence?"
+    if call == "aask":
+        first = await router.aask(question, tier="small")
+        text = first.text
+    else:
+        text = "".join([chunk.text async for chunk in router.astream(question, tier="small")])
+    assert text and len(store) == 0  # answered while the write still waits on the gate
+    assert await asyncio.to_thread(store.writing.wait, 30)
+    again = await router.aask(question, tier="small")
+    assert again.source == "exact" and again.text == text and fake_ollama.stats().count("chat") == 1
+    store.gate.set()
+    await asyncio.to_thread(router.pipeline.behind.flush)
+    assert len(store) == 1 and router.pipeline.behind.pending(next(store.entries()).key) is None
+
+
+async def test_closing_the_router_writes_what_is_still_queued(gated_router):
+    router, store = gated_router
+    for i in range(3):
+        await router.aask(f"What is the fine for offence number {i}?", tier="small")
+    assert len(store) == 0
+    threading.Timer(0.05, store.gate.set).start()  # opened while close() waits
+    await asyncio.to_thread(router.close)
+    assert sorted(e.question for e in store.entries()) == [f"What is the fine for offence number {i}?" for i in range(3)]
+
+
+def _entry(key: str) -> CacheEntry:
+    return CacheEntry(id=key, key=key, scope="s", namespace="n", question=key, answer="a",
+                      vector=np.zeros(3, dtype=np.float32), created_at=0.0)
+
+
+def test_failed_writes_are_reported_in_order_and_stop_being_pending():
+    written: list[str] = []
+    failed: list[tuple[str, str]] = []
+
+    def write(entry: CacheEntry) -> None:
+        if entry.key == "bad":
+            raise OSError("disk full")
+        written.append(entry.key)
+
+    behind = WriteBehind(write, lambda entry, exc: failed.append((entry.key, str(exc))))
+    for key in ("a", "bad", "b"):
+        behind.submit(_entry(key))
+    behind.flush()
+    assert written == ["a", "b"] and failed == [("bad", "disk full")]
+    assert behind.pending("bad") is None and behind.pending("a") is None
+    behind.close()
+    behind.submit(_entry("late"))  # after close: written at once, in the caller's thread
+    assert written[-1] == "late"
