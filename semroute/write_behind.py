@@ -15,6 +15,7 @@ Not here: what an entry holds (``Pipeline.new_entry``), how it is stored (``Pipe
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ class WriteBehind:
         self._lock = threading.Lock()
         self._pending: dict[str, CacheEntry] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
         self._closed = False
 
     def submit(self, entry: CacheEntry) -> None:
@@ -40,6 +42,8 @@ class WriteBehind:
         with self._lock:
             self._pending[entry.key] = entry
             if not self._closed:
+                if self._pid != os.getpid():  # a forked child: the parent's worker thread is not here
+                    self._executor, self._pid = None, os.getpid()
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="semroute-store")
                 self._executor.submit(self._run, entry)

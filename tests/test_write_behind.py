@@ -6,7 +6,9 @@ store whose writes wait on a gate the test opens."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -124,3 +126,22 @@ def test_failed_writes_are_reported_in_order_and_stop_being_pending():
     behind.close()
     behind.submit(_entry("late"))  # after close: written at once, in the caller's thread
     assert written[-1] == "late"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_through_its_own_worker() -> None:
+    """A parent's worker thread does not survive ``fork``: a child's writes must still run."""
+    written: list[str] = []
+    behind = WriteBehind(lambda entry: written.append(entry.id), lambda entry, exc: None)
+    behind.submit(_entry("parent"))
+    behind.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its write ran
+        behind.submit(_entry("child"))
+        deadline = time.monotonic() + 10  # not flush(): without a live worker it would wait forever
+        while len(written) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(0 if written == ["parent", "child"] else 1)
+    _, status = os.waitpid(pid, 0)
+    behind.close()
+    assert os.waitstatus_to_exitcode(status) == 0
