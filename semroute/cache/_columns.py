@@ -12,13 +12,16 @@ makes) are kept as their 16 bytes (64 bytes of memory instead of 96); any other 
 
 A row is added, unlinked (no longer found by id or key, its data kept so that a batch the journal
 refused can be undone), relinked, and released (data dropped, row reused). Least recently used
-rows come from ``oldest``. No locking here: ``MemoryStore`` holds its lock around every call.
+rows come from ``oldest``. A row's *label* (``generation << 32 | row``) names one entry for as long as
+it lives, so an index may label its vectors with it (``Replica``): the generation grows each time
+the row is reused. No locking here: ``MemoryStore`` holds its lock around every call.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,13 +29,15 @@ import numpy as np
 from ..types import CacheEntry
 from ._vector import release_freed
 
-__all__ = ["Columns", "FREE", "pack", "unpack"]
+__all__ = ["Columns", "FREE", "ROW_BITS", "pack", "unpack"]
 
 FREE = int(np.iinfo(np.uint64).max)  # the tick of a row that is not live: never an LRU candidate
 _START = 1024  # rows allocated at first; columns double when full (untouched rows are not resident)
 # LRU candidates taken per ``np.argpartition`` pass: a pass is O(rows), so it is amortised over
 # at least rows/64 evictions (~1M rows: a pass costs ~10 ms, once per ~16k evictions).
 _MIN_BATCH = 256
+ROW_BITS = 32  # a label's low bits: the row; its high bits: the row's generation
+_ROW_MASK = (1 << ROW_BITS) - 1
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -80,6 +85,10 @@ class Columns:
 
     def __init__(self, vector_dtype: str) -> None:
         self.dtype = np.dtype(vector_dtype)
+        # Names this numbering of rows: kept by a snapshot that keeps row numbers, new otherwise (a
+        # store read back from the journal numbers its rows afresh), so a saved index's labels are
+        # trusted only by the rows they were taken from.
+        self.epoch = uuid.uuid4().hex
         self.ids: list[str | bytes | None] = []  # packed; None for a released row
         self.keys: list[str | bytes | None] = []
         self.questions: list[str | None] = []
@@ -90,6 +99,7 @@ class Columns:
         self.tick = np.full(_START, FREE, dtype=np.uint64)  # last use; FREE when not live
         self.kind = np.zeros(_START, dtype=np.int32)  # code into ``kinds``
         self.slot = np.zeros(_START, dtype=np.int32)  # row of the vector in its dimension's pool
+        self.gen = np.zeros(_START, dtype=np.uint32)  # times the row was taken: a label's high bits
         self.kinds: list[tuple[str, str, str, str, str, int]] = []  # scope, namespace, model, tier, embedder, dim
         self._kind_codes: dict[tuple[str, str, str, str, str, int], int] = {}
         self.pools: dict[int, _Pool] = {}
@@ -139,6 +149,7 @@ class Columns:
             code = self._kind_codes[kind] = len(self.kinds)
             self.kinds.append(kind)
         self.kind[row], self.slot[row] = code, slot
+        self.gen[row] += 1
         self.clock += 1
         self.relink(row, self.clock)
         return row
@@ -148,7 +159,8 @@ class Columns:
             return self._free.pop()
         row = len(self.ids)
         if row == len(self.tick):
-            for name, fill in (("created", 0), ("expires", 0), ("tick", FREE), ("kind", 0), ("slot", 0)):
+            for name, fill in (("created", 0), ("expires", 0), ("tick", FREE), ("kind", 0), ("slot", 0),
+                               ("gen", 0)):
                 setattr(self, name, _grown(getattr(self, name), 2 * row, fill))
             release_freed()
         for column in (self.ids, self.keys, self.questions, self.answers):
@@ -253,6 +265,22 @@ class Columns:
             model=kind[2], tier=kind[3], embedder=kind[4], tags=self.tags.get(row, ()),
         )
 
+    def label(self, row: int) -> int:
+        return int(self.gen[row]) << ROW_BITS | row
+
+    def live_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Which ``labels`` name a live row still holding the entry it held when labelled."""
+        labels = np.asarray(labels, dtype=np.int64)
+        rows = labels & _ROW_MASK
+        ok = rows < len(self.ids)
+        rows = np.where(ok, rows, 0)
+        return ok & (self.gen[rows] == (labels >> ROW_BITS)) & (self.tick[rows] != np.uint64(FREE))
+
+    def row_of_label(self, label: int) -> int | None:
+        row = label & _ROW_MASK
+        live = row < len(self.ids) and int(self.gen[row]) == label >> ROW_BITS and int(self.tick[row]) != FREE
+        return row if live else None
+
     def vector(self, row: int) -> np.ndarray:
         """A read-only view of ``row``'s stored vector (valid until the row is released)."""
         view = self.pools[self.kinds[self.kind[row]][5]].matrix[self.slot[row]]
@@ -261,36 +289,52 @@ class Columns:
 
     def load(self, *, ids: list[str | bytes], keys: list[str | bytes], questions: list[str], answers: list[str],
              tags: dict[int, tuple[tuple[str, str], ...]], times: np.ndarray, kinds: list[tuple[str, str, str, str, str, int]],
-             kind: np.ndarray, vectors: np.ndarray) -> bool:
+             kind: np.ndarray, vectors: np.ndarray, rows: np.ndarray | None = None,
+             gens: np.ndarray | None = None) -> bool:
         """Fill this empty ``Columns`` with rows in LRU order (least recently used first), in bulk.
 
         False, with nothing changed, if ids or keys repeat or the shapes do not fit (the caller
         reads the journal instead). Built with C-level dict and array operations: seconds at 1M.
+        ``rows``: where each entry lived; ``gens``: every row's generation (the free ones' too), so
+        labels an index saved still name the same entries and no stale label comes back to life
+        (default: rows 0..n-1, generation 1).
         """
         n = len(ids)
+        if rows is None or gens is None:
+            rows, gens = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.uint32)
+        high = max(int(rows.max()) + 1 if n else 0, len(gens))
+        if rows.shape != (n,) or gens.ndim != 1 or len(gens) < high or (n and rows.min() < 0) \
+                or len(np.unique(rows)) != n:
+            return False
         dims = {kinds[code][5] for code in np.unique(kind).tolist()}
         if len(dims) > 1 or (n and vectors.shape != (n, next(iter(dims)))) or times.shape != (n, 2):
             return False
-        rows = list(range(n))  # one int object per row, shared by both maps
-        by_id, by_key = dict(zip(ids, rows)), dict(zip(keys, rows))
+        numbers = rows.tolist()  # one int object per row, shared by both maps
+        by_id, by_key = dict(zip(ids, numbers)), dict(zip(keys, numbers))
         if len(by_id) != n or len(by_key) != n or not all(len(c) == n for c in (keys, questions, answers, kind)):
             return False
-        capacity = max(_START, n + n // 8)
+        capacity = max(_START, high + high // 8)
         if n:
             pool = _Pool(vectors.shape[1], self.dtype)
             pool.matrix = np.empty((capacity, vectors.shape[1]), dtype=self.dtype)
             for start in range(0, n, 65_536):  # a memory-mapped file is read chunk by chunk
                 stop = min(n, start + 65_536)
-                pool.matrix[start:stop] = vectors[start:stop]
-            pool.used = n
+                pool.matrix[rows[start:stop]] = vectors[start:stop]
+            pool.used = high
             self.pools = {vectors.shape[1]: pool}
-        self.ids, self.keys, self.questions, self.answers, self.tags = ids, keys, questions, answers, tags
+        self._free = np.setdiff1d(np.arange(high), rows).tolist()
+        if pool_free := self._free:
+            self.pools[vectors.shape[1]].free = list(pool_free)
+        self.ids, self.keys, self.questions, self.answers = (_placed(c, numbers, high) for c in (ids, keys, questions, answers))
+        self.tags = {numbers[position]: pairs for position, pairs in tags.items()}
         for name, values, fill in (("created", times[:, 0], 0), ("expires", times[:, 1], 0),
                                    ("tick", np.arange(1, n + 1, dtype=np.uint64), FREE), ("kind", kind, 0),
-                                   ("slot", np.arange(n, dtype=np.int32), 0)):
+                                   ("slot", rows, 0)):
             column = np.full(capacity, fill, dtype=getattr(self, name).dtype)
-            column[:n] = values
+            column[rows] = values
             setattr(self, name, column)
+        self.gen = np.zeros(capacity, dtype=np.uint32)
+        self.gen[:high] = gens
         self.kinds, self._kind_codes = list(kinds), {k: code for code, k in enumerate(kinds)}
         self.by_id, self.by_key, self.clock, self._batch = by_id, by_key, n, []
         counts = np.bincount(kind, minlength=len(kinds)).tolist() if n else []
@@ -298,3 +342,14 @@ class Columns:
             if count:
                 self.scopes.setdefault(kinds[code][0], [kinds[code][5], 0])[1] += count
         return True
+
+
+def _placed(values: list, rows: list[int], high: int) -> list:
+    """``values`` laid out at their ``rows`` (None in the holes)."""
+    if len(rows) == high:  # rows 0..n-1, as a format-1 snapshot or a store without holes has them
+        if rows == list(range(high)):
+            return values
+    out: list = [None] * high
+    for row, value in zip(rows, values):
+        out[row] = value
+    return out

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ConfigError, InvalidRequest, StoreError
 from ..types import CacheEntry
 from ._checks import check_ids, check_now, check_since, check_text_id
-from ._columns import FREE, Columns, unpack
+from ._columns import FREE, ROW_BITS, Columns, unpack
 from ._vector import as_unit_vector, gc_paused
 from . import store_snapshot
 from ._entry_checks import check_criteria, check_entry_fields, check_tags
@@ -180,20 +180,51 @@ class MemoryStore:
         An entry deleted or replaced while the iterator runs is skipped (a follower replays
         that change from the feed); one put meanwhile may be missed the same way.
         """
+        return (entry for _label, entry in self.labelled_entries())
+
+    def labelled_entries(self) -> Iterator[tuple[int, CacheEntry]]:
+        """``entries()`` with each entry's row label (``RowStore``)."""
         now = self._clock()
         with self._lock:
-            rows = self._rows.live_rows().tolist()
-            ids = [self._rows.ids[row] for row in rows]
-        return self._chunks(rows, ids, now)
+            rows = self._rows.live_rows()
+            labels = ((self._rows.gen[rows].astype(np.int64) << ROW_BITS) | rows).tolist()
+        return self._chunks(labels, now)
 
-    def _chunks(self, rows: list[int], ids: list[str | bytes | None], now: float) -> Iterator[CacheEntry]:
-        for start in range(0, len(rows), _CHUNK):
+    def _chunks(self, labels: list[int], now: float) -> Iterator[tuple[int, CacheEntry]]:
+        for start in range(0, len(labels), _CHUNK):
             with self._lock:
-                by_id, expired = self._rows.by_id, self._rows.expired
-                still = [row for row, packed in zip(rows[start:start + _CHUNK], ids[start:start + _CHUNK])
-                         if by_id.get(packed) == row and not expired(row, now)]  # type: ignore[arg-type]
-                entries = self._rows.entries(still)
-            yield from entries
+                rows = self._rows
+                pairs = [(label, row) for label in labels[start:start + _CHUNK]
+                         if (row := rows.row_of_label(label)) is not None and not rows.expired(row, now)]
+                entries = rows.entries([row for _, row in pairs])
+            yield from zip([label for label, _ in pairs], entries)
+
+    # -- rows (``RowStore``: an index may label its vectors by row instead of keeping id maps) --
+
+    @property
+    def rows_epoch(self) -> str:
+        return self._rows.epoch
+
+    def labels_of(self, entry_ids: Sequence[str]) -> list[int | None]:
+        with self._lock:
+            rows = [self._rows.row_of(check_text_id(i)) for i in entry_ids]
+            return [None if row is None else self._rows.label(row) for row in rows]
+
+    def ids_at(self, labels: Sequence[int]) -> list[str | None]:
+        with self._lock:
+            rows = [self._rows.row_of_label(int(label)) for label in labels]
+            return [None if row is None else unpack(self._rows.ids[row]) for row in rows]  # type: ignore[arg-type]
+
+    def live_labels(self, labels: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._rows.live_labels(labels)
+
+    def entries_at(self, labels: Sequence[int], *, now: float) -> list[CacheEntry | None]:
+        now = check_now(now)
+        with self._lock:
+            rows = [self._live(self._rows.row_of_label(int(label)), now) for label in labels]
+            found = iter(self._rows.entries([row for row in rows if row is not None]))
+            return [None if row is None else next(found) for row in rows]
 
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
@@ -364,7 +395,7 @@ class MemoryStore:
                 raise
         for op, entry_id, entry, row, previous, _tick in undo:
             self._seq += 1
-            self._log.append(Change(self._seq, op, entry_id, entry))  # type: ignore[arg-type]
+            self._log.append(Change(self._seq, op, entry_id, entry, self._rows.label(row)))  # type: ignore[arg-type]
             if op == "delete":
                 self._rows.release(row)
             elif previous is not None:

@@ -29,7 +29,9 @@ from ._vector import gc_paused
 
 __all__ = ["read", "write"]
 
-_FORMAT = 1
+# 2: also each entry's row and every row's generation, and the row numbering's epoch, so an index
+# labelled by rows (``Replica``) stays valid across a restart. Format 1 is still read (rows renumbered).
+_FORMAT = 2
 _OWN = ("id", "key", "question", "answer", "tags")  # per-entry texts: blob + offsets
 _SHARED = ("scope", "namespace", "model", "tier", "embedder")  # distinct values + codes
 _CHUNK = 65_536  # rows of vectors copied at a time: no second copy of every vector at close
@@ -60,7 +62,9 @@ def write(directory: Path, columns: Columns, *, version: str) -> bool:
                            dtype=np.int32)
         np.save(staging / f"{name}.codes.npy", of_kind[columns.kind[rows]], allow_pickle=False)
         shared[name] = list(values)
-    meta = {"format": _FORMAT, "version": version, "count": len(order), "shared": shared}
+    np.save(staging / "rows.npy", rows.astype(np.int64), allow_pickle=False)
+    np.save(staging / "gens.npy", columns.gen[:len(columns.ids)], allow_pickle=False)
+    meta = {"format": _FORMAT, "version": version, "count": len(order), "shared": shared, "epoch": columns.epoch}
     (staging / "snapshot.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(staging, directory)
@@ -101,7 +105,7 @@ def read(directory: Path, *, version: str, columns: Columns) -> bool:
     """Fill the empty ``columns`` with the rows written as of journal ``version``; False (nothing filled) if there is no such snapshot."""
     try:
         meta = json.loads((directory / "snapshot.json").read_text(encoding="utf-8"))
-        if meta.get("format") != _FORMAT or meta.get("version") != version:
+        if meta.get("format") not in (1, _FORMAT) or meta.get("version") != version:
             return False
         count = int(meta["count"])
         vectors = np.load(directory / "vectors.npy", allow_pickle=False, mmap_mode="r")  # copied chunk by chunk
@@ -116,8 +120,13 @@ def read(directory: Path, *, version: str, columns: Columns) -> bool:
             tags = {row: tuple((str(k), str(v)) for k, v in json.loads(text))
                     for row, text in enumerate(_texts(directory, "tags", count)) if text != "[]"}
             kinds, kind = _kinds(codes, shared, int(vectors.shape[1]) if count else 0)
+            rows = gens = None
+            if meta["format"] == _FORMAT:
+                rows, gens = (np.load(directory / f"{name}.npy", allow_pickle=False) for name in ("rows", "gens"))
+                rows, gens = rows.astype(np.int64), gens.astype(np.uint32)
+                columns.epoch = str(meta["epoch"])
             return columns.load(ids=ids, keys=keys, questions=questions, answers=answers, tags=tags, times=times,
-                                kinds=kinds, kind=kind, vectors=vectors)
+                                kinds=kinds, kind=kind, vectors=vectors, rows=rows, gens=gens)
     except (OSError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
         return False
 

@@ -1,0 +1,97 @@
+"""Which store rows a ``FaissIndex`` labelled by row holds: two numpy columns instead of id maps.
+
+Why: followed by entry id, an index and its replica keep, per entry, an id -> label dict, a
+label -> id dict, a fingerprint dict, their int objects and the id string itself: ~290 bytes at
+1M entries (bench/cache_scale.py). A store with rows (``base.RowStore``) names each entry by a
+label ``generation << 32 | row``; the index then only needs, per row, the generation it holds and
+the scope it is in (8 bytes), and asks the store for ids and entries when a search returns labels.
+
+A label is live here while this book holds its row at its generation; a row taken by another
+entry (a higher generation) makes the old label a tombstone. No locking: ``FaissIndex`` holds its
+lock around every call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._columns import ROW_BITS
+
+__all__ = ["RowBook", "ScopeRows"]
+
+_MASK = (1 << ROW_BITS) - 1
+_NONE = -1  # scope code of a row this book does not hold
+
+
+class RowBook:
+    """Per store row: the generation this index holds (0: none) and the scope code it is in."""
+
+    def __init__(self) -> None:
+        self.gen = np.zeros(1024, dtype=np.uint32)
+        self.scope = np.full(1024, _NONE, dtype=np.int32)
+        self.count = 0
+
+    def holds(self, label: int) -> bool:
+        row = label & _MASK
+        return row < len(self.gen) and int(self.gen[row]) == label >> ROW_BITS and int(self.scope[row]) != _NONE
+
+    def put(self, label: int, code: int) -> int | None:
+        """Hold ``label`` in scope ``code``; returns the scope code of an older label of the row it replaces."""
+        row, gen = label & _MASK, label >> ROW_BITS
+        if row >= len(self.gen):
+            size = max(2 * len(self.gen), row + 1)
+            self.gen = np.concatenate([self.gen, np.zeros(size - len(self.gen), dtype=np.uint32)])
+            self.scope = np.concatenate([self.scope, np.full(size - len(self.scope), _NONE, dtype=np.int32)])
+        old = int(self.scope[row])
+        self.gen[row], self.scope[row] = gen, code
+        if old == _NONE:
+            self.count += 1
+            return None
+        return old
+
+    def drop(self, label: int) -> int | None:
+        """Stop holding ``label``; returns its scope code, or None if it was not held."""
+        if not self.holds(label):
+            return None
+        row = label & _MASK
+        code = int(self.scope[row])
+        self.scope[row] = _NONE
+        self.count -= 1
+        return code
+
+    def mask(self, labels: np.ndarray, code: int) -> np.ndarray:
+        """Which ``labels`` this book holds in scope ``code``."""
+        labels = np.asarray(labels, dtype=np.int64)
+        rows = labels & _MASK
+        inside = (rows < len(self.gen)) & (labels >= 0)  # -1: faiss's padding
+        rows = np.where(inside, rows, 0)
+        return inside & (self.gen[rows] == (labels >> ROW_BITS)) & (self.scope[rows] == code)
+
+    def labels(self) -> np.ndarray:
+        rows = np.flatnonzero(self.scope != _NONE)
+        return (self.gen[rows].astype(np.int64) << ROW_BITS) | rows
+
+
+class ScopeRows:
+    """The live labels of one scope, answering what ``FaissIndex`` asks of its id dict in id mode.
+
+    ``get(label)`` returns the label itself (the "id" of a row-labelled search result); ``mask``
+    answers for a whole array at once (compaction, IVF list copies).
+    """
+
+    __slots__ = ("book", "code", "live")
+
+    def __init__(self, book: RowBook, code: int) -> None:
+        self.book, self.code, self.live = book, code, 0
+
+    def __len__(self) -> int:
+        return self.live
+
+    def __contains__(self, label: object) -> bool:
+        return isinstance(label, int) and self.book.holds(label) and int(self.book.scope[label & _MASK]) == self.code
+
+    def get(self, label: int, default: object = None) -> object:
+        return label if label in self else default
+
+    def mask(self, labels: np.ndarray) -> np.ndarray:
+        return self.book.mask(labels, self.code)
