@@ -13,11 +13,18 @@ lock around every call.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
 
+from ..errors import ConfigError
+from ..types import CacheEntry
 from ._columns import ROW_BITS
+from ._vector import as_unit_vector
+from .base import RowStore
 
-__all__ = ["RowBook", "ScopeRows"]
+__all__ = ["RowBook", "RowLabels", "ScopeRows"]
 
 _MASK = (1 << ROW_BITS) - 1
 _NONE = -1  # scope code of a row this book does not hold
@@ -95,3 +102,81 @@ class ScopeRows:
 
     def mask(self, labels: np.ndarray) -> np.ndarray:
         return self.book.mask(labels, self.code)
+
+
+class RowLabels:
+    """``FaissIndex``'s methods for being labelled by a store's rows (kept here: one concept).
+
+    Uses the index's lock, scopes and faiss helpers; ``_book`` is None until ``use_rows``.
+    """
+
+    _book: RowBook | None
+    _rows: Any
+    _lock: Any
+    _scopes: dict[str, Any]
+    _scope_names: list[str]
+    dim: int
+
+    def use_rows(self, rows: RowStore) -> None:
+        """Label vectors by ``rows``'s row labels from now on (``Replica`` does, for a ``RowStore``).
+
+        The index then keeps no id maps: ``search`` asks the store for the ids of the labels it
+        finds, ``remove`` for the labels of ids. Only an empty index can switch.
+        """
+        with self._lock:
+            if self._where or self._scopes:
+                raise ConfigError("only an empty FaissIndex can be labelled by store rows")
+            self._book, self._rows = RowBook(), rows
+
+    def add_labelled(self, pairs: Sequence[tuple[int, CacheEntry]]) -> None:
+        """Add (label, entry) pairs (``use_rows``); a label already held is left as it is."""
+        if self._book is None:
+            raise ConfigError("add_labelled needs an index labelled by store rows (use_rows)")
+        latest = {int(label): entry for label, entry in pairs}
+        vectors = {label: as_unit_vector(e.vector, dim=self.dim, what=f"entry {e.id!r} vector") for label, e in latest.items()}
+        with self._lock:
+            book = self._book
+            by_scope: dict[str, list[int]] = {}
+            for label, entry in latest.items():
+                if not book.holds(label):
+                    by_scope.setdefault(entry.scope, []).append(label)
+            for scope, labels in by_scope.items():
+                holder = self._holder(scope)
+                code = self._scope_code(scope)
+                for label in labels:
+                    old = book.put(label, code)
+                    if old is not None:  # the row's previous entry: a tombstone now
+                        self._tombstone(self._scope_names[old])
+                holder.ids.live += len(labels)
+                with self._serial(rows=len(labels)):
+                    holder.index.add_with_ids(np.stack([vectors[i] for i in labels]), np.array(labels, dtype=np.int64))
+                holder.spare -= len(labels)
+                self._grow(holder)
+
+    def remove_labels(self, labels: Iterable[int]) -> None:
+        """Forget these labels (``use_rows``; labels not held are ignored)."""
+        with self._lock:
+            if self._book is None:
+                return
+            touched: set[str] = set()
+            for label in labels:
+                code = self._book.drop(int(label))
+                if code is not None:
+                    touched.add(self._scope_names[code])
+                    self._tombstone(self._scope_names[code])
+            self._compact(touched)
+
+    def search_labels(self, vector: np.ndarray, *, scope: str, k: int) -> list[tuple[int, float]]:
+        """``search`` returning row labels (``use_rows``) instead of ids: the store says which entries they are."""
+        return self._search(vector, scope, k)  # type: ignore[return-value]
+
+    def labels(self) -> np.ndarray:
+        """Every row label held (``use_rows``)."""
+        with self._lock:
+            return np.zeros(0, dtype=np.int64) if self._book is None else self._book.labels()
+
+    def _tombstone(self, scope: str) -> None:
+        holder = self._scopes[scope]
+        holder.ids.live -= 1
+        holder.dead += 1
+

@@ -27,8 +27,7 @@ import numpy as np
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry
 from . import _ivf
-from ._rowbook import RowBook, ScopeRows
-from .base import RowStore
+from ._rowbook import RowBook, RowLabels, ScopeRows
 from ._vector import as_unit_vector, gc_paused, release_freed
 
 __all__ = ["FaissIndex"]
@@ -77,7 +76,7 @@ class _Scope:
         self.spare = 0  # adds an "ivf" scope takes before its lists are laid out again (``_ivf.SPARE``)
 
 
-class FaissIndex:
+class FaissIndex(RowLabels):
     """Cosine nearest-neighbour search per scope. ``kind``: ``"flat"``, ``"hnsw"`` or ``"auto"``.
 
     ``storage="float16"`` keeps vectors in half the memory (faiss's fp16 scalar quantizer).
@@ -128,69 +127,6 @@ class FaissIndex:
         # Labelled by a store's rows (``use_rows``): no id maps; ids and liveness come from the store.
         self._book: RowBook | None = None
         self._rows: Any = None
-
-    def use_rows(self, rows: RowStore) -> None:
-        """Label vectors by ``rows``'s row labels from now on (``Replica`` does, for a ``RowStore``).
-
-        The index then keeps no id maps: ``search`` asks the store for the ids of the labels it
-        finds, ``remove`` for the labels of ids. Only an empty index can switch.
-        """
-        with self._lock:
-            if self._where or self._scopes:
-                raise ConfigError("only an empty FaissIndex can be labelled by store rows")
-            self._book, self._rows = RowBook(), rows
-
-    def add_labelled(self, pairs: Sequence[tuple[int, CacheEntry]]) -> None:
-        """Add (label, entry) pairs (``use_rows``); a label already held is left as it is."""
-        if self._book is None:
-            raise ConfigError("add_labelled needs an index labelled by store rows (use_rows)")
-        latest = {int(label): entry for label, entry in pairs}
-        vectors = {label: as_unit_vector(e.vector, dim=self.dim, what=f"entry {e.id!r} vector") for label, e in latest.items()}
-        with self._lock:
-            book = self._book
-            by_scope: dict[str, list[int]] = {}
-            for label, entry in latest.items():
-                if not book.holds(label):
-                    by_scope.setdefault(entry.scope, []).append(label)
-            for scope, labels in by_scope.items():
-                holder = self._holder(scope)
-                code = self._scope_code(scope)
-                for label in labels:
-                    old = book.put(label, code)
-                    if old is not None:  # the row's previous entry: a tombstone now
-                        self._tombstone(self._scope_names[old])
-                holder.ids.live += len(labels)
-                with self._serial(rows=len(labels)):
-                    holder.index.add_with_ids(np.stack([vectors[i] for i in labels]), np.array(labels, dtype=np.int64))
-                holder.spare -= len(labels)
-                self._grow(holder)
-
-    def remove_labels(self, labels: Iterable[int]) -> None:
-        """Forget these labels (``use_rows``; labels not held are ignored)."""
-        with self._lock:
-            if self._book is None:
-                return
-            touched: set[str] = set()
-            for label in labels:
-                code = self._book.drop(int(label))
-                if code is not None:
-                    touched.add(self._scope_names[code])
-                    self._tombstone(self._scope_names[code])
-            self._compact(touched)
-
-    def search_labels(self, vector: np.ndarray, *, scope: str, k: int) -> list[tuple[int, float]]:
-        """``search`` returning row labels (``use_rows``) instead of ids: the store says which entries they are."""
-        return self._search(vector, scope, k)  # type: ignore[return-value]
-
-    def labels(self) -> np.ndarray:
-        """Every row label held (``use_rows``)."""
-        with self._lock:
-            return np.zeros(0, dtype=np.int64) if self._book is None else self._book.labels()
-
-    def _tombstone(self, scope: str) -> None:
-        holder = self._scopes[scope]
-        holder.ids.live -= 1
-        holder.dead += 1
 
     def _holder(self, scope: str) -> _Scope:
         holder = self._scopes.get(scope)
