@@ -14,6 +14,7 @@ lock around every call.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,21 @@ class RowBook:
     def labels(self) -> np.ndarray:
         rows = np.flatnonzero(self.scope != _NONE)
         return (self.gen[rows].astype(np.int64) << ROW_BITS) | rows
+
+    def save(self, path: Path) -> None:
+        np.save(path / "book.gen.npy", self.gen, allow_pickle=False)
+        np.save(path / "book.scope.npy", self.scope, allow_pickle=False)
+
+    @classmethod
+    def read(cls, path: Path) -> RowBook:
+        """The book ``save`` wrote (``ValueError`` if it does not fit, ``OSError`` if missing)."""
+        book = cls()
+        book.gen = np.load(path / "book.gen.npy", allow_pickle=False).astype(np.uint32)
+        book.scope = np.load(path / "book.scope.npy", allow_pickle=False).astype(np.int32)
+        if book.gen.shape != book.scope.shape or book.gen.ndim != 1:
+            raise ValueError("a row book's columns differ in shape")
+        book.count = int(np.count_nonzero(book.scope != _NONE))
+        return book
 
 
 class ScopeRows:

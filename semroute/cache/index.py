@@ -222,8 +222,7 @@ class FaissIndex(RowLabels):
         with self._lock:
             scopes = []
             if self._book is not None:  # labelled by rows: the book, no id files
-                np.save(path / "book.gen.npy", self._book.gen, allow_pickle=False)
-                np.save(path / "book.scope.npy", self._book.scope, allow_pickle=False)
+                self._book.save(path)
             for n, (scope, holder) in enumerate(self._scopes.items()):
                 if self._book is None:
                     labels = np.fromiter(holder.ids.keys(), dtype=np.int64, count=len(holder.ids))
@@ -253,15 +252,9 @@ class FaissIndex(RowLabels):
         faiss = self._faiss
         scopes: dict[str, _Scope] = {}
         where: dict[str, int] = {}
-        book = None if self._book is None else RowBook()
         try:
             names = [str(name) for name in meta["scope_names"]]
-            if book is not None:
-                book.gen = np.load(path / "book.gen.npy", allow_pickle=False).astype(np.uint32)
-                book.scope = np.load(path / "book.scope.npy", allow_pickle=False).astype(np.int32)
-                book.count = int(np.count_nonzero(book.scope >= 0))
-                if book.gen.shape != book.scope.shape:
-                    return False
+            book = None if self._book is None else RowBook.read(path)
             with gc_paused():  # a million ids: no collection walks them while they are made
                 for info in meta["scopes"]:
                     n = int(info["n"])
@@ -293,7 +286,7 @@ class FaissIndex(RowLabels):
         return True
 
     def __repr__(self) -> str:
-        return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self._where)}, scopes={len(self._scopes)})"
+        return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self)}, scopes={len(self._scopes)})"
 
     # -- internals (callers hold the lock) -----------------------------------------------------
 

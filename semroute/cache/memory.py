@@ -15,7 +15,6 @@ It is not shared between processes (a second process opening the same directory 
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import math
@@ -30,13 +29,13 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, InvalidRequest, StoreError
+from ..errors import ConfigError, StoreError
 from ..types import CacheEntry
 from ._checks import check_ids, check_now, check_since, check_text_id
 from ._columns import FREE, ROW_BITS, Columns, unpack
-from ._vector import as_unit_vector, gc_paused
+from ._vector import gc_paused
 from . import store_snapshot
-from ._entry_checks import check_criteria, check_entry_fields, check_tags
+from ._entry_checks import check_criteria, check_tags, checked_batch
 from .base import Change
 from .journal import Journal, Op
 
@@ -134,7 +133,8 @@ class MemoryStore:
         """
         with self._lock:
             self._check_open()
-            batch = self._validated(entries)
+            dims = {scope: info[0] for scope, info in self._rows.scopes.items()}
+            batch = checked_batch(entries, dims, self.vector_dtype)
             undo: list[_Undo] = []
             self._sweep(self._clock(), undo)
             for entry in batch:
@@ -305,22 +305,6 @@ class MemoryStore:
         if self._closed:
             raise StoreError("the MemoryStore is closed")
 
-    def _validated(self, entries: Sequence[CacheEntry]) -> list[CacheEntry]:
-        if isinstance(entries, CacheEntry) or not isinstance(entries, Iterable):
-            raise InvalidRequest("put_many takes a sequence of CacheEntry")
-        batch: list[CacheEntry] = []
-        dims: dict[str, int] = {scope: info[0] for scope, info in self._rows.scopes.items()}
-        for entry in entries:
-            if not isinstance(entry, CacheEntry):
-                raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
-            entry = check_entry_fields(entry)
-            vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
-            dims.setdefault(entry.scope, vector.shape[0])
-            if self.vector_dtype == "float16":
-                vector = _frozen(vector.astype(np.float16))
-            batch.append(dataclasses.replace(entry, vector=vector))
-        return batch
-
     def _live(self, row: int | None, now: float) -> int | None:
         """``row`` if it is live at ``now`` (counted as a use), else None (an expired row is dropped)."""
         if row is None:
@@ -413,8 +397,3 @@ class MemoryStore:
                 rows.relink(row, tick)
                 if not math.isnan(rows.expires[row]):
                     heapq.heappush(self._expiry, (float(rows.expires[row]), row))
-
-
-def _frozen(vector: np.ndarray) -> np.ndarray:
-    vector.setflags(write=False)
-    return vector
