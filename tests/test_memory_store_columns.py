@@ -118,3 +118,21 @@ def test_mixed_dimensions_and_ttl_work_on_rows():
     assert [e.id for e in store.get_many(["id3", "nope", "id6"], now=0.0) if e] == ["id3", "id6"]
     clock[0] = 20.0
     assert store.purge_expired(20.0) == 4 and sorted(e.id for e in store.entries()) == ["id4", "id5", "id6", "id7"]
+
+
+def test_a_format_1_snapshot_is_still_read_with_rows_numbered_afresh(tmp_path):
+    import json
+
+    with MemoryStore(tmp_path, max_entries=10) as store:
+        store.put_many([entry(i) for i in range(4)])
+        store.delete(["id1"])  # a hole: format 2 keeps row numbers, format 1 did not
+        store.get("id0", now=0.0)  # most recently used: only the snapshot knows (the journal does not)
+        epoch = store.rows_epoch
+    snapshot = tmp_path / "store-snapshot"
+    meta = json.loads((snapshot / "snapshot.json").read_text())
+    (snapshot / "snapshot.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "epoch"} | {"format": 1}))
+    for name in ("rows.npy", "gens.npy"):
+        (snapshot / name).unlink()
+    with MemoryStore(tmp_path, max_entries=10) as store:
+        assert [e.id for e in store.entries()] == ["id2", "id3", "id0"]  # the snapshot's LRU order
+        assert store.rows_epoch != epoch and store.get("id3", now=0.0).answer == "answer 3"

@@ -1,8 +1,9 @@
-"""Cache entries kept as rows of columns: how ``MemoryStore`` holds a million entries in ~1.5 KB each.
+"""Cache entries kept as rows of columns: how ``MemoryStore`` holds a million entries in ~1.6 KB each.
 
-Why: an entry kept as a ``CacheEntry`` object costs ~550 bytes beyond its texts and vector bytes
-at 1M entries (the object, a float object, a numpy header per vector, an OrderedDict node;
-bench/cache_scale.py). Here an entry is a row: its vector one row of a matrix per dimension, its
+Why: an entry kept as a ``CacheEntry`` object cost ~350 bytes beyond its texts, vector bytes and
+maps (the object, a float object, a numpy header per vector, an OrderedDict node; measured at
+400k), and a 1M-entry cache held 2,400 B per entry; with rows it holds 1,949 B, index included
+(bench/cache_scale.py). Here an entry is a row: its vector one row of a matrix per dimension, its
 times and LRU tick numpy columns, the fields most entries share (scope, namespace, model, tier,
 embedder) one code into a table of distinct tuples, its own texts Python lists. A ``CacheEntry``
 is built only when a caller asks for one, with a read-only copy of its vector.
@@ -323,8 +324,8 @@ class Columns:
             pool.used = high
             self.pools = {vectors.shape[1]: pool}
         self._free = np.setdiff1d(np.arange(high), rows).tolist()
-        if pool_free := self._free:
-            self.pools[vectors.shape[1]].free = list(pool_free)
+        if n and self._free:  # the holes' vector slots are free too (slot == row when loaded)
+            self.pools[vectors.shape[1]].free = list(self._free)
         self.ids, self.keys, self.questions, self.answers = (_placed(c, numbers, high) for c in (ids, keys, questions, answers))
         self.tags = {numbers[position]: pairs for position, pairs in tags.items()}
         for name, values, fill in (("created", times[:, 0], 0), ("expires", times[:, 1], 0),
