@@ -288,6 +288,16 @@ class Columns:
         view.setflags(write=False)
         return view
 
+    def _placed_pool(self, vectors: np.ndarray, rows: np.ndarray, high: int, capacity: int) -> _Pool:
+        """A pool holding each loaded vector at its row (slot == row), the holes' slots free."""
+        pool = _Pool(vectors.shape[1], self.dtype)
+        pool.matrix = np.empty((capacity, vectors.shape[1]), dtype=self.dtype)
+        for start in range(0, len(rows), 65_536):  # a memory-mapped file is read chunk by chunk
+            stop = min(len(rows), start + 65_536)
+            pool.matrix[rows[start:stop]] = vectors[start:stop]
+        pool.used, pool.free = high, list(self._free)
+        return pool
+
     def load(self, *, ids: list[str | bytes], keys: list[str | bytes], questions: list[str], answers: list[str],
              tags: dict[int, tuple[tuple[str, str], ...]], times: np.ndarray, kinds: list[tuple[str, str, str, str, str, int]],
              kind: np.ndarray, vectors: np.ndarray, rows: np.ndarray | None = None,
@@ -315,17 +325,9 @@ class Columns:
         if len(by_id) != n or len(by_key) != n or not all(len(c) == n for c in (keys, questions, answers, kind)):
             return False
         capacity = max(_START, high + high // 8)
-        if n:
-            pool = _Pool(vectors.shape[1], self.dtype)
-            pool.matrix = np.empty((capacity, vectors.shape[1]), dtype=self.dtype)
-            for start in range(0, n, 65_536):  # a memory-mapped file is read chunk by chunk
-                stop = min(n, start + 65_536)
-                pool.matrix[rows[start:stop]] = vectors[start:stop]
-            pool.used = high
-            self.pools = {vectors.shape[1]: pool}
         self._free = np.setdiff1d(np.arange(high), rows).tolist()
-        if n and self._free:  # the holes' vector slots are free too (slot == row when loaded)
-            self.pools[vectors.shape[1]].free = list(self._free)
+        if n:
+            self.pools = {vectors.shape[1]: self._placed_pool(vectors, rows, high, capacity)}
         self.ids, self.keys, self.questions, self.answers = (_placed(c, numbers, high) for c in (ids, keys, questions, answers))
         self.tags = {numbers[position]: pairs for position, pairs in tags.items()}
         for name, values, fill in (("created", times[:, 0], 0), ("expires", times[:, 1], 0),
