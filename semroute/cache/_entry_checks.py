@@ -11,12 +11,15 @@ import dataclasses
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
 
 from ..errors import InvalidRequest
 from ..types import CacheEntry
+from ._vector import as_unit_vector
 
-__all__ = ["check_criteria", "check_entry_fields", "check_tags"]
+__all__ = ["check_criteria", "check_entry_fields", "check_tags", "checked_batch"]
 
 
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -86,3 +89,25 @@ def check_entry_fields(entry: CacheEntry) -> CacheEntry:
             raise InvalidRequest(f"entry {entry.id!r} times must be finite numbers, got {value!r}")
     return entry
 
+
+def checked_batch(entries: Sequence[CacheEntry], dims: dict[str, int], vector_dtype: str) -> list[CacheEntry]:
+    """A ``MemoryStore.put_many`` batch checked as a whole before anything changes.
+
+    Each entry with plain fields and a read-only unit vector in ``vector_dtype``; one dimension
+    per scope (``dims``: the store's scopes, extended by the batch's own).
+    """
+    if isinstance(entries, CacheEntry) or not isinstance(entries, Iterable):
+        raise InvalidRequest("put_many takes a sequence of CacheEntry")
+    batch: list[CacheEntry] = []
+    dims = dict(dims)
+    for entry in entries:
+        if not isinstance(entry, CacheEntry):
+            raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
+        entry = check_entry_fields(entry)
+        vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
+        dims.setdefault(entry.scope, vector.shape[0])
+        if vector_dtype == "float16":
+            vector = vector.astype(np.float16)
+            vector.setflags(write=False)
+        batch.append(dataclasses.replace(entry, vector=vector))
+    return batch

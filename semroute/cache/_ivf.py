@@ -77,8 +77,14 @@ def needs_retrain(index: Any, live: int, trained_rows: int) -> bool:
     return live > RETRAIN_GROWTH * max(trained_rows, 1) and index.nlist < lists_for(live)
 
 
-def live_mask(labels: np.ndarray, live: set[int] | dict[int, str]) -> np.ndarray:
-    """Which of ``labels`` are still live (not tombstoned), as a boolean mask."""
+def live_mask(labels: np.ndarray, live: Any) -> np.ndarray:
+    """Which of ``labels`` are still live (not tombstoned), as a boolean mask.
+
+    ``live``: a set or dict of live labels, or an object answering a whole array with ``mask``
+    (``_rowbook.ScopeRows``: an index labelled by store rows).
+    """
+    if hasattr(live, "mask"):
+        return np.asarray(live.mask(labels), dtype=bool)
     return np.fromiter((label in live for label in labels.tolist()), dtype=bool, count=len(labels))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry
 from . import _ivf
+from ._rowbook import RowBook, RowLabels, ScopeRows
 from ._vector import as_unit_vector, gc_paused, release_freed
 
 __all__ = ["FaissIndex"]
@@ -69,13 +70,13 @@ class _Scope:
     def __init__(self, index: Any, kind: str) -> None:
         self.index = index
         self.kind = kind
-        self.ids: dict[int, str] = {}  # live label -> entry id
+        self.ids: Any = {}  # live label -> entry id; a ``ScopeRows`` when labelled by store rows
         self.dead = 0
         self.trained = 0  # vectors an "ivf" scope was trained on (it is retrained as it grows)
         self.spare = 0  # adds an "ivf" scope takes before its lists are laid out again (``_ivf.SPARE``)
 
 
-class FaissIndex:
+class FaissIndex(RowLabels):
     """Cosine nearest-neighbour search per scope. ``kind``: ``"flat"``, ``"hnsw"`` or ``"auto"``.
 
     ``storage="float16"`` keeps vectors in half the memory (faiss's fp16 scalar quantizer).
@@ -123,9 +124,25 @@ class FaissIndex:
         self._scope_names: list[str] = []  # scope code (a label's high bits) -> scope
         self._scope_codes: dict[str, int] = {}
         self._next_label = 0
+        # Labelled by a store's rows (``use_rows``): no id maps; ids and liveness come from the store.
+        self._book: RowBook | None = None
+        self._rows: Any = None
+
+    def _holder(self, scope: str) -> _Scope:
+        holder = self._scopes.get(scope)
+        if holder is None:
+            kind = "flat" if self.kind == "auto" else self.kind
+            holder = self._scopes[scope] = _Scope(self._new_index(kind), kind)
+            if self._book is not None:
+                holder.ids = ScopeRows(self._book, self._scope_code(scope))
+        return holder
 
     def add(self, entries: Sequence[CacheEntry]) -> None:
         """Add (or replace) these entries' vectors under their scopes; later duplicates win."""
+        if self._book is not None:
+            rows = self._rows.labels_of([entry.id for entry in entries])
+            self.add_labelled([(label, entry) for label, entry in zip(rows, entries) if label is not None])
+            return
         latest = {entry.id: entry for entry in entries}  # validate everything before touching state
         vectors = {i: as_unit_vector(e.vector, dim=self.dim, what=f"entry {i!r} vector") for i, e in latest.items()}
         by_scope: dict[str, list[str]] = {}
@@ -137,10 +154,7 @@ class FaissIndex:
                 labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.int64)
                 labels |= self._scope_code(scope) << _SCOPE_SHIFT
                 self._next_label += len(ids)
-                holder = self._scopes.get(scope)
-                if holder is None:
-                    kind = "flat" if self.kind == "auto" else self.kind
-                    holder = self._scopes[scope] = _Scope(self._new_index(kind), kind)
+                holder = self._holder(scope)
                 with self._serial(rows=len(ids)):
                     holder.index.add_with_ids(np.stack([vectors[i] for i in ids]), labels)
                 for label, entry_id in zip(labels.tolist(), ids):
@@ -153,11 +167,21 @@ class FaissIndex:
         """Forget these ids (unknown ids are ignored)."""
         if isinstance(entry_ids, str):
             raise InvalidRequest("remove takes an iterable of entry ids, not a single string")
+        if self._book is not None:
+            self.remove_labels(label for label in self._rows.labels_of(list(entry_ids)) if label is not None)
+            return
         with self._lock:
             self._remove_locked(entry_ids)
 
     def search(self, vector: np.ndarray, *, scope: str, k: int) -> list[tuple[str, float]]:
         """Up to ``k`` (entry id, cosine similarity) pairs in ``scope``, most similar first."""
+        found = self._search(vector, scope, k)
+        if self._book is None:
+            return found  # type: ignore[return-value]
+        ids = self._rows.ids_at([label for label, _ in found])
+        return [(entry_id, score) for entry_id, (_, score) in zip(ids, found) if entry_id is not None]
+
+    def _search(self, vector: np.ndarray, scope: str, k: int) -> list[tuple[str | int, float]]:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidRequest(f"k must be a positive int, got {k!r}")
         query = as_unit_vector(vector, dim=self.dim, what="query vector")[None, :]
@@ -175,13 +199,18 @@ class FaissIndex:
             return found
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._where) if self._book is None else self._book.count
 
     def __contains__(self, entry_id: object) -> bool:
-        return entry_id in self._where
+        if self._book is None or not isinstance(entry_id, str):
+            return entry_id in self._where
+        label = self._rows.labels_of([entry_id])[0]
+        return label is not None and self._book.holds(label)
 
     def ids(self) -> list[str]:
         """Every entry id the index holds."""
+        if self._book is not None:
+            return [i for i in self._rows.ids_at(self.labels().tolist()) if i is not None]
         with self._lock:
             return list(self._where)
 
@@ -192,17 +221,20 @@ class FaissIndex:
         path.mkdir(parents=True, exist_ok=True)
         with self._lock:
             scopes = []
+            if self._book is not None:  # labelled by rows: the book, no id files
+                self._book.save(path)
             for n, (scope, holder) in enumerate(self._scopes.items()):
-                labels = np.fromiter(holder.ids.keys(), dtype=np.int64, count=len(holder.ids))
-                np.save(path / f"scope-{n}.labels.npy", labels, allow_pickle=False)
-                np.save(path / f"scope-{n}.ids.npy", np.array(list(holder.ids.values()), dtype=str), allow_pickle=False)
+                if self._book is None:
+                    labels = np.fromiter(holder.ids.keys(), dtype=np.int64, count=len(holder.ids))
+                    np.save(path / f"scope-{n}.labels.npy", labels, allow_pickle=False)
+                    np.save(path / f"scope-{n}.ids.npy", np.array(list(holder.ids.values()), dtype=str), allow_pickle=False)
                 faiss.write_index(holder.index, str(path / f"scope-{n}.faiss"))
                 scopes.append({"scope": scope, "kind": holder.kind, "dead": holder.dead, "n": n,
-                               "trained": holder.trained})
+                               "trained": holder.trained, "live": len(holder.ids)})
             meta = {"format": _FORMAT, "dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
                     "ef_search": self.ef_search, "storage": self.storage, "next_label": self._next_label,
                     "scope_names": self._scope_names,
-                    "scopes": scopes}
+                    "scopes": scopes, "labels": "ids" if self._book is None else "rows"}
         (path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
 
     def load(self, directory: str | os.PathLike[str]) -> bool:
@@ -214,13 +246,15 @@ class FaissIndex:
             return False
         wanted = {"dim": self.dim, "kind": self.kind, "hnsw_m": self.hnsw_m,
                   "storage": self.storage}
-        if meta.get("format") != _FORMAT or any(meta.get(k) != v for k, v in wanted.items()):
+        wanted["labels"] = "ids" if self._book is None else "rows"
+        if meta.get("format") != _FORMAT or any(meta.get(k, "ids") != v for k, v in wanted.items()):
             return False
         faiss = self._faiss
         scopes: dict[str, _Scope] = {}
         where: dict[str, int] = {}
         try:
             names = [str(name) for name in meta["scope_names"]]
+            book = None if self._book is None else RowBook.read(path)
             with gc_paused():  # a million ids: no collection walks them while they are made
                 for info in meta["scopes"]:
                     n = int(info["n"])
@@ -231,22 +265,28 @@ class FaissIndex:
                         holder.index.nprobe = self.nprobe
                         holder.trained = int(info.get("trained", 0))
                         holder.spare = holder.index.nlist  # read back without spare room: lay out soon
+                    holder.dead = int(info["dead"])
+                    scopes[str(info["scope"])] = holder
+                    if book is not None:
+                        holder.ids = ScopeRows(book, names.index(str(info["scope"])))
+                        holder.ids.live = int(info["live"])
+                        continue
                     labels = np.load(path / f"scope-{n}.labels.npy", allow_pickle=False).tolist()
                     ids = np.load(path / f"scope-{n}.ids.npy", allow_pickle=False).tolist()
                     holder.ids = dict(zip(labels, ids))
-                    holder.dead = int(info["dead"])
-                    scopes[str(info["scope"])] = holder
                     where.update(zip(ids, labels))
         except (OSError, ValueError, KeyError, RuntimeError):
             return False  # a partial or foreign snapshot: the caller rebuilds from the store
         with self._lock:
             self._scopes, self._where, self._next_label = scopes, where, int(meta["next_label"])
+            if book is not None:
+                self._book = book
             self._scope_names = names
             self._scope_codes = {scope: code for code, scope in enumerate(names)}
         return True
 
     def __repr__(self) -> str:
-        return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self._where)}, scopes={len(self._scopes)})"
+        return f"FaissIndex(dim={self.dim}, kind={self.kind!r}, entries={len(self)}, scopes={len(self._scopes)})"
 
     # -- internals (callers hold the lock) -----------------------------------------------------
 
@@ -273,6 +313,9 @@ class FaissIndex:
             del holder.ids[label]
             holder.dead += 1
             touched.add(scope)
+        self._compact(touched)
+
+    def _compact(self, touched: Iterable[str]) -> None:
         for scope in touched:
             holder = self._scopes[scope]
             if not holder.ids:

@@ -5,33 +5,37 @@ sequence number plus a bounded log of puts and deletes, evictions and expiries i
 that indexes follow. With a ``path`` every batch is written through to a SQLite journal
 (see ``journal.py``) and a new store over the same directory sees every live entry.
 
+Entries are kept as rows of columns (``_columns``), not as ``CacheEntry`` objects: a 1M-entry
+cache holds 1,949 B per entry with its index instead of 2,400 B (bench/cache_scale.py). A
+``CacheEntry`` is built when a caller reads one.
+
 It is not shared between processes (a second process opening the same directory gets
 ``StoreUnavailable``) and does no embedding, search or verification.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
-import operator
+import math
 import os
 import shutil
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, InvalidRequest, StoreError
+from ..errors import ConfigError, StoreError
 from ..types import CacheEntry
 from ._checks import check_ids, check_now, check_since, check_text_id
-from ._vector import as_unit_vector, gc_paused
+from ._columns import FREE, ROW_BITS, Columns, unpack
+from ._vector import gc_paused
 from . import store_snapshot
-from ._entry_checks import check_criteria, check_entry_fields, check_tags
+from ._entry_checks import check_criteria, check_tags, checked_batch
 from .base import Change
 from .journal import Journal, Op
 
@@ -40,11 +44,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore", "check_criteria", "check_tags"]
 
-_ID, _KEY, _SCOPE, _VECTOR = (operator.attrgetter(name) for name in ("id", "key", "scope", "vector"))
-
-# An undo record: (op, id, entry put or deleted, entry the put replaced). Used only to roll the
-# in-memory state back when the journal refuses a batch, so memory never gets ahead of disk.
-_Undo = tuple[str, str, CacheEntry, "CacheEntry | None"]
+# An undo record: (op, id, entry put or None, row put or deleted, row the put replaced or None,
+# tick to restore: the deleted row's, or the replaced row's). Used only to roll the in-memory state
+# back when the journal refuses a batch, so memory never gets ahead of disk; rows unlinked by the
+# batch are released (reused) only once the journal has taken it.
+_Undo = tuple[str, str, "CacheEntry | None", int, "int | None", int]
+# Entries built per lock hold by ``entries()``: a rebuild of 1M entries never blocks lookups for long.
+_CHUNK = 4096
 
 
 class MemoryStore:
@@ -83,12 +89,10 @@ class MemoryStore:
         self.max_changes = max_changes
         self._clock = clock
         self._lock = threading.RLock()
-        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # least recently used first
-        self._by_key: dict[str, str] = {}
-        self._scopes: dict[str, list[int]] = {}  # scope -> [dimension, live count]
-        # (expires_at, id) min-heap so writes can drop expired entries without a scan; stale
-        # items (entry replaced or gone) are skipped when they surface.
-        self._expiry: list[tuple[float, str]] = []
+        self._rows = Columns(vector_dtype)
+        # (expires_at, row) min-heap so writes can drop expired entries without a scan; stale
+        # items (row released, reused or relinked with another expiry) are skipped when they surface.
+        self._expiry: list[tuple[float, int]] = []
         self._seq = 0
         self._log: deque[Change] = deque(maxlen=max_changes)
         self._closed = False
@@ -103,43 +107,22 @@ class MemoryStore:
     def _load(self) -> None:
         assert self._journal is not None
         # The snapshot written at the last close, if the journal has not moved on since (~5x faster to read)
-        entries = store_snapshot.read(self._snapshot_dir(), version=self._journal.version(),
-                                      vector_dtype=self.vector_dtype)
-        if entries is None:
-            entries, self._seq = self._journal.load(vector_dtype=self.vector_dtype)
-        else:
-            self._seq = self._journal.seq()
         undo: list[_Undo] = []
-        with gc_paused():
-            linked = self._link_all(entries)
-        if not linked:
-            for entry in entries:
-                owner = self._by_key.get(entry.key)
-                if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
-                    self._detach(owner, undo)
-                self._link(entry)
+        if store_snapshot.read(self._snapshot_dir(), version=self._journal.version(), columns=self._rows):
+            self._seq = self._journal.seq()
+            self._reindex_expiry()
+        else:
+            self._rows = Columns(self.vector_dtype)
+            entries, self._seq = self._journal.load(vector_dtype=self.vector_dtype)
+            with gc_paused():
+                for entry in entries:  # least recently written first: the newest of a key wins
+                    owner = self._rows.row_of_key(entry.key)
+                    if owner is not None:  # cannot happen via put_many; heal a hand-edited file anyway
+                        self._detach_row(owner, undo)
+                    self._add(entry)
         self._sweep(self._clock(), undo)
         self._evict(undo)
         self._commit(undo)
-
-    def _link_all(self, entries: list[CacheEntry]) -> bool:
-        """``_link`` for every loaded entry at once (dicts built in C: ~3x faster at 1M entries).
-
-        False, with nothing linked, if ids or keys repeat (a hand-edited journal): the caller
-        then links them one by one, the newest of a key winning.
-        """
-        by_id = OrderedDict(zip(map(_ID, entries), entries))
-        by_key = dict(zip(map(_KEY, entries), by_id))
-        if len(by_id) != len(entries) or len(by_key) != len(entries):
-            return False
-        # one dimension per scope (put_many enforces it); vectors are 1-D, so len() is the dimension
-        dims = dict(zip(map(_SCOPE, entries), map(len, map(_VECTOR, entries))))
-        counts = Counter(map(_SCOPE, entries))
-        self._scopes = {scope: [dims[scope], count] for scope, count in counts.items()}
-        self._entries, self._by_key = by_id, by_key
-        self._expiry = [(e.expires_at, e.id) for e in entries if e.expires_at is not None]
-        heapq.heapify(self._expiry)
-        return True
 
     # -- Store protocol ------------------------------------------------------------------------
 
@@ -150,7 +133,8 @@ class MemoryStore:
         """
         with self._lock:
             self._check_open()
-            batch = self._validated(entries)
+            dims = {scope: info[0] for scope, info in self._rows.scopes.items()}
+            batch = checked_batch(entries, dims, self.vector_dtype)
             undo: list[_Undo] = []
             self._sweep(self._clock(), undo)
             for entry in batch:
@@ -161,24 +145,22 @@ class MemoryStore:
     def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
         entry_id, now = check_text_id(entry_id), check_now(now)
         with self._lock:
-            entry = self._entries.get(entry_id)
-            if entry is None:
-                return None
-            if entry.expired(now):
-                self._expire(entry_id)
-                return None
-            self._entries.move_to_end(entry_id)
-            return entry
+            row = self._live(self._rows.row_of(entry_id), now)
+            return None if row is None else self._rows.entry(row)
 
     def get_many(self, entry_ids: Sequence[str], *, now: float) -> list[CacheEntry | None]:
+        """``get`` for each id, in order; the found entries' vectors copied out in one go."""
+        entry_ids, now = [check_text_id(i) for i in entry_ids], check_now(now)
         with self._lock:
-            return [self.get(entry_id, now=now) for entry_id in entry_ids]
+            rows = [self._live(self._rows.row_of(entry_id), now) for entry_id in entry_ids]
+            found = iter(self._rows.entries([row for row in rows if row is not None]))
+            return [None if row is None else next(found) for row in rows]
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         key, now = check_text_id(key, "key"), check_now(now)
         with self._lock:
-            entry_id = self._by_key.get(key)
-            return None if entry_id is None else self.get(entry_id, now=now)
+            row = self._live(self._rows.row_of_key(key), now)
+            return None if row is None else self._rows.entry(row)
 
     def delete(self, entry_ids: Iterable[str]) -> int:
         entry_ids = check_ids(entry_ids)
@@ -186,15 +168,63 @@ class MemoryStore:
             self._check_open()
             undo: list[_Undo] = []
             for entry_id in dict.fromkeys(entry_ids):
-                self._detach(entry_id, undo)
+                row = self._rows.row_of(entry_id)
+                if row is not None:
+                    self._detach_row(row, undo)
             self._commit(undo)
             return len(undo)
 
     def entries(self) -> Iterator[CacheEntry]:
+        """Every live entry, least recently used first, built a chunk at a time.
+
+        An entry deleted or replaced while the iterator runs is skipped (a follower replays
+        that change from the feed); one put meanwhile may be missed the same way.
+        """
+        return (entry for _label, entry in self.labelled_entries())
+
+    def labelled_entries(self) -> Iterator[tuple[int, CacheEntry]]:
+        """``entries()`` with each entry's row label (``RowStore``)."""
         now = self._clock()
         with self._lock:
-            snapshot = list(self._entries.values())
-        return iter([entry for entry in snapshot if not entry.expired(now)])
+            rows = self._rows.live_rows()
+            labels = ((self._rows.gen[rows].astype(np.int64) << ROW_BITS) | rows).tolist()
+        return self._chunks(labels, now)
+
+    def _chunks(self, labels: list[int], now: float) -> Iterator[tuple[int, CacheEntry]]:
+        for start in range(0, len(labels), _CHUNK):
+            with self._lock:
+                rows = self._rows
+                pairs = [(label, row) for label in labels[start:start + _CHUNK]
+                         if (row := rows.row_of_label(label)) is not None and not rows.expired(row, now)]
+                entries = rows.entries([row for _, row in pairs])
+            yield from zip([label for label, _ in pairs], entries)
+
+    # -- rows (``RowStore``: an index may label its vectors by row instead of keeping id maps) --
+
+    @property
+    def rows_epoch(self) -> str:
+        return self._rows.epoch
+
+    def labels_of(self, entry_ids: Sequence[str]) -> list[int | None]:
+        with self._lock:
+            rows = [self._rows.row_of(check_text_id(i)) for i in entry_ids]
+            return [None if row is None else self._rows.label(row) for row in rows]
+
+    def ids_at(self, labels: Sequence[int]) -> list[str | None]:
+        with self._lock:
+            rows = [self._rows.row_of_label(int(label)) for label in labels]
+            return [None if row is None else unpack(self._rows.ids[row]) for row in rows]  # type: ignore[arg-type]
+
+    def live_labels(self, labels: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._rows.live_labels(labels)
+
+    def entries_at(self, labels: Sequence[int], *, now: float) -> list[CacheEntry | None]:
+        now = check_now(now)
+        with self._lock:
+            rows = [self._live(self._rows.row_of_label(int(label)), now) for label in labels]
+            found = iter(self._rows.entries([row for row in rows if row is not None]))
+            return [None if row is None else next(found) for row in rows]
 
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
@@ -214,11 +244,15 @@ class MemoryStore:
         wanted = check_criteria(namespace, where)
         with self._lock:
             self._check_open()
-            doomed = [e.id for e in self._entries.values()
-                      if (namespace is None or e.namespace == namespace) and wanted <= set(e.tags)]
+            rows = self._rows
+            doomed = rows.live_rows()
+            if namespace is not None:
+                codes = [code for code, kind in enumerate(rows.kinds) if kind[1] == namespace]
+                doomed = doomed[np.isin(rows.kind[doomed], codes)]
             undo: list[_Undo] = []
-            for entry_id in doomed:
-                self._detach(entry_id, undo)
+            for row in doomed.tolist():
+                if not wanted or (row in rows.tags and wanted <= set(rows.tags[row])):
+                    self._detach_row(row, undo)
             self._commit(undo)
             return len(undo)
 
@@ -233,10 +267,10 @@ class MemoryStore:
             return len(undo)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._rows)
 
     def __contains__(self, entry_id: object) -> bool:
-        return entry_id in self._entries
+        return isinstance(entry_id, str) and self._rows.row_of(str.__str__(entry_id)) is not None
 
     def close(self) -> None:
         """Close the journal, writing a snapshot of the entries first so the next open is fast."""
@@ -244,8 +278,7 @@ class MemoryStore:
             if not self._closed and self._journal is not None:
                 if self._journal.owned:
                     try:
-                        store_snapshot.write(self._snapshot_dir(), list(self._entries.values()),
-                                             version=self._journal.version())
+                        store_snapshot.write(self._snapshot_dir(), self._rows, version=self._journal.version())
                     except (OSError, ValueError, StoreError):
                         # the next open reads the journal instead: slower, still every entry
                         shutil.rmtree(self._snapshot_dir(), ignore_errors=True)
@@ -264,7 +297,7 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         where = "memory" if self._journal is None else str(self._journal.directory)
-        return f"MemoryStore({where!r}, entries={len(self._entries)}, seq={self._seq})"
+        return f"MemoryStore({where!r}, entries={len(self._rows)}, seq={self._seq})"
 
     # -- internals (callers hold the lock) -----------------------------------------------------
 
@@ -272,107 +305,95 @@ class MemoryStore:
         if self._closed:
             raise StoreError("the MemoryStore is closed")
 
-    def _validated(self, entries: Sequence[CacheEntry]) -> list[CacheEntry]:
-        if isinstance(entries, CacheEntry) or not isinstance(entries, Iterable):
-            raise InvalidRequest("put_many takes a sequence of CacheEntry")
-        batch: list[CacheEntry] = []
-        dims: dict[str, int] = {scope: info[0] for scope, info in self._scopes.items()}
-        for entry in entries:
-            if not isinstance(entry, CacheEntry):
-                raise InvalidRequest(f"put_many takes CacheEntry objects, got {type(entry).__name__}")
-            entry = check_entry_fields(entry)
-            vector = as_unit_vector(entry.vector, dim=dims.get(entry.scope), what=f"entry {entry.id!r} vector")
-            dims.setdefault(entry.scope, vector.shape[0])
-            if self.vector_dtype == "float16":
-                vector = _frozen(vector.astype(np.float16))
-            batch.append(dataclasses.replace(entry, vector=vector))
-        return batch
+    def _live(self, row: int | None, now: float) -> int | None:
+        """``row`` if it is live at ``now`` (counted as a use), else None (an expired row is dropped)."""
+        if row is None:
+            return None
+        if self._rows.expired(row, now):
+            self._expire(row)
+            return None
+        self._rows.touch(row)
+        return row
 
-    def _link(self, entry: CacheEntry) -> None:
-        self._entries[entry.id] = entry
-        self._entries.move_to_end(entry.id)
-        self._by_key[entry.key] = entry.id
-        info = self._scopes.setdefault(entry.scope, [entry.vector.shape[0], 0])
-        info[1] += 1
+    def _add(self, entry: CacheEntry) -> int:
+        row = self._rows.add(entry)
         if entry.expires_at is not None:
-            heapq.heappush(self._expiry, (entry.expires_at, entry.id))
-
-    def _unlink(self, entry: CacheEntry) -> None:
-        del self._entries[entry.id]
-        if self._by_key.get(entry.key) == entry.id:
-            del self._by_key[entry.key]
-        info = self._scopes[entry.scope]
-        info[1] -= 1
-        if info[1] == 0:
-            del self._scopes[entry.scope]  # an emptied scope may take another dimension
+            heapq.heappush(self._expiry, (entry.expires_at, row))
+        return row
 
     def _attach(self, entry: CacheEntry, undo: list[_Undo]) -> None:
-        previous = self._entries.get(entry.id)
-        if previous is not None:
-            self._unlink(previous)
-        owner = self._by_key.get(entry.key)
-        if owner is not None and owner != entry.id:
-            self._detach(owner, undo)  # same question in the same scope: the newer answer wins
-        self._link(entry)
-        undo.append(("put", entry.id, entry, previous))
+        rows = self._rows
+        previous = rows.row_of(entry.id)
+        tick = rows.unlink(previous) if previous is not None else 0
+        owner = rows.row_of_key(entry.key)
+        if owner is not None:
+            self._detach_row(owner, undo)  # same question in the same scope: the newer answer wins
+        undo.append(("put", entry.id, entry, self._add(entry), previous, tick))
 
-    def _detach(self, entry_id: str, undo: list[_Undo]) -> None:
-        entry = self._entries.get(entry_id)
-        if entry is not None:
-            self._unlink(entry)
-            undo.append(("delete", entry_id, entry, None))
+    def _detach_row(self, row: int, undo: list[_Undo]) -> None:
+        entry_id = unpack(self._rows.ids[row])  # type: ignore[arg-type]
+        undo.append(("delete", entry_id, None, row, None, self._rows.unlink(row)))
 
     def _sweep(self, now: float, undo: list[_Undo]) -> None:
-        heap = self._expiry
+        heap, rows = self._expiry, self._rows
         while heap and heap[0][0] <= now:
-            expires_at, entry_id = heapq.heappop(heap)
-            entry = self._entries.get(entry_id)
-            if entry is not None and entry.expires_at == expires_at:
-                self._detach(entry_id, undo)
-        if len(heap) > 2 * len(self._entries) + 1024:  # replaced entries left too many stale items
-            self._expiry = [(e.expires_at, e.id) for e in self._entries.values() if e.expires_at is not None]
-            heapq.heapify(self._expiry)
+            expires_at, row = heapq.heappop(heap)
+            if int(rows.tick[row]) != FREE and rows.expires[row] == expires_at:
+                self._detach_row(row, undo)
+        if len(heap) > 2 * len(rows) + 1024:  # replaced entries left too many stale items
+            self._reindex_expiry()
+
+    def _reindex_expiry(self) -> None:
+        live = self._rows.live_rows()
+        times = self._rows.expires[live]
+        keep = ~np.isnan(times)
+        self._expiry = list(zip(times[keep].tolist(), live[keep].tolist()))
+        heapq.heapify(self._expiry)
 
     def _evict(self, undo: list[_Undo]) -> None:
-        while len(self._entries) > self.max_entries:
-            self._detach(next(iter(self._entries)), undo)
+        while len(self._rows) > self.max_entries:
+            row = self._rows.oldest()
+            if row is None:
+                break
+            self._detach_row(row, undo)
 
-    def _expire(self, entry_id: str) -> None:
+    def _expire(self, row: int) -> None:
         undo: list[_Undo] = []
-        self._detach(entry_id, undo)
+        self._detach_row(row, undo)
         try:
             self._commit(undo)
         except StoreError:
             pass  # a read must not fail because housekeeping could not be journaled; retried later
 
     def _commit(self, undo: list[_Undo]) -> None:
-        """Journal the batch, then publish it on the change feed; on failure undo it in memory."""
+        """Journal the batch, then publish it on the change feed and release the rows it unlinked; on failure undo it."""
         if not undo:
             return
         if self._journal is not None:
-            ops: list[Op] = [(op, entry_id, entry if op == "put" else None) for op, entry_id, entry, _ in undo]
+            ops: list[Op] = [(op, entry_id, entry) for op, entry_id, entry, *_ in undo]
             try:
                 self._check_open()
                 self._journal.write(ops, seq=self._seq + len(ops))
             except StoreError:
                 self._rollback(undo)
                 raise
-        for op, entry_id, entry, _ in undo:
+        for op, entry_id, entry, row, previous, _tick in undo:
             self._seq += 1
-            self._log.append(Change(self._seq, op, entry_id, entry if op == "put" else None))  # type: ignore[arg-type]
+            self._log.append(Change(self._seq, op, entry_id, entry, self._rows.label(row)))  # type: ignore[arg-type]
+            if op == "delete":
+                self._rows.release(row)
+            elif previous is not None:
+                self._rows.release(previous)
 
     def _rollback(self, undo: list[_Undo]) -> None:
-        for op, _entry_id, entry, previous in reversed(undo):
+        """Undo a batch the journal refused: rows it added released, rows it unlinked live again with their ticks."""
+        rows = self._rows
+        for op, _entry_id, _entry, row, previous, tick in reversed(undo):
             if op == "put":
-                self._unlink(entry)
-                if previous is not None:
-                    self._link(previous)
-            else:
-                self._link(entry)
-                # deletes came from the LRU end (evictions) or replacements; put them back there
-                self._entries.move_to_end(entry.id, last=False)
-
-
-def _frozen(vector: np.ndarray) -> np.ndarray:
-    vector.setflags(write=False)
-    return vector
+                rows.unlink(row)
+                rows.release(row)
+                row = previous  # type: ignore[assignment]
+            if row is not None:
+                rows.relink(row, tick)
+                if not math.isnan(rows.expires[row]):
+                    heapq.heappush(self._expiry, (float(rows.expires[row]), row))

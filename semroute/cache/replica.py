@@ -5,6 +5,11 @@ follows the store's change feed (``sync``), and answers "which live entries in t
 nearest to this vector?" without ever returning an entry the store no longer has. It does no
 embedding and no verification (``semroute.hits`` decides which candidate, if any, is a hit),
 so several replicas (threads, processes sharing a store) stay consistent by syncing first.
+
+Over a store with rows (``base.RowStore``: ``MemoryStore``) and an index that can be labelled by
+them (``FaissIndex.use_rows``), the index's vectors carry the store's row labels: no id maps in
+the index or here (~290 bytes per entry at 1M entries), and candidates are read by label. Other
+stores (``RedisStore``) are followed by entry id.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 from ..errors import DimensionMismatch
 from ..types import CacheEntry, Candidate
 from ._vector import as_unit_vector
-from .base import Change, Index, Store
+from .base import Change, Index, RowStore, Store
 
 __all__ = ["Replica"]
 
@@ -61,6 +66,11 @@ class Replica:
         # touches only what differs (re-adding everything would double a flat index's size)
         self._indexed: dict[str, int] = {}
         self.rebuilds = 0
+        # Labelled by store rows when both sides can (and the index is still empty): see the module doc.
+        self._rows: RowStore | None = None
+        if isinstance(store, RowStore) and hasattr(index, "use_rows") and len(index) == 0:
+            index.use_rows(store)  # type: ignore[attr-defined]
+            self._rows = store
 
     def sync(self) -> int:
         """Apply the store's changes since the last sync to the index; returns how many.
@@ -91,10 +101,10 @@ class Replica:
         found: list[Candidate] = []
         seen: set[str] = set()
         for _attempt in range(2):
-            stale: list[str] = []
-            pairs = [(i, s) for i, s in self.index.search(vector, scope=scope, k=k * _OVERFETCH) if i not in seen]
+            stale: list = []
+            pairs = [(i, s) for i, s in self._search(vector, scope, k * _OVERFETCH) if i not in seen]
             seen.update(i for i, _ in pairs)
-            entries = self.store.get_many([i for i, _ in pairs], now=now) if pairs else []
+            entries = self._read([i for i, _ in pairs], now) if pairs else []
             for (entry_id, _approx), entry in zip(pairs, entries):
                 if entry is None:
                     stale.append(entry_id)
@@ -105,6 +115,17 @@ class Replica:
             self._drop_dead(stale, now)
         found.sort(key=lambda c: -c.similarity)
         return found[:k]
+
+    def _search(self, vector: np.ndarray, scope: str, k: int) -> list[tuple[object, float]]:
+        if self._rows is not None:
+            return self.index.search_labels(vector, scope=scope, k=k)  # type: ignore[attr-defined, no-any-return]
+        return self.index.search(vector, scope=scope, k=k)  # type: ignore[return-value]
+
+    def _read(self, keys: list, now: float) -> list[CacheEntry | None]:
+        """The live entries of these ids, or of these row labels when labelled by rows."""
+        if self._rows is not None:
+            return self._rows.entries_at(keys, now=now)
+        return self.store.get_many(keys, now=now)
 
     def insert(self, entries: Sequence[CacheEntry]) -> None:
         """Store the entries (the truth first), then bring the index up to date."""
@@ -143,7 +164,10 @@ class Replica:
             staging = target.with_name(target.name + ".new")
             shutil.rmtree(staging, ignore_errors=True)
             self.index.save(staging)
-            (staging / "replica.json").write_text(json.dumps({"cursor": self._cursor}), encoding="utf-8")
+            state = {"cursor": self._cursor}
+            if self._rows is not None:  # the labels name rows of this numbering only
+                state["rows_epoch"] = self._rows.rows_epoch  # type: ignore[assignment]
+            (staging / "replica.json").write_text(json.dumps(state), encoding="utf-8")
             shutil.rmtree(target, ignore_errors=True)
             os.replace(staging, target)
         return True
@@ -157,29 +181,58 @@ class Replica:
         if not isinstance(self.index, PersistentIndex):
             return False
         try:
-            cursor = int(json.loads((Path(directory) / "replica.json").read_text(encoding="utf-8"))["cursor"])
+            state = json.loads((Path(directory) / "replica.json").read_text(encoding="utf-8"))
+            cursor = int(state["cursor"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
+        if self._rows is not None and state.get("rows_epoch") != self._rows.rows_epoch:
+            return False  # the store numbered its rows afresh (read from the journal): rebuild
         with self._sync_lock:
             if self._cursor is not None or len(self.index) or not self.index.load(directory):
                 return False
             # Fingerprints are per process (hash randomisation): mark loaded ids as "present,
             # unknown", so a change to one of them is applied and nothing else is touched.
-            self._indexed = dict.fromkeys(self.index.ids(), _UNKNOWN)
+            if self._rows is None:
+                self._indexed = dict.fromkeys(self.index.ids(), _UNKNOWN)
             self._cursor = cursor
         return True
 
     # -- internals (callers hold the sync lock) ------------------------------------------------
 
     def _apply(self, changes: Sequence[Change]) -> None:
+        if self._rows is not None:
+            self._apply_rows(changes)
+            return
         final: dict[str, CacheEntry | None] = {}  # each id ends in its last state
         for change in changes:
             final[change.entry_id] = change.entry if change.op == "put" else None
         self._reconcile(final)
 
+    def _apply_rows(self, changes: Sequence[Change]) -> None:
+        """Labelled by rows: a label names one entry for life, so a put adds it and a delete drops it.
+
+        Puts whose row the store has already let go (replaced later in the batch) are skipped; a
+        replaced entry's old label stays until its row is reused or a search finds it dead.
+        """
+        index, final = self.index, {}  # label -> entry (None: deleted)
+        for change in changes:
+            if change.label is None:  # cannot happen with a RowStore; rebuild rather than guess
+                self._rebuild()
+                return
+            final[change.label] = change.entry if change.op == "put" else None
+        gone = [label for label, entry in final.items() if entry is None]
+        puts = [(label, entry) for label, entry in final.items() if entry is not None and self._fits(entry)]
+        if gone:
+            index.remove_labels(gone)  # type: ignore[attr-defined]
+        if puts:
+            alive = self._rows.live_labels(np.array([label for label, _ in puts], dtype=np.int64))  # type: ignore[union-attr]
+            index.add_labelled([pair for pair, ok in zip(puts, alive.tolist()) if ok])  # type: ignore[attr-defined]
+
     def _rebuild(self) -> int:
         head = self.store.changes(_HEAD)
         newest = head[0] if head is not None else 0
+        if self._rows is not None:
+            return self._rebuild_rows(newest)
         final: dict[str, CacheEntry | None] = dict.fromkeys(self._indexed)
         final.update((entry.id, entry) for entry in self.store.entries())
         self._reconcile(final)
@@ -188,6 +241,23 @@ class Replica:
         self._cursor = newest
         self.rebuilds += 1
         return len(self._indexed)
+
+    def _rebuild_rows(self, newest: int) -> int:
+        """Labelled by rows: drop every label the store no longer has, add every live one not held."""
+        index, rows = self.index, self._rows
+        held = index.labels()  # type: ignore[attr-defined]
+        index.remove_labels(held[~rows.live_labels(held)].tolist())  # type: ignore[attr-defined, union-attr]
+        batch: list[tuple[int, CacheEntry]] = []
+        for label, entry in rows.labelled_entries():  # type: ignore[union-attr]
+            if self._fits(entry):
+                batch.append((label, entry))
+            if len(batch) >= 65_536:
+                index.add_labelled(batch)  # type: ignore[attr-defined]
+                batch = []
+        index.add_labelled(batch)  # type: ignore[attr-defined]
+        self._cursor = newest
+        self.rebuilds += 1
+        return len(index)
 
     def _reconcile(self, final: dict[str, CacheEntry | None]) -> None:
         """Make the index hold exactly ``final``'s entries for those ids (``None``: absent)."""
@@ -211,6 +281,10 @@ class Replica:
     def _drop_dead(self, entry_ids: list[str], now: float) -> None:
         """Remove ids the store no longer has, so they stop taking ``top_k`` places."""
         with self._sync_lock:
+            if self._rows is not None:  # labels: dead is dead (a row taken again has a new label)
+                labels = np.array(entry_ids, dtype=np.int64)
+                self.index.remove_labels(labels[~self._rows.live_labels(labels)].tolist())  # type: ignore[attr-defined]
+                return
             # re-checked under the lock: a sync may have just re-added one of them
             known = [i for i in entry_ids if i in self._indexed]
             dead = [i for i, e in zip(known, self.store.get_many(known, now=now) if known else []) if e is None]

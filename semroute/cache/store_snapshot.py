@@ -1,10 +1,11 @@
-"""A ``MemoryStore``'s entries written at close in a columnar form that loads far faster than the journal.
+"""A ``MemoryStore``'s rows written at close in a columnar form that loads far faster than the journal.
 
 Reading a million entries back from the SQLite journal costs ~15-25 µs each (row fetch, vector
 conversion, object construction; bench/cache_scale.py profile): minutes at 1M. This snapshot
 holds the same entries as arrays: vectors as one ``.npy``, per-entry texts as one UTF-8 blob
 with offsets, fields most entries share (scope, namespace, model, tier, embedder) as a list of
-distinct values plus codes, so loading is a few array reads and one object per entry.
+distinct values plus codes, so loading is a few array reads straight into the store's columns
+(``_columns.Columns``), with no object per entry beyond its own texts.
 
 It is not the truth and not a journal: it is valid only for the journal version (last sequence
 number, row count, newest row) it records, so it is ignored (and the journal read instead) once the journal has moved on, and
@@ -15,120 +16,140 @@ snapshot or the new one, never a mix.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import json
-import math
 import os
 import shutil
 import sys
-from collections import deque
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..types import CacheEntry
+from ._columns import Columns, pack, unpack
 from ._vector import gc_paused
 
 __all__ = ["read", "write"]
 
-_FORMAT = 1
+# 2: also each entry's row and every row's generation, and the row numbering's epoch, so an index
+# labelled by rows (``Replica``) stays valid across a restart. Format 1 is still read (rows renumbered).
+_FORMAT = 2
 _OWN = ("id", "key", "question", "answer", "tags")  # per-entry texts: blob + offsets
 _SHARED = ("scope", "namespace", "model", "tier", "embedder")  # distinct values + codes
+_CHUNK = 65_536  # rows of vectors copied at a time: no second copy of every vector at close
 
 
-def write(directory: Path, entries: Sequence[CacheEntry], *, version: str) -> bool:
-    """Write ``entries`` (in LRU order) as of journal ``version``; False (and no snapshot) if they do not fit one array."""
-    shapes = {(e.vector.shape, e.vector.dtype) for e in entries}
-    if len(shapes) > 1:  # several embedders' dimensions in one store: the journal is read instead
+def write(directory: Path, columns: Columns, *, version: str) -> bool:
+    """Write the live rows (in LRU order) as of journal ``version``; False (and no snapshot) if they do not fit one array."""
+    rows = columns.live_rows()
+    dims = {columns.kinds[code][5] for code in np.unique(columns.kind[rows]).tolist()}
+    if len(dims) > 1:  # several embedders' dimensions in one store: the journal is read instead
         shutil.rmtree(directory, ignore_errors=True)
         return False
     staging = directory.with_name(directory.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    vectors = np.stack([e.vector for e in entries]) if entries else np.zeros((0, 0), np.float32)
-    np.save(staging / "vectors.npy", vectors, allow_pickle=False)
-    times = np.array([(e.created_at, math.nan if e.expires_at is None else e.expires_at) for e in entries],
-                     dtype=np.float64).reshape(len(entries), 2)
+    _write_vectors(staging / "vectors.npy", columns, rows, dims.pop() if dims else 0)
+    times = np.stack([columns.created[rows], columns.expires[rows]], axis=1)
     np.save(staging / "times.npy", times, allow_pickle=False)
+    order = rows.tolist()
     for name in _OWN:
-        parts = [_text(e, name).encode("utf-8") for e in entries]
-        (staging / f"{name}.bin").write_bytes(b"".join(parts))
-        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in parts], out=offsets[1:])
+        blob, offsets = _own_column(columns, name, order)
+        (staging / f"{name}.bin").write_bytes(blob)
         np.save(staging / f"{name}.offsets.npy", offsets, allow_pickle=False)
     shared = {}
-    for name in _SHARED:
+    for position, name in enumerate(_SHARED):
         values: dict[str, int] = {}
-        codes = np.fromiter((values.setdefault(getattr(e, name), len(values)) for e in entries), dtype=np.int32,
-                            count=len(entries))
-        np.save(staging / f"{name}.codes.npy", codes, allow_pickle=False)
+        of_kind = np.array([values.setdefault(kind[position], len(values)) for kind in columns.kinds] or [0],
+                           dtype=np.int32)
+        np.save(staging / f"{name}.codes.npy", of_kind[columns.kind[rows]], allow_pickle=False)
         shared[name] = list(values)
-    meta = {"format": _FORMAT, "version": version, "count": len(entries), "shared": shared}
+    np.save(staging / "rows.npy", rows.astype(np.int64), allow_pickle=False)
+    np.save(staging / "gens.npy", columns.gen[:len(columns.ids)], allow_pickle=False)
+    meta = {"format": _FORMAT, "version": version, "count": len(order), "shared": shared, "epoch": columns.epoch}
     (staging / "snapshot.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(staging, directory)
     return True
 
 
-def read(directory: Path, *, version: str, vector_dtype: str) -> list[CacheEntry] | None:
-    """The entries written as of journal ``version`` (vectors as ``vector_dtype``), or None if there is no such snapshot."""
+def _write_vectors(path: Path, columns: Columns, rows: np.ndarray, dim: int) -> None:
+    if not len(rows):
+        np.save(path, np.zeros((0, 0), dtype=columns.dtype), allow_pickle=False)
+        return
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=columns.dtype, shape=(len(rows), dim))
+    matrix, slots = columns.pools[dim].matrix, columns.slot[rows]
+    for start in range(0, len(rows), _CHUNK):
+        out[start:start + _CHUNK] = matrix[slots[start:start + _CHUNK]]
+    out.flush()
+    del out
+
+
+def _own_column(columns: Columns, name: str, rows: list[int]) -> tuple[bytes, np.ndarray]:
+    """One text column as a UTF-8 blob and its offsets (ids and keys kept as 16 bytes: one ``hex`` for all)."""
+    if name in ("id", "key"):
+        packed = [(columns.ids if name == "id" else columns.keys)[row] for row in rows]
+        if all(type(value) is bytes for value in packed):
+            return b"".join(packed).hex().encode("ascii"), np.arange(len(rows) + 1, dtype=np.int64) * 32  # type: ignore[arg-type]
+        parts = [unpack(value).encode("utf-8") for value in packed]  # type: ignore[arg-type]
+    elif name == "tags":  # most rows carry none: skip a json.dumps each
+        parts = [json.dumps([list(p) for p in columns.tags[row]], ensure_ascii=False).encode("utf-8")
+                 if row in columns.tags else b"[]" for row in rows]
+    else:
+        texts = columns.questions if name == "question" else columns.answers
+        parts = [texts[row].encode("utf-8") for row in rows]  # type: ignore[union-attr]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    return b"".join(parts), offsets
+
+
+def read(directory: Path, *, version: str, columns: Columns) -> bool:
+    """Fill the empty ``columns`` with the rows written as of journal ``version``; False (nothing filled) if there is no such snapshot."""
     try:
         meta = json.loads((directory / "snapshot.json").read_text(encoding="utf-8"))
-        if meta.get("format") != _FORMAT or meta.get("version") != version:
-            return None
+        if meta.get("format") not in (1, _FORMAT) or meta.get("version") != version:
+            return False
         count = int(meta["count"])
         vectors = np.load(directory / "vectors.npy", allow_pickle=False, mmap_mode="r")  # copied chunk by chunk
         times = np.load(directory / "times.npy", allow_pickle=False)
-        own = {name: _texts(directory, name, count) for name in _OWN}
         shared = {name: [_interned(v) for v in meta["shared"][name]] for name in _SHARED}
-        codes = {name: np.load(directory / f"{name}.codes.npy", allow_pickle=False).tolist() for name in _SHARED}
-        if len(vectors) != count or times.shape != (count, 2) or any(len(c) != count for c in codes.values()):
-            return None
+        codes = [np.load(directory / f"{name}.codes.npy", allow_pickle=False) for name in _SHARED]
+        if len(vectors) != count or times.shape != (count, 2) or any(c.shape != (count,) for c in codes):
+            return False
         with gc_paused():
-            return _entries(count, vectors.astype(vector_dtype, copy=False), times, own, shared, codes)
+            ids, keys = (_packed(directory, name, count) for name in ("id", "key"))
+            questions, answers = (_texts(directory, name, count) for name in ("question", "answer"))
+            tags = {row: tuple((str(k), str(v)) for k, v in json.loads(text))
+                    for row, text in enumerate(_texts(directory, "tags", count)) if text != "[]"}
+            kinds, kind = _kinds(codes, shared, int(vectors.shape[1]) if count else 0)
+            rows = gens = None
+            if meta["format"] == _FORMAT:
+                rows, gens = (np.load(directory / f"{name}.npy", allow_pickle=False) for name in ("rows", "gens"))
+                rows, gens = rows.astype(np.int64), gens.astype(np.uint32)
+                columns.epoch = str(meta["epoch"])
+            return columns.load(ids=ids, keys=keys, questions=questions, answers=answers, tags=tags, times=times,
+                                kinds=kinds, kind=kind, vectors=vectors, rows=rows, gens=gens)
     except (OSError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
-        return None
+        return False
 
 
-# Vectors are handed out as read-only views of chunks of this many rows: one allocation per chunk
-# instead of one per entry (~3x faster to load at 1M, and no per-vector allocation overhead). The
-# snapshot is in LRU order, so eviction frees whole chunks nearly in order; a chunk lives as long
-# as any of its entries does (at most this many vectors held for one survivor).
-_CHUNK_ROWS = 4096
+def _kinds(codes: list[np.ndarray], shared: dict[str, list[str]], dim: int) -> tuple[list, np.ndarray]:
+    """The distinct (scope, namespace, model, tier, embedder, dim) tuples and each row's code into them."""
+    if not len(codes[0]):
+        return [], np.zeros(0, dtype=np.int32)
+    distinct, kind = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+    kinds = [tuple(shared[name][c] for name, c in zip(_SHARED, row)) + (dim,) for row in distinct.tolist()]
+    return kinds, kind.reshape(-1).astype(np.int32)
 
 
-def _entries(count: int, vectors: np.ndarray, times: np.ndarray, own: dict[str, list[str]],
-             shared: dict[str, list[str]], codes: dict[str, list[int]]) -> list[CacheEntry]:
-    created = times[:, 0].tolist()
-    expires = [None if math.isnan(value) else value for value in times[:, 1].tolist()]
-    ids, keys, questions, answers, tags = (own[name] for name in _OWN)
-    scope, namespace, model, tier, embedder = ([shared[name][c] for c in codes[name]] for name in _SHARED)
-    rows: list[np.ndarray] = []
-    for start in range(0, count, _CHUNK_ROWS):
-        chunk = np.array(vectors[start:start + _CHUNK_ROWS])  # its own buffer, apart from the file's
-        chunk.setflags(write=False)  # and so every row view is read-only too
-        rows.extend(chunk)
-    pairs = [() if text == "[]" else tuple((str(k), str(v)) for k, v in json.loads(text)) for text in tags]
-    columns = (ids, keys, scope, namespace, questions, answers, rows, created, expires, model, tier, embedder, pairs)
-    return _construct(count, columns)
-
-
-def _construct(count: int, columns: tuple[list, ...]) -> list[CacheEntry]:
-    """``CacheEntry`` objects from columns, one field at a time over all entries (~2x faster at 1M).
-
-    The dataclass ``__init__`` only assigns fields (no ``__post_init__``; the values were checked
-    by the store that wrote them), so assigning each field's slot for every entry in one C-level
-    pass gives equal objects. Falls back to the constructor if ``CacheEntry`` ever validates.
-    """
-    fields = dataclasses.fields(CacheEntry)
-    if hasattr(CacheEntry, "__post_init__") or len(fields) != len(columns):
-        return list(map(CacheEntry, *columns))
-    out = list(map(object.__new__, itertools.repeat(CacheEntry, count)))
-    for field, values in zip(fields, columns):
-        deque(map(vars(CacheEntry)[field.name].__set__, out, values), maxlen=0)  # consumed in C
-    return out
+def _packed(directory: Path, name: str, count: int) -> list[str | bytes]:
+    """Ids or keys as ``Columns`` keeps them; all 32 lowercase hex digits (the usual case): one ``bytes.fromhex``."""
+    blob = (directory / f"{name}.bin").read_bytes()
+    offsets = np.load(directory / f"{name}.offsets.npy", allow_pickle=False)
+    digits = np.frombuffer(blob, dtype=np.uint8)
+    if len(blob) == 32 * count and np.array_equal(offsets, np.arange(count + 1) * 32) \
+            and bool((((digits - 48) < 10) | ((digits - 97) < 6)).all()):  # uint8 wraps: 0-9 or a-f
+        raw = bytes.fromhex(blob.decode("ascii"))
+        return [raw[i:i + 16] for i in range(0, len(raw), 16)]
+    return [pack(text) for text in _texts(directory, name, count)]
 
 
 def _texts(directory: Path, name: str, count: int) -> list[str]:
@@ -149,12 +170,6 @@ def _texts(directory: Path, name: str, count: int) -> list[str]:
         offsets = chars[offsets]
     bounds = offsets.tolist()
     return [text[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
-def _text(entry: CacheEntry, name: str) -> str:
-    if name == "tags":  # most entries carry none: skip a json.dumps each (~0.6 s of a 200k close)
-        return json.dumps([list(pair) for pair in entry.tags], ensure_ascii=False) if entry.tags else "[]"
-    return getattr(entry, name)
 
 
 def _interned(value: object) -> str:
