@@ -92,6 +92,18 @@ def test_headers_say_who_answered(gateway, fake_ollama):
     assert set(miss.json()) >= {"model", "created_at", "message", "done", "eval_count", "prompt_eval_count"}
 
 
+def test_server_timing_breaks_a_routed_answer_into_steps(gateway, fake_ollama):
+    gw = gateway()
+    body = {"model": "semroute", "messages": user("How long is a learner permit valid?"), "stream": False}
+    miss = httpx.post(f"{gw.url}/api/chat", json=body)
+    hit = httpx.post(f"{gw.url}/v1/chat/completions", json={**body, "model": "semroute"})
+    steps = {name: float(dur.removeprefix("dur=")) for name, dur in
+             (part.strip().split(";") for part in miss.headers["server-timing"].split(","))}
+    assert {"embed", "llm", "total"} <= set(steps) and all(ms >= 0 for ms in steps.values())
+    assert steps["total"] >= steps["embed"] + steps["llm"]
+    assert hit.headers["x-semroute-source"] == "exact" and hit.headers["server-timing"].startswith("total;dur=")
+
+
 def test_streaming_chat_and_generate(gateway, fake_ollama):
     gw = gateway()
     client = gw.ollama()

@@ -18,9 +18,10 @@ Not here: HTTP, JSON shapes, authentication (``auth``), metrics (``observe``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -65,16 +66,31 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     duration_s: float = 0.0
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def of_answer(cls, answer: Answer, asked: str) -> Reply:
         return cls(answer.text, answer.source, answer.model or asked, answer.instance, answer.tier,
-                   answer.similarity, answer.prompt_tokens, answer.completion_tokens, answer.latency_ms / 1000)
+                   answer.similarity, answer.prompt_tokens, answer.completion_tokens, answer.latency_ms / 1000,
+                   answer.timings_ms)
+
+    def headers(self) -> dict[str, str]:
+        """``X-Semroute-*`` plus a W3C ``Server-Timing`` header of the router's steps (embed,
+        semantic, llm, ..., and total), which browsers' developer tools and tracing proxies display."""
+        headers = headers_of(self.source, tier=self.tier, instance=self.instance, similarity=self.similarity,
+                             model=self.model)
+        steps = {**self.timings_ms, "total": self.duration_s * 1000}
+        headers["server-timing"] = ", ".join(f"{_TOKEN.sub('-', name)};dur={ms:.3f}" for name, ms in steps.items())
+        return headers
 
     @classmethod
     def of_completion(cls, completion: Completion, tier: str, started: float) -> Reply:
         return cls(completion.text, tier, completion.model, completion.instance, tier, None,
                    completion.prompt_tokens, completion.completion_tokens, time.perf_counter() - started)
+
+
+# What Server-Timing's metric names may contain (an HTTP token); anything else becomes "-".
+_TOKEN = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 
 
 def headers_of(source: str, *, tier: str | None, instance: str | None, similarity: float | None,

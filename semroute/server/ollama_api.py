@@ -112,8 +112,7 @@ async def _answer(service: Service, request: Request, kind: str, call: ChatCall,
     started = time.perf_counter()
     if not stream:
         reply = await service.answer(request, call)
-        headers = headers_of(reply.source, tier=reply.tier, instance=reply.instance,
-                             similarity=reply.similarity, model=reply.model)
+        headers = reply.headers()
         return JSONResponse({**_body(kind, call.model, reply.text), **_final_fields(reply, started)}, headers=headers)
     first, groups = await service.open_stream(request, call)
     head = first[0]

@@ -87,8 +87,7 @@ async def chat_completions(service: Service, request: Request) -> Response:
     with service.admitted(request, tenant, call.model):
         if not payload.get("stream"):
             reply = await service.answer(request, call)
-            headers = headers_of(reply.source, tier=reply.tier, instance=reply.instance,
-                                 similarity=reply.similarity, model=reply.model)
+            headers = reply.headers()
             return JSONResponse({
                 "id": ident, "object": "chat.completion", "created": created, "model": call.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
