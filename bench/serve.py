@@ -113,8 +113,10 @@ def cpu_seconds(pid: int) -> float:
 # -- measurements -----------------------------------------------------------------------------
 
 
-def sequential(client: httpx.Client, url: str, bodies: list[dict]) -> tuple[list[float], dict[str, int]]:
-    times, sources = [], {}
+def sequential(client: httpx.Client, url: str, bodies: list[dict]) -> tuple[list[float], dict[str, object]]:
+    """Each request's time here, and who answered (with the gateway's ``Server-Timing`` steps'
+    p50 under ``"steps_p50_ms"``: where the time inside the gateway went)."""
+    times, sources, steps = [], {}, {}
     for body in bodies:
         t0 = time.perf_counter()
         response = client.post(url, json=body)
@@ -122,6 +124,11 @@ def sequential(client: httpx.Client, url: str, bodies: list[dict]) -> tuple[list
         response.raise_for_status()
         source = response.headers.get("x-semroute-source", "direct")
         sources[source] = sources.get(source, 0) + 1
+        for part in filter(None, response.headers.get("server-timing", "").split(",")):
+            name, _, duration = part.strip().partition(";dur=")
+            steps.setdefault(name, []).append(float(duration))
+    if steps:
+        sources["steps_p50_ms"] = {name: round(pct(values, 50), 3) for name, values in steps.items()}
     return times, sources
 
 
