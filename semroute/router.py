@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .backends.base import BackendFactory
 from .backends.deadline import Deadline
+from .backends.sizing import sizing
 from .cache.base import Store
 from .components import Components
 from .embed import Embedder, default_embedder
@@ -398,7 +399,7 @@ class Router:
             name: [dataclasses.asdict(s) for s in self.pipeline.pool(name).states(tier.model)]
             for name, tier in self.tiers.items()
         }
-        snapshot["sizing"] = {name: _sizing(self.pipeline.pool(name), tier) for name, tier in self.tiers.items()}
+        snapshot["sizing"] = {name: sizing(self.pipeline.pool(name), tier.model) for name, tier in self.tiers.items()}
         return snapshot
 
     def start_health_checks(self) -> None:
@@ -414,26 +415,6 @@ class Router:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _sizing(pool, tier: Tier) -> dict[str, float | int | None]:
-    """Capacity of one tier: ``slots`` run at once, ``queue_max`` more wait up to ``queue_timeout_s``;
-    beyond ``admits_at_once`` concurrent requests ``Overloaded`` comes at once. ``answers_per_s``
-    is slots / mean EWMA latency (None until measured)."""
-    states = pool.states(tier.model)
-    queue = tier.pool.queue
-    slots = sum(s.limit for s in states)
-    latencies = [s.ewma_latency_s for s in states if s.ewma_latency_s]
-    return {
-        "instances": len(states),
-        "slots": slots,
-        "queue_max": queue.max_length,
-        "queue_timeout_s": queue.timeout_s,
-        "admits_at_once": slots + queue.max_length,
-        "in_flight": sum(s.in_flight for s in states),
-        "queued": pool.queue_length,
-        "answers_per_s": slots / (sum(latencies) / len(latencies)) if latencies else None,
-    }
 
 
 def _left(deadline: Deadline) -> float | None:
