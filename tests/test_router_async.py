@@ -10,13 +10,13 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from semroute import BackendError, Overloaded, PoolSettings, QueueSettings, Router, Tier
-from semroute.cache.memory import MemoryStore
 from semroute.types import CacheEntry
+from store_wrappers import WrappedStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,11 +66,11 @@ def make_router(tmp_path, fake_ollama, embedder):
         router.close()
 
 
-class SlowStore:
+class SlowStore(WrappedStore):
     """A ``MemoryStore`` whose reads wait for ``gate``: a store on a slow disk or network."""
 
     def __init__(self, gate: threading.Event) -> None:
-        self.inner = MemoryStore()
+        super().__init__()
         self.gate = gate
         self.entered = threading.Event()
         self.waited_out = False  # a read gave up waiting: nobody opened the gate meanwhile
@@ -87,30 +87,6 @@ class SlowStore:
     def changes(self, since: int):
         self._slow()
         return self.inner.changes(since)
-
-    def put_many(self, entries) -> None:
-        self.inner.put_many(entries)
-
-    def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
-        return self.inner.get(entry_id, now=now)
-
-    def get_many(self, entry_ids, *, now: float) -> list[CacheEntry | None]:
-        return self.inner.get_many(entry_ids, now=now)
-
-    def invalidate(self, *, namespace=None, where=None) -> int:
-        return self.inner.invalidate(namespace=namespace, where=where)
-
-    def delete(self, entry_ids: Iterable[str]) -> int:
-        return self.inner.delete(entry_ids)
-
-    def entries(self) -> Iterator[CacheEntry]:
-        return self.inner.entries()
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.mark.parametrize("call", ["aask", "astream"])

@@ -9,26 +9,25 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytest
 
 from semroute import Router, Tier
-from semroute.cache.memory import MemoryStore
 from semroute.types import CacheEntry
 from semroute.write_behind import WriteBehind
+from store_wrappers import WrappedStore
 
 pytestmark = pytest.mark.timeout(120)
 
 SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
 
 
-class GatedWrites:
+class GatedWrites(WrappedStore):
     """A ``MemoryStore`` whose writes wait until ``gate`` opens (a store on a slow disk)."""
 
     def __init__(self) -> None:
-        self.inner = MemoryStore()
+        super().__init__()
         self.gate = threading.Event()
         self.writing = threading.Event()
 
@@ -36,33 +35,6 @@ class GatedWrites:
         self.writing.set()
         assert self.gate.wait(30), "the test never opened the gate"
         self.inner.put_many(entries)
-
-    def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
-        return self.inner.get_by_key(key, now=now)
-
-    def changes(self, since: int):
-        return self.inner.changes(since)
-
-    def get(self, entry_id: str, *, now: float) -> CacheEntry | None:
-        return self.inner.get(entry_id, now=now)
-
-    def get_many(self, entry_ids, *, now: float) -> list[CacheEntry | None]:
-        return self.inner.get_many(entry_ids, now=now)
-
-    def invalidate(self, *, namespace=None, where=None) -> int:
-        return self.inner.invalidate(namespace=namespace, where=where)
-
-    def delete(self, entry_ids: Iterable[str]) -> int:
-        return self.inner.delete(entry_ids)
-
-    def entries(self) -> Iterator[CacheEntry]:
-        return self.inner.entries()
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture
