@@ -20,7 +20,7 @@ import asyncio
 import functools
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -192,31 +192,31 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
-        try:
-            async with _within(timeout):
-                transport, conn = await loop.create_connection(lambda: _Connection(loop), host, port, local_addr=local)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _apply(transport, socket_options)
-        return conn
+        return await _connect(f"{host}:{port}", timeout, socket_options, lambda: loop.create_connection(
+            lambda: _Connection(loop), host, port, local_addr=local))
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with _within(timeout):
-                transport, conn = await loop.create_unix_connection(lambda: _Connection(loop), path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _apply(transport, socket_options)
-        return conn
+        return await _connect(path, timeout, socket_options, lambda: loop.create_unix_connection(
+            lambda: _Connection(loop), path))
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _connect(where: str, timeout: float | None, socket_options: Iterable[Any] | None,
+                   connect: Callable[[], Awaitable[tuple[asyncio.BaseTransport, _Connection]]]) -> _Connection:
+    """``connect()`` within ``timeout``, its errors as httpcore's (which httpx maps to its own)."""
+    try:
+        async with _within(timeout):
+            transport, conn = await connect()
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"timed out connecting to {where}") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    _apply(transport, socket_options)
+    return conn
 
 
 def _apply(transport: asyncio.BaseTransport, options: Iterable[Any] | None) -> None:
