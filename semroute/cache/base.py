@@ -16,7 +16,7 @@ import numpy as np
 
 from ..types import CacheEntry
 
-__all__ = ["Change", "Store", "Index", "RowStore"]
+__all__ = ["Change", "Store", "Index", "RowStore", "RowIndex"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +137,27 @@ class RowStore(Protocol):
 
     def labelled_entries(self) -> Iterator[tuple[int, CacheEntry]]:
         """``entries()`` with each entry's label."""
+        ...
+
+
+@runtime_checkable
+class RowIndex(Protocol):
+    """Optional index capability: vectors labelled by a ``RowStore``'s row labels (``FaissIndex``)."""
+
+    def use_rows(self, rows: RowStore) -> None:
+        """Label vectors by ``rows``'s labels from now on (while the index is empty)."""
+        ...
+
+    def add_labelled(self, pairs: Sequence[tuple[int, CacheEntry]]) -> None:
+        """Add (label, entry) pairs; a label already held is left as it is."""
+        ...
+
+    def remove_labels(self, labels: Iterable[int]) -> None: ...
+
+    def search_labels(self, vector: np.ndarray, *, scope: str, k: int) -> list[tuple[int, float]]:
+        """``Index.search`` returning row labels instead of entry ids."""
+        ...
+
+    def labels(self) -> np.ndarray:
+        """Every label held."""
         ...

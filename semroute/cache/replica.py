@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DimensionMismatch
 from ..types import CacheEntry, Candidate
 from ._vector import as_unit_vector
-from .base import Change, Index, RowStore, Store
+from .base import Change, Index, RowIndex, RowStore, Store
 
 __all__ = ["Replica"]
 
@@ -68,9 +68,10 @@ class Replica:
         self.rebuilds = 0
         # Labelled by store rows when both sides can (and the index is still empty): see the module doc.
         self._rows: RowStore | None = None
-        if isinstance(store, RowStore) and hasattr(index, "use_rows") and len(index) == 0:
-            index.use_rows(store)  # type: ignore[attr-defined]
-            self._rows = store
+        self._row_index: RowIndex | None = None
+        if isinstance(store, RowStore) and isinstance(index, RowIndex) and len(index) == 0:
+            index.use_rows(store)
+            self._rows, self._row_index = store, index
 
     def sync(self) -> int:
         """Apply the store's changes since the last sync to the index; returns how many.
@@ -117,8 +118,8 @@ class Replica:
         return found[:k]
 
     def _search(self, vector: np.ndarray, scope: str, k: int) -> list[tuple[object, float]]:
-        if self._rows is not None:
-            return self.index.search_labels(vector, scope=scope, k=k)  # type: ignore[attr-defined, no-any-return]
+        if self._row_index is not None:
+            return self._row_index.search_labels(vector, scope=scope, k=k)  # type: ignore[return-value]
         return self.index.search(vector, scope=scope, k=k)  # type: ignore[return-value]
 
     def _read(self, keys: list, now: float) -> list[CacheEntry | None]:
@@ -214,7 +215,9 @@ class Replica:
         Puts whose row the store has already let go (replaced later in the batch) are skipped; a
         replaced entry's old label stays until its row is reused or a search finds it dead.
         """
-        index, final = self.index, {}  # label -> entry (None: deleted)
+        index, rows = self._row_index, self._rows
+        assert index is not None and rows is not None
+        final: dict[int, CacheEntry | None] = {}  # label -> entry (None: deleted)
         for change in changes:
             if change.label is None:  # cannot happen with a RowStore; rebuild rather than guess
                 self._rebuild()
@@ -223,10 +226,10 @@ class Replica:
         gone = [label for label, entry in final.items() if entry is None]
         puts = [(label, entry) for label, entry in final.items() if entry is not None and self._fits(entry)]
         if gone:
-            index.remove_labels(gone)  # type: ignore[attr-defined]
+            index.remove_labels(gone)
         if puts:
-            alive = self._rows.live_labels(np.array([label for label, _ in puts], dtype=np.int64))  # type: ignore[union-attr]
-            index.add_labelled([pair for pair, ok in zip(puts, alive.tolist()) if ok])  # type: ignore[attr-defined]
+            alive = rows.live_labels(np.array([label for label, _ in puts], dtype=np.int64))
+            index.add_labelled([pair for pair, ok in zip(puts, alive.tolist()) if ok])
 
     def _rebuild(self) -> int:
         head = self.store.changes(_HEAD)
@@ -244,17 +247,18 @@ class Replica:
 
     def _rebuild_rows(self, newest: int) -> int:
         """Labelled by rows: drop every label the store no longer has, add every live one not held."""
-        index, rows = self.index, self._rows
-        held = index.labels()  # type: ignore[attr-defined]
-        index.remove_labels(held[~rows.live_labels(held)].tolist())  # type: ignore[attr-defined, union-attr]
+        index, rows = self._row_index, self._rows
+        assert index is not None and rows is not None
+        held = index.labels()
+        index.remove_labels(held[~rows.live_labels(held)].tolist())
         batch: list[tuple[int, CacheEntry]] = []
-        for label, entry in rows.labelled_entries():  # type: ignore[union-attr]
+        for label, entry in rows.labelled_entries():
             if self._fits(entry):
                 batch.append((label, entry))
             if len(batch) >= 65_536:
-                index.add_labelled(batch)  # type: ignore[attr-defined]
+                index.add_labelled(batch)
                 batch = []
-        index.add_labelled(batch)  # type: ignore[attr-defined]
+        index.add_labelled(batch)
         self._cursor = newest
         self.rebuilds += 1
         return len(index)
@@ -281,9 +285,9 @@ class Replica:
     def _drop_dead(self, entry_ids: list[str], now: float) -> None:
         """Remove ids the store no longer has, so they stop taking ``top_k`` places."""
         with self._sync_lock:
-            if self._rows is not None:  # labels: dead is dead (a row taken again has a new label)
+            if self._rows is not None and self._row_index is not None:  # labels: dead is dead (a reused row has a new label)
                 labels = np.array(entry_ids, dtype=np.int64)
-                self.index.remove_labels(labels[~self._rows.live_labels(labels)].tolist())  # type: ignore[attr-defined]
+                self._row_index.remove_labels(labels[~self._rows.live_labels(labels)].tolist())
                 return
             # re-checked under the lock: a sync may have just re-added one of them
             known = [i for i in entry_ids if i in self._indexed]
