@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TURKISH = {"tqp_dev", "xsid_tr", "nearmiss_tr", "stsb_tr"}
 
 
-def tqp_groups() -> list[tuple[str, str]]:
+def tqp_groups(split: str = "dev", pairs: int | None = None) -> list[tuple[str, str]]:
+    """(sentence, group) rows: TQP's ``split`` pairs (the first ``pairs`` of them) joined into
+    connected components."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -26,7 +28,7 @@ def tqp_groups() -> list[tuple[str, str]]:
             x = parent[x]
         return x
 
-    for a, b in sd.tqp_pairs("dev"):
+    for a, b in sd.tqp_pairs(split)[:pairs]:
         parent[find(a)] = find(b)
     return [(t, find(t)) for t in sorted(parent)]
 
