@@ -174,15 +174,14 @@ def run(entries: int, sample: int, vectors: str, redis: bool = False) -> dict[st
 def measure_and_restart(tmp: Path, entries: int, sample: int, vectors: str,
                         redis_url: str | None = None) -> dict[str, float]:
     """The filling process's numbers, then a restart over the same directory (and Redis, if any)."""
-    if True:
-        result = measure(Path(tmp), entries, sample, vectors, redis_url)
-        result["vectors"] = vectors
-        result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
-        answered, total, resident = restart(Path(tmp), entries, vectors, redis_url)
-        result["restart_s"], result["restart_with_close_s"] = round(answered, 2), round(total, 2)
-        result["restart_rss_bytes_per_entry"] = resident
-        # journal, index snapshot and store snapshot
-        result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
+    result = measure(Path(tmp), entries, sample, vectors, redis_url)
+    result["vectors"] = vectors
+    result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
+    answered, total, resident = restart(Path(tmp), entries, vectors, redis_url)
+    result["restart_s"], result["restart_with_close_s"] = round(answered, 2), round(total, 2)
+    result["restart_rss_bytes_per_entry"] = resident
+    # journal, index snapshot and store snapshot
+    result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
     return result
 
 
