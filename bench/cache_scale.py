@@ -12,7 +12,14 @@ where each entry holds its own answer string, while the filling process's entrie
 thread's CPU time: on a shared host the difference is time spent waiting for a core. The baseline in the same run is the same
 measurement at N/10 entries (how the numbers grow with N).
 
-    python bench/cache_scale.py --entries 100000 [--json] [--sample 1000]
+``--redis`` runs the same measurement with the entries in a ``RedisStore``: the bench starts a
+private ``redis-server`` (``semroute.testing.redis_server``, append-only, ``everysec``) on a free
+loopback port, the filling process is a ``Router(redis_url=..., data_dir=...)`` that follows it,
+and the restart is a new process building that same Router over the same Redis and data
+directory. RSS per entry is the following process's; ``redis_used_memory_bytes_per_entry`` is the
+server's ``used_memory`` growth per entry, reported separately.
+
+    python bench/cache_scale.py --entries 100000 [--json] [--sample 1000] [--redis]
 """
 
 from __future__ import annotations
@@ -65,13 +72,14 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def make_router(data_dir: Path, vectors: str = "float32"):
+def make_router(data_dir: Path, vectors: str = "float32", redis_url: str | None = None):
     from semroute import FixedTier, Router, RouterSettings, ThresholdVerifier, Tier
     from semroute.settings import CacheSettings
 
     settings = RouterSettings(cache=CacheSettings(consensus=False, max_entries=10**8, vectors=vectors))
     return Router(tiers={"small": Tier("m", ("http://127.0.0.1:9",))}, classifier=FixedTier("small"),
-                  verifier=ThresholdVerifier(0.9), embedder=TableEmbedder(), settings=settings, data_dir=data_dir)
+                  verifier=ThresholdVerifier(0.9), embedder=TableEmbedder(), settings=settings, data_dir=data_dir,
+                  redis_url=redis_url)
 
 
 def fill(router, entries: int) -> float:
@@ -88,8 +96,8 @@ def lookup(router, question: str):
     return pipeline.exact(plan) or pipeline.semantic(plan, pipeline.embed(plan))
 
 
-def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str, float]:
-    router = make_router(data_dir, vectors)
+def measure(data_dir: Path, entries: int, sample: int, vectors: str, redis_url: str | None = None) -> dict[str, float]:
+    router = make_router(data_dir, vectors, redis_url)
     router.pipeline.prepare()  # imports and an empty index: not per-entry cost
     before = rss_bytes()
     fill_s = fill(router, entries)
@@ -118,7 +126,7 @@ def measure(data_dir: Path, entries: int, sample: int, vectors: str) -> dict[str
             "lookup_cpu_p50_ms": round(float(np.median(cpu_ms)), 3), "lookup_cpu_p99_ms": round(float(np.percentile(cpu_ms, 99)), 3)}
 
 
-def restart(data_dir: Path, entries: int, vectors: str) -> tuple[float, float, int]:
+def restart(data_dir: Path, entries: int, vectors: str, redis_url: str | None = None) -> tuple[float, float, int]:
     """(seconds until the new process's first semantic lookup is answered, seconds until it has exited, RSS per entry).
 
     The clock for ``restart_s`` stops when the child prints its answer, as the issue defines it;
@@ -128,7 +136,8 @@ def restart(data_dir: Path, entries: int, vectors: str) -> tuple[float, float, i
     holds its own copy of its answer, as in a real cache.
     """
     t0 = time.perf_counter()
-    with subprocess.Popen([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors],
+    with subprocess.Popen([sys.executable, __file__, "--child", str(data_dir), str(entries), vectors]
+                          + ([] if redis_url is None else [redis_url]),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child_process:
         assert child_process.stdout is not None and child_process.stderr is not None
         first = child_process.stdout.readline()
@@ -144,33 +153,60 @@ def restart(data_dir: Path, entries: int, vectors: str) -> tuple[float, float, i
     return answered, total, int(rest.split()[0])
 
 
-def child(data_dir: str, entries: int, vectors: str) -> None:
+def child(data_dir: str, entries: int, vectors: str, redis_url: str | None = None) -> None:
     import faiss  # noqa: F401 - imported before the baseline: not per-entry cost
 
     before = rss_bytes()
-    router = make_router(Path(data_dir), vectors)
+    router = make_router(Path(data_dir), vectors, redis_url)
     answer = lookup(router, f"q{entries // 2} ~")
     print("miss" if answer is None else answer.source, flush=True)
     print(round((rss_bytes() - before) / entries), flush=True)
     router.close()
 
 
-def run(entries: int, sample: int, vectors: str) -> dict[str, float]:
+def run(entries: int, sample: int, vectors: str, redis: bool = False) -> dict[str, float]:
+    if redis:
+        return run_redis(entries, sample, vectors)
     with tempfile.TemporaryDirectory(prefix="semroute-scale-") as tmp:
-        result = measure(Path(tmp), entries, sample, vectors)
-        result["vectors"] = vectors
-        result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
-        answered, total, resident = restart(Path(tmp), entries, vectors)
-        result["restart_s"], result["restart_with_close_s"] = round(answered, 2), round(total, 2)
-        result["restart_rss_bytes_per_entry"] = resident
-        # journal, index snapshot and store snapshot
-        result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
+        return measure_and_restart(Path(tmp), entries, sample, vectors)
+
+
+def measure_and_restart(tmp: Path, entries: int, sample: int, vectors: str,
+                        redis_url: str | None = None) -> dict[str, float]:
+    """The filling process's numbers, then a restart over the same directory (and Redis, if any)."""
+    result = measure(Path(tmp), entries, sample, vectors, redis_url)
+    result["vectors"] = vectors
+    result["load_avg_1m_before_restart"] = round(os.getloadavg()[0], 2)
+    answered, total, resident = restart(Path(tmp), entries, vectors, redis_url)
+    result["restart_s"], result["restart_with_close_s"] = round(answered, 2), round(total, 2)
+    result["restart_rss_bytes_per_entry"] = resident
+    # journal, index snapshot and store snapshot (with --redis only the index snapshot: the AOF is counted apart)
+    result["disk_bytes_per_entry"] = round(sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / entries)
+    return result
+
+
+def run_redis(entries: int, sample: int, vectors: str) -> dict[str, float]:
+    """``measure_and_restart`` with the entries in a private ``redis-server`` (stopped at the end)."""
+    import redis
+
+    from semroute.testing.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="semroute-scale-") as tmp, RedisServer(appendfsync="everysec") as server:
+        client = redis.Redis.from_url(server.url)
+        before = int(client.info("memory")["used_memory"])
+        result = measure_and_restart(Path(tmp), entries, sample, vectors, server.url)
+        result["store"] = "redis"
+        grown = int(client.info("memory")["used_memory"]) - before
+        result["redis_used_memory_bytes_per_entry"] = round(grown / entries)
+        result["redis_aof_bytes_per_entry"] = round(
+            sum(p.stat().st_size for p in Path(server.directory).rglob("*") if p.is_file()) / entries)
+        client.close()
     return result
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000)
@@ -178,13 +214,16 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the N/10 run")
     parser.add_argument("--vectors", choices=("float32", "float16"), default="float32",
                         help="CacheSettings.vectors (float16: half the vector memory in store and index)")
+    parser.add_argument("--redis", action="store_true",
+                        help="entries in a RedisStore on a private redis-server this bench starts (and stops)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cache_scale.json")
     args = parser.parse_args()
-    result = run(args.entries, args.sample, args.vectors)
+    result = run(args.entries, args.sample, args.vectors, args.redis)
     if not args.no_baseline:  # in a fresh process: RSS growth must not reuse memory this run freed
         out = subprocess.run([sys.executable, __file__, "--entries", str(max(1, args.entries // 10)), "--sample",
                               str(args.sample), "--vectors", args.vectors, "--no-baseline", "--json",
+                              *(["--redis"] if args.redis else []),
                               "--out", str(args.out.with_suffix(".tenth.json"))],
                              capture_output=True, text=True, check=True)
         result["baseline_tenth"] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -116,12 +116,31 @@ class Assembly:
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
         cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.parts.clock,
                               consensus=self._default_consensus(inner))
-        if self._default_store_dir is not None:
+        snapshot_dir = self._default_store_dir or self._shared_snapshot_dir(store)
+        if snapshot_dir is not None:
             # The index is saved next to the journal on close (with the feed position it reflects),
             # so a restart loads it instead of rebuilding HNSW from every entry (minutes at 1M).
-            self._snapshot = self._default_store_dir / f"index-{embedder.name.replace('/', '_')}-{embedder.dim}"
+            name = f"index-{embedder.name.replace('/', '_')}-{embedder.dim}"
+            if snapshot_dir is not self._default_store_dir:
+                name += "-" + self._shared_snapshot_tag(store)
+            self._snapshot = snapshot_dir / name
             cache.replica.load(self._snapshot)
         return cache
+
+    def _shared_snapshot_dir(self, store: Store) -> Path | None:
+        """``data_dir`` when this router follows a ``RedisStore`` (``redis_url`` or the caller's):
+        the index of a shared store is persisted there too, so a restart reads only the feed since it."""
+        from .cache.redis import RedisStore
+
+        return self.parts.data_dir if self.parts.data_dir is not None and isinstance(store, RedisStore) else None
+
+    @staticmethod
+    def _shared_snapshot_tag(store: Store) -> str:
+        """Names the server (host:port/db, no secret), key prefix and vector type a snapshot follows:
+        a snapshot of another server's feed must never be taken for this one's (its position would mean nothing)."""
+        import hashlib
+
+        return "redis-" + hashlib.sha256(repr(store).encode()).hexdigest()[:12]
 
     def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
         """The shipped answer consensus, over the pair model's probability; None when off or unusable."""

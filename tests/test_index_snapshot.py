@@ -1,4 +1,4 @@
-"""The embedded cache saves its index with the feed position on close and loads it on restart."""
+"""A router saves its index with the feed position on close and loads it on restart (embedded store and Redis)."""
 
 from __future__ import annotations
 
@@ -78,3 +78,48 @@ def test_float16_vectors_in_store_and_index_still_find_each_entry(tmp_path, fake
         hit = router.ask("alpha9 beta9 gamma9 please")
         assert (hit.source, hit.text, router.pipeline.cache.rebuilds) == ("semantic", "answer 9", 0)
         assert abs(hit.similarity - 3 / np.sqrt(12)) < 5e-3
+
+
+def make_redis(tmp_path, fake_ollama, redis_url, **kwargs) -> Router:
+    return Router(tiers={"small": Tier("llama3.2:3b", (fake_ollama.url,))}, classifier=FixedTier("small"),
+                  verifier=ThresholdVerifier(0.8), embedder=WordEmbedder(), data_dir=tmp_path, redis_url=redis_url,
+                  settings=RouterSettings(cache=CacheSettings(consensus=False, index="hnsw")), **kwargs)
+
+
+def test_a_router_following_redis_restarts_from_its_saved_index(tmp_path, fake_ollama, redis_url):
+    with make_redis(tmp_path, fake_ollama, redis_url) as router:
+        router.warm([(f"alpha{i} beta{i} gamma{i}", f"answer {i}") for i in range(50)])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("index-")]  # saved with its feed position
+    with make_redis(tmp_path, fake_ollama, redis_url) as router:
+        hit = router.ask("alpha7 beta7 gamma7 please")
+        assert hit.source == "semantic" and hit.text == "answer 7"
+        assert router.pipeline.cache.rebuilds == 0 and len(router.pipeline.cache.index) == 50
+    assert fake_ollama.stats().count("chat") == 0
+
+
+def test_a_saved_redis_index_catches_up_with_writes_and_deletes_of_other_processes(tmp_path, fake_ollama, redis_url):
+    with make_redis(tmp_path, fake_ollama, redis_url) as router:
+        router.warm([("first question here", "first"), ("second question here", "second")])
+    with make_redis(tmp_path / "elsewhere", fake_ollama, redis_url) as other:  # another process, its own data dir
+        other.warm([("written behind its back", "other")])
+        gone = other.pipeline.store.get_by_key(other.pipeline.plan("first question here", namespace=None, system=None,
+                                                                   tier=None).key, now=0.0)
+        other.pipeline.store.delete([gone.id])
+    with make_redis(tmp_path, fake_ollama, redis_url) as router:
+        assert router.ask("written behind its back please").text == "other"  # from the feed since the snapshot
+        assert router.pipeline.cache.rebuilds == 0 and len(router.pipeline.cache.index) == 2
+        assert gone.id not in router.pipeline.cache.index
+
+
+def test_a_redis_index_snapshot_is_not_taken_for_another_servers(tmp_path, fake_ollama, redis_url):
+    import redis as client_lib
+
+    with make_redis(tmp_path, fake_ollama, redis_url) as router:
+        router.warm([("first question here", "first")])
+    other_db = redis_url.rsplit("/", 1)[0] + "/1"  # another database: another feed, another snapshot
+    client_lib.Redis.from_url(other_db).flushdb()
+    with make_redis(tmp_path, fake_ollama, other_db) as router:
+        router.pipeline.cache.sync()
+        assert len(router.pipeline.cache.index) == 0
+        assert router.ask("first question here please").source != "semantic"
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("index-")]) == 2

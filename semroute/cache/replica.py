@@ -162,7 +162,7 @@ class Replica:
         with self._sync_lock:
             if self._cursor is None:
                 return False
-            staging = target.with_name(target.name + ".new")
+            staging = target.with_name(f"{target.name}.new-{os.getpid()}")  # processes sharing a data_dir
             shutil.rmtree(staging, ignore_errors=True)
             self.index.save(staging)
             state = {"cursor": self._cursor}
