@@ -112,15 +112,22 @@ def recall_at(points, precision: float) -> tuple[float, float | None]:
     return max(good, default=(0.0, None))
 
 
-def _split_points(vectors, labels, seed: int, open_set: bool):
-    """One split's curve: one random sentence of a random half of the groups cached; queries are
-    the cached groups' other sentences, plus (open set) every sentence of the other groups."""
+def split_groups(labels, seed: int, open_set: bool) -> tuple[list[int], list[int], set]:
+    """(queries, cached, cached groups): one random sentence of a random half of the groups is
+    cached; queries are the cached groups' other sentences, plus (open set) every sentence of the
+    other groups."""
     rng = random.Random(seed)
     groups = sorted(set(labels))
     cached_groups = set(rng.sample(groups, len(groups) // 2))
     cached = [rng.choice([i for i, g in enumerate(labels) if g == grp]) for grp in sorted(cached_groups)]
     cached_set = set(cached)
     queries = [i for i in range(len(labels)) if i not in cached_set and (open_set or labels[i] in cached_groups)]
+    return queries, cached, cached_groups
+
+
+def _split_points(vectors, labels, seed: int, open_set: bool):
+    """One split's curve (``split_groups``)."""
+    queries, cached, cached_groups = split_groups(labels, seed, open_set)
     sims = vectors[queries] @ vectors[cached].T
     ok = np.array([labels[cached[b]] == labels[q] for q, b in zip(queries, sims.argmax(axis=1))])
     return curve(sims.max(axis=1), ok, sum(labels[q] in cached_groups for q in queries))

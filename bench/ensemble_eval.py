@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import pickle
-import random
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embedder_sets import demo_rows, group_sets, pair_sets, tqp_groups  # noqa: E402
-from embedders import curve, make, recall_at  # noqa: E402
+from embedders import curve, make, recall_at, split_groups  # noqa: E402
 
 NAMES = {"e5": "multilingual-e5-small", "use": "use-multilingual-v3"}
 COMBINE = {
@@ -97,13 +96,8 @@ class _Pair:
 
 
 def _split_sims(vecs, labels, seed: int, open_set: bool):
-    """One split exactly as bench/embedders.py's ``_split_points``: per-embedder cosine matrices."""
-    rng = random.Random(seed)
-    groups = sorted(set(labels))
-    cached_groups = set(rng.sample(groups, len(groups) // 2))
-    cached = [rng.choice([i for i, g in enumerate(labels) if g == grp]) for grp in sorted(cached_groups)]
-    cached_set = set(cached)
-    queries = [i for i in range(len(labels)) if i not in cached_set and (open_set or labels[i] in cached_groups)]
+    """One split exactly as bench/embedders.py's (``split_groups``): per-embedder cosine matrices."""
+    queries, cached, cached_groups = split_groups(labels, seed, open_set)
     mats = [v[queries] @ v[cached].T for v in vecs]
     must_hit = sum(labels[q] in cached_groups for q in queries)
     return queries, cached, mats, must_hit
