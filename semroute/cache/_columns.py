@@ -30,7 +30,7 @@ import numpy as np
 from ..types import CacheEntry
 from ._vector import release_freed
 
-__all__ = ["Columns", "FREE", "ROW_BITS", "pack", "unpack"]
+__all__ = ["Columns", "FREE", "ROW_BITS", "pack", "row_labels", "unpack"]
 
 FREE = int(np.iinfo(np.uint64).max)  # the tick of a row that is not live: never an LRU candidate
 _START = 1024  # rows allocated at first; columns double when full (untouched rows are not resident)
@@ -40,6 +40,11 @@ _MIN_BATCH = 256
 ROW_BITS = 32  # a label's low bits: the row; its high bits: the row's generation
 _ROW_MASK = (1 << ROW_BITS) - 1
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def row_labels(gens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The labels (``generation << ROW_BITS | row``) of ``rows``, given every row's generation."""
+    return (gens[rows].astype(np.int64) << ROW_BITS) | rows
 
 
 def pack(text: str) -> str | bytes:
@@ -268,6 +273,10 @@ class Columns:
 
     def label(self, row: int) -> int:
         return int(self.gen[row]) << ROW_BITS | row
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        """``label`` of each of ``rows``, as one array."""
+        return row_labels(self.gen, rows)
 
     def live_labels(self, labels: np.ndarray) -> np.ndarray:
         """Which ``labels`` name a live row still holding the entry it held when labelled."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..types import CacheEntry
-from ._columns import ROW_BITS
+from ._columns import ROW_BITS, row_labels
 from ._vector import as_unit_vector
 from .base import RowStore
 
@@ -76,8 +76,7 @@ class RowBook:
         return inside & (self.gen[rows] == (labels >> ROW_BITS)) & (self.scope[rows] == code)
 
     def labels(self) -> np.ndarray:
-        rows = np.flatnonzero(self.scope != _NONE)
-        return (self.gen[rows].astype(np.int64) << ROW_BITS) | rows
+        return row_labels(self.gen, np.flatnonzero(self.scope != _NONE))
 
     def save(self, path: Path) -> None:
         np.save(path / "book.gen.npy", self.gen, allow_pickle=False)

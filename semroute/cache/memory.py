@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ConfigError, StoreError
 from ..types import CacheEntry
 from ._checks import check_ids, check_now, check_since, check_text_id
-from ._columns import FREE, ROW_BITS, Columns, unpack
+from ._columns import FREE, Columns, unpack
 from ._vector import gc_paused
 from . import store_snapshot
 from ._entry_checks import check_criteria, check_tags, checked_batch
@@ -152,9 +152,7 @@ class MemoryStore:
         """``get`` for each id, in order; the found entries' vectors copied out in one go."""
         entry_ids, now = [check_text_id(i) for i in entry_ids], check_now(now)
         with self._lock:
-            rows = [self._live(self._rows.row_of(entry_id), now) for entry_id in entry_ids]
-            found = iter(self._rows.entries([row for row in rows if row is not None]))
-            return [None if row is None else next(found) for row in rows]
+            return self._entries_of([self._live(self._rows.row_of(entry_id), now) for entry_id in entry_ids])
 
     def get_by_key(self, key: str, *, now: float) -> CacheEntry | None:
         key, now = check_text_id(key, "key"), check_now(now)
@@ -187,7 +185,7 @@ class MemoryStore:
         now = self._clock()
         with self._lock:
             rows = self._rows.live_rows()
-            labels = ((self._rows.gen[rows].astype(np.int64) << ROW_BITS) | rows).tolist()
+            labels = self._rows.labels(rows).tolist()
         return self._chunks(labels, now)
 
     def _chunks(self, labels: list[int], now: float) -> Iterator[tuple[int, CacheEntry]]:
@@ -222,9 +220,7 @@ class MemoryStore:
     def entries_at(self, labels: Sequence[int], *, now: float) -> list[CacheEntry | None]:
         now = check_now(now)
         with self._lock:
-            rows = [self._live(self._rows.row_of_label(int(label)), now) for label in labels]
-            found = iter(self._rows.entries([row for row in rows if row is not None]))
-            return [None if row is None else next(found) for row in rows]
+            return self._entries_of([self._live(self._rows.row_of_label(int(label)), now) for label in labels])
 
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
@@ -304,6 +300,11 @@ class MemoryStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the MemoryStore is closed")
+
+    def _entries_of(self, rows: list[int | None]) -> list[CacheEntry | None]:
+        """The entry of each row (None where there is none), the vectors copied out in one go."""
+        found = iter(self._rows.entries([row for row in rows if row is not None]))
+        return [None if row is None else next(found) for row in rows]
 
     def _live(self, row: int | None, now: float) -> int | None:
         """``row`` if it is live at ``now`` (counted as a use), else None (an expired row is dropped)."""
