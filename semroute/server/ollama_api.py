@@ -9,6 +9,7 @@ ignored): images, tools and structured ``format`` (the cache cannot key them).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -32,19 +33,18 @@ _UNSUPPORTED = ("images", "tools", "format")
 NDJSON = "application/x-ndjson"
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
-
-
 def _now() -> str:
     """UTC now as Ollama writes ``created_at`` (RFC 3339, microseconds). Once per streamed group:
     the date and time are formatted once a second, the microseconds each call (a third of
     ``datetime.now(...).isoformat()``'s cost; it showed in the profile of 1,000 held streams)."""
     now = time.time()
     second = int(now)
-    if second != _second[0]:
-        _second[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        _second[0] = second
-    return f"{_second[1]}.{int((now - second) * 1e6):06d}Z"
+    return f"{_second_text(second)}.{int((now - second) * 1e6):06d}Z"
+
+
+@functools.lru_cache(maxsize=1)
+def _second_text(second: int) -> str:
+    return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def error_response(failure: Failure) -> JSONResponse:
