@@ -38,10 +38,12 @@ from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .asyncio_net import transport as _transport
+from .http1 import Http1, plain_http
 from .ndjson import Lines, body_reads
 from .deadline import timeout_at as _timeout_at
 from .groups import flatten
 from .http_errors import HttpStatus, status_error, translate
+from .http_errors import retry_after as _retry_after
 from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
@@ -109,19 +111,35 @@ class _Shard:
 _STREAMS_PER_CLIENT = 64
 
 
-_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard]]
+# The loop's ollama client, its closer, its stream clients and (for plain http://) the lean
+# client of its model calls (``http1``).
+_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard], "Http1 | None"]
 
 
-async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shard]) -> AsyncGenerator[None, None]:
+async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shard],
+                                  lean: Http1 | None) -> AsyncGenerator[None, None]:
     """Closes ``client`` (and the stream clients opened beside it) when closed; the event loop
     closes every live async generator when it shuts down, so this closes the client's
     connections in their own loop, before it ends."""
     try:
         yield
     finally:
+        if lean is not None:
+            lean.close()
         await client.close()
         for shard in shards[1:]:  # the first is the client's own
             await shard.http.aclose()
+
+
+def _lean_client(host: str, client: ollama.AsyncClient, timeout: Timeout) -> Http1 | None:
+    """The model call's lean HTTP/1.1 client for ``host`` (None when httpx must serve it: TLS,
+    credentials in the URL, a proxy from the environment); the ollama client's own headers
+    (its ``User-Agent``, an ``OLLAMA_API_KEY`` bearer), without compression."""
+    if not plain_http(host):
+        return None
+    headers = {name: value for name, value in client._client.headers.items()
+               if name.lower() not in ("accept-encoding", "host", "content-length", "transfer-encoding")}
+    return Http1(host, headers=headers, connect_s=timeout.connect, read_s=timeout.effective_read)
 
 
 def _base_url(host: str) -> str:
@@ -209,16 +227,24 @@ class OllamaBackend:
             client = ollama.AsyncClient(self.host, timeout=self._httpx_timeout(), event_hooks={"response": [_acheck_status]},
                                         transport=_transport(limits=_LIMITS))
             shards = [_Shard(client._client)]
-            closer = _close_at_loop_shutdown(client, shards)
+            lean = _lean_client(self.host, client, self.timeout)
+            closer = _close_at_loop_shutdown(client, shards, lean)
             with self._lock:
                 for old in [other for other in self._aclients if other.is_closed()]:
                     del self._aclients[old]  # closed with its loop already
-                entry = self._aclients.setdefault(loop, (client, closer, shards))
+                entry = self._aclients.setdefault(loop, (client, closer, shards, lean))
             if entry[1] is closer:
                 await anext(closer)  # now the loop tracks it, and closes it before the loop closes
             else:  # another thread stored one for this loop first (a loop is driven by one thread)
                 await client.close()
         return entry[0]
+
+    async def _lean(self) -> Http1 | None:
+        """The running loop's lean client for model calls, or None (see ``_lean_client``)."""
+        await self._async()
+        with self._lock:
+            entry = self._aclients.get(asyncio.get_running_loop())
+        return None if entry is None else entry[3]
 
     @contextlib.contextmanager
     def _edge(self) -> Iterator[None]:
@@ -305,10 +331,46 @@ class OllamaBackend:
         started = time.perf_counter()
         with self._edge():
             async with _timeout_at(self._deadline()):
+                lean = await self._lean()
+                if lean is not None:
+                    return self._lean_completion(await self._lean_chat(lean, model, payload, options), model, started)
                 response = await (await self._async()).chat(
                     model=model, messages=payload, stream=False, options=options
                 )
         return self._completion(response, model, started)
+
+    async def _lean_chat(self, lean: Http1, model: str, payload: list[dict[str, str]],
+                         options: Mapping[str, Any] | None) -> Any:
+        """``POST /api/chat`` (not streamed) over the lean client: the answer as parsed JSON, or
+        the same errors the ollama client path raises (``HttpStatus`` for an error status)."""
+        body: dict[str, Any] = {"model": model, "messages": payload, "stream": False}
+        if options:
+            body["options"] = options
+        reply = await lean.post("/api/chat", orjson.dumps(body))
+        if reply.status >= 300:
+            text = reply.body.decode("utf-8", "replace")
+            raise HttpStatus(reply.status, text, _retry_after(reply.headers.get("retry-after")),
+                             _ollama_detail(text, reply.status))
+        return orjson.loads(reply.body)
+
+    def _lean_completion(self, part: Any, model: str, started: float) -> Completion:
+        """``_completion`` for a parsed answer: Ollama's fields, checked as the ollama client's
+        ``ChatResponse`` checks them (an answer without a message is a bad answer)."""
+        if not isinstance(part, dict):
+            raise BackendProtocolError(f"unexpected answer from {self.name}: not a JSON object", instance=self.name)
+        if err := part.get("error"):
+            raise _translate(ollama.ResponseError(str(err)), self.name)
+        message = part.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
+            raise BackendProtocolError(f"unexpected answer from {self.name}: no message", instance=self.name)
+        return Completion(
+            text=message.get("content") or "",
+            model=part.get("model") or model,
+            instance=self.name,
+            prompt_tokens=part.get("prompt_eval_count") or 0,
+            completion_tokens=part.get("eval_count") or 0,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+        )
 
     def astream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> AsyncIterator[Chunk]:
         return flatten(self.astream_groups(model, messages, options=options))
@@ -459,7 +521,7 @@ class OllamaBackend:
             client.close()
         if prober is not None:
             prober.close()
-        for loop, (_, closer, _) in idle:
+        for loop, (_, closer, _, _) in idle:
             if not loop.is_closed():  # a loop that is not running can run the close itself
                 loop.run_until_complete(closer.aclose())
             with self._lock:
