@@ -15,7 +15,7 @@ import pytest
 
 from semroute import Router, Tier
 from semroute.types import CacheEntry
-from semroute.write_behind import WriteBehind
+from semroute.write_behind import HeldWrites, WriteBehind
 from store_wrappers import WrappedStore
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,6 +98,45 @@ def test_failed_writes_are_reported_in_order_and_stop_being_pending():
     behind.close()
     behind.submit(_entry("late"))  # after close: written at once, in the caller's thread
     assert written[-1] == "late"
+
+
+def test_held_writes_are_pending_at_once_and_start_on_release_or_flush():
+    written: list[str] = []
+    behind = WriteBehind(lambda entry: written.append(entry.key), lambda entry, exc: None)
+    with HeldWrites() as held:
+        behind.submit(_entry("held"))
+        behind.flush()  # a flush starts held writes (an invalidation must come after them)
+        assert written == ["held"]
+        behind.submit(_entry("later"))
+        time.sleep(0.05)
+        assert written == ["held"] and behind.pending("later") is not None  # served exact, not yet written
+        held.release()
+        behind.flush()
+        assert written == ["held", "later"]
+        behind.submit(_entry("at exit"))
+    behind.flush()
+    assert written == ["held", "later", "at exit"]
+    behind.submit(_entry("outside"))  # no hold here any more: queued at once
+    behind.flush()
+    assert written[-1] == "outside" and behind.pending("outside") is None
+    behind.close()
+
+
+async def test_tasks_started_inside_a_hold_are_held_and_close_writes_them():
+    written: list[str] = []
+    behind = WriteBehind(lambda entry: written.append(entry.key), lambda entry, exc: None)
+    held = HeldWrites().enter()
+
+    async def miss() -> None:  # a request's work runs in tasks of its own (the gateway's, the flight's)
+        behind.submit(_entry("from a task"))
+
+    await asyncio.ensure_future(miss())
+    await asyncio.sleep(0.05)
+    assert written == [] and behind.pending("from a task") is not None
+    await asyncio.to_thread(behind.close)  # closing never leaves a held answer unwritten
+    assert written == ["from a task"]
+    held.exit()  # releasing after close starts nothing twice
+    assert written == ["from a task"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

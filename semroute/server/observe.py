@@ -4,7 +4,8 @@
 body byte (streams included), counts it by endpoint, status and answer source, writes one JSON
 access-log line (``semroute.access`` logger: tenant name, never a key), and releases the
 request's admission slot whatever happened (a stream the client abandoned before it started
-must not keep its slot). Metrics live in a registry of their own per app (no module globals);
+must not keep its slot). The answers a request's misses produce are stored once its last body
+byte is sent (``semroute.write_behind.HeldWrites``), or when it ends otherwise. Metrics live in a registry of their own per app (no module globals);
 the router's own counters and latency percentiles are exported next to them.
 
 ``/stats`` is ``Router.stats()`` as JSON (``semroute stats --url``); ``/healthz`` says the process
@@ -28,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..prom import RouterCollector
+from ..write_behind import HeldWrites
 from .service import Service
 
 __all__ = ["Observer", "GatewayMetrics", "routes"]
@@ -83,16 +85,20 @@ class Observer:
             return
         started = time.perf_counter()
         status = 0
+        held = HeldWrites().enter()
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                held.release()
 
         try:
             await self.app(scope, receive, sending)
         finally:
+            held.exit()
             state = scope.get("state") or {}
             slot = state.get("slot")
             if slot is not None:
