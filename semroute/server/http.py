@@ -102,6 +102,15 @@ def _classify(exc: BaseException, retry_after_s: int) -> Failure:
     return Failure(500, "internal server error", "internal")
 
 
+def _loads(raw: bytes) -> Any:
+    """``orjson`` first (a few times faster than ``json``); ``json`` for what orjson refuses but
+    ``json`` reads (UTF-16 bodies, NaN, integers past 64 bits), so accepted bodies stay the same."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object; ``BodyTooLarge`` past ``max_bytes``, ``InvalidRequest`` if not JSON."""
     declared = request.headers.get("content-length")
@@ -113,7 +122,7 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         if len(body) > max_bytes:
             raise BodyTooLarge(f"request body is over the limit of {max_bytes} bytes")
     try:
-        payload = json.loads(bytes(body) or b"null")
+        payload = _loads(bytes(body) or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"invalid JSON body: {exc}") from exc
     if not isinstance(payload, dict):

@@ -112,8 +112,8 @@ async def _answer(service: Service, request: Request, kind: str, call: ChatCall,
     started = time.perf_counter()
     if not stream:
         reply = await service.answer(request, call)
-        headers = reply.headers()
-        return JSONResponse({**_body(kind, call.model, reply.text), **_final_fields(reply, started)}, headers=headers)
+        body = dumps({**_body(kind, call.model, reply.text), **_final_fields(reply, started)})  # orjson, not json
+        return Response(body, headers=reply.headers(), media_type="application/json")
     first, groups = await service.open_stream(request, call)
     head = first[0]
     headers = headers_of(head.source, tier=head.source if head.source in service.tiers else None,
