@@ -4,12 +4,15 @@ Starts FakeOllama (zero model latency) in its own process and ``semroute serve``
 command, real MiniLM behind the micro-batcher) as a subprocess in front of it, then:
 
 1. baselines: an HTTP round trip to FakeOllama (``/api/version``, the loopback floor), a model
-   call to FakeOllama (``/api/chat``), MiniLM embedding one text, and MiniLM's throughput in
+   call to FakeOllama (``/api/chat``) back to back and after an idle pause as long as a miss's
+   embedding (``direct_model_call_after_idle``: a miss's model call always follows one, and both
+   processes run slower after idling), MiniLM embedding one text, and MiniLM's throughput in
    batches of 64 (texts/s) — all measured here, in this run;
 2. added latency per path, one request at a time: exact hit (minus the loopback floor),
    semantic lookup (minus one embedding), miss (minus one embedding of the miss texts themselves,
    with the gateway's torch thread count, and the direct model call; ``added_p50_ms_fastest_threads``
-   subtracts the faster thread count's embedding instead);
+   subtracts the faster thread count's embedding instead, ``added_p50_ms_idle_model`` the model
+   call after an idle pause instead of the back-to-back one);
 3. cached answers per second (64 concurrent clients) and per core (divided by the server
    process's CPU seconds, read from /proc);
 4. concurrent semantic lookups per second (128 clients, banking77 test questions against a cache
@@ -114,11 +117,15 @@ def cpu_seconds(pid: int) -> float:
 # -- measurements -----------------------------------------------------------------------------
 
 
-def sequential(client: httpx.Client, url: str, bodies: list[dict]) -> tuple[list[float], dict[str, object]]:
+def sequential(client: httpx.Client, url: str, bodies: list[dict],
+               pause_s: float = 0.0) -> tuple[list[float], dict[str, object]]:
     """Each request's time here, and who answered (with the gateway's ``Server-Timing`` steps'
-    p50 under ``"steps_p50_ms"``: where the time inside the gateway went)."""
+    p50 under ``"steps_p50_ms"``: where the time inside the gateway went); ``pause_s`` of idling
+    before each request."""
     times, sources, steps = [], {}, {}
     for body in bodies:
+        if pause_s:
+            time.sleep(pause_s)
         t0 = time.perf_counter()
         response = client.post(url, json=body)
         times.append((time.perf_counter() - t0) * 1000)
@@ -275,6 +282,10 @@ def run(quick: bool) -> dict[str, object]:
             direct, _ = sequential(client, f"{fake_url}/api/chat", [chat(SMALL, f"direct {i}") for i in range(n_seq)])
             out["baseline"] = {"loopback_floor": summary(floor), "direct_model_call": summary(direct),
                                **embedder_baselines(test, [miss_text(i) for i in range(n_seq)], n_seq), "loadavg": os.getloadavg()}
+            idle_ms = out["baseline"]["embed_miss_p50_ms"]  # type: ignore[index]
+            after_idle = sequential(client, f"{fake_url}/api/chat", [chat(SMALL, f"after idle {i}") for i in range(n_seq)],
+                                    pause_s=idle_ms / 1000)[0]
+            out["baseline"]["direct_model_call_after_idle"] = {**summary(after_idle), "idle_ms": idle_ms}  # type: ignore[index]
             say("baselines done; warming")
             asyncio.run(concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64))  # warm: misses stored
             exact, exact_src = sequential(client, f"{url}/api/chat", [chat("semroute", q) for q in train[:n_seq]])
@@ -291,7 +302,9 @@ def run(quick: bool) -> dict[str, object]:
             "miss": {**summary(miss), "sources": miss_src,
                      "added_p50_ms": round(pct(miss, 50) - base["embed_miss_p50_ms"] - pct(direct, 50), 3),  # type: ignore[index]
                      "added_p50_ms_fastest_threads": round(
-                         pct(miss, 50) - base["embed_miss_p50_ms_fastest"] - pct(direct, 50), 3)},  # type: ignore[index]
+                         pct(miss, 50) - base["embed_miss_p50_ms_fastest"] - pct(direct, 50), 3),  # type: ignore[index]
+                     "added_p50_ms_idle_model": round(pct(miss, 50) - base["embed_miss_p50_ms"]  # type: ignore[index]
+                                                      - base["direct_model_call_after_idle"]["p50_ms"], 3)},  # type: ignore[index]
         }
         say(f"latency done: {out['latency']}")
         cpu0 = cpu_seconds(proc.pid)
