@@ -4,7 +4,8 @@ A question is validated, looked up in the exact tier, embedded once, looked up i
 semantic tier (candidates pass the verifier), and on a miss the complexity classifier picks
 a tier whose pool of Ollama instances answers; complete answers are stored for next time.
 ``ask``/``aask`` and ``stream``/``astream`` are thin sync/async shells over the same steps
-in ``semroute.pipeline``.
+in ``semroute.pipeline`` and, for the model calls of a miss, ``semroute.miss``; the router adds
+the coalescing of identical misses (in this process, or across processes through Redis).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,15 +26,16 @@ from .cache.base import Store
 from .components import Components
 from .embed import Embedder, default_embedder
 from .cache.memory import check_tags
-from .errors import BackendError, DeadlineExceeded, InvalidRequest, NoInstanceAvailable
+from .errors import InvalidRequest
 from .flight import AsyncSingleFlight, AsyncStreamFlight, SingleFlight, StreamFlight
 from .hits.verify import Verifier
 from .pipeline import Pipeline, Plan
 from .metrics import Metrics
+from .miss import MissPath, time_left
 from .routing.classify import ComplexityClassifier
 from .savings import CostModel, savings
 from .settings import RouterSettings, Tier, default_tiers, parse_tiers
-from .types import Answer, Chunk, Completion
+from .types import Answer, Chunk
 from .warming import WarmOptions, WarmReport
 
 if TYPE_CHECKING:
@@ -87,6 +89,7 @@ class Router:
         self.settings = settings or RouterSettings()
         self.metrics = parts.metrics
         self.pipeline = Pipeline(parts, tiers=self.tiers, settings=self.settings, namespace=namespace)
+        self.miss = MissPath(self.pipeline, self.tiers)
         self._flight: SingleFlight[Answer] = SingleFlight()
         self._aflight: AsyncSingleFlight[Answer] = AsyncSingleFlight()
         self._stream_flight: StreamFlight[Chunk] = StreamFlight()
@@ -129,14 +132,14 @@ class Router:
         answer = answer or self.pipeline.judge(plan)
         if answer is not None:
             return answer
-        generate = lambda: self._generate(plan, vector, deadline)  # noqa: E731
+        generate = lambda: self.miss.generate(plan, vector, deadline)  # noqa: E731
         try:
             if self._shared_flight is not None:
-                answer, shared = self._shared_flight.do(plan.key, generate, wait_s=_left(deadline))
+                answer, shared = self._shared_flight.do(plan.key, generate, wait_s=time_left(deadline))
                 if shared:  # the Redis flight reports joining only when the answer arrives
                     self._coalesced()
             else:
-                answer, shared = self._flight.do(plan.key, generate, wait_s=_left(deadline), on_join=self._coalesced)
+                answer, shared = self._flight.do(plan.key, generate, wait_s=time_left(deadline), on_join=self._coalesced)
         except TimeoutError:  # a follower's own deadline passed while the leader still works
             raise deadline.error("waiting for an identical request") from None
         return self.pipeline.follower_answer(plan, answer) if shared else answer
@@ -144,25 +147,6 @@ class Router:
     def _coalesced(self) -> None:
         """A caller joined an identical miss in flight (counted when it joins, not when it ends)."""
         self.metrics.incr("requests.coalesced")
-
-    def _generate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
-        decision = self.pipeline.decide(plan, vector)
-        last_error: Exception | None = None
-        for tier in self.pipeline.tier_order(decision.tier):
-            deadline.check("before the model was asked")
-            started = time.perf_counter()
-            try:
-                completion = self.pipeline.pool(tier).chat(self.tiers[tier].model, plan.messages,
-                                                           options=self.tiers[tier].options, deadline_s=_left(deadline))
-            except DeadlineExceeded:
-                raise  # no other tier: the caller's time is up
-            except (BackendError, NoInstanceAvailable) as exc:
-                last_error = self.pipeline.tier_failed(tier, exc)
-                continue
-            self.pipeline.llm_done(plan, started)
-            return self.pipeline.complete(plan, vector, decision, tier, completion)
-        assert last_error is not None
-        raise last_error
 
     def stream(
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
@@ -189,42 +173,17 @@ class Router:
         assert vector is not None  # no exact hit, so the question was embedded
         if self._shared_flight is not None:
             try:
-                yield from self._shared_flight.stream(plan.key, lambda: self._stream_miss(plan, vector, deadline),
-                                                      wait_s=_left(deadline))
+                yield from self._shared_flight.stream(plan.key, lambda: self.miss.stream(plan, vector, deadline),
+                                                      wait_s=time_left(deadline))
             except TimeoutError:  # following another process's stream past this request's deadline
                 raise deadline.error("waiting for an identical request") from None
             return
         # a local follower reads the leader's stream, which is bounded by the leader's deadline
-        chunks, shared = self._stream_flight.join(plan.key, lambda: self._stream_miss(plan, vector, deadline))
+        chunks, shared = self._stream_flight.join(plan.key, lambda: self.miss.stream(plan, vector, deadline))
         if shared:
             self._coalesced()
         with contextlib.closing(chunks):
             yield from chunks
-
-    def _stream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Iterator[Chunk]:
-        decision = self.pipeline.decide(plan, vector)
-        for tier in self.pipeline.tier_order(decision.tier):
-            deadline.check("before the model was asked")
-            parts: list[str] = []
-            started = time.perf_counter()
-            try:
-                for chunk in self.pipeline.pool(tier).stream(self.tiers[tier].model, plan.messages,
-                                                             options=self.tiers[tier].options, deadline_s=_left(deadline)):
-                    parts.append(chunk.text)
-                    if chunk.done:  # queued for the store before the last yield: the caller may stop reading there
-                        self.pipeline.llm_done(plan, started)
-                        self.pipeline.complete(plan, vector, decision, tier, _joined(parts, chunk))
-                    yield chunk.with_source(tier)
-            except DeadlineExceeded:
-                raise
-            except (BackendError, NoInstanceAvailable) as exc:
-                if parts:  # text already reached the caller: never retry
-                    self.metrics.incr("stream.broken")
-                    raise
-                self.pipeline.tier_failed(tier, exc)
-                continue
-            return
-        raise NoInstanceAvailable(f"no tier could stream an answer for tier {decision.tier!r}")
 
     def warm(
         self,
@@ -286,14 +245,14 @@ class Router:
         if answer is not None:
             return answer
         assert vector is not None  # no exact hit, so the question was embedded
-        generate = lambda: self._agenerate(plan, vector, deadline)  # noqa: E731
+        generate = lambda: self.miss.agenerate(plan, vector, deadline)  # noqa: E731
         try:
             if self._shared_flight is not None:
-                answer, shared = await self._shared_flight.ado(plan.key, generate, wait_s=_left(deadline))
+                answer, shared = await self._shared_flight.ado(plan.key, generate, wait_s=time_left(deadline))
                 if shared:
                     self._coalesced()
             else:
-                answer, shared = await self._aflight.do(plan.key, generate, wait_s=_left(deadline),
+                answer, shared = await self._aflight.do(plan.key, generate, wait_s=time_left(deadline),
                                                         on_join=self._coalesced)
         except TimeoutError:
             raise deadline.error("waiting for an identical request") from None
@@ -307,25 +266,6 @@ class Router:
         if answer is not None:
             return None, answer
         return self.pipeline.lookup(plan)
-
-    async def _agenerate(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> Answer:
-        decision = await self.pipeline.adecide(plan, vector)
-        last_error: Exception | None = None
-        for tier in self.pipeline.tier_order(decision.tier):
-            deadline.check("before the model was asked")
-            started = time.perf_counter()
-            try:
-                completion = await self.pipeline.pool(tier).achat(self.tiers[tier].model, plan.messages,
-                                                                  options=self.tiers[tier].options, deadline_s=_left(deadline))
-            except DeadlineExceeded:
-                raise
-            except (BackendError, NoInstanceAvailable) as exc:
-                last_error = self.pipeline.tier_failed(tier, exc)
-                continue
-            self.pipeline.llm_done(plan, started)
-            return self.pipeline.complete(plan, vector, decision, tier, completion, later=True)  # stored off the loop
-        assert last_error is not None
-        raise last_error
 
     def astream(
         self, question: str, *, namespace: str | None = None, system: str | None = None, tier: str | None = None,
@@ -345,11 +285,11 @@ class Router:
             return
         assert vector is not None  # no exact hit, so the question was embedded
         if self._shared_flight is not None:
-            chunks = self._shared_flight.astream(plan.key, lambda: self._astream_miss(plan, vector, deadline),
-                                                 wait_s=_left(deadline))
+            chunks = self._shared_flight.astream(plan.key, lambda: self.miss.astream(plan, vector, deadline),
+                                                 wait_s=time_left(deadline))
             shared = False
         else:
-            chunks, shared = self._astream_flight.join(plan.key, lambda: self._astream_miss(plan, vector, deadline))
+            chunks, shared = self._astream_flight.join(plan.key, lambda: self.miss.astream(plan, vector, deadline))
         if shared:
             self._coalesced()
         try:
@@ -359,32 +299,6 @@ class Router:
             raise deadline.error("waiting for an identical request") from None
         finally:
             await chunks.aclose()
-
-    async def _astream_miss(self, plan: Plan, vector: np.ndarray, deadline: Deadline) -> AsyncIterator[Chunk]:
-        decision = await self.pipeline.adecide(plan, vector)
-        for tier in self.pipeline.tier_order(decision.tier):
-            deadline.check("before the model was asked")
-            parts: list[str] = []
-            started = time.perf_counter()
-            try:
-                async for chunk in self.pipeline.pool(tier).astream(self.tiers[tier].model, plan.messages,
-                                                                    options=self.tiers[tier].options, deadline_s=_left(deadline)):
-                    parts.append(chunk.text)
-                    if chunk.done:  # queued for the store before the last yield: the caller may stop reading there
-                        self.pipeline.llm_done(plan, started)
-                        completion = _joined(parts, chunk)
-                        self.pipeline.complete(plan, vector, decision, tier, completion, later=True)
-                    yield chunk.with_source(tier)
-            except DeadlineExceeded:
-                raise
-            except (BackendError, NoInstanceAvailable) as exc:
-                if parts:
-                    self.metrics.incr("stream.broken")
-                    raise
-                self.pipeline.tier_failed(tier, exc)
-                continue
-            return
-        raise NoInstanceAvailable(f"no tier could stream an answer for tier {decision.tier!r}")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -415,21 +329,6 @@ class Router:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _left(deadline: Deadline) -> float | None:
-    """The seconds a pool call may take; never zero (the deadline was just checked)."""
-    return None if deadline.until is None else max(deadline.remaining(), 1e-6)
-
-
-def _joined(parts: Sequence[str], last: Chunk) -> Completion:
-    return Completion(
-        text="".join(parts),
-        model=last.model,
-        instance=last.instance,
-        prompt_tokens=last.prompt_tokens,
-        completion_tokens=last.completion_tokens,
-    )
 
 
 def _hit_chunk(answer: Answer) -> Chunk:

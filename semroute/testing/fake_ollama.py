@@ -7,32 +7,30 @@ It can be slow (``Timing``), full (``Capacity``: 503 beyond parallel + queue) an
 demand (``Fault``: refuse, error, busy, hang, drop), switchable at runtime; ``stats`` counts
 what it saw. It is not a model, not a proxy and not meant to face anything but loopback tests.
 
-The server is asyncio over ``h11`` in its own thread with its own event loop, so hundreds of
-concurrent streams cost one thread; state is touched only on that loop (counters behind a lock).
+The server is asyncio over ``h11`` in its own thread with its own event loop (``LoopServer``), so
+hundreds of concurrent streams cost one thread; state is touched only on that loop (counters
+behind a lock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, TypeVar
-
-import h11
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 from . import fake_content as content
 from .fake_config import INFERENCE_ENDPOINTS, Capacity, Counters, FakeStats, Fault, FaultKind, FaultSchedule, Timing
 from .fake_handlers import Generation
 from .http11 import HttpConnection, HttpRequest
+from .loop_server import LoopServer
 
 __all__ = ["FakeOllama", "DEFAULT_MODELS", "FAKE_VERSION"]
 
 DEFAULT_MODELS = ("llama3.2:3b", "llama3.1:8b")
 FAKE_VERSION = "0.9.0"
-_T = TypeVar("_T")
 _ROUTES = {
     ("POST", "/api/chat"): "chat",
     ("POST", "/api/generate"): "generate",
@@ -47,7 +45,7 @@ _KNOWN_PATHS = {path for _, path in _ROUTES}
 _BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
 
 
-class FakeOllama:
+class FakeOllama(LoopServer):
     """A fake Ollama server. Use as a context manager, or ``start()`` / ``stop()``::
 
         with FakeOllama(["llama3.2:3b"]) as fake:
@@ -81,8 +79,8 @@ class FakeOllama:
             raise ConfigError("extra_words must be an int >= 0 and embed_dim an int >= 1")
         if not isinstance(timing, Timing) or not isinstance(capacity, Capacity):
             raise ConfigError(f"timing must be a Timing and capacity a Capacity, got {timing!r}, {capacity!r}")
+        super().__init__(host, port)
         self._models = tuple(dict.fromkeys(content.canonical_model(m) for m in names))
-        self._host, self._port = host, port
         self.timing = timing
         if reply is not None and not callable(reply):
             raise ConfigError(f"reply must be a function (model, prompt) -> str | None, got {reply!r}")
@@ -90,30 +88,13 @@ class FakeOllama:
         self._capacity = capacity
         self._extra_words, self._embed_dim = extra_words, embed_dim
         self._counters = Counters()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._startup_error: BaseException | None = None
-        # Owned by the server loop once started.
-        self._server: asyncio.Server | None = None
-        self._stopping: asyncio.Event | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: asyncio.Semaphore | None = None  # owned by the server loop once started
         self._gate: asyncio.Event | None = None
-        self._conns: dict[asyncio.Task[Any], HttpConnection] = {}
         self._faults = FaultSchedule()
         self._loaded: dict[str, float] = {}
         self.last_options: dict[str, Any] | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakeOllama has no port yet; start() it first")
-        return f"http://{self._host}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        return self._port
+    # -- what it serves --------------------------------------------------------------------
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -123,102 +104,19 @@ class FakeOllama:
     def capacity(self) -> Capacity:
         return self._capacity
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def start(self) -> FakeOllama:
-        if self._thread is not None:
-            raise RuntimeError("FakeOllama is already running")
-        ready = threading.Event()
-        self._startup_error = None
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="FakeOllama", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout=10) or self._startup_error is not None:
-            error = self._startup_error
-            self.stop()
-            raise RuntimeError(f"FakeOllama failed to start on {self._host}:{self._port}") from error
-        return self
-
-    def stop(self) -> None:
-        """Close every connection and the listener, and end the server thread. Idempotent."""
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None:
-            return
-        if loop is not None and stopping is not None:
-            try:
-                loop.call_soon_threadsafe(stopping.set)
-            except RuntimeError:  # the loop already finished (startup failed)
-                pass
-        thread.join(timeout=10)
-        self._thread = self._loop = None
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _run(self, ready: threading.Event) -> None:
-        try:
-            asyncio.run(self._main(ready))
-        except BaseException as exc:  # reported to start(); the thread must not die noisily
-            self._startup_error = exc
-        finally:
-            ready.set()
-
-    async def _main(self, ready: threading.Event) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
+    async def _setup(self) -> None:
         self._slots = asyncio.Semaphore(self._capacity.max_parallel)
         self._gate = asyncio.Event()
         self._gate.set()
-        if not self._faults.refusing:
-            await self._listen()
-        ready.set()
-        await self._stopping.wait()
-        await self._stop_listening()
-        await self._close_connections()
-        await self._finish_late_connections()
 
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(
-            self._on_connection, self._host, self._port, backlog=2048, reuse_address=True
-        )
-        self._port = self._server.sockets[0].getsockname()[1]
+    def _accepts(self) -> bool:
+        return not self._faults.refusing
 
-    async def _stop_listening(self) -> None:
-        if self._server is not None:
-            # CPython 3.11 leaks a connection accepted just before ``close()`` whose set-up task runs
-            # after it (``Server._attach`` asserts the server is open; the socket is never closed).
-            # So stop accepting first, and yield once: set-up tasks already queued run before we resume.
-            for sock in self._server.sockets:
-                self._loop.remove_reader(sock.fileno())
-            await asyncio.sleep(0)
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+    def _connected(self) -> None:
+        self._counters.connection()
 
-    async def _close_connections(self) -> None:
-        tasks = list(self._conns)
-        for task, conn in list(self._conns.items()):
-            conn.abort()
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _finish_late_connections(self) -> None:
-        """At shutdown: a connection accepted just before the listener closed may have a handler
-        that has not run yet; cancelled unstarted at the loop's end it would leave its socket
-        open. Let every such task run (the handler sees it is not wanted and drops it)."""
-        while late := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-            await asyncio.gather(*late, return_exceptions=True)
-
-    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        loop = self._loop
-        if loop is None or self._thread is None:
-            coro.close()
-            raise RuntimeError("FakeOllama is not running")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)
+    def _disconnected(self) -> None:
+        self._counters.disconnection()
 
     # -- faults and stats ------------------------------------------------------------------
 
@@ -292,31 +190,6 @@ class FakeOllama:
             await self._listen()
 
     # -- HTTP ------------------------------------------------------------------------------
-
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        conn = HttpConnection(reader, writer)
-        stopping = self._stopping is not None and self._stopping.is_set()
-        if stopping or self._faults.refusing:
-            conn.abort()  # accepted just before the listener closed
-            return
-        self._conns[task] = conn
-        self._counters.connection()
-        try:
-            while (request := await conn.next_request()) is not None:
-                if not await self._dispatch(conn, request):
-                    break
-        except (ConnectionError, OSError, h11.ProtocolError):
-            pass  # the client went away or broke HTTP; nothing more to answer
-        except asyncio.CancelledError:
-            # Only our own shutdown cancels this task. Ending it normally keeps asyncio's
-            # stream callback from logging the cancelled task as an error.
-            pass
-        finally:
-            self._conns.pop(task, None)
-            await conn.aclose()
-            self._counters.disconnection()
 
     async def _dispatch(self, conn: HttpConnection, request: HttpRequest) -> bool:
         """Answer one request; False closes the connection."""
