@@ -7,10 +7,7 @@ arrive together should share one forward pass. This wrapper is an ``Embedder`` i
 worker thread takes what is queued, waits at most ``max_wait_ms`` after the oldest text for
 more, up to ``max_batch`` texts, embeds them in one call and hands each caller its rows.
 While the model is busy, new texts queue and form the next batch, so under load batches fill
-without waiting at all. A blocking ``embed`` call that finds the model idle and nothing queued,
-and would not wait for company (after an idle gap), runs the model in its own thread: handing
-one text to the worker thread and its rows back cost two thread wake-ups (~0.25 ms of a quiet
-gateway's every miss and semantic lookup, bench/serve.py, issue 15) and batched nothing.
+without waiting at all.
 
 Backpressure is explicit: beyond ``max_queue`` waiting texts a call raises ``Overloaded`` at
 once instead of queueing without bound. It is not a cache and does not change vectors: rows
@@ -106,7 +103,6 @@ class BatchingEmbedder:
         self._last_arrival: float | None = None  # None: no call yet, so no gap is known
         self._worker: threading.Thread | None = None
         self._closed = False
-        self._busy = False  # the model is embedding now (a batch in the worker, or a call inline)
         self.batches = 0  # batches run, and texts in them: what a bench or /metrics reads
         self.batched_texts = 0
 
@@ -126,11 +122,6 @@ class BatchingEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0 or len(texts) >= self.settings.max_batch:
             return self.inner.embed(texts)
-        if self._take_idle_model(len(texts)):
-            try:
-                return self.inner.embed(texts)
-            finally:
-                self._release_model()
         return self._submit(texts).result()
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
@@ -149,28 +140,6 @@ class BatchingEmbedder:
             worker.join(timeout=30)
 
     # -- queue -------------------------------------------------------------------------------
-
-    def _take_idle_model(self, size: int) -> bool:
-        """Claim the model for a call in the caller's thread: only when it is idle, nothing is
-        queued and the call would go alone at once anyway (after an idle gap, or no wait set)."""
-        with self._cond:
-            if self._closed:
-                raise Overloaded("the embedder is shutting down")
-            if self._busy or self._jobs:
-                return False
-            now = self._clock()
-            if self._wait_s(now) > 0:
-                return False
-            self._last_arrival = now
-            self._busy = True
-            self.batches += 1
-            self.batched_texts += size
-            return True
-
-    def _release_model(self) -> None:
-        with self._cond:
-            self._busy = False
-            self._cond.notify_all()  # texts that queued meanwhile form the next batch
 
     def _submit(self, texts: Sequence[str]) -> Future[np.ndarray]:
         future: Future[np.ndarray] = Future()
@@ -203,8 +172,8 @@ class BatchingEmbedder:
         """The next batch: waits for a first job, then up to its ``wait_s`` after it for more."""
         limit = self.settings.max_batch
         with self._cond:
-            while not self._jobs or self._busy:  # a call in its own thread has the model: wait
-                if self._closed and not self._jobs:
+            while not self._jobs:
+                if self._closed:
                     return None
                 self._cond.wait()
             deadline = self._jobs[0].queued_at + self._jobs[0].wait_s
@@ -220,29 +189,22 @@ class BatchingEmbedder:
                 batch.append(job)
                 size += len(job.texts)
             self._queued_texts -= size
-            self._busy = True
             return batch
 
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
-            try:
-                self._embed_batch(batch)
-            finally:
-                self._release_model()
-
-    def _embed_batch(self, batch: list[_Job]) -> None:
-        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
-        if live:
+            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            if not live:
+                continue
             texts = [text for job in live for text in job.texts]
             try:
                 vectors = self.inner.embed(texts)
             except BaseException as exc:  # every waiting caller gets the embedder's own error
                 for job in live:
                     job.future.set_exception(exc)
-                return
-            with self._cond:
-                self.batches += 1
-                self.batched_texts += len(texts)
+                continue
+            self.batches += 1
+            self.batched_texts += len(texts)
             start = 0
             for job in live:
                 job.future.set_result(vectors[start : start + len(job.texts)])

@@ -119,26 +119,6 @@ def test_a_text_after_an_idle_gap_goes_at_once_and_a_burst_still_waits_for_compa
     batcher.close()
 
 
-def test_an_idle_model_embeds_a_blocking_call_in_the_callers_thread_and_later_texts_still_batch():
-    inner = GatedEmbedder()
-    threads_seen: list[str] = []
-    plain_embed = inner.embed
-    inner.embed = lambda texts: (threads_seen.append(threading.current_thread().name), plain_embed(texts))[1]
-    batcher = BatchingEmbedder(inner, BatchSettings(max_batch=64, max_wait_ms=0))
-    first = threading.Thread(target=lambda: batcher.embed(["alone"]), name="caller")
-    first.start()
-    assert inner.entered.wait(timeout=10)  # the caller's own thread is inside the model
-    results, threads = run_in_threads(batcher, ["queued one", "queued two"])
-    wait_for(lambda: batcher.queued == 2, what="both callers queued behind the busy model")
-    inner.gate.set()
-    for t in [first, *threads]:
-        t.join(timeout=10)
-    assert threads_seen[0] == "caller" and threads_seen[1] == "semroute-embed-batcher"
-    assert inner.batches[0] == ["alone"] and sorted(inner.batches[1]) == ["queued one", "queued two"]
-    assert batcher.batches == 2 and batcher.batched_texts == 3
-    batcher.close()
-
-
 def test_settings_are_validated():
     for bad in (dict(max_batch=0), dict(max_wait_ms=-1), dict(max_queue=0), dict(max_batch=True), dict(idle_gap_ms=-1),
                 dict(idle_gap_ms=True)):
