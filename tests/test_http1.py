@@ -75,7 +75,7 @@ async def test_requests_share_one_kept_alive_connection_and_carry_headers_and_bo
         head = server.requests[0].decode()
         assert head.startswith("POST /api/chat HTTP/1.1\r\n") and "host: 127.0.0.1:" in head
         assert "user-agent: t\r\n" in head and "content-length: 8\r\n" in head
-        client.close()
+        await client.aclose()
 
 
 async def test_a_chunked_body_with_extensions_and_trailers_arrives_whole_and_the_connection_is_reused():
@@ -94,7 +94,7 @@ async def test_a_chunked_body_with_extensions_and_trailers_arrives_whole_and_the
             reply = await client.post("/", b"{}")
             assert reply.body == b'{"a":' + b" " * 70000 + b'"b"}'
         assert server.connections == 1
-        client.close()
+        await client.aclose()
 
 
 async def test_connection_close_and_a_body_without_length_are_not_reused():
@@ -111,7 +111,7 @@ async def test_connection_close_and_a_body_without_length_are_not_reused():
         assert (await client.post("/", b"{}")).body == b"ok"
         assert (await client.post("/", b"{}")).body == b"until the end"
         assert server.connections == 2
-        client.close()
+        await client.aclose()
 
 
 async def test_an_idle_connection_the_server_closed_is_not_reused():
@@ -127,7 +127,7 @@ async def test_an_idle_connection_the_server_closed_is_not_reused():
         await asyncio.sleep(0.05)  # the close reaches the client's buffer
         assert (await client.post("/", b"{}")).status == 204
         assert server.connections == 2
-        client.close()
+        await client.aclose()
 
 
 async def test_a_cancelled_request_closes_its_connection():
@@ -153,7 +153,7 @@ async def test_a_cancelled_request_closes_its_connection():
         await asyncio.wait_for(server.closed.wait(), 5)  # the half-read connection was closed
         assert (await client.post("/", b"{}")).body == b"whol"
         assert server.connections == 2
-        client.close()
+        await client.aclose()
 
 
 async def test_errors_are_httpx_errors():

@@ -68,7 +68,7 @@ class Http1:
         lines = [f"host: {netloc}"] + [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
         self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._connect_s, self._read_s, self._keepalive_s = connect_s, read_s, keepalive_s
-        self._idle: list[tuple[object, float]] = []
+        self._idle: list[tuple[httpcore.AsyncNetworkStream, float]] = []
         self._network = AsyncioBackend()
         self._closed = False
 
@@ -96,16 +96,16 @@ class Http1:
             if keep and not self._closed:
                 self._idle.append((conn, loop.time()))
             else:
-                _close(conn)
+                await conn.aclose()  # never suspends (it closes the transport), even while cancelled
 
-    async def _connection(self, loop: asyncio.AbstractEventLoop) -> object:
+    async def _connection(self, loop: asyncio.AbstractEventLoop) -> httpcore.AsyncNetworkStream:
         """The most recently used idle connection that is still good, else a new one."""
         now = loop.time()
         while self._idle:
             conn, since = self._idle.pop()
-            if now - since < self._keepalive_s and not conn.get_extra_info("is_readable"):  # type: ignore[attr-defined]
+            if now - since < self._keepalive_s and not conn.get_extra_info("is_readable"):
                 return conn
-            _close(conn)
+            await conn.aclose()
         try:
             return await self._network.connect_tcp(self._host, self._port, timeout=self._connect_s)
         except httpcore.ConnectTimeout as exc:
@@ -113,21 +113,15 @@ class Http1:
         except httpcore.ConnectError as exc:
             raise httpx.ConnectError(str(exc)) from exc
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their request ends."""
         self._closed = True
         idle, self._idle = self._idle, []
         for conn, _ in idle:
-            _close(conn)
+            await conn.aclose()
 
 
-def _close(conn: object) -> None:
-    transport = getattr(conn, "_transport", None)
-    if transport is not None:
-        transport.close()
-
-
-async def _read_reply(conn: object, read_s: float | None) -> tuple[Reply, bool]:
+async def _read_reply(conn: httpcore.AsyncNetworkStream, read_s: float | None) -> tuple[Reply, bool]:
     """The answer on ``conn`` and whether the connection may carry another request."""
     buffer = bytearray()
     while True:  # 1xx answers (100 Continue) come before the real one
@@ -144,7 +138,7 @@ async def _read_reply(conn: object, read_s: float | None) -> tuple[Reply, bool]:
             raise httpx.RemoteProtocolError(f"bad content-length {length[:40]!r}")
         size = int(length)
         while len(buffer) < size:
-            data = await conn.read(max(_READ, size - len(buffer)), read_s)  # type: ignore[attr-defined]
+            data = await conn.read(max(_READ, size - len(buffer)), read_s)
             if not data:
                 raise httpx.RemoteProtocolError("the server closed the connection in the middle of the answer")
             buffer += data
@@ -152,7 +146,7 @@ async def _read_reply(conn: object, read_s: float | None) -> tuple[Reply, bool]:
     elif status in (204, 304):
         body = b""
     else:  # no length: the body ends with the connection
-        while data := await conn.read(_READ, read_s):  # type: ignore[attr-defined]
+        while data := await conn.read(_READ, read_s):
             buffer += data
         body, keep = bytes(buffer), False
     encoding = headers.get("content-encoding", "identity").lower()
@@ -177,22 +171,22 @@ def _head(raw: bytes) -> tuple[str, int, dict[str, str]]:
     return version, int(code), headers
 
 
-async def _fill_until(conn: object, buffer: bytearray, marker: bytes, read_s: float | None, limit: int,
-                      what: str) -> int:
+async def _fill_until(conn: httpcore.AsyncNetworkStream, buffer: bytearray, marker: bytes, read_s: float | None,
+                      limit: int, what: str) -> int:
     """Read into ``buffer`` until it holds ``marker``; its index."""
     start = 0
     while (at := buffer.find(marker, start)) < 0:
         if len(buffer) > limit:
             raise httpx.RemoteProtocolError(f"{what} exceed {limit} bytes")
         start = max(0, len(buffer) - len(marker) + 1)
-        data = await conn.read(_READ, read_s)  # type: ignore[attr-defined]
+        data = await conn.read(_READ, read_s)
         if not data:
             raise httpx.RemoteProtocolError(f"the server closed the connection before {what} ended")
         buffer += data
     return at
 
 
-async def _chunked(conn: object, buffer: bytearray, read_s: float | None) -> bytes:
+async def _chunked(conn: httpcore.AsyncNetworkStream, buffer: bytearray, read_s: float | None) -> bytes:
     """A chunked body (RFC 9112 7.1), trailers read and dropped; ``buffer`` keeps what follows."""
     body = bytearray()
     while True:
@@ -210,7 +204,7 @@ async def _chunked(conn: object, buffer: bytearray, read_s: float | None) -> byt
                 if end == 0:
                     return bytes(body)
         while len(buffer) < size + 2:
-            data = await conn.read(_READ, read_s)  # type: ignore[attr-defined]
+            data = await conn.read(_READ, read_s)
             if not data:
                 raise httpx.RemoteProtocolError("the server closed the connection in the middle of a chunk")
             buffer += data

@@ -113,7 +113,7 @@ _STREAMS_PER_CLIENT = 64
 
 # The loop's ollama client, its closer, its stream clients and (for plain http://) the lean
 # client of its model calls (``http1``).
-_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard], "Http1 | None"]
+_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard], Http1 | None]
 
 
 async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shard],
@@ -125,7 +125,7 @@ async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shar
         yield
     finally:
         if lean is not None:
-            lean.close()
+            await lean.aclose()
         await client.close()
         for shard in shards[1:]:  # the first is the client's own
             await shard.http.aclose()
