@@ -68,7 +68,9 @@ def summary(ms: list[float]) -> dict[str, float]:
 # -- the gateway subprocess -------------------------------------------------------------------
 
 
-def start_gateway(fake_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_gateway(fake_url: str, workdir: Path, source: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``semroute serve`` in front of ``fake_url``; ``source``: a source tree to run it from
+    (``serve_ab.py`` runs another revision beside this one) instead of this repository's."""
     config = workdir / "serve.toml"
     config.write_text(
         "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
@@ -77,9 +79,12 @@ def start_gateway(fake_url: str, workdir: Path) -> tuple[subprocess.Popen[str], 
         f'[tiers.large]\nmodel = "{LARGE}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
     )
     log = open(workdir / "serve.log", "w+")  # a file, not a pipe: a full pipe would block the server
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     proc = subprocess.Popen(
         [sys.executable, "-m", "semroute.cli", "serve", "--port", "0", "--data-dir", str(workdir / "data"),
-         "--config", str(config)], stderr=log, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+         "--config", str(config)], stderr=log, text=True, env=env, cwd=source)
     deadline = time.monotonic() + 600  # a loaded machine can take minutes to import torch
     while not (found := re.search(r"running on (http://127\.0\.0\.1:\d+)", (workdir / "serve.log").read_text())):
         if proc.poll() is not None or time.monotonic() > deadline:
