@@ -273,7 +273,7 @@ def latency(states: TokenStates, feats: AlignFeatures, model: AlignScorer, reps:
     return out
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="800 training pairs, tuning caches at scale 0.1")
     ap.add_argument("--scale", type=float, default=0.35, help="pair builder sample scale")
@@ -287,6 +287,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.max_pairs, args.tune_scale, args.scale = min(args.max_pairs, 800), 0.1, 0.1
+    return args
+
+
+def main() -> None:
+    args = _args()
     from semroute.hits.verify import PairVerifier
     from semroute.training.tuning import tuning_sets
 
@@ -324,7 +329,7 @@ def main() -> None:
     lat = latency(states, feats, models["align_both_layers"])
     log(f"latency {json.dumps(lat)} load {os.getloadavg()}")
     out = {"args": vars(args), "training": info, "ranking_auc_top4_cos_ge_0.88": auc, "near_miss_pairs": nm, "demo_rows": demo,
-           "operating_points": points, "sets": rows, "latency": lat, "sentences_run": len(states.cache),
+           "operating_points": points, "sets": rows, "latency": lat, "sentences_run": states.runs,
            "forward_seconds": round(states.seconds, 1), "seconds": round(time.time() - t_all, 1),
            "load_average": os.getloadavg(), "features": FEATURE_NAMES}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

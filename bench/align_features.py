@@ -39,7 +39,7 @@ class TokenStates:
         pieces = {i: p.decode("utf-8", "replace") for p, i in w.tokenizer.pieces.items()}
         self.content_piece = lambda i: any(ch.isalnum() for ch in pieces.get(i, ""))
         self.cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.seconds = 0.0
+        self.seconds, self.runs = 0.0, 0  # forward time and sentences run, over every phase
 
     def _ids(self, text: str) -> list[int]:
         return self.w.tokenizer.encode(text, max_len=128)
@@ -65,6 +65,7 @@ class TokenStates:
                     content = np.asarray([self.content_piece(int(t)) for t in tok], dtype=bool)
                     self.cache[todo[i]] = (tok, content, mid.astype(np.float16), last.astype(np.float16))
         self.seconds += time.time() - t0
+        self.runs += len(todo)
         return len(todo)
 
     def get(self, text: str):
