@@ -98,3 +98,15 @@ def test_synonyms_of_one_kind_are_not_a_swap(a, b):
 def test_inflected_forms_of_one_place_are_not_a_swap():
     f = _features("Otoyolda hız sınırı kaç?", "Otoyol hız sınırı kaç?")
     assert f["kind_mismatch"] == 0.0 and f["kind_one_side"] == 0.0
+
+
+def test_one_question_analysis_is_its_own_module_and_pairs_still_exports_it():
+    # pairs.py compares two questions; analysis.py breaks one down. Callers that imported the
+    # analysis names from pairs (verify, training, these tests) must get the very same objects.
+    from semroute.hits import analysis, pairs
+
+    for name in analysis.__all__:
+        assert getattr(pairs, name) is getattr(analysis, name)
+    assert set(analysis.__all__) <= set(pairs.__all__)
+    a = analysis.analyse("Otoyolda B sınıfı ehliyetle en fazla kaç km/s?")
+    assert a.turkish and "sınıf_b" in a.words and "otoyol" in a.content

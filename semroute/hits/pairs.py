@@ -7,21 +7,23 @@ numbers, negation, opposite actions, same-kind swaps (city/highway, Istanbul/Ank
 nouns, scope modifiers — and how well the words one side lacks align with the other side's words
 (static word vectors, ``word_vectors``). Everything else is cheap token work on the two texts, no embedding.
 
-This module only turns a pair into a fixed-order feature vector; the trained model that weighs
-the features lives in ``semroute.hits.verify`` and training in ``semroute.training.verifier``.
+This module only compares two analysed questions and turns the pair into a fixed-order feature
+vector; breaking one question into words, stems and lexicon hits is ``semroute.hits.analysis``
+(its public names are re-exported here, where they were first defined), the trained model that
+weighs the features lives in ``semroute.hits.verify`` and training in ``semroute.training.verifier``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from .lexicon import COMPOUNDS, KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, SCOPE_WORDS, STOPWORDS, SYNONYMS
+# _KIND_OF: the lexicon's same-kind members, built once by ``analysis`` (``_same`` keeps them distinct).
+from .analysis import _KIND_OF, Analysed, analyse, is_turkish, lower, stem
+from .lexicon import OPPOSITES, SCOPE_WORDS
 from .word_vectors import WordVectors
 
 __all__ = ["FEATURES_VERSION", "FEATURE_NAMES", "Analysed", "PairFeatures", "WordVectors", "analyse", "idf_table",
@@ -35,99 +37,6 @@ FEATURE_NAMES = (
     "kind_mismatch", "kind_one_side", "proper_diff", "scope_one_side", "substitution", "trigram_jaccard", "align_q_mean", "align_q_min", "align_c_mean",
     "align_c_min", "turkish", "cos_turkish",
 )
-
-_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
-_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
-_NON_WORD = re.compile(r"[^\w ]+")
-_APOSTROPHE = re.compile(r"['’]")
-_TR_CHARS = re.compile(r"[çğıöşüÇĞİÖŞÜ]")
-# Turkish negative verb forms, only read on Turkish text: gelmiyor, gelmez, gelmedi, gelmeyecek, gelmemiş,
-# gelmesin, gelmemeli (must not), gelmeden (without), gelmeyin (don't), gelmeyebilir (may not), gelemez.
-_TR_NEG = re.compile(
-    r"\w{2,}(?:m[ıiuü]yor|m[ae]z\b|m[ae]d[ıiuü]|m[ae]y[ae]c|m[ae]m[ıiuü]ş|m[ae]s[ıi]n|m[ae]m[ae]l[ıi]"
-    r"|m[ae]d[ae]n\b|m[ae]y[ıi]n\b|m[ae]y[ae]bil)"
-)
-_FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
-# Folded (no diacritics), as stems are: açarım -> acarim.
-_TR_VERB_ENDINGS = frozenset(
-    """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
-    abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()  # noqa: SIM905
-)
-# Words only Turkish uses (names such as "Kim" or "Ama" would turn English text Turkish).
-_TR_HINTS = frozenset(
-    "mi mı mu mü miyim misin miyiz misiniz midir nedir nasıl neden nerede hangi kaç var yok değil için ile".split()  # noqa: SIM905
-)
-# Turkish case, plural, possessive and copula endings (folded), longest first; one is stripped from a
-# Turkish word when a root of >= 3 letters remains: otoyolda -> otoyol, köyden -> köy, cezası -> ceza.
-_TR_SUFFIXES = tuple(sorted(set(
-    """lardan lerden larda lerde lari leri larin lerin lar ler ndan nden dan den tan ten nda nde daki deki
-    taki teki da de ta te nin nun nun sinin sunun sina sine sini sinda sinde sindan sinden si su ya ye yi yu
-    ni nu dir dur tir tur yla yle la le a e i u""".split()), key=len, reverse=True))  # noqa: SIM905
-
-
-def is_turkish(text: str) -> bool:
-    """Turkish letters or a Turkish question word seen (English embedders map Turkish poorly)."""
-    if _TR_CHARS.search(text):
-        return True
-    return any(w in _TR_HINTS for w in _TOKEN.findall(text.lower()))
-
-
-def lower(text: str, turkish: bool | None = None) -> str:
-    """Lower-case ``text``; Turkish text lower-cases I to ı and İ to i (Python's default maps I to i
-    and İ to i + a combining dot). ``turkish`` None: decided by ``is_turkish``."""
-    if turkish is None:
-        turkish = is_turkish(text)
-    if turkish:
-        text = text.replace("I", "ı")
-    return text.replace("İ", "i").lower()
-
-
-_lower = lower
-
-
-def _tr_root(w: str) -> str:
-    if w in _LEXICON_FOLDED:
-        return w
-    roots = [w[: -len(x)] for x in _TR_SUFFIXES if w.endswith(x) and len(w) - len(x) >= 3 and any(v in w[: -len(x)] for v in "aeiou")]
-    known = next((r for r in roots if r in _LEXICON_FOLDED), None)  # otoyola: otoyol + a, not otoyo + la
-    if known is not None:
-        return known
-    root = roots[0] if roots else w
-    # A root's final vowel is dropped too, so araba/arabayla and zorunlu/zorunludur meet.
-    return root[:-1] if len(root) >= 4 and root[-1] in "aeiou" else root
-
-
-def stem(word: str, turkish: bool = False) -> str:
-    """A crude stem: folded diacritics, then the English plural (or, for Turkish, one case ending) stripped."""
-    w = word.translate(_FOLD)
-    if turkish:
-        return _tr_root(w) if w not in _LEXICON_FOLDED else w
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-        return w[:-1]
-    return w
-
-
-_COMPOUND_FIRST: dict[str, list[tuple[str, str]]] = {}
-for (_first, _second), _merged in COMPOUNDS.items():
-    _COMPOUND_FIRST.setdefault(_first, []).append((_second, _merged))
-
-
-def _merge_compounds(words: list[str]) -> list[str]:
-    """Two-word phrases of ``COMPOUNDS`` merged into one word (şehir içinde -> şehiriçi, B sınıfı -> sınıf_b)."""
-    out: list[str] = []
-    i = 0
-    while i < len(words):
-        if i + 1 < len(words):
-            merged = next((m for b, m in _COMPOUND_FIRST.get(words[i], ()) if words[i + 1].startswith(b)), None)
-            if merged is not None:
-                out.append(merged)
-                i += 2
-                continue
-        out.append(words[i])
-        i += 1
-    return out
 
 
 @functools.lru_cache(maxsize=65536)
@@ -148,64 +57,6 @@ def _same(a: str, b: str) -> bool:
     return n >= 6
 
 
-@dataclass(frozen=True, slots=True)
-class Analysed:
-    """One text broken into what the features compare."""
-
-    text: str  # lower-cased, Turkish-aware
-    words: tuple[str, ...]  # all word tokens, lower-cased, apostrophe suffixes dropped
-    content: tuple[str, ...]  # stems of content words (no stopwords, no numbers)
-    numbers: frozenset[str]
-    negated: bool
-    proper: frozenset[str]  # stems of capitalised words not at the start of the text
-    turkish: bool  # Turkish letters or question particles seen (English embedders map Turkish poorly)
-    kinds: dict[str, frozenset[str]]  # same-kind lexicon members present, by kind
-    phrases: frozenset[str]  # opposite-action lexicon phrases present
-    stems: tuple[str, ...]  # stem of each of ``words`` (computed once: every pair feature reads them)
-    trigrams: frozenset[str]  # character trigrams of the folded text
-
-
-def _number(token: str) -> str | None:
-    if _DIGITS.fullmatch(token):
-        return token.replace(",", "").rstrip("0").rstrip(".") if "." in token else token.replace(",", "")
-    return token if token in NUMBER_WORDS else None
-
-
-def analyse(text: str) -> Analysed:
-    """Tokenise ``text`` (English or Turkish) into words, content stems, numbers, negation, proper nouns."""
-    turkish = is_turkish(text)
-    low = lower(text, turkish)
-    raw = _TOKEN.findall(text)
-    bases = [_APOSTROPHE.split(tok, maxsplit=1)[0] for tok in raw]
-    lowered = _merge_compounds([lower(b, turkish) for b in bases])
-    capital = {lower(b, turkish) for i, b in enumerate(bases) if i > 0 and b[:1].isupper() and b != "I"}
-    negated = sum(lower(tok, turkish).endswith(("n't", "n’t")) for tok in raw) % 2 == 1
-    words, stems, content, numbers, proper = [], [], [], set(), set()
-    for word in lowered:
-        words.append(word)
-        s = stem(word, turkish)
-        s = _SYNONYM_STEM.get(s, s)
-        stems.append(s)
-        num = _number(word)
-        if num is not None:
-            numbers.add(num)
-            continue
-        if word in NEGATIONS:
-            negated = not negated
-        if word in STOPWORDS or len(word) < 2:
-            continue
-        content.append(s)
-        if word in capital:
-            proper.add(s)
-    if turkish:
-        negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
-    kinds, phrases = _lexicon_hits(low, words, stems)
-    return Analysed(
-        low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), turkish, kinds, phrases,
-        tuple(stems), frozenset(_trigrams(low)),
-    )
-
-
 def _raw(a: Analysed, stems: Iterable[str]) -> list[str]:
     """The lower-cased words behind content stems (word pieces want real words, not stems)."""
     wanted = set(stems)
@@ -222,76 +73,10 @@ def _unmatched(side: Iterable[str], other: Iterable[str]) -> list[str]:
     return [w for w in side if w not in exact and not any(_same(w, o) for o in by_first.get(w[:1], ()))]
 
 
-def _prefixes(s: str) -> Iterable[str]:
-    # Lexicon words >= 4 letters also match inflected forms (kapat -> kapatır, city -> city's).
-    yield s
-    for k in range(4, len(s)):
-        yield s[:k]
-
-
-def _prefixes_longest_first(s: str) -> Iterable[str]:
-    yield s
-    for k in range(len(s) - 1, 3, -1):
-        yield s[:k]
-
-
-def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[str, ...]]:
-    # Lexicon words are looked up by their folded form and by both stems (English and Turkish).
-    kinds: dict[str, str] = {}
-    for kind, words in KINDS.items():
-        for w in words:
-            if w not in STOPWORDS:
-                canon = SYNONYMS.get(w, w).translate(_FOLD)
-                for key in {w.translate(_FOLD), stem(w), stem(w, True)}:
-                    kinds.setdefault(key, kind)
-                    _CANON.setdefault(key, canon)
-    single: dict[str, list[str]] = {}
-    multi = []
-    for pair in OPPOSITES:
-        for phrase in pair:
-            if " " in phrase:
-                multi.append(phrase)
-            else:
-                for key in {stem(phrase), stem(phrase, True)}:
-                    single.setdefault(key, []).append(phrase)
-    return kinds, {k: tuple(v) for k, v in single.items()}, tuple(sorted(set(multi)))
-
-
-_CANON: dict[str, str] = {}  # a kind member's key -> its canonical member (synonyms share one)
-# ``stem`` leaves lexicon words whole (şehirlerarası is not şehirler + arası).
-_LEXICON_FOLDED = frozenset(
-    w.translate(_FOLD) for words in KINDS.values() for w in words if len(w) > 3
-) | frozenset(p.translate(_FOLD) for pair in OPPOSITES for p in pair if " " not in p and len(p) > 3)
-_KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
-# Synonyms share one content stem (araba ~ otomobil), so neither counts as a word the other side lacks.
-_SYNONYM_STEM = {k: v.translate(_FOLD) for w, v in SYNONYMS.items() for k in (w.translate(_FOLD), stem(w), stem(w, True))}
 _OPPOSITE_OF: dict[str, frozenset[str]] = {
     a: frozenset(y if x == a else x for x, y in OPPOSITES if a in (x, y)) for pair in OPPOSITES for a in pair
 }
 _SCOPE_STEMS = frozenset(stem(w) for w in SCOPE_WORDS) | frozenset(stem(w, True) for w in SCOPE_WORDS)
-
-
-def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
-    """Same-kind members (by kind) and opposite-action phrases present in a text (``stems``: of ``words``)."""
-    kinds: dict[str, set[str]] = {}
-    phrases: set[str] = set()
-    for w, s in zip(words, stems):
-        if w in STOPWORDS:
-            continue
-        folded = w.translate(_FOLD)
-        member = folded if folded in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
-        if member is not None:
-            kinds.setdefault(_KIND_OF[member], set()).add(_CANON.get(member, member))
-        for p in _prefixes(s):
-            if p in _OPP_SINGLE and (p == s or len(p) >= 4):
-                phrases.update(_OPP_SINGLE[p])
-        for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
-            if s[:k] in _OPP_SINGLE and s[k:] in _TR_VERB_ENDINGS:
-                phrases.update(_OPP_SINGLE[s[:k]])
-    for phrase in _OPP_MULTI:
-        if phrase in low and re.search(r"\b" + re.escape(phrase) + r"\b", low):
-            phrases.add(phrase)
-    return {k: frozenset(v) for k, v in kinds.items()}, frozenset(phrases)
 
 
 def _opposite(q: Analysed, c: Analysed) -> bool:
@@ -310,11 +95,6 @@ def _kinds(q: Analysed, c: Analysed) -> tuple[int, int]:
         elif extra_a or extra_b:  # one side adds a member: "tomorrow" vs "tomorrow morning"
             one_side += 1
     return mismatch, one_side
-
-
-def _trigrams(text: str) -> set[str]:
-    t = "  " + _NON_WORD.sub("", text.translate(_FOLD)) + " "
-    return {t[i : i + 3] for i in range(len(t) - 2)}
 
 
 def idf_table(documents: Iterable[str]) -> dict[str, float]:
