@@ -133,6 +133,7 @@ async def _read_reply(conn: httpcore.AsyncNetworkStream, read_s: float | None) -
     keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = await _chunked(conn, buffer, read_s)
+        keep = keep and not buffer  # bytes past the answer: the connection's state is unknown
     elif (length := headers.get("content-length")) is not None:
         if not length.strip().isdigit():
             raise httpx.RemoteProtocolError(f"bad content-length {length[:40]!r}")
