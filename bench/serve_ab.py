@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import LARGE, RESULTS, SMALL, chat, concurrent, miss_text, pct, start_fake, start_gateway, stop  # noqa: E402,F401
+from serve import RESULTS, SMALL, chat, concurrent, miss_text, pct, start_fake, start_gateway, stop  # noqa: E402
 from shared_data import banking77, first_per_intent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
