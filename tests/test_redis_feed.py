@@ -127,3 +127,15 @@ def test_a_running_follower_notices_a_new_feed(redis_url, client):
             writer.put_many([entry(i, tag="new")])
         replica.sync()
         assert sorted(replica.index.ids()) == sorted(f"new{i}" for i in range(6))
+
+
+def test_local_reads_reach_the_lru_order_with_the_next_fetch(redis_url, client):
+    with RedisStore.from_url(redis_url, prefix="touch") as writer:
+        writer.put_many([entry(i) for i in range(4)])
+    mono = ManualClock(0.0)
+    with RedisStore.from_url(redis_url, prefix="touch", monotonic=mono, sync_interval_s=60, local_entries=2) as s:
+        assert s.get_many(["a0"], now=1_500.0)[0].id == "a0"  # fetched, now held locally
+        assert s.get_many(["a0"], now=2_000.0)[0].id == "a0"  # answered here: no round trip
+        assert client.zscore("{touch}:lru", "a0") == 1_500.0
+        assert s.get_many(["a1"], now=2_100.0)[0].id == "a1"  # the fetch carries the local read along
+        assert client.zscore("{touch}:lru", "a0") == 2_000.0

@@ -111,15 +111,18 @@ GET = COMMON + r"""
 return read(ARGV[4], tonumber(ARGV[3]))
 """
 
-# ARGV: P, MAXLEN, now, sweep_limit, ids... -> {newest, {one {m, v} or false per id}}
+# ARGV: P, MAXLEN, now, sweep_limit, n, n ids, then (last use, id) pairs of reads answered locally
+# -> {newest, {one {m, v} or false per id}}
 # The feed's newest sequence number rides along (taken after the sweep and the reads, which may
 # feed deletes): a follower that finds it equal to the last one it applied knows it is caught up
-# without a CHANGES round trip of its own (``RedisStore._saw_head``). It sweeps like CHANGES,
-# so a follower busy with reads (and so polling less) still feeds due expiries.
+# without a CHANGES round trip of its own (``RedisStore._saw_head``). It sweeps and takes the local
+# reads' LRU touches like CHANGES, so a follower busy with lookups (and so polling less) still
+# feeds due expiries and sends its touches a few at a time.
 GET_MANY = COMMON + r"""
-local now, out = tonumber(ARGV[3]), {}
+local now, n, out = tonumber(ARGV[3]), tonumber(ARGV[5]), {}
+for i = 6 + n, #ARGV, 2 do redis.call('ZADD', P .. 'lru', 'XX', ARGV[i], ARGV[i + 1]) end
 sweep(now, tonumber(ARGV[4]))
-for i = 5, #ARGV do out[#out + 1] = read(ARGV[i], now) end
+for i = 6, 5 + n do out[#out + 1] = read(ARGV[i], now) end
 return {tonumber(redis.call('GET', P .. 'seq') or '0'), out}
 """
 

@@ -46,9 +46,9 @@ _BATCH = 500
 # server: 1000 entries in one script overran the client's 2 s command timeout on a loaded 2-core
 # host (bench/redis_scale.py fill), 64 did not.
 _PUT_BATCH = 64
-# Reads served from the local view reach Redis's LRU order with the next feed catch-up (no round
-# trip of their own), before every write of this process, or on their own once this many are
-# pending. A ZADD of its own per 64 reads cost ~8 ms a round trip on a loaded 2-core host.
+# Reads served from the local view reach Redis's LRU order with the next feed catch-up or
+# candidate fetch (no round trip of their own), before every write of this process, or on their
+# own once this many are pending. A ZADD of its own per 64 reads cost ~8 ms a round trip on a loaded 2-core host.
 _TOUCH_BATCH = 4096
 # ``changes(_HEAD)`` returns the newest sequence number and nothing else.
 _HEAD = 2**62
@@ -387,7 +387,12 @@ class RedisStore:
 
     def _fetch(self, entry_ids: Sequence[str], now: float) -> list[CacheEntry | None]:
         started, writes = self._monotonic(), self._writes
-        newest, rows = self._run("GET_MANY", [self._p, self.max_changes, repr(float(now)), _SWEEP_LIMIT, *entry_ids])
+        # local reads ride along, as on a poll (a fetch may be the only round trip for a while)
+        touches, self._touches = self._touches, {}
+        args: list[Any] = [self._p, self.max_changes, repr(float(now)), _SWEEP_LIMIT, len(entry_ids), *entry_ids]
+        for entry_id, used in touches.items():
+            args.extend((repr(used), entry_id))
+        newest, rows = self._run("GET_MANY", args)
         self._saw_head(int(newest), started, writes)
         return [decode_entry(row[0], row[1], self._where) if row else None for row in rows]
 
