@@ -4,7 +4,8 @@ N entries (random 384-d unit vectors, 400-character answers) are stored through 
 ``Router(data_dir=...)`` (the embedded ``MemoryStore`` journaled to SQLite, the default index).
 Then, in this process: RSS growth per entry, recall@1 of each sampled entry's own vector (is
 the entry itself the nearest?), and lookup latency p50/p99 of ``Router.ask``'s cache steps for paraphrases of cached questions
-(a table embedder returns each question's vector, so the cache is what is measured). Restart:
+(a table embedder returns each question's vector, drawn before the clock starts, so the cache is what
+is measured). Restart:
 a new process opens the same directory the way ``Router(data_dir=...)`` does, and the clock
 stops when its first semantic lookup is answered (``restart_with_close_s`` also counts its close,
 which writes the snapshots again; ``restart_rss_bytes_per_entry`` is that process's resident growth per entry,
@@ -212,6 +213,9 @@ def run_redis(entries: int, sample: int, vectors: str) -> dict[str, float]:
         before = int(client.info("memory")["used_memory"])
         result = measure_and_restart(Path(tmp), entries, sample, vectors, server.url)
         result["store"] = "redis"
+        import redis.utils
+
+        result["redis_reply_parser"] = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "python"
         grown = int(client.info("memory")["used_memory"]) - before
         result["redis_used_memory_bytes_per_entry"] = round(grown / entries)
         result["redis_aof_bytes_per_entry"] = round(
