@@ -401,9 +401,9 @@ class RedisStore:
         caught up as of ``started``, so neither the index's next ``changes`` nor the local view
         needs a round trip of its own for ``sync_interval_s``.
 
-        Under steady lookups this takes the feed poll (a second round trip for ~5% of lookups at
-        1M entries, bench/cache_scale.py) off the lookup path; any change on the feed still
-        makes the next ``changes`` ask Redis, exactly as before.
+        Under steady lookups this takes the feed poll off the lookup path (154 polls per 2,000
+        lookups at 200k entries before, 2 after: README "The follower work"); any change on the
+        feed still makes the next ``changes`` ask Redis, exactly as before.
         """
         if writes != self._writes:
             return  # a write of this process overlapped the fetch: its next read must ask
