@@ -80,7 +80,8 @@ def fill(data_dir: Path, redis_url: str, entries: int) -> float:
 def start(src: Path, data_dir: Path, redis_url: str, entries: int, hiredis: bool) -> subprocess.Popen[str]:
     env = dict(os.environ, SEMROUTE_AB_SRC=str(src))
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(data_dir), redis_url, str(entries),
-                             "1" if hiredis else "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                             "1" if hiredis else "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())
     if not ready["ready"]:
@@ -91,8 +92,27 @@ def start(src: Path, data_dir: Path, redis_url: str, entries: int, hiredis: bool
 def summary(wall: list[float], cpu: list[float]) -> dict[str, float]:
     w, c = np.asarray(wall) * 1e3, np.asarray(cpu) * 1e3
     return {"lookup_p50_ms": round(float(np.median(w)), 3), "lookup_p99_ms": round(float(np.percentile(w, 99)), 3),
-            "lookup_cpu_p50_ms": round(float(np.median(c)), 3), "lookup_cpu_p99_ms": round(float(np.percentile(c, 99)), 3),
+            "lookup_cpu_p50_ms": round(float(np.median(c)), 3),
+            "lookup_cpu_p99_ms": round(float(np.percentile(c, 99)), 3),
             "lookups": len(w)}
+
+
+def interleave(procs: dict[str, subprocess.Popen[str]], rounds: int, batch: int) -> tuple[dict, list[float]]:
+    """Each round's lookups to both followers in turn (which goes first alternating): timings, loads."""
+    got: dict[str, dict[str, list]] = {name: {"wall": [], "cpu": [], "hits": []} for name in procs}
+    loads = [os.getloadavg()[0]]
+    for r in range(rounds):
+        for name in (["old", "new"] if r % 2 == 0 else ["new", "old"]):
+            proc = procs[name]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{1000 + r} {batch}\n")
+            proc.stdin.flush()
+            reply = json.loads(proc.stdout.readline())
+            for key in ("wall", "cpu"):
+                got[name][key].extend(reply[key])
+            got[name]["hits"].append(reply["hits"])
+        loads.append(os.getloadavg()[0])
+    return got, loads
 
 
 def run(entries: int, baseline_src: Path, rounds: int, batch: int, baseline_hiredis: bool,
@@ -103,7 +123,7 @@ def run(entries: int, baseline_src: Path, rounds: int, batch: int, baseline_hire
     with tempfile.TemporaryDirectory(prefix="semroute-ab-") as tmp, contextlib.ExitStack() as stack:
         if reuse is None:
             server = stack.enter_context(RedisServer(appendfsync="everysec"))
-            url, filled, fill_s = server.url, Path(tmp) / "filled", 0.0
+            url, filled = server.url, Path(tmp) / "filled"
             fill_s = fill(filled, url, entries)
         else:  # a Redis and data directory an earlier fill left (development runs)
             (url, filled), fill_s = reuse, 0.0
@@ -111,20 +131,7 @@ def run(entries: int, baseline_src: Path, rounds: int, batch: int, baseline_hire
         for name, (src, hiredis) in sides.items():
             shutil.copytree(filled, Path(tmp) / name)  # each follower saves its own snapshot
             procs[name] = start(src, Path(tmp) / name, url, entries, hiredis)
-        got: dict[str, dict[str, list]] = {name: {"wall": [], "cpu": [], "hits": []} for name in sides}
-        loads = [os.getloadavg()[0]]
-        for r in range(rounds):
-            order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
-            for name in order:
-                proc = procs[name]
-                assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(f"{1000 + r} {batch}\n")
-                proc.stdin.flush()
-                reply = json.loads(proc.stdout.readline())
-                for key in ("wall", "cpu"):
-                    got[name][key].extend(reply[key])
-                got[name]["hits"].append(reply["hits"])
-            loads.append(os.getloadavg()[0])
+        got, loads = interleave(procs, rounds, batch)
         for proc in procs.values():
             assert proc.stdin is not None
             proc.stdin.close()
@@ -135,8 +142,8 @@ def run(entries: int, baseline_src: Path, rounds: int, batch: int, baseline_hire
     for name in sides:
         result[name] = summary(got[name]["wall"], got[name]["cpu"])
         result[name]["paraphrase_hit_rate"] = sum(got[name]["hits"]) / (rounds * batch)
-    result["ratio_new_over_old"] = {key: round(result["new"][key] / result["old"][key], 3)
-                                    for key in ("lookup_p50_ms", "lookup_p99_ms", "lookup_cpu_p50_ms", "lookup_cpu_p99_ms")}
+    keys = ("lookup_p50_ms", "lookup_p99_ms", "lookup_cpu_p50_ms", "lookup_cpu_p99_ms")
+    result["ratio_new_over_old"] = {key: round(result["new"][key] / result["old"][key], 3) for key in keys}
     return result
 
 

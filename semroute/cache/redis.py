@@ -48,7 +48,8 @@ _BATCH = 500
 _PUT_BATCH = 64
 # Reads served from the local view reach Redis's LRU order with the next feed catch-up or
 # candidate fetch (no round trip of their own), before every write of this process, or on their
-# own once this many are pending. A ZADD of its own per 64 reads cost ~8 ms a round trip on a loaded 2-core host.
+# own once this many are pending. A ZADD of its own per 64 reads cost ~8 ms a round trip on a
+# loaded 2-core host.
 _TOUCH_BATCH = 4096
 # ``changes(_HEAD)`` returns the newest sequence number and nothing else.
 _HEAD = 2**62
@@ -254,7 +255,7 @@ class RedisStore:
         newest, trimmed, records, epoch = self._run("CHANGES", args)
         epoch = epoch.decode()
         if self._epoch is not None and epoch != self._epoch:
-            trimmed = True  # another feed under the same name (Redis lost its data): nothing carries over
+            trimmed = True  # another feed under this name (Redis lost its data): nothing carries over
             self._quiet = None
         self._epoch = epoch
         if trimmed:
