@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ..errors import StoreError
 from ..types import CacheEntry
@@ -42,7 +43,7 @@ def encode_entry(entry: CacheEntry, dtype: str) -> tuple[Any, ...]:
 def decode_entry(m: bytes, v: bytes, where: str) -> CacheEntry:
     """The entry stored as JSON ``m`` and vector bytes ``v``; ``StoreError`` naming ``where`` if malformed."""
     try:
-        meta = json.loads(m)
+        meta = _loads(m)
         vector = np.frombuffer(v, dtype=DTYPES[meta["dtype"]]).astype(np.float32)
         vector.setflags(write=False)
         return CacheEntry(
@@ -53,6 +54,15 @@ def decode_entry(m: bytes, v: bytes, where: str) -> CacheEntry:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"malformed cache entry in Redis at {where}: {type(exc).__name__}") from exc
+
+
+def _loads(m: bytes) -> Any:
+    """``orjson`` (a follower decodes every candidate of every lookup: ~4x faster than ``json``),
+    ``json`` for what orjson refuses and ``json`` reads (``NaN``, which ``json.dumps`` writes)."""
+    try:
+        return orjson.loads(m)
+    except orjson.JSONDecodeError:
+        return json.loads(m)
 
 
 def decode_record(stream_id: bytes, flat: Sequence[bytes], where: str) -> Record:

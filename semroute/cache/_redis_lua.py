@@ -9,6 +9,9 @@ every key of one cache lives in one slot and a script may touch them all:
 ``P exp``     zset: id -> expires_at           ``P ns:<namespace>``, ``P t:<name>=<value>`` sets of ids
 ``P seq``     the feed's last sequence number  ``P feed`` stream; entry ids are ``0-<seq>``;
               a put record has ``m``/``v``, a delete record the deleted entry's key ``k``
+``P epoch``   the feed's identity: set (from the server's clock) by the first poll (CHANGES) that
+              finds it missing, so a Redis that lost its data (restarted without persistence,
+              flushed) has a new one even once ``seq`` has grown past a follower's saved position
 
 The feed is a Stream trimmed with ``MAXLEN ~``; its ids are ``0-<seq>`` so a sequence number
 and a stream id are the same thing. Expiry: Redis key TTLs would vanish without a feed record,
@@ -24,6 +27,15 @@ __all__ = ["COMMON", "PUT", "GET", "GET_MANY", "GET_BY_KEY", "DELETE", "CHANGES"
 COMMON = r"""
 local P = ARGV[1]
 local MAXLEN = ARGV[2]
+local function epoch()
+  local e = redis.call('GET', P .. 'epoch')
+  if not e then
+    local t = redis.call('TIME')
+    e = t[1] .. '.' .. t[2]
+    redis.call('SET', P .. 'epoch', e)
+  end
+  return e
+end
 local function feed(op, id, m, v)
   local seq = redis.call('INCR', P .. 'seq')
   if op == 'put' then
@@ -99,11 +111,19 @@ GET = COMMON + r"""
 return read(ARGV[4], tonumber(ARGV[3]))
 """
 
-# ARGV: P, MAXLEN, now, ids... -> one {m, v} or false per id
+# ARGV: P, MAXLEN, now, sweep_limit, n, n ids, then (last use, id) pairs of reads answered locally
+# -> {newest, {one {m, v} or false per id}}
+# The feed's newest sequence number rides along (taken after the sweep and the reads, which may
+# feed deletes): a follower that finds it equal to the last one it applied knows it is caught up
+# without a CHANGES round trip of its own (``RedisStore._saw_head``). It sweeps and takes the local
+# reads' LRU touches like CHANGES, so a follower busy with lookups (and so polling less) still
+# feeds due expiries and sends its touches a few at a time.
 GET_MANY = COMMON + r"""
-local now, out = tonumber(ARGV[3]), {}
-for i = 4, #ARGV do out[#out + 1] = read(ARGV[i], now) end
-return out
+local now, n, out = tonumber(ARGV[3]), tonumber(ARGV[5]), {}
+for i = 6 + n, #ARGV, 2 do redis.call('ZADD', P .. 'lru', 'XX', ARGV[i], ARGV[i + 1]) end
+sweep(now, tonumber(ARGV[4]))
+for i = 6, 5 + n do out[#out + 1] = read(ARGV[i], now) end
+return {tonumber(redis.call('GET', P .. 'seq') or '0'), out}
 """
 
 # ARGV: P, MAXLEN, now, key
@@ -122,16 +142,17 @@ return removed
 
 # ARGV: P, MAXLEN, now, since, count, sweep_limit, then (last use, id) pairs of reads a follower
 # answered locally (they refresh the LRU order only of entries still there)
-# -> {newest, trimmed(0/1), xrange reply}
+# -> {newest, trimmed(0/1), xrange reply, epoch}
 CHANGES = COMMON + r"""
 for i = 7, #ARGV, 2 do redis.call('ZADD', P .. 'lru', 'XX', ARGV[i], ARGV[i + 1]) end
 sweep(tonumber(ARGV[3]), tonumber(ARGV[6]))
+local e = epoch()
 local newest = tonumber(redis.call('GET', P .. 'seq') or '0')
 local since = tonumber(ARGV[4])
-if since >= newest then return {newest, 0, {}} end
+if since >= newest then return {newest, 0, {}, e} end
 local first = redis.call('XRANGE', P .. 'feed', '-', '+', 'COUNT', 1)[1]
-if not first then return {newest, 1, {}} end
+if not first then return {newest, 1, {}, e} end
 local first_seq = tonumber(string.match(first[1], '^0%-(%d+)$'))
-if first_seq == nil or first_seq > since + 1 then return {newest, 1, {}} end
-return {newest, 0, redis.call('XRANGE', P .. 'feed', '(0-' .. ARGV[4], '+', 'COUNT', ARGV[5])}
+if first_seq == nil or first_seq > since + 1 then return {newest, 1, {}, e} end
+return {newest, 0, redis.call('XRANGE', P .. 'feed', '(0-' .. ARGV[4], '+', 'COUNT', ARGV[5]), e}
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..types import CacheEntry
 
-__all__ = ["Change", "Store", "Index", "RowStore", "RowIndex"]
+__all__ = ["Change", "FeedEpoch", "Store", "Index", "RowStore", "RowIndex"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,19 @@ class Index(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class FeedEpoch(Protocol):
+    """Optional store capability: the change feed has an identity (``RedisStore``).
+
+    A feed that can lose its history and start again (a Redis restarted without persistence)
+    numbers its records afresh; ``feed_epoch`` (known once ``changes`` has been called) tells the
+    two histories apart, so a follower's saved position is only trusted within the same epoch.
+    """
+
+    @property
+    def feed_epoch(self) -> str | None: ...
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DimensionMismatch
 from ..types import CacheEntry, Candidate
 from ._vector import as_unit_vector
-from .base import Change, Index, RowIndex, RowStore, Store
+from .base import Change, FeedEpoch, Index, RowIndex, RowStore, Store
 
 __all__ = ["Replica"]
 
@@ -66,6 +66,8 @@ class Replica:
         # touches only what differs (re-adding everything would double a flat index's size)
         self._indexed: dict[str, int] = {}
         self.rebuilds = 0
+        # The feed epoch a loaded snapshot was saved at (``FeedEpoch`` stores): checked by the first sync.
+        self._saved_epoch: str | None = None
         # Labelled by store rows when both sides can (and the index is still empty): see the module doc.
         self._rows: RowStore | None = None
         self._row_index: RowIndex | None = None
@@ -82,7 +84,7 @@ class Replica:
         with self._sync_lock:
             if self._cursor is not None:
                 result = self.store.changes(self._cursor)
-                if result is not None and result[0] >= self._cursor:
+                if result is not None and result[0] >= self._cursor and self._same_feed():
                     newest, changes = result
                     self._apply(changes)
                     self._cursor = newest
@@ -166,6 +168,8 @@ class Replica:
             shutil.rmtree(staging, ignore_errors=True)
             self.index.save(staging)
             state = {"cursor": self._cursor}
+            if isinstance(self.store, FeedEpoch) and self.store.feed_epoch is not None:
+                state["feed_epoch"] = self.store.feed_epoch  # type: ignore[assignment]
             if self._rows is not None:  # the labels name rows of this numbering only
                 state["rows_epoch"] = self._rows.rows_epoch  # type: ignore[assignment]
             (staging / "replica.json").write_text(json.dumps(state), encoding="utf-8")
@@ -196,6 +200,8 @@ class Replica:
             if self._rows is None:
                 self._indexed = dict.fromkeys(self.index.ids(), _UNKNOWN)
             self._cursor = cursor
+            epoch = state.get("feed_epoch")
+            self._saved_epoch = epoch if isinstance(epoch, str) else None
         return True
 
     # -- internals (callers hold the sync lock) ------------------------------------------------
@@ -231,7 +237,19 @@ class Replica:
             alive = rows.live_labels(np.array([label for label, _ in puts], dtype=np.int64))
             index.add_labelled([pair for pair, ok in zip(puts, alive.tolist()) if ok])
 
+    def _same_feed(self) -> bool:
+        """False if a loaded snapshot's feed epoch is not the store's (the feed started again: rebuild).
+
+        Checked once, by the first sync after ``load`` (its ``changes`` call told the store the
+        epoch); a running store notices a new epoch itself (``changes`` answers ``None``).
+        """
+        expected, self._saved_epoch = self._saved_epoch, None
+        if expected is None or not isinstance(self.store, FeedEpoch):
+            return True
+        return self.store.feed_epoch == expected  # unknown (None) counts as different: rebuild
+
     def _rebuild(self) -> int:
+        self._saved_epoch = None  # whatever the snapshot was, the index now comes from the store
         head = self.store.changes(_HEAD)
         newest = head[0] if head is not None else 0
         if self._rows is not None:
