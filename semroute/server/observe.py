@@ -5,8 +5,9 @@ body byte (streams included), counts it by endpoint, status and answer source, w
 access-log line (``semroute.access`` logger: tenant name, never a key), and releases the
 request's admission slot whatever happened (a stream the client abandoned before it started
 must not keep its slot). The answers a request's misses produce are stored once its last body
-byte is sent (``semroute.write_behind.HeldWrites``), or when it ends otherwise. Metrics live in a registry of their own per app (no module globals);
-the router's own counters and latency percentiles are exported next to them.
+byte is sent (``semroute.write_behind.HeldWrites``), or when it ends otherwise. Metrics live in
+a registry of their own per app (no module globals); the router's own counters and latency
+percentiles are exported next to them.
 
 ``/stats`` is ``Router.stats()`` as JSON (``semroute stats --url``); ``/healthz`` says the process
 answers; ``/readyz`` says the cache is loaded (store and
