@@ -182,6 +182,48 @@ async def test_errors_are_httpx_errors():
         await _client(url).post("/", b"{}")  # nothing listens there any more
 
 
+async def test_bytes_past_an_answer_make_its_connection_not_reused():
+    async def handler(server, reader, writer):
+        while True:
+            await server.request(reader)
+            if server.connections == 1:  # a length-framed answer, then bytes nobody asked for
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
+            elif server.connections == 2:  # a chunked answer, then the same
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nstray")
+            else:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with Server(handler) as server:
+        client = _client(server.url)
+        for _ in range(4):
+            reply = await client.post("/", b"{}")
+            assert (reply.status, reply.body) == (200, b"ok")  # the 100 Continue before the last was skipped
+        assert server.connections == 3  # the third connection, clean, carried two requests
+        await client.aclose()
+
+
+async def test_oversized_headers_and_a_compressed_body_are_refused():
+    async def huge(server, reader, writer):
+        await server.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + b"x-pad: %s\r\n" % (b"a" * 1000) * 100)
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async def gzipped(server, reader, writer):
+        await server.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 2\r\n\r\nok")
+        await reader.read()
+
+    async with Server(huge) as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await _client(server.url).post("/", b"{}")
+    async with Server(gzipped) as server:
+        with pytest.raises(httpx.DecodingError):
+            await _client(server.url).post("/", b"{}")
+        await asyncio.wait_for(server.closed.wait(), 5)  # and its connection was closed
+
+
 def test_only_plain_http_without_credentials_or_proxy_is_served(monkeypatch):
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)

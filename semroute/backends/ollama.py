@@ -28,7 +28,6 @@ import ollama
 import orjson
 
 from ..errors import (
-    BackendError,
     BackendProtocolError,
     BackendTimeout,
     ConfigError,
@@ -38,22 +37,15 @@ from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .asyncio_net import transport as _transport
-from .http1 import Http1, plain_http
+from .http1 import Http1
+from .ollama_lean import _lean_chat, _lean_client, _lean_completion, _ollama_detail, _translate
 from .ndjson import Lines, body_reads
 from .deadline import timeout_at as _timeout_at
 from .groups import flatten
-from .http_errors import HttpStatus, status_error, translate
-from .http_errors import retry_after as _retry_after
+from .http_errors import HttpStatus, status_error
 from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
-
-def _ollama_detail(body: str, status: int) -> str:
-    """Ollama's own error message out of an error body (``{"error": ...}``), else the body's start."""
-    try:
-        return str(ollama.ResponseError(body, status).error)
-    except Exception:  # noqa: BLE001 - a detail is nice to have, never worth failing for
-        return body[:200]
 
 
 # Errors that come from the network or the server; anything else is a bug and propagates.
@@ -83,16 +75,6 @@ async def _acheck_status(response: httpx.Response) -> None:
         await response.aread()
         raise _status_error(response)
 
-
-def _translate(exc: BaseException, instance: str, chunks: int = 0) -> BackendError:
-    """``http_errors.translate``, plus Ollama's error lines inside a stream."""
-    if isinstance(exc, ollama.ResponseError):
-        where = f" after {chunks} streamed chunks" if chunks else ""
-        status = exc.status_code if exc.status_code > 0 else None
-        return BackendProtocolError(
-            f"{instance} reported an error{where}: {exc.error}", instance=instance, status=status
-        )
-    return translate(exc, instance, chunks)
 
 
 class _Shard:
@@ -130,16 +112,6 @@ async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shar
         for shard in shards[1:]:  # the first is the client's own
             await shard.http.aclose()
 
-
-def _lean_client(host: str, client: ollama.AsyncClient, timeout: Timeout) -> Http1 | None:
-    """The model call's lean HTTP/1.1 client for ``host`` (None when httpx must serve it: TLS,
-    credentials in the URL, a proxy from the environment); the ollama client's own headers
-    (its ``User-Agent``, an ``OLLAMA_API_KEY`` bearer), without compression."""
-    if not plain_http(host):
-        return None
-    headers = {name: value for name, value in client._client.headers.items()
-               if name.lower() not in ("accept-encoding", "host", "content-length", "transfer-encoding")}
-    return Http1(host, headers=headers, connect_s=timeout.connect, read_s=timeout.effective_read)
 
 
 def _base_url(host: str) -> str:
@@ -333,44 +305,12 @@ class OllamaBackend:
             async with _timeout_at(self._deadline()):
                 lean = await self._lean()
                 if lean is not None:
-                    return self._lean_completion(await self._lean_chat(lean, model, payload, options), model, started)
+                    return _lean_completion(await _lean_chat(lean, model, payload, options), model, started, self.name)
                 response = await (await self._async()).chat(
                     model=model, messages=payload, stream=False, options=options
                 )
         return self._completion(response, model, started)
 
-    async def _lean_chat(self, lean: Http1, model: str, payload: list[dict[str, str]],
-                         options: Mapping[str, Any] | None) -> Any:
-        """``POST /api/chat`` (not streamed) over the lean client: the answer as parsed JSON, or
-        the same errors the ollama client path raises (``HttpStatus`` for an error status)."""
-        body: dict[str, Any] = {"model": model, "messages": payload, "stream": False}
-        if options:
-            body["options"] = options
-        reply = await lean.post("/api/chat", orjson.dumps(body))
-        if reply.status >= 300:
-            text = reply.body.decode("utf-8", "replace")
-            raise HttpStatus(reply.status, text, _retry_after(reply.headers.get("retry-after")),
-                             _ollama_detail(text, reply.status))
-        return orjson.loads(reply.body)
-
-    def _lean_completion(self, part: Any, model: str, started: float) -> Completion:
-        """``_completion`` for a parsed answer: Ollama's fields, checked as the ollama client's
-        ``ChatResponse`` checks them (an answer without a message is a bad answer)."""
-        if not isinstance(part, dict):
-            raise BackendProtocolError(f"unexpected answer from {self.name}: not a JSON object", instance=self.name)
-        if err := part.get("error"):
-            raise _translate(ollama.ResponseError(str(err)), self.name)
-        message = part.get("message")
-        if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
-            raise BackendProtocolError(f"unexpected answer from {self.name}: no message", instance=self.name)
-        return Completion(
-            text=message.get("content") or "",
-            model=part.get("model") or model,
-            instance=self.name,
-            prompt_tokens=part.get("prompt_eval_count") or 0,
-            completion_tokens=part.get("eval_count") or 0,
-            duration_ms=(time.perf_counter() - started) * 1000.0,
-        )
 
     def astream(self, model: str, messages: Sequence[Message], *, options: Mapping[str, Any] | None = None) -> AsyncIterator[Chunk]:
         return flatten(self.astream_groups(model, messages, options=options))
