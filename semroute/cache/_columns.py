@@ -262,6 +262,20 @@ class Columns:
                 out[n] = self._entry(rows[n], self.kinds[self.kind[rows[n]]], vector)
         return out  # type: ignore[return-value]
 
+    def cosines(self, rows: Sequence[int], query: np.ndarray) -> np.ndarray:
+        """Each row's stored vector dotted with ``query`` (unit, float32), clamped to [-1, 1]; -1 for
+        a row of another dimension. One product per dimension, no ``CacheEntry`` built."""
+        out = np.full(len(rows), -1.0, dtype=np.float64)
+        by_dim: dict[int, list[int]] = {}
+        for n, row in enumerate(rows):
+            by_dim.setdefault(self.kinds[self.kind[row]][5], []).append(n)
+        for dim, positions in by_dim.items():
+            if dim != query.shape[0]:
+                continue
+            block = self.pools[dim].matrix[self.slot[[rows[n] for n in positions]]]
+            out[positions] = np.clip(block.astype(np.float32, copy=False) @ query, -1.0, 1.0)
+        return out
+
     def _entry(self, row: int, kind: tuple[str, str, str, str, str, int], vector: np.ndarray) -> CacheEntry:
         expires = float(self.expires[row])
         return CacheEntry(

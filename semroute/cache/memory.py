@@ -222,6 +222,29 @@ class MemoryStore:
         with self._lock:
             return self._entries_of([self._live(self._rows.row_of_label(int(label)), now) for label in labels])
 
+    def scored_at(self, labels: Sequence[int], query: np.ndarray, scope: str, *,
+                  now: float) -> tuple[list[tuple[int, float, bool]], list[int]]:
+        """``(label, cosine to query, model-written)`` of each label's live entry in ``scope``, and
+        the labels that are gone or expired; no ``CacheEntry`` built, not a use for LRU (``Replica``
+        reads only the candidates it keeps)."""
+        now = check_now(now)
+        with self._lock:
+            rows_of = self._rows
+            kept: list[tuple[int, int]] = []
+            dead: list[int] = []
+            for label in labels:
+                row = rows_of.row_of_label(int(label))
+                if row is not None and rows_of.expired(row, now):
+                    self._expire(row)
+                    row = None
+                if row is None:
+                    dead.append(label)
+                elif rows_of.kinds[rows_of.kind[row]][0] == scope:  # isolation must not rest on the index alone
+                    kept.append((label, row))
+            sims = rows_of.cosines([row for _, row in kept], query).tolist()
+            return [(label, sim, bool(rows_of.kinds[rows_of.kind[row]][2]))
+                    for (label, row), sim in zip(kept, sims)], dead
+
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
         since = check_since(since)
