@@ -262,19 +262,31 @@ class Columns:
                 out[n] = self._entry(rows[n], self.kinds[self.kind[rows[n]]], vector)
         return out  # type: ignore[return-value]
 
-    def cosines(self, rows: Sequence[int], query: np.ndarray) -> np.ndarray:
-        """Each row's stored vector dotted with ``query`` (unit, float32), clamped to [-1, 1]; -1 for
-        a row of another dimension. One product per dimension, no ``CacheEntry`` built."""
-        out = np.full(len(rows), -1.0, dtype=np.float64)
-        by_dim: dict[int, list[int]] = {}
-        for n, row in enumerate(rows):
-            by_dim.setdefault(self.kinds[self.kind[row]][5], []).append(n)
-        for dim, positions in by_dim.items():
+    def scored(self, labels: Sequence[int], query: np.ndarray, scope: str,
+               now: float) -> tuple[list[tuple[int, float, bool]], list[int], list[int]]:
+        """For labels an index proposed: ``(label, cosine to query, model-written)`` of the live ones in
+        ``scope`` (cosines clamped to [-1, 1]; no ``CacheEntry`` built), the labels that are gone or
+        expired, and the expired rows (for the store to drop). A few array operations, not a loop."""
+        wanted = np.asarray(labels, dtype=np.int64)
+        live = self.live_labels(wanted)
+        rows = np.where(live, wanted & _ROW_MASK, 0)
+        expired = live & (self.expires[rows] <= now)  # NaN (no expiry) compares False
+        alive = live & ~expired
+        codes = self.kind[rows]
+        in_scope = alive & np.array([self.kinds[c][0] == scope for c in codes.tolist()], dtype=bool)
+        kept = np.flatnonzero(in_scope)
+        sims = np.full(len(kept), -1.0, dtype=np.float64)
+        kept_codes = codes[kept].tolist()
+        dims = [self.kinds[c][5] for c in kept_codes]
+        for dim in set(dims):
             if dim != query.shape[0]:
-                continue
-            block = self.pools[dim].matrix[self.slot[[rows[n] for n in positions]]]
-            out[positions] = np.clip(block.astype(np.float32, copy=False) @ query, -1.0, 1.0)
-        return out
+                continue  # another embedder's rows: never a hit
+            at = [n for n, d in enumerate(dims) if d == dim]
+            block = self.pools[dim].matrix[self.slot[rows[kept[at]]]]
+            sims[at] = np.clip(block.astype(np.float32, copy=False) @ query, -1.0, 1.0)
+        found = [(label, sim, bool(self.kinds[c][2]))
+                 for label, sim, c in zip(wanted[kept].tolist(), sims.tolist(), kept_codes)]
+        return found, wanted[~alive].tolist(), rows[expired].tolist()
 
     def _entry(self, row: int, kind: tuple[str, str, str, str, str, int], vector: np.ndarray) -> CacheEntry:
         expires = float(self.expires[row])

@@ -229,21 +229,10 @@ class MemoryStore:
         reads only the candidates it keeps)."""
         now = check_now(now)
         with self._lock:
-            rows_of = self._rows
-            kept: list[tuple[int, int]] = []
-            dead: list[int] = []
-            for label in labels:
-                row = rows_of.row_of_label(int(label))
-                if row is not None and rows_of.expired(row, now):
-                    self._expire(row)
-                    row = None
-                if row is None:
-                    dead.append(label)
-                elif rows_of.kinds[rows_of.kind[row]][0] == scope:  # isolation must not rest on the index alone
-                    kept.append((label, row))
-            sims = rows_of.cosines([row for _, row in kept], query).tolist()
-            return [(label, sim, bool(rows_of.kinds[rows_of.kind[row]][2]))
-                    for (label, row), sim in zip(kept, sims)], dead
+            found, dead, expired = self._rows.scored(labels, query, scope, now)
+            for row in expired:
+                self._expire(row)
+            return found, dead
 
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
