@@ -124,14 +124,6 @@ class BatchingEmbedder:
             return self.inner.embed(texts)
         return self._submit(texts).result()
 
-    def start(self, texts: Sequence[str]) -> Future[np.ndarray]:
-        """``embed`` without waiting: the rows come in the future, so the caller may work meanwhile."""
-        if len(texts) == 0 or len(texts) >= self.settings.max_batch:
-            done: Future[np.ndarray] = Future()
-            done.set_result(self.inner.embed(texts))
-            return done
-        return self._submit(texts)
-
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         """``embed`` for event loops: waits for the batch without blocking the loop."""
         if len(texts) == 0 or len(texts) >= self.settings.max_batch:

@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .assembly import Assembly
-from .batching import BatchingEmbedder
 from .cache.base import Store
 from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .routing.classify import ComplexityClassifier, FixedTier, LogisticComplexityClassifier, decide
-from .routing.features import text_features
 from .savings import AnswerTokens
 from .settings import RouterSettings, Tier
 from .types import Answer, CacheEntry, Candidate, Completion, Decision, Hit, Message, Verdict
@@ -161,15 +159,7 @@ class Pipeline:
 
     def embed(self, plan: Plan) -> np.ndarray:
         t0 = time.perf_counter()
-        if isinstance(self.embedder, BatchingEmbedder) and plan.tier is None and \
-                isinstance(self.assembly.classifier_loaded, LogisticComplexityClassifier):
-            # The embedding runs on the batcher's thread: meanwhile this one computes the text
-            # features a miss's tier decision reads (remembered), instead of after the model call's turn came.
-            pending = self.embedder.start([plan.question])
-            text_features([plan.question])
-            vector = pending.result()[0]
-        else:
-            vector = self.embedder.embed([plan.question])[0]
+        vector = self.embedder.embed([plan.question])[0]
         plan.timings["embed"] = elapsed = (time.perf_counter() - t0) * 1000
         if self._embedded:
             self.metrics.observe("step.embed", elapsed)

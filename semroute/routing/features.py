@@ -34,7 +34,6 @@ numbers from text; scaling and weighting belong to the classifier.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Sequence
@@ -184,15 +183,8 @@ def _one(text: str) -> tuple[float, ...]:
     )
 
 
-# A request's features are computed while its text is embedded (``Pipeline.embed``), then read
-# again by the tier decision of a miss: remembered for the last few texts (a memo of pure values).
-_recent = functools.lru_cache(maxsize=256)(_one)
-
-
 def text_features(texts: Sequence[str]) -> np.ndarray:
     """Return a float64 array of shape (len(texts), len(FEATURE_NAMES))."""
     if len(texts) == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float64)
-    if len(texts) == 1:
-        return np.array([_recent(texts[0])], dtype=np.float64)
     return np.array([_one(t) for t in texts], dtype=np.float64)
