@@ -127,28 +127,3 @@ def test_settings_are_validated():
     with pytest.raises(ConfigError):
         BatchingEmbedder(object())
 
-
-def test_start_hands_back_the_rows_later_while_the_caller_works():
-    inner = GatedEmbedder()
-    batcher = BatchingEmbedder(inner, BatchSettings(max_wait_ms=0))
-    try:
-        pending = batcher.start(["one text"])
-        assert not pending.done()  # the model is gated: the caller is free meanwhile
-        inner.gate.set()
-        assert np.array_equal(pending.result(timeout=5), WordEmbedder().embed(["one text"]))
-        assert batcher.start([]).result().shape[0] == 0
-    finally:
-        inner.gate.set()
-        batcher.close()
-    with pytest.raises(Overloaded):
-        batcher.start(["after close"])
-
-
-def test_a_remembered_text_has_the_features_computed_afresh():
-    from semroute.routing.features import text_features
-
-    texts = ["Compare three databases for a write-heavy workload, then pick one.", "What time is it?"]
-    together = text_features(texts)
-    for i, text in enumerate(texts):
-        assert np.array_equal(text_features([text]), together[i:i + 1])  # computed, then remembered
-        assert np.array_equal(text_features([text]), together[i:i + 1])
