@@ -126,4 +126,3 @@ def test_settings_are_validated():
             BatchSettings(**bad)
     with pytest.raises(ConfigError):
         BatchingEmbedder(object())
-
