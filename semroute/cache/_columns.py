@@ -282,8 +282,10 @@ class Columns:
             if dim != query.shape[0]:
                 continue  # another embedder's rows: never a hit
             at = [n for n, d in enumerate(dims) if d == dim]
-            block = self.pools[dim].matrix[self.slot[rows[kept[at]]]]
-            sims[at] = np.clip(block.astype(np.float32, copy=False) @ query, -1.0, 1.0)
+            block = self.pools[dim].matrix[self.slot[rows[kept[at]]]].astype(np.float32, copy=False)
+            # one dot per row, as ``Replica`` computed them from entries: a matrix-vector product
+            # may sum in another order (last-bit differences move thresholds' edges)
+            sims[at] = [max(-1.0, min(1.0, float(np.dot(query, vector)))) for vector in block]
         found = [(label, sim, bool(self.kinds[c][2]))
                  for label, sim, c in zip(wanted[kept].tolist(), sims.tolist(), kept_codes)]
         return found, wanted[~alive].tolist(), rows[expired].tolist()
