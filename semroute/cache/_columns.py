@@ -266,7 +266,8 @@ class Columns:
                now: float) -> tuple[list[tuple[int, float, bool]], list[int], list[int]]:
         """For labels an index proposed: ``(label, cosine to query, model-written)`` of the live ones in
         ``scope`` (cosines clamped to [-1, 1]; no ``CacheEntry`` built), the labels that are gone or
-        expired, and the expired rows (for the store to drop). A few array operations, not a loop."""
+        expired, and the expired rows (for the store to drop). Liveness, TTL and scope in array
+        operations; only the kept rows' cosines one by one."""
         wanted = np.asarray(labels, dtype=np.int64)
         live = self.live_labels(wanted)
         rows = np.where(live, wanted & _ROW_MASK, 0)
