@@ -262,6 +262,35 @@ class Columns:
                 out[n] = self._entry(rows[n], self.kinds[self.kind[rows[n]]], vector)
         return out  # type: ignore[return-value]
 
+    def scored(self, labels: Sequence[int], query: np.ndarray, scope: str,
+               now: float) -> tuple[list[tuple[int, float, bool]], list[int], list[int]]:
+        """For labels an index proposed: ``(label, cosine to query, model-written)`` of the live ones in
+        ``scope`` (cosines clamped to [-1, 1]; no ``CacheEntry`` built), the labels that are gone or
+        expired, and the expired rows (for the store to drop). Liveness, TTL and scope in array
+        operations; only the kept rows' cosines one by one."""
+        wanted = np.asarray(labels, dtype=np.int64)
+        live = self.live_labels(wanted)
+        rows = np.where(live, wanted & _ROW_MASK, 0)
+        expired = live & (self.expires[rows] <= now)  # NaN (no expiry) compares False
+        alive = live & ~expired
+        codes = self.kind[rows]
+        in_scope = alive & np.array([self.kinds[c][0] == scope for c in codes.tolist()], dtype=bool)
+        kept = np.flatnonzero(in_scope)
+        sims = np.full(len(kept), -1.0, dtype=np.float64)
+        kept_codes = codes[kept].tolist()
+        dims = [self.kinds[c][5] for c in kept_codes]
+        for dim in set(dims):
+            if dim != query.shape[0]:
+                continue  # another embedder's rows: never a hit
+            at = [n for n, d in enumerate(dims) if d == dim]
+            block = self.pools[dim].matrix[self.slot[rows[kept[at]]]].astype(np.float32, copy=False)
+            # one dot per row, as ``Replica`` computed them from entries: a matrix-vector product
+            # may sum in another order (last-bit differences move thresholds' edges)
+            sims[at] = [max(-1.0, min(1.0, float(np.dot(query, vector)))) for vector in block]
+        found = [(label, sim, bool(self.kinds[c][2]))
+                 for label, sim, c in zip(wanted[kept].tolist(), sims.tolist(), kept_codes)]
+        return found, wanted[~alive].tolist(), rows[expired].tolist()
+
     def _entry(self, row: int, kind: tuple[str, str, str, str, str, int], vector: np.ndarray) -> CacheEntry:
         expires = float(self.expires[row])
         return CacheEntry(

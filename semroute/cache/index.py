@@ -293,6 +293,10 @@ class FaissIndex(RowLabels):
     def _collect(self, holder: _Scope, query: np.ndarray, want: int, k: int) -> list[tuple[str, float]]:
         with self._serial(rows=1):
             scores, labels = holder.index.search(query, want)
+        if isinstance(holder.ids, ScopeRows):  # labelled by rows: one mask, not a lookup per label
+            held = holder.ids.mask(labels[0])
+            return [(label, max(-1.0, min(1.0, score)))
+                    for score, label in zip(scores[0][held][:k].tolist(), labels[0][held][:k].tolist())]
         found: list[tuple[str, float]] = []
         for score, label in zip(scores[0].tolist(), labels[0].tolist()):
             entry_id = holder.ids.get(label)  # -1 (padding) and tombstones are not in ids

@@ -222,6 +222,18 @@ class MemoryStore:
         with self._lock:
             return self._entries_of([self._live(self._rows.row_of_label(int(label)), now) for label in labels])
 
+    def scored_at(self, labels: Sequence[int], query: np.ndarray, scope: str, *,
+                  now: float) -> tuple[list[tuple[int, float, bool]], list[int]]:
+        """``(label, cosine to query, model-written)`` of each label's live entry in ``scope``, and
+        the labels that are gone or expired; no ``CacheEntry`` built, not a use for LRU (``Replica``
+        reads only the candidates it keeps)."""
+        now = check_now(now)
+        with self._lock:
+            found, dead, expired = self._rows.scored(labels, query, scope, now)
+            for row in expired:
+                self._expire(row)
+            return found, dead
+
     def changes(self, since: int) -> tuple[int, list[Change]] | None:
         """Changes with ``seq > since``; ``(newest, [])`` when ``since`` is at or past the newest."""
         since = check_since(since)

@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -29,7 +30,7 @@ from ..types import CacheEntry, Candidate
 from ._vector import as_unit_vector
 from .base import Change, FeedEpoch, Index, RowIndex, RowStore, Store
 
-__all__ = ["Replica"]
+__all__ = ["Replica", "Scored"]
 
 # ``changes(since)`` with ``since`` at or past the newest sequence number returns the newest
 # number and nothing else: that is how a follower learns where the feed is before a rebuild.
@@ -54,6 +55,24 @@ class PersistentIndex(Index, Protocol):
     def load(self, directory: str | os.PathLike[str]) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A candidate before its entry is read: its row label (or id), cosine, whether a model wrote it."""
+
+    key: object
+    similarity: float
+    generated: bool  # the entry's ``model`` is set (the router's answers; warm-up rows have none)
+    entry: CacheEntry | None = None  # already read (a store followed by id returns whole entries)
+
+
+@runtime_checkable
+class _ScoresRows(Protocol):
+    """A row store that scores labels without building entries (``MemoryStore.scored_at``)."""
+
+    def scored_at(self, labels: Sequence[int], query: np.ndarray, scope: str, *,
+                  now: float) -> tuple[list[tuple[int, float, bool]], list[int]]: ...
+
+
 class Replica:
     """A store (truth) and the local index that follows its change feed."""
 
@@ -74,6 +93,7 @@ class Replica:
         if isinstance(store, RowStore) and isinstance(index, RowIndex) and len(index) == 0:
             index.use_rows(store)
             self._rows, self._row_index = store, index
+        self._scorer = self._rows if isinstance(self._rows, _ScoresRows) else None
 
     def sync(self) -> int:
         """Apply the store's changes since the last sync to the index; returns how many.
@@ -97,27 +117,52 @@ class Replica:
         Candidates gone or expired in the store are dropped from the index and the search runs
         once more, so dead entries never crowd live ones out of the ``k``.
         """
+        return self.read(self.scored(vector, scope, k, now), now)
+
+    def scored(self, vector: np.ndarray, scope: str, k: int, now: float) -> list[Scored]:
+        """``nearest`` without reading the entries (a row store's are read by ``read``, for those a
+        caller keeps: a miss's lookup need not build a dozen entries to judge four)."""
         self.sync()
         # Similarities are recomputed against the store's vectors (the truth): a quantised index
         # (IVF with 4-bit codes in large scopes) only proposes candidates, and its scores are off by ~1e-2.
         query = as_unit_vector(vector, dim=None, what="query vector")
-        found: list[Candidate] = []
-        seen: set[str] = set()
+        found: list[Scored] = []
+        seen: set[object] = set()
         for _attempt in range(2):
-            stale: list = []
-            pairs = [(i, s) for i, s in self._search(vector, scope, k * _OVERFETCH) if i not in seen]
-            seen.update(i for i, _ in pairs)
-            entries = self._read([i for i, _ in pairs], now) if pairs else []
-            for (entry_id, _approx), entry in zip(pairs, entries):
-                if entry is None:
-                    stale.append(entry_id)
-                elif entry.scope == scope:  # isolation must not rest on the index alone
-                    found.append(Candidate(entry=entry, similarity=_similarity(query, entry.vector)))
+            keys = [i for i, _ in self._search(vector, scope, k * _OVERFETCH) if i not in seen]
+            seen.update(keys)
+            live, stale = self._score(keys, query, scope, now) if keys else ([], [])
+            found.extend(live)
             if not stale:
                 break
             self._drop_dead(stale, now)
         found.sort(key=lambda c: -c.similarity)
         return found[:k]
+
+    def read(self, scored: Sequence[Scored], now: float) -> list[Candidate]:
+        """The candidates of ``scored`` (same order); one removed since it was scored is left out."""
+        wanted = [s for s in scored if s.entry is None]
+        entries = iter(self._read([s.key for s in wanted], now) if wanted else [])
+        out: list[Candidate] = []
+        for s in scored:
+            entry = s.entry if s.entry is not None else next(entries)
+            if entry is not None:
+                out.append(Candidate(entry=entry, similarity=s.similarity))
+        return out
+
+    def _score(self, keys: list, query: np.ndarray, scope: str, now: float) -> tuple[list[Scored], list]:
+        """The live candidates in ``scope`` among ``keys`` (row labels or ids), and the dead keys."""
+        if self._scorer is not None:
+            live, dead = self._scorer.scored_at(keys, query, scope, now=now)
+            return [Scored(label, sim, generated) for label, sim, generated in live], dead
+        found: list[Scored] = []
+        stale: list = []
+        for key, entry in zip(keys, self._read(keys, now)):
+            if entry is None:
+                stale.append(key)
+            elif entry.scope == scope:  # isolation must not rest on the index alone
+                found.append(Scored(key, _similarity(query, entry.vector), bool(entry.model), entry))
+        return found, stale
 
     def _search(self, vector: np.ndarray, scope: str, k: int) -> list[tuple[object, float]]:
         if self._row_index is not None:

@@ -82,7 +82,14 @@ class SemanticCache:
             raise InvalidRequest(f"query_text must be str, got {type(query_text).__name__}")
         now = self._clock() if now is None else now
         k = max(self.top_k, self.consensus.k) if self.consensus is not None else self.top_k
-        nearest = self.replica.nearest(vector, scope, k, now)
+        scored = self.replica.scored(vector, scope, k, now)
+        # The consensus votes with known answers only (``consensus.votes``) and speaks only when
+        # one repeats: with fewer than two among the ``k``, it cannot, and only the ``top_k`` the
+        # verifier judges are read from the store (a miss among model-written answers reads 4, not 12).
+        if self.consensus is not None and sum(1 for s in scored if not s.generated) >= 2:
+            nearest = self.replica.read(scored, now)
+        else:
+            nearest = self.replica.read(scored[: self.top_k], now)
         judged = self._judge(query_text, nearest)
         best = max(
             (pair for pair in judged if pair[1].accepted),

@@ -114,8 +114,10 @@ def _alignment(only: list[str], other: Sequence[str], vectors: WordVectors | Non
         return 1.0, 1.0
     if vectors is None or not other:
         return 0.0, 0.0
-    best = (vectors.matrix(only) @ vectors.matrix(list(other)).T).max(axis=1)
-    return float(best.mean()), float(best.min())
+    # The ufuncs' reductions directly: ``ndarray.mean``/``max``/``min`` are the same reductions
+    # behind a Python wrapper each (a third of this function's time, four pairs per lookup).
+    best = np.maximum.reduce(vectors.matrix(only) @ vectors.matrix(list(other)).T, axis=1)
+    return float(np.add.reduce(best) / len(best)), float(np.minimum.reduce(best))
 
 
 class PairFeatures:
