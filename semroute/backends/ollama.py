@@ -19,7 +19,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,6 +38,17 @@ from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .asyncio_net import transport as _transport
 from .http1 import Http1
+from .loop_clients import (  # noqa: F401 - importable from here, as before the split
+    _STREAMS_PER_CLIENT,
+    LoopClients,
+    _AsyncEntry,
+    _close_at_loop_shutdown,
+    _Shard,
+    close_idle_loops,
+    close_running_loop,
+    entry_of,
+    shard_of,
+)
 from .ollama_lean import _lean_chat, _lean_client, _lean_completion, _ollama_detail, _translate
 from .ndjson import Lines, body_reads
 from .deadline import timeout_at as _timeout_at
@@ -74,43 +85,6 @@ async def _acheck_status(response: httpx.Response) -> None:
     if response.status_code >= 400:
         await response.aread()
         raise _status_error(response)
-
-
-
-class _Shard:
-    """One httpx client for streams and the number of streams open on it."""
-
-    __slots__ = ("http", "streams")
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http, self.streams = http, 0
-
-
-# Streams per httpx client before another client is opened: httpcore's pool scans all of its
-# connections and queued requests whenever a request starts or a response closes, so one pool
-# with 1,000 open streams spent a quarter of the gateway's samples in that scan
-# (bench/serve.py's 1,000 proxied streams under py-spy, 2026-12-04). Below this, one client.
-_STREAMS_PER_CLIENT = 64
-
-
-# The loop's ollama client, its closer, its stream clients and (for plain http://) the lean
-# client of its model calls (``http1``).
-_AsyncEntry = tuple[ollama.AsyncClient, AsyncGenerator[None, None], list[_Shard], Http1 | None]
-
-
-async def _close_at_loop_shutdown(client: ollama.AsyncClient, shards: list[_Shard],
-                                  lean: Http1 | None) -> AsyncGenerator[None, None]:
-    """Closes ``client`` (and the stream clients opened beside it) when closed; the event loop
-    closes every live async generator when it shuts down, so this closes the client's
-    connections in their own loop, before it ends."""
-    try:
-        yield
-    finally:
-        if lean is not None:
-            await lean.aclose()
-        await client.close()
-        for shard in shards[1:]:  # the first is the client's own
-            await shard.http.aclose()
 
 
 
@@ -156,7 +130,7 @@ class OllamaBackend:
         self._client: ollama.Client | None = None
         self._probe: httpx.Client | None = None
         # One async client per event loop: httpx connections belong to the loop that opened them.
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncEntry] = weakref.WeakKeyDictionary()
+        self._aclients: LoopClients = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"OllamaBackend({self.name!r})"
@@ -189,34 +163,19 @@ class OllamaBackend:
 
     async def _async(self) -> ollama.AsyncClient:
         """The async client of the running loop, made on first use in that loop."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._aclients.get(loop)
-        if entry is None:
-            # No await between the check and the store: a burst of first calls in one loop makes
-            # one client, not one each (each loads the CA bundle into an SSL context: the first
-            # burst of 300 streams through the gateway showed them in its profile).
-            client = ollama.AsyncClient(self.host, timeout=self._httpx_timeout(), event_hooks={"response": [_acheck_status]},
-                                        transport=_transport(limits=_LIMITS))
-            shards = [_Shard(client._client)]
-            lean = _lean_client(self.host, client, self.timeout)
-            closer = _close_at_loop_shutdown(client, shards, lean)
-            with self._lock:
-                for old in [other for other in self._aclients if other.is_closed()]:
-                    del self._aclients[old]  # closed with its loop already
-                entry = self._aclients.setdefault(loop, (client, closer, shards, lean))
-            if entry[1] is closer:
-                await anext(closer)  # now the loop tracks it, and closes it before the loop closes
-            else:  # another thread stored one for this loop first (a loop is driven by one thread)
-                await client.close()
-        return entry[0]
+        return (await self._entry())[0]
+
+    async def _entry(self) -> _AsyncEntry:
+        return await entry_of(self._aclients, self._lock, self._new_async,
+                              lambda client: _lean_client(self.host, client, self.timeout))
+
+    def _new_async(self) -> ollama.AsyncClient:
+        return ollama.AsyncClient(self.host, timeout=self._httpx_timeout(), event_hooks={"response": [_acheck_status]},
+                                  transport=_transport(limits=_LIMITS))
 
     async def _lean(self) -> Http1 | None:
         """The running loop's lean client for model calls, or None (see ``_lean_client``)."""
-        await self._async()
-        with self._lock:
-            entry = self._aclients.get(asyncio.get_running_loop())
-        return None if entry is None else entry[3]
+        return (await self._entry())[3]
 
     @contextlib.contextmanager
     def _edge(self) -> Iterator[None]:
@@ -367,17 +326,11 @@ class OllamaBackend:
                 await response.aclose()
 
     async def _shard(self) -> _Shard:
-        """The stream client with fewest open streams; a new one once each has ``_STREAMS_PER_CLIENT``."""
-        client = await self._async()
-        with self._lock:
-            shards = self._aclients[asyncio.get_running_loop()][2]
-        shard = min(shards, key=lambda s: s.streams)
-        if shard.streams >= _STREAMS_PER_CLIENT:  # no await since the check: one new client per need
-            shard = _Shard(httpx.AsyncClient(
-                base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
-                event_hooks={"response": [_acheck_status]}, transport=_transport(limits=_LIMITS)))
-            shards.append(shard)
-        return shard
+        """The stream client with fewest open streams (``loop_clients.shard_of``)."""
+        client, _, shards, _ = await self._entry()
+        return shard_of(shards, lambda: httpx.AsyncClient(
+            base_url=client._client.base_url, headers=client._client.headers, timeout=self._httpx_timeout(),
+            event_hooks={"response": [_acheck_status]}, transport=_transport(limits=_LIMITS)))
 
     async def _open_stream(self, shard: _Shard, body: dict[str, Any]) -> httpx.Response:
         """``POST /api/chat`` (stream) on one of the loop's clients (the ``ollama`` client's own
@@ -456,23 +409,15 @@ class OllamaBackend:
         with self._lock:
             client, self._client = self._client, None
             prober, self._probe = self._probe, None
-            idle = [(loop, entry) for loop, entry in self._aclients.items() if not loop.is_running()]
         if client is not None:
             client.close()
         if prober is not None:
             prober.close()
-        for loop, (_, closer, _, _) in idle:
-            if not loop.is_closed():  # a loop that is not running can run the close itself
-                loop.run_until_complete(closer.aclose())
-            with self._lock:
-                self._aclients.pop(loop, None)
+        close_idle_loops(self._aclients, self._lock)
 
     async def aclose(self) -> None:
         """Close the connections, including the async ones of the running loop."""
-        with self._lock:
-            entry = self._aclients.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[1].aclose()
+        await close_running_loop(self._aclients, self._lock)
         self.close()
 
     def __enter__(self) -> OllamaBackend:
