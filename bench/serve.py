@@ -36,6 +36,7 @@ Loopback only, bounded in count and time. Prints a table, writes bench/results/s
 from __future__ import annotations
 
 import argparse
+import socket
 import asyncio
 import json
 import os
@@ -93,11 +94,18 @@ def start_gateway(fake_url: str, workdir: Path, source: Path | None = None,
         time.sleep(0.05)
     url = found.group(1)
     deadline = time.monotonic() + 600  # a loaded machine can take minutes to import torch
-    while httpx.get(f"{url}/readyz").status_code != 200:  # the embedding model loads in the background
+    while not _ready(url):  # the embedding model loads in the background
         if time.monotonic() > deadline:
             raise RuntimeError("semroute serve never became ready")
         time.sleep(0.1)
     return proc, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.ConnectError:  # --workers: the parent logs its URL before the workers listen
+        return False
 
 
 def start_fake(token_delay_ms: float) -> tuple[subprocess.Popen[str], str]:
@@ -410,6 +418,10 @@ def run_throughput(quick: bool, extra: list[str]) -> dict[str, object]:
     workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
     proc = None
     try:
+        if "--workers" in extra:  # forked workers share one listening port: a fixed free one, not 0
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                extra = [*extra, "--port", str(probe.getsockname()[1])]
         proc, url = start_gateway(fake_url, workdir, extra=extra)
         lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64, {})  # warm: misses stored
         pool = test[200 : 200 + (400 if quick else 2000)]
