@@ -36,6 +36,7 @@ Loopback only, bounded in count and time. Prints a table, writes bench/results/s
 from __future__ import annotations
 
 import argparse
+import socket
 import asyncio
 import json
 import os
@@ -68,7 +69,8 @@ def summary(ms: list[float]) -> dict[str, float]:
 # -- the gateway subprocess -------------------------------------------------------------------
 
 
-def start_gateway(fake_url: str, workdir: Path, source: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_gateway(fake_url: str, workdir: Path, source: Path | None = None,
+                  extra: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """``semroute serve`` in front of ``fake_url``; ``source``: a source tree to run it from
     (``serve_ab.py`` runs another revision beside this one) instead of this repository's."""
     config = workdir / "serve.toml"
@@ -84,7 +86,7 @@ def start_gateway(fake_url: str, workdir: Path, source: Path | None = None) -> t
         env["PYTHONPATH"] = str(source)
     proc = subprocess.Popen(
         [sys.executable, "-m", "semroute.cli", "serve", "--port", "0", "--data-dir", str(workdir / "data"),
-         "--config", str(config)], stderr=log, text=True, env=env, cwd=source)
+         "--config", str(config), *(extra or [])], stderr=log, text=True, env=env, cwd=source)
     deadline = time.monotonic() + 600  # a loaded machine can take minutes to import torch
     while not (found := re.search(r"running on (http://127\.0\.0\.1:\d+)", (workdir / "serve.log").read_text())):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -92,11 +94,18 @@ def start_gateway(fake_url: str, workdir: Path, source: Path | None = None) -> t
         time.sleep(0.05)
     url = found.group(1)
     deadline = time.monotonic() + 600  # a loaded machine can take minutes to import torch
-    while httpx.get(f"{url}/readyz").status_code != 200:  # the embedding model loads in the background
+    while not _ready(url):  # the embedding model loads in the background
         if time.monotonic() > deadline:
             raise RuntimeError("semroute serve never became ready")
         time.sleep(0.1)
     return proc, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.ConnectError:  # --workers: the parent logs its URL before the workers listen
+        return False
 
 
 def start_fake(token_delay_ms: float) -> tuple[subprocess.Popen[str], str]:
@@ -184,6 +193,32 @@ async def concurrent(url: str, bodies: list[dict], clients: int) -> tuple[float,
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         return time.perf_counter() - t0, sources, errors
+
+
+def lean_concurrent(url: str, bodies: list[dict], clients: int, pids: dict[str, int]) -> dict[str, object]:
+    """``bench/loadgen.py`` in a process of its own: its summary plus the CPU seconds each of
+    ``pids`` (and their children: gateway workers) spent meanwhile, read from /proc."""
+    before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    parts = url.split("/", 3)
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("loadgen.py")), "/".join(parts[:3]),
+                           "/" + parts[3], str(clients)], input=json.dumps(bodies), capture_output=True,
+                          text=True, check=True)
+    result = json.loads(done.stdout)
+    result["cpu_s"] = {"loadgen": result.pop("cpu_s"),
+                       **{name: round(tree_cpu_seconds(pid) - before[name], 3) for name, pid in pids.items()}}
+    return result
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live children (``--workers`` forks)."""
+    total = cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for cpid in child.read_text().split():
+            try:
+                total += tree_cpu_seconds(int(cpid))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
 
 
 async def one_stream(host: str, port: int, body: bytes, start: asyncio.Event) -> tuple[float, str]:
@@ -337,12 +372,7 @@ def run(quick: bool) -> dict[str, object]:
                                  "per_cpu_s": round(total / cpu, 1), "sources": src, "errors": errs}
         say(f"cached answers: {out['cached_answers']}")
         pool = test[n_seq : n_seq + (400 if quick else 2000)]
-        secs, src, errs = asyncio.run(concurrent(f"{url}/api/chat", [chat("semroute", q) for q in pool], 128))
-        rate = len(pool) / secs
-        out["semantic_throughput"] = {"loadavg": os.getloadavg(), "requests": len(pool), "per_s": round(rate, 1),
-                                      "sources": src, "errors": errs,
-                                      "share_of_batch64": round(rate / base["batch64_texts_per_s"], 3),  # type: ignore[index]
-                                      "share_of_batch64_gateway_threads": round(rate / base["batch64_texts_per_s_gateway_threads"], 3)}  # type: ignore[index]
+        out["semantic_throughput"] = semantic_throughput(url, pool, base, {"gateway": proc.pid, "fake": fake_proc.pid})
         say(f"semantic throughput: {out['semantic_throughput']}")
         stop(fake_proc)  # the zero-latency fake is done; the streams get a 20 ms-per-token one
         fake_proc = None
@@ -363,21 +393,65 @@ def run(quick: bool) -> dict[str, object]:
     return out
 
 
+def semantic_throughput(url: str, pool: list[str], base: dict, pids: dict[str, int]) -> dict[str, object]:
+    """Lookups/s of 128 keep-alive clients in a process of their own (``bench/loadgen.py``),
+    against the embedder's batch-64 throughput, with every process's CPU seconds."""
+    got = lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in pool], 128, pids)
+    rate = len(pool) / got["seconds"]  # type: ignore[operator]
+    cpu = got["cpu_s"]
+    return {"loadavg": os.getloadavg(), "requests": len(pool), "per_s": round(rate, 1),
+            "sources": got["sources"], "errors": got["errors"], "load_generator": "bench/loadgen.py (own process)",
+            "share_of_batch64": round(rate / base["batch64_texts_per_s"], 3),
+            "share_of_batch64_gateway_threads": round(rate / base["batch64_texts_per_s_gateway_threads"], 3),
+            "seconds": round(got["seconds"], 3), "cpu_s": cpu,  # type: ignore[arg-type]
+            "cpu_share": {k: round(v / got["seconds"] / (os.cpu_count() or 1), 3) for k, v in cpu.items()}}  # type: ignore[union-attr,operator]
+
+
+def run_throughput(quick: bool, extra: list[str]) -> dict[str, object]:
+    """The semantic-throughput phase alone (about 1-2 minutes): baselines, warm, 128 clients."""
+    train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150 if quick else 600]
+    test = [t for t, _ in banking77("test")]
+    out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "gateway_args": extra,
+                              "loadavg_start": os.getloadavg()}
+    out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40), "loadavg": os.getloadavg()}
+    fake_proc, fake_url = start_fake(0)
+    workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
+    proc = None
+    try:
+        if "--workers" in extra:  # forked workers share one listening port: a fixed free one, not 0
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                extra = [*extra, "--port", str(probe.getsockname()[1])]
+        proc, url = start_gateway(fake_url, workdir, extra=extra)
+        lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64, {})  # warm: misses stored
+        pool = test[200 : 200 + (400 if quick else 2000)]
+        out["semantic_throughput"] = semantic_throughput(url, pool, out["baseline"], {"gateway": proc.pid, "fake": fake_proc.pid})  # type: ignore[arg-type]
+        say(f"semantic throughput: {out['semantic_throughput']}")
+    finally:
+        stop(proc, fake_proc)
+        out["loadavg_end"] = os.getloadavg()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--stream-client", nargs=2, metavar=("URL", "MODEL"),
                         help="(internal) stream one chat per question read as JSON from stdin; print the summary")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the semantic-throughput phase (baselines, warm, 128 clients): 1-2 minutes")
+    parser.add_argument("--gateway-arg", action="append", default=[],
+                        help="extra argument for `semroute serve` (repeat: --gateway-arg=--workers --gateway-arg=2)")
     args = parser.parse_args()
     if args.stream_client:
         url, model = args.stream_client
         texts = json.loads(sys.stdin.read())
         print(json.dumps(asyncio.run(streams(url, [chat(model, t, True) for t in texts]))))
         return
-    result = run(args.quick)
+    result = run_throughput(args.quick, args.gateway_arg) if args.throughput_only else run(args.quick)
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / ("serve_throughput.json" if args.throughput_only else "serve.json")).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
