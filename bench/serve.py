@@ -267,10 +267,10 @@ async def streams(url: str, bodies: list[dict]) -> dict[str, object]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def embedder_baselines(texts: list[str], miss_texts: list[str], rounds: int) -> dict[str, object]:
-    """MiniLM here, with torch's default threads (every core) and with the gateway's count (one
-    core left to its event loop, ``server/app.py``): on a shared 2-core machine the default can be
-    several times slower (OpenMP threads wait on each other). The semantic path is held to the
+def embedder_baselines(texts: list[str], miss_texts: list[str], rounds: int, workers: int = 1) -> dict[str, object]:
+    """MiniLM here, with torch's default threads (every core) and with the gateway's count (its
+    process's share of the cores, ``ServerSettings.embed_threads``): on a shared 2-core machine
+    one count can be several times slower than the other (OpenMP threads wait on each other). The semantic path is held to the
     faster of the two. The miss path's texts are embedded too, because their length (and so their
     embedding time) differs from the semantic path's: its added latency is reported against the
     gateway's own thread count and, stricter, against the faster one."""
@@ -280,7 +280,7 @@ def embedder_baselines(texts: list[str], miss_texts: list[str], rounds: int) -> 
 
     model = SentenceTransformerEmbedder()
     model.embed(texts[:64])
-    default_threads, gateway_threads = torch.get_num_threads(), max(1, (os.cpu_count() or 1) - 1)
+    default_threads, gateway_threads = torch.get_num_threads(), max(1, (os.cpu_count() or 1) // workers)
 
     def one_p50(sample: list[str]) -> float:
         single = []
@@ -413,7 +413,9 @@ def run_throughput(quick: bool, extra: list[str]) -> dict[str, object]:
     test = [t for t, _ in banking77("test")]
     out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "gateway_args": extra,
                               "loadavg_start": os.getloadavg()}
-    out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40), "loadavg": os.getloadavg()}
+    workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
+    out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40, workers),
+                       "loadavg": os.getloadavg()}
     fake_proc, fake_url = start_fake(0)
     workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
     proc = None

@@ -45,6 +45,7 @@ __all__ = [
     "HasStrictSimilarity",
     "default_embedder",
     "make_embedder",
+    "with_threads",
     "shipped_model_sets",
     "strict_similarity",
     "normalise_rows",
@@ -229,6 +230,7 @@ class _PackagedEmbedder:
     _extra: str
     _name: str
     _dim: int
+    _threads: int | None
 
     def __init__(self) -> None:
         self._engine = None
@@ -241,6 +243,11 @@ class _PackagedEmbedder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def threads(self) -> int | None:
+        """The engine's thread count (read when it loads)."""
+        return self._threads
 
     def _build(self, module):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -368,6 +375,17 @@ def make_embedder(name: str | None = None) -> Embedder:
     if name == USEEmbedder._name:
         return USEEmbedder()
     return SentenceTransformerEmbedder(None if name == DEFAULT_MODEL else name)
+
+
+def with_threads(embedder: Embedder, threads: int) -> Embedder:
+    """``embedder`` computing with ``threads`` threads: a new ``E5Embedder`` / ``USEEmbedder``
+    when it is one that has not loaded its engine yet (the count is read at load), else the
+    same object (torch's count is set per process: ``torch.set_num_threads``)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
+    if isinstance(embedder, (E5Embedder, USEEmbedder)) and embedder._engine is None:
+        return type(embedder)(threads=threads)
+    return embedder
 
 
 def shipped_model_sets() -> frozenset[str]:

@@ -69,7 +69,7 @@ def build_app(spec: ServeSpec):
     """The ASGI app and its ``ServerSettings`` for ``spec`` (reads the config file; opens nothing)."""
     from ..backends.kinds import backend_for
     from ..batching import BatchingEmbedder
-    from ..embed import default_embedder
+    from ..embed import default_embedder, with_threads
     from ..router import Router
     from ..server import create_app
     from ..server.settings import server_settings_from_table
@@ -79,7 +79,10 @@ def build_app(spec: ServeSpec):
                                           allow_unauthenticated=spec.allow_unauthenticated)
     if spec.workers > 1 and spec.redis_url is None:
         raise ConfigError("--workers N > 1 needs --redis-url: the embedded store belongs to one process")
-    batcher = BatchingEmbedder(kwargs.pop("embedder", None) or default_embedder())
+    # The process's share of the cores, unless the config says otherwise (ServerSettings.embed_threads).
+    threads = settings.embed_threads or max(1, (os.cpu_count() or 1) // spec.workers)
+    settings = replace(settings, embed_threads=threads)
+    batcher = BatchingEmbedder(with_threads(kwargs.pop("embedder", None) or default_embedder(), threads))
     kwargs["tiers"] = _tiers(kwargs, spec.ollama_urls)
     if spec.data_dir is not None:
         kwargs["data_dir"] = spec.data_dir

@@ -94,12 +94,13 @@ def _load(gateway: Gateway, own_process: bool) -> None:
     gateway.load_cache()
     torch = sys.modules.get("torch")  # loaded by a torch embedder (MiniLM); never imported here
     if own_process and torch is not None:
-        # Leave a core to the event loop: torch's OpenMP threads on every core fight it (and any
-        # other process) for them. bench/serve.py on 2 shared cores (load 9, 2026-12-04): MiniLM
-        # embedding one text p50 185 ms with 2 threads, 25 ms with 1; batch-64 28 vs 52 texts/s.
-        # Torch keeps the count per thread, read at a thread's first parallel call: set here, in
-        # the thread that loaded the model, before any request thread embeds.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+        # ServerSettings.embed_threads (default: the process's share of the cores). Measured on 2
+        # quiet cores (bench/serve.py --throughput-only, 2026-12-05): concurrent semantic lookups
+        # 125.5/s with 2 threads against 85.6/s with 1. Torch keeps the count per thread, read at
+        # a thread's first parallel call: set here, in the thread that loaded the model, before
+        # any request thread embeds.
+        threads = gateway.settings.embed_threads or (os.cpu_count() or 1)
+        torch.set_num_threads(threads)
 
 
 def _settle_heap() -> None:

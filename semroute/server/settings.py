@@ -109,6 +109,10 @@ class ServerSettings:
     ``drain_s`` is how long shutdown waits for them; ``keep_alive_s`` how long an idle client
     connection stays open (uvicorn's default, 5 s). ``threads`` sizes the worker threads that
     blocking steps run in (each waiting embedding holds one, so it bounds the batch size).
+    ``embed_threads``: the threads the embedding model computes with in ``semroute serve``'s
+    process (torch's, or the OpenMP/BLAS threads of ``E5Embedder`` / ``USEEmbedder``); None is
+    the process's share of the cores (cores // workers). Lower it where the gateway shares its
+    cores with busy processes (Ollama on CPU): spinning threads then wait on each other.
     """
 
     host: str = "127.0.0.1"
@@ -123,6 +127,7 @@ class ServerSettings:
     drain_s: float = 30.0
     keep_alive_s: float = 5.0
     threads: int = 128
+    embed_threads: int | None = None
     access_log: bool = True
 
     def __post_init__(self) -> None:
@@ -132,6 +137,7 @@ class ServerSettings:
             raise ConfigError(f"port must be an int in [0, 65535], got {self.port!r}")
         for name in ("max_body_bytes", "max_inflight", "retry_after_s", "threads"):
             _positive(name, getattr(self, name), integer=True)
+        _positive("embed_threads", self.embed_threads, integer=True, optional=True)
         _positive("drain_s", self.drain_s)
         _positive("keep_alive_s", self.keep_alive_s)
         keys = tuple(self.keys)
@@ -148,7 +154,7 @@ class ServerSettings:
 
 
 _FIELDS = {"host", "port", "alias", "allow_unauthenticated", "cache_models", "max_body_bytes", "max_inflight",
-           "retry_after_s", "drain_s", "keep_alive_s", "threads", "access_log"}
+           "retry_after_s", "drain_s", "keep_alive_s", "threads", "embed_threads", "access_log"}
 
 
 def server_settings_from_table(table: Mapping[str, Any], **overrides: Any) -> ServerSettings:
