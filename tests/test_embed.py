@@ -146,3 +146,19 @@ def test_the_fallback_gate_uses_the_embedders_own_strict_cosine(tmp_path, fake_o
             served[strict] = router.ask(near_miss).source
             assert router.metrics.count("verifier.unavailable") == 1
     assert served == {None: "semantic", e5.strict_similarity: "small"}
+
+
+@pytest.mark.parametrize("name", ["multilingual-e5-small", "use-multilingual-v3"])
+def test_a_router_with_a_built_in_embedder_uses_the_set_trained_for_it(tmp_path, fake_ollama, name):
+    from semroute import Router, Tier
+    from semroute.embed import make_embedder
+
+    tiers = {"small": Tier("llama3.2:3b", (fake_ollama.url,)), "large": Tier("llama3.1:8b", (fake_ollama.url,))}
+    with Router(tiers=tiers, data_dir=tmp_path, embedder=make_embedder(name)) as router:
+        router.warm([("What is the speed limit for cars on intercity roads?", "90 km/h on ordinary intercity roads.")])
+        near_miss = router.ask("What is the speed limit for tractors on intercity roads?")
+        routed = router.ask("Compare the speed limits of cars and trucks on motorways and explain why they differ.")
+        for kind in ("verifier", "consensus", "classifier"):
+            assert router.metrics.count(f"{kind}.unavailable") == 0, kind
+    assert near_miss.source != "semantic"  # its own pair model refuses the near miss
+    assert routed.tier == "large"

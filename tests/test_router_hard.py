@@ -160,25 +160,25 @@ def shipped_complexity() -> list[Path]:
     return sorted(p.parent for p in shipped("models").glob("*/complexity/card.json"))
 
 
-def test_a_complexity_model_ships_for_minilm_and_for_a_multilingual_embedder():
+def test_a_complexity_model_ships_for_every_built_in_embedder():
     names = {p.parent.name for p in shipped_complexity()}
-    assert {"all-MiniLM-L6-v2", "multilingual-e5-small"} <= names
+    assert {"all-MiniLM-L6-v2", "multilingual-e5-small", "use-multilingual-v3"} <= names
 
 
 @pytest.mark.parametrize("where", shipped_complexity(), ids=lambda p: p.parent.name)
 def test_each_shipped_artifact_loads_for_its_embedder_and_refuses_another(where):
     name = where.parent.name
     assert model_dir("complexity", name) == where
-    clf = LogisticComplexityClassifier.load(embedder_name=name, dim=384)
     card = json.loads((where / "card.json").read_text(encoding="utf-8"))
+    clf = LogisticComplexityClassifier.load(embedder_name=name, dim=card["dim"])
     assert card["format"] == "semroute.complexity/3" and card["features"] == list(FEATURE_NAMES)
     assert card["embedder"]["name"] == name and clf.dim_ == card["dim"]
     assert card["heldout"]["metrics"]["accuracy"] >= 0.95 and card["training"]["kept_out_rows"] == 0
     other = next(n for n in ("all-MiniLM-L6-v2", "multilingual-e5-small") if n != name)
     with pytest.raises(ModelMismatch, match=other):
         LogisticComplexityClassifier.load(where, embedder_name=other)
-    with pytest.raises(ModelMismatch, match="512"):
-        LogisticComplexityClassifier.load(where, dim=512)
+    with pytest.raises(ModelMismatch, match=str(card["dim"] + 1)):
+        LogisticComplexityClassifier.load(where, dim=card["dim"] + 1)
 
 
 # -- with the real embedders: a sanity list written apart from the hard set -----------------

@@ -20,6 +20,8 @@ from semroute.types import CacheEntry, Candidate
 
 E5 = "multilingual-e5-small"
 MINILM = "all-MiniLM-L6-v2"
+USE = "use-multilingual-v3"
+DIMS = {E5: 384, MINILM: 384, USE: 512}
 
 NEAR_MISSES_TR = [
     ("vehicle", "Kamyonlar şehirlerarası yolda en fazla kaç km/s gidebilir?",
@@ -66,18 +68,19 @@ def test_the_turkish_test_pairs_are_held_out_of_training():
             assert text.strip().lower() not in seen, text
 
 
-@pytest.mark.parametrize("name", [MINILM, E5])
+@pytest.mark.parametrize("name", [MINILM, E5, USE])
 def test_shipped_artifacts_load_for_their_embedder_and_refuse_another(name):
     other = E5 if name == MINILM else MINILM
-    verifier = PairVerifier.load(model_dir("verifier", name), embedder=name, dim=384)
-    assert verifier.card["embedder"] == name and verifier.card["dim"] == 384
+    dim = DIMS[name]
+    verifier = PairVerifier.load(model_dir("verifier", name), embedder=name, dim=dim)
+    assert verifier.card["embedder"] == name and verifier.card["dim"] == dim
     assert {"training_data", "metrics", "operating_point", "word_vectors"} <= set(verifier.card)
-    consensus = AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=name, dim=384)
+    consensus = AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=name, dim=dim)
     assert consensus.card["embedder"] == name
     with pytest.raises(ModelMismatch, match="embedder"):
-        PairVerifier.load(model_dir("verifier", name), embedder=other, dim=384)
+        PairVerifier.load(model_dir("verifier", name), embedder=other, dim=dim)
     with pytest.raises(ModelMismatch, match="embedder"):
-        AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=other, dim=384)
+        AnswerConsensus.load(model_dir("consensus", name), verifier.probability, embedder=other, dim=dim)
     with np.load(model_dir("verifier", name) / "model.npz", allow_pickle=False) as data:
         vocab = [str(w) for w in data["wp_vocab"]]
     # The word table comes from the artifact's own embedder: MiniLM's set keeps MiniLM's word
