@@ -267,3 +267,76 @@ async def test_achat_503_keeps_retry_after_and_a_hang_times_out():
         fake.clear_fault()
         assert (await backend.achat(SMALL, MESSAGES)).text
         await backend.aclose()
+
+
+# -- streamed answers (Http1.open: the gateway's proxied NDJSON streams) ------------------------
+
+
+async def test_a_streamed_body_arrives_read_by_read_and_its_connection_is_reused_once_read_to_the_end():
+    sent = asyncio.Event()
+
+    async def handler(server, reader, writer):
+        while True:
+            await server.request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b"2\r\na\n\r\n2\r\nb\n\r\n")  # two chunks in one write: one read
+            await writer.drain()
+            sent.set()
+            await asyncio.sleep(0.05)
+            writer.write(b"2\r\nc\n\r\n0\r\n\r\n")
+            await writer.drain()
+
+    async with Server(handler) as server:
+        client = _client(server.url)
+        for _ in range(2):
+            opened = await client.open("/api/chat", b"{}")
+            assert opened.status == 200 and opened.headers["transfer-encoding"] == "chunked"
+            reads = []
+            while (data := await opened.read()) is not None:
+                reads.append(data)
+            await opened.aclose()
+            assert b"".join(reads) == b"a\nb\nc\n" and reads[0] == b"a\nb\n"  # the first read's chunks joined
+        assert server.connections == 1
+        await client.aclose()
+
+
+async def test_a_stream_closed_half_read_or_cut_by_the_server_is_not_reused():
+    async def handler(server, reader, writer):
+        await server.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\na\n\r\n")
+        await writer.drain()
+        if server.connections == 2:
+            return  # the server hangs up inside the body
+        await asyncio.sleep(5)
+
+    async with Server(handler) as server:
+        client = _client(server.url)
+        opened = await client.open("/", b"{}")
+        assert await opened.read() == b"a\n"
+        await opened.aclose()  # the caller left half way: the connection must not carry another request
+        opened = await client.open("/", b"{}")
+        assert await opened.read() == b"a\n"
+        with pytest.raises(httpx.RemoteProtocolError):
+            await opened.read()
+        await opened.aclose()
+        assert server.connections == 2 and not client._idle
+        await client.aclose()
+
+
+async def test_astream_over_the_lean_client_maps_statuses_and_keeps_retry_after(fake_ollama):
+    backend = OllamaBackend(fake_ollama.url)
+    assert await backend._lean() is not None  # FakeOllama is plain http: the lean client streams
+    with pytest.raises(BackendProtocolError) as info:
+        [c async for c in backend.astream("mistral:7b", MESSAGES)]
+    assert info.value.status == 404 and "not found" in str(info.value)
+    chunks = [c async for c in backend.astream(SMALL, MESSAGES)]
+    assert len(chunks) > 2 and chunks[-1].done and chunks[-1].completion_tokens > 0
+    assert fake_ollama.stats().connections == 1  # the error answer and the stream shared one connection
+    await backend.aclose()
+    with FakeOllama([SMALL], capacity=Capacity(retry_after_s=1.5)) as fake:
+        backend = OllamaBackend(fake.url)
+        fake.set_fault("busy", count=1)
+        with pytest.raises(BackendUnavailable) as info:
+            [c async for c in backend.astream(SMALL, MESSAGES)]
+        assert info.value.retry_after == 1.5
+        await backend.aclose()

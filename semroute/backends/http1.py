@@ -16,14 +16,22 @@ Errors leave as httpx's own exceptions (``ConnectError``, ``ConnectTimeout``, ``
 it maps httpx's. A request cancelled half way (a deadline, a client that left) closes its
 connection: a half-read answer never reaches the next request.
 
-Not here: TLS, proxies, credentials in the URL, redirects, compression, streaming. Whoever builds
-an ``Http1`` checks ``plain_http(url)`` and keeps httpx for everything else.
+A streamed answer (``open``: Ollama's NDJSON) is read the same way: the status and headers first,
+then the body as it arrives, everything one socket read brought in one piece (one h11 parse and
+no other layer per read: a proxied stream's ~26 reads went through httpx, httpcore and their
+stream wrappers, the most of the gateway's CPU per held stream). Its connection is kept only
+when the body was read to its end.
+
+Not here: TLS, proxies, credentials in the URL, redirects, compression. Whoever builds an
+``Http1`` checks ``plain_http(url)`` and keeps httpx for everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.request
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import h11
@@ -32,7 +40,7 @@ import httpx
 
 from .asyncio_net import AsyncioBackend
 
-__all__ = ["Http1", "Reply", "plain_http"]
+__all__ = ["Http1", "Reply", "Streamed", "plain_http"]
 
 _MAX_HEAD = 64 * 1024  # bytes of status line and headers (or a chunk's size line) before the answer is refused
 _READ = 65536
@@ -83,31 +91,41 @@ class Http1:
         conn, http = await self._connection(loop)
         keep = False
         try:
-            try:
-                request = h11.Request(method="POST", target=self._base + path,
-                                      headers=[*self._headers, ("content-length", str(len(body)))])
-                await conn.write(http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage()),
-                                 self._read_s)
+            with _as_httpx_errors():
+                await conn.write(self._request(http, path, body), self._read_s)
                 reply = await _read_reply(conn, http, self._read_s)
                 keep = _reusable(http)
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc)) from exc
-            except h11.LocalProtocolError as exc:
-                raise httpx.LocalProtocolError(str(exc)) from exc
-            except httpcore.ReadTimeout as exc:
-                raise httpx.ReadTimeout(str(exc)) from exc
-            except httpcore.WriteTimeout as exc:
-                raise httpx.WriteTimeout(str(exc)) from exc
-            except httpcore.WriteError as exc:
-                raise httpx.WriteError(str(exc)) from exc
-            except httpcore.ReadError as exc:
-                raise httpx.ReadError(str(exc)) from exc
             return reply
         finally:
-            if keep and not self._closed:
-                self._idle.append(((conn, http), loop.time()))
-            else:
-                await conn.aclose()  # never suspends (it closes the transport), even while cancelled
+            await self._release(conn, http, keep, loop)
+
+    async def open(self, path: str, body: bytes) -> Streamed:
+        """``POST path`` with ``body``; the answer's status and headers, its body to be read
+        (``Streamed.read``) and the answer closed (``Streamed.aclose``) by the caller."""
+        loop = asyncio.get_running_loop()
+        conn, http = await self._connection(loop)
+        try:
+            with _as_httpx_errors():
+                await conn.write(self._request(http, path, body), self._read_s)
+                head = await _read_head(conn, http, self._read_s)
+        except BaseException:
+            await conn.aclose()
+            raise
+        return Streamed(self, conn, http, head, loop)
+
+    def _request(self, http: h11.Connection, path: str, body: bytes) -> bytes:
+        request = h11.Request(method="POST", target=self._base + path,
+                              headers=[*self._headers, ("content-length", str(len(body)))])
+        return http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
+
+    async def _release(self, conn: httpcore.AsyncNetworkStream, http: h11.Connection, keep: bool,
+                       loop: asyncio.AbstractEventLoop) -> None:
+        """Back to the idle connections when ``keep``, else closed (``aclose`` of this network
+        stream closes the transport at once: it never suspends, even while cancelled)."""
+        if keep and not self._closed:
+            self._idle.append(((conn, http), loop.time()))
+        else:
+            await conn.aclose()
 
     async def _connection(self, loop: asyncio.AbstractEventLoop) -> _Conn:
         """The most recently used idle connection that is still good, else a new one."""
@@ -131,32 +149,114 @@ class Http1:
         idle, self._idle = self._idle, []
         for (conn, _), _ in idle:
             await conn.aclose()
+        if idle:  # a transport's socket closes in the loop's next step: closed when this returns
+            await asyncio.sleep(0)
 
 
-async def _read_reply(conn: httpcore.AsyncNetworkStream, http: h11.Connection, read_s: float | None) -> Reply:
-    """The answer on ``conn``, read through ``http``; 1xx answers (100 Continue) are skipped."""
-    head: h11.Response | None = None
-    body = bytearray()
+class Streamed:
+    """An answer whose body is read as it arrives: ``status``, ``headers``, then ``read()`` until
+    None; ``aclose()`` always (the connection is kept only when the body was read to its end)."""
+
+    __slots__ = ("status", "headers", "_owner", "_conn", "_http", "_loop", "_ended")
+
+    def __init__(self, owner: Http1, conn: httpcore.AsyncNetworkStream, http: h11.Connection,
+                 head: h11.Response, loop: asyncio.AbstractEventLoop) -> None:
+        self.status, self.headers = head.status_code, _headers(head)
+        self._owner, self._conn, self._http, self._loop = owner, conn, http, loop
+        self._ended = False
+
+    async def read(self) -> bytes | None:
+        """The body bytes one socket read brought (several h11 events joined), None at its end."""
+        if self._ended:
+            return None
+        http, parts = self._http, []
+        with _as_httpx_errors():
+            while True:
+                event = http.next_event()
+                if isinstance(event, h11.Data):
+                    parts.append(event.data)
+                elif event is h11.NEED_DATA:
+                    if parts:
+                        return b"".join(parts)
+                    http.receive_data(await self._conn.read(_READ, self._owner._read_s))
+                elif isinstance(event, h11.EndOfMessage):
+                    self._ended = True
+                    return b"".join(parts) if parts else None
+                else:  # ConnectionClosed: the server hung up inside the body
+                    raise httpx.RemoteProtocolError("the server closed the connection inside the answer")
+
+    async def read_all(self) -> bytes:
+        """The rest of the body (an error answer's, to report it)."""
+        parts = []
+        while (data := await self.read()) is not None:
+            parts.append(data)
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._owner._release(conn, self._http, self._ended and _reusable(self._http), self._loop)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """h11's and httpcore's errors as httpx's (what ``http_errors.translate`` maps)."""
+    try:
+        yield
+    except h11.RemoteProtocolError as exc:
+        raise httpx.RemoteProtocolError(str(exc)) from exc
+    except h11.LocalProtocolError as exc:
+        raise httpx.LocalProtocolError(str(exc)) from exc
+    except httpcore.ReadTimeout as exc:
+        raise httpx.ReadTimeout(str(exc)) from exc
+    except httpcore.WriteTimeout as exc:
+        raise httpx.WriteTimeout(str(exc)) from exc
+    except httpcore.WriteError as exc:
+        raise httpx.WriteError(str(exc)) from exc
+    except httpcore.ReadError as exc:
+        raise httpx.ReadError(str(exc)) from exc
+
+
+async def _read_head(conn: httpcore.AsyncNetworkStream, http: h11.Connection, read_s: float | None) -> h11.Response:
+    """The answer's status line and headers; 1xx answers (100 Continue) are skipped."""
     while True:
         event = http.next_event()
         if event is h11.NEED_DATA:
             http.receive_data(await conn.read(_READ, read_s))  # b"": the server closed the connection
         elif isinstance(event, h11.Response):
-            head = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage) and head is not None:
-            break
+            return event
         elif not isinstance(event, h11.InformationalResponse):  # ConnectionClosed before an answer
             raise httpx.RemoteProtocolError("the server closed the connection without an answer")
+
+
+async def _read_reply(conn: httpcore.AsyncNetworkStream, http: h11.Connection, read_s: float | None) -> Reply:
+    """The whole answer on ``conn``, read through ``http``."""
+    head = await _read_head(conn, http, read_s)
+    body = bytearray()
+    while True:
+        event = http.next_event()
+        if event is h11.NEED_DATA:
+            http.receive_data(await conn.read(_READ, read_s))
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        else:  # ConnectionClosed inside the body
+            raise httpx.RemoteProtocolError("the server closed the connection inside the answer")
+    return Reply(head.status_code, _headers(head), bytes(body))
+
+
+def _headers(head: h11.Response) -> dict[str, str]:
+    """Lower-case names (as h11 gives them) to values, repeats joined; a compressed answer refused
+    (none was asked for)."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in head.headers:
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")  # h11 lower-cases names
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     encoding = headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", ""):
         raise httpx.DecodingError(f"unexpected content-encoding {encoding!r} (none was accepted)")
-    return Reply(head.status_code, headers, bytes(body))
+    return headers
 
 
 def _reusable(http: h11.Connection) -> bool:

@@ -19,7 +19,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,7 +37,7 @@ from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .asyncio_net import transport as _transport
-from .http1 import Http1
+from .http1 import Http1, Streamed
 from .loop_clients import (  # noqa: F401 - importable from here, as before the split
     _STREAMS_PER_CLIENT,
     LoopClients,
@@ -53,7 +53,7 @@ from .ollama_lean import _lean_chat, _lean_client, _lean_completion, _ollama_det
 from .ndjson import Lines, body_reads
 from .deadline import timeout_at as _timeout_at
 from .groups import flatten
-from .http_errors import HttpStatus, status_error
+from .http_errors import HttpStatus, retry_after, status_error
 from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
@@ -86,6 +86,28 @@ async def _acheck_status(response: httpx.Response) -> None:
         await response.aread()
         raise _status_error(response)
 
+
+
+async def _open_lean(lean: Http1, body: dict[str, Any]) -> Streamed:
+    """A streamed ``POST /api/chat`` over the lean client; an error status raises ``HttpStatus``
+    (with Ollama's detail and ``Retry-After``) before any chunk, as the httpx path's hook does."""
+    opened = await lean.open("/api/chat", orjson.dumps(body))
+    if opened.status >= 400:
+        try:
+            text = (await opened.read_all()).decode("utf-8", "replace")
+        finally:
+            await opened.aclose()
+        raise HttpStatus(opened.status, text, retry_after(opened.headers.get("retry-after")),
+                         _ollama_detail(text, opened.status))
+    return opened
+
+
+def _reads_of(opened: Streamed | httpx.Response) -> Callable[[], Awaitable[bytes | None]]:
+    """The next read of a stream's body (None at its end), whichever client opened it."""
+    if isinstance(opened, Streamed):
+        return opened.read
+    reads = body_reads(opened)
+    return lambda: anext(reads, None)
 
 
 def _base_url(host: str) -> str:
@@ -286,24 +308,27 @@ class OllamaBackend:
         """NDJSON straight off the connection: each read's complete lines become one group.
 
         Not the ``ollama`` client's stream: it builds a pydantic model per line, one line per
-        iteration; here a line costs one ``orjson.loads`` and one ``Chunk``.
+        iteration; here a line costs one ``orjson.loads`` and one ``Chunk``. Plain ``http://``
+        hosts are read over the lean client (``Http1.open``), others over httpx.
         """
-        deadline, chunks, response, shard = self._deadline(), 0, None, None
+        deadline, chunks, opened, shard = self._deadline(), 0, None, None
         try:
             try:
                 # The deadline wraps each await, never a yield: the consumer's time between
                 # chunks counts against ``total`` but its code never runs inside our timeout.
                 async with _timeout_at(deadline):
-                    shard = await self._shard()
-                    shard.streams += 1
-                    response = await self._open_stream(shard, body)
-                reads, lines = body_reads(response), Lines()
+                    lean = await self._lean()
+                    if lean is None:
+                        shard = await self._shard()
+                        shard.streams += 1
+                    opened = await (_open_lean(lean, body) if lean is not None else self._open_stream(shard, body))
+                reads, lines = _reads_of(opened), Lines()
                 while True:
                     if deadline is None:  # a timeout context per read is a timer per read
-                        data = await anext(reads, None)
+                        data = await reads()
                     else:
                         async with _timeout_at(deadline):
-                            data = await anext(reads, None)
+                            data = await reads()
                     group, error = self._group(lines.feed(data if data is not None else b"\n"), model)
                     if group:
                         chunks += len(group)
@@ -322,8 +347,8 @@ class OllamaBackend:
         finally:
             if shard is not None:
                 shard.streams -= 1
-            if response is not None:
-                await response.aclose()
+            if opened is not None:
+                await opened.aclose()
 
     async def _shard(self) -> _Shard:
         """The stream client with fewest open streams (``loop_clients.shard_of``)."""
