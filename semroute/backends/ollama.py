@@ -19,7 +19,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,7 +37,7 @@ from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .asyncio_net import transport as _transport
-from .http1 import Http1, Streamed
+from .http1 import Http1
 from .loop_clients import (  # noqa: F401 - importable from here, as before the split
     _STREAMS_PER_CLIENT,
     LoopClients,
@@ -49,11 +49,11 @@ from .loop_clients import (  # noqa: F401 - importable from here, as before the 
     entry_of,
     shard_of,
 )
-from .ollama_lean import _lean_chat, _lean_client, _lean_completion, _ollama_detail, _translate
-from .ndjson import Lines, body_reads
+from .ollama_lean import _lean_chat, _lean_client, _lean_completion, _ollama_detail, _open_lean, _reads_of, _translate
+from .ndjson import Lines
 from .deadline import timeout_at as _timeout_at
 from .groups import flatten
-from .http_errors import HttpStatus, retry_after, status_error
+from .http_errors import HttpStatus, status_error
 from ..settings import Timeout
 
 __all__ = ["OllamaBackend"]
@@ -86,28 +86,6 @@ async def _acheck_status(response: httpx.Response) -> None:
         await response.aread()
         raise _status_error(response)
 
-
-
-async def _open_lean(lean: Http1, body: dict[str, Any]) -> Streamed:
-    """A streamed ``POST /api/chat`` over the lean client; an error status raises ``HttpStatus``
-    (with Ollama's detail and ``Retry-After``) before any chunk, as the httpx path's hook does."""
-    opened = await lean.open("/api/chat", orjson.dumps(body))
-    if opened.status >= 400:
-        try:
-            text = (await opened.read_all()).decode("utf-8", "replace")
-        finally:
-            await opened.aclose()
-        raise HttpStatus(opened.status, text, retry_after(opened.headers.get("retry-after")),
-                         _ollama_detail(text, opened.status))
-    return opened
-
-
-def _reads_of(opened: Streamed | httpx.Response) -> Callable[[], Awaitable[bytes | None]]:
-    """The next read of a stream's body (None at its end), whichever client opened it."""
-    if isinstance(opened, Streamed):
-        return opened.read
-    reads = body_reads(opened)
-    return lambda: anext(reads, None)
 
 
 def _base_url(host: str) -> str:

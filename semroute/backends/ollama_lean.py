@@ -1,7 +1,8 @@
-"""The model call's lean path beside ``OllamaBackend``: ``POST /api/chat`` (not streamed) over
-``http1.Http1`` for plain ``http://`` hosts, its answer checked and turned into a ``Completion``,
-and the Ollama error helpers it shares with the ``ollama`` client path (``_ollama_detail``,
-``_translate``; ``semroute.backends.ollama`` imports them from here).
+"""The model call's lean path beside ``OllamaBackend``: ``POST /api/chat`` over ``http1.Http1`` for
+plain ``http://`` hosts, a whole answer checked and turned into a ``Completion`` or a stream opened
+(``_open_lean``; its body read by ``_reads_of``), and the Ollama error helpers it shares with the
+``ollama`` client path (``_ollama_detail``, ``_translate``; ``semroute.backends.ollama`` imports
+them from here).
 
 Why a lean path: through httpx and the ``ollama`` client a miss paid about 1 ms more for the same
 bytes (see ``http1``). ``OllamaBackend`` keeps one ``Http1`` per event loop beside its ollama
@@ -11,8 +12,10 @@ client (``_lean_client`` builds it) and falls back to the ollama client when it 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+import httpx
 
 import ollama
 import orjson
@@ -20,7 +23,8 @@ import orjson
 from ..errors import BackendError, BackendProtocolError
 from ..settings import Timeout
 from ..types import Completion
-from .http1 import Http1, plain_http
+from .http1 import Http1, Streamed, plain_http
+from .ndjson import body_reads
 from .http_errors import HttpStatus, translate
 from .http_errors import retry_after as _retry_after
 
@@ -88,3 +92,25 @@ def _lean_completion(part: Any, model: str, started: float, instance: str) -> Co
         completion_tokens=part.get("eval_count") or 0,
         duration_ms=(time.perf_counter() - started) * 1000.0,
     )
+
+
+async def _open_lean(lean: Http1, body: dict[str, Any]) -> Streamed:
+    """A streamed ``POST /api/chat`` over the lean client; an error status raises ``HttpStatus``
+    (with Ollama's detail and ``Retry-After``) before any chunk, as the httpx path's hook does."""
+    opened = await lean.open("/api/chat", orjson.dumps(body))
+    if opened.status >= 400:
+        try:
+            text = (await opened.read_all()).decode("utf-8", "replace")
+        finally:
+            await opened.aclose()
+        raise HttpStatus(opened.status, text, _retry_after(opened.headers.get("retry-after")),
+                         _ollama_detail(text, opened.status))
+    return opened
+
+
+def _reads_of(opened: Streamed | httpx.Response) -> Callable[[], Awaitable[bytes | None]]:
+    """The next read of a stream's body (None at its end), whichever client opened it."""
+    if isinstance(opened, Streamed):
+        return opened.read
+    reads = body_reads(opened)
+    return lambda: anext(reads, None)
