@@ -198,23 +198,21 @@ class Streamed:
             await self._owner._release(conn, self._http, self._ended and _reusable(self._http), self._loop)
 
 
+# h11's and httpcore's errors, each with the httpx error it is raised as.
+_AS_HTTPX: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (h11.RemoteProtocolError, httpx.RemoteProtocolError), (h11.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ReadTimeout, httpx.ReadTimeout), (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.WriteError, httpx.WriteError), (httpcore.ReadError, httpx.ReadError),
+)
+
+
 @contextlib.contextmanager
 def _as_httpx_errors() -> Iterator[None]:
     """h11's and httpcore's errors as httpx's (what ``http_errors.translate`` maps)."""
     try:
         yield
-    except h11.RemoteProtocolError as exc:
-        raise httpx.RemoteProtocolError(str(exc)) from exc
-    except h11.LocalProtocolError as exc:
-        raise httpx.LocalProtocolError(str(exc)) from exc
-    except httpcore.ReadTimeout as exc:
-        raise httpx.ReadTimeout(str(exc)) from exc
-    except httpcore.WriteTimeout as exc:
-        raise httpx.WriteTimeout(str(exc)) from exc
-    except httpcore.WriteError as exc:
-        raise httpx.WriteError(str(exc)) from exc
-    except httpcore.ReadError as exc:
-        raise httpx.ReadError(str(exc)) from exc
+    except tuple(source for source, _ in _AS_HTTPX) as exc:
+        raise next(target for source, target in _AS_HTTPX if isinstance(exc, source))(str(exc)) from exc
 
 
 async def _read_head(conn: httpcore.AsyncNetworkStream, http: h11.Connection, read_s: float | None) -> h11.Response:
