@@ -108,10 +108,10 @@ class Http1:
             with _as_httpx_errors():
                 await conn.write(self._request(http, path, body), self._read_s)
                 head = await _read_head(conn, http, self._read_s)
+            return Streamed(self, conn, http, head, loop)  # refuses a compressed answer
         except BaseException:
             await conn.aclose()
             raise
-        return Streamed(self, conn, http, head, loop)
 
     def _request(self, http: h11.Connection, path: str, body: bytes) -> bytes:
         request = h11.Request(method="POST", target=self._base + path,
