@@ -37,9 +37,13 @@ __all__ = ["create_app"]
 log = logging.getLogger("semroute.server")
 
 # Allocations between young-generation collections once the heap is settled (CPython's default
-# is 700). bench/serve.py's 300 proxied streams, gateway CPU: 1.3-1.6 s as it was, 1.1-1.4 s with
-# the loaded model frozen out of the collector, 0.8-0.9 s with this threshold as well (2026-12-04).
-_GC_GEN0 = 10_000
+# is 700). Fewer collections cost less CPU (bench/serve.py's 300 proxied streams, 2026-12-04:
+# gateway 1.1-1.4 s at 700, 0.8-0.9 s at 10,000), but each pause grows with the threshold, and
+# with 1,000 streams open their objects survive into the middle generation: bench/serve_held.py
+# (2026-12-05, gc.callbacks in the gateway, two interleaved pairs) longest pause 32 / 36 ms at
+# 10,000 against 16 / 13 ms here, added p99 to the first line 26.7 / 32.5 against 18.3 / 26.4 ms,
+# CPU per stream 3.24-3.43 against 3.36-3.58 ms. At 700, two full collections (21, 91 ms) came.
+_GC_GEN0 = 2_000
 
 
 def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
