@@ -54,7 +54,7 @@ def test_the_hard_set_is_labelled_bilingual_and_balanced_across_its_kinds():
 
 
 @pytest.mark.parametrize("held_out", ["complexity_hard.csv", "complexity_probe.csv"])
-def test_no_hard_set_prompt_or_its_question_is_in_any_training_file(held_out):
+def test_no_held_out_prompt_or_its_question_is_in_any_training_file(held_out):
     hard = rows(held_out)
     seen = {r["prompt"].strip().casefold() for name in TRAINING_FILES for r in rows(name)}
     assert not [r["prompt"] for r in hard if r["prompt"].strip().casefold() in seen]
