@@ -8,7 +8,7 @@ import pytest
 
 from semroute.cache import FaissIndex, MemoryStore
 from semroute.cache._vector import as_unit_vector
-from semroute.cache.replica import Replica
+from semroute.cache.replica import Replica, _similarity
 from semroute.hits import SemanticCache
 from semroute.hits.consensus import AnswerConsensus
 from semroute.hits.verify import PairVerifier
@@ -95,8 +95,11 @@ def test_scores_are_the_stored_vectors_cosines_in_scope_and_alive(embedder):
     read = replica.read(found, now=1.0)
     assert [c.entry.id for c in read][0] in (entries[0].id, dying.id)
     for s, candidate in zip(found, read):
-        # bit for bit the cosine a lookup took from the entry before (a threshold's edge must not move)
-        assert s.similarity == max(-1.0, min(1.0, float(np.dot(unit, candidate.entry.vector))))
+        # bit for bit the cosine a lookup takes from an entry (stores followed by id), whatever else
+        # was scored with it (a threshold's edge must not move with the company), and the true cosine
+        assert s.similarity == _similarity(unit, candidate.entry.vector)
+        assert s.similarity == replica._score([s.key], unit, "s", 1.0)[0][0].similarity
+        assert s.similarity == pytest.approx(float(np.dot(unit, candidate.entry.vector)), abs=1e-6)
         assert s.generated == bool(candidate.entry.model)
         assert candidate.entry.scope == "s"
     later = replica.scored(query, "s", 5, now=10.0)  # the TTL passed: the entry is gone, not a candidate

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..types import CacheEntry
-from ._vector import release_freed
+from ._vector import cosines, release_freed
 
 __all__ = ["Columns", "FREE", "ROW_BITS", "pack", "row_labels", "unpack"]
 
@@ -284,9 +284,7 @@ class Columns:
                 continue  # another embedder's rows: never a hit
             at = [n for n, d in enumerate(dims) if d == dim]
             block = self.pools[dim].matrix[self.slot[rows[kept[at]]]].astype(np.float32, copy=False)
-            # one dot per row, as ``Replica`` computed them from entries: a matrix-vector product
-            # may sum in another order (last-bit differences move thresholds' edges)
-            sims[at] = [max(-1.0, min(1.0, float(np.dot(query, vector)))) for vector in block]
+            sims[at] = cosines(block, query)  # as ``Replica`` scores entries: to the last bit
         found = [(label, sim, bool(self.kinds[c][2]))
                  for label, sim, c in zip(wanted[kept].tolist(), sims.tolist(), kept_codes)]
         return found, wanted[~alive].tolist(), rows[expired].tolist()

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DimensionMismatch
 from ..types import CacheEntry, Candidate
-from ._vector import as_unit_vector
+from ._vector import as_unit_vector, cosines
 from .base import Change, FeedEpoch, Index, RowIndex, RowStore, Store
 
 __all__ = ["Replica", "Scored"]
@@ -369,7 +369,7 @@ class Replica:
 def _similarity(query: np.ndarray, vector: np.ndarray) -> float:
     if query.shape != np.shape(vector):
         return -1.0  # cannot happen for an entry of this scope; never a hit
-    return max(-1.0, min(1.0, float(np.dot(query, np.asarray(vector, dtype=np.float32)))))
+    return cosines(np.asarray(vector, dtype=np.float32)[None, :], query)[0]
 
 
 def _fingerprint(entry: CacheEntry) -> int:

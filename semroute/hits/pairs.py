@@ -132,7 +132,9 @@ class PairFeatures:
         self.default_idf = float(default_idf)
         self.vectors = vectors
         # Cached questions are judged again and again: analyse each text once (results are not mutated).
-        self._analyse = functools.lru_cache(maxsize=16384)(analyse)
+        # Queries go through it too (``PairVerifier``): a miss is stored, and its question, analysed as
+        # the query, is then a candidate for the next ones.
+        self.analyse = functools.lru_cache(maxsize=16384)(analyse)
 
     def _idf(self, words: Iterable[str]) -> list[float]:
         return [self.idf.get(w, self.default_idf) for w in words]
@@ -146,8 +148,8 @@ class PairFeatures:
         few generated answers we have made the model trust long answers blindly (measured on the
         COVID FAQ: precision fell from ~0.66 to 0.40), so they were taken out.
         """
-        q = query if isinstance(query, Analysed) else self._analyse(query)
-        c = self._analyse(cached)
+        q = query if isinstance(query, Analysed) else self.analyse(query)
+        c = self.analyse(cached)
         q_only, c_only = _unmatched(q.content, c.content), _unmatched(c.content, q.content)
         iq, ic = self._idf(q.content), self._idf(c.content)
         iqo, ico = self._idf(q_only), self._idf(c_only)

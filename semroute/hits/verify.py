@@ -27,7 +27,6 @@ from .pairs import (
     Analysed,
     PairFeatures,
     WordVectors,
-    analyse,
 )
 from ..types import Candidate, Verdict
 
@@ -233,7 +232,7 @@ class PairVerifier:
     def _query(self, query: str) -> tuple[str, Analysed, dict[tuple[str, float], float]]:
         last = self._last_query
         if last is None or last[0] != query:
-            last = self._last_query = (query, analyse(query), {})
+            last = self._last_query = (query, self._features.analyse(query), {})
         return last
 
     def probability(self, query: str | Analysed, cached: str, similarity: float) -> float:
