@@ -159,13 +159,46 @@ class Pipeline:
 
     def embed(self, plan: Plan) -> np.ndarray:
         t0 = time.perf_counter()
-        vector = self.embedder.embed([plan.question])[0]
+        return self._embedded_in(plan, t0, self.embedder.embed([plan.question])[0])
+
+    @property
+    def embeds_async(self) -> bool:
+        """Whether the embedder takes calls from event loops itself (``BatchingEmbedder.aembed``)."""
+        return callable(getattr(self.embedder, "aembed", None))
+
+    async def aembed(self, plan: Plan) -> np.ndarray:
+        """``embed`` for event loops, through the embedder's ``aembed`` (see ``embeds_async``)."""
+        t0 = time.perf_counter()
+        return self._embedded_in(plan, t0, (await self.embedder.aembed([plan.question]))[0])  # type: ignore[attr-defined]
+
+    def _embedded_in(self, plan: Plan, t0: float, vector: np.ndarray) -> np.ndarray:
         plan.timings["embed"] = elapsed = (time.perf_counter() - t0) * 1000
         if self._embedded:
             self.metrics.observe("step.embed", elapsed)
         else:  # the first call loads the model: not a sample of embedding latency
             self._embedded = True
         return vector
+
+    def exact_if_free(self, plan: Plan) -> tuple[bool, Answer | None]:
+        """``exact`` in this thread if nothing it touches can make it wait (``SemanticCache.try_hold``):
+        (whether it ran, its answer). Not before the cache is built: building it loads the model."""
+        cache = self.assembly.cache if self.assembly.cache_built else None
+        if cache is None or not cache.try_hold():
+            return False, None
+        try:
+            return True, self.exact(plan)
+        finally:
+            cache.release_hold()
+
+    def semantic_if_free(self, plan: Plan, vector: np.ndarray) -> tuple[bool, Answer | None]:
+        """``semantic`` in this thread on the same terms as ``exact_if_free``."""
+        cache = self.assembly.cache if self.assembly.cache_built else None
+        if cache is None or not cache.try_hold():
+            return False, None
+        try:
+            return True, self.semantic(plan, vector)
+        finally:
+            cache.release_hold()
 
     def semantic(self, plan: Plan, vector: np.ndarray) -> Answer | None:
         t0 = time.perf_counter()

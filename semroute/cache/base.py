@@ -16,7 +16,7 @@ import numpy as np
 
 from ..types import CacheEntry
 
-__all__ = ["Change", "FeedEpoch", "Store", "Index", "RowStore", "RowIndex"]
+__all__ = ["Change", "FeedEpoch", "HoldsIfFree", "Store", "Index", "RowStore", "RowIndex"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,22 @@ class FeedEpoch(Protocol):
 
     @property
     def feed_epoch(self) -> str | None: ...
+
+
+@runtime_checkable
+class HoldsIfFree(Protocol):
+    """Optional capability of a store or index that never waits on I/O (``MemoryStore``, ``FaissIndex``):
+    its lock, taken only if no other thread holds it now.
+
+    After ``try_hold()`` returned True, this thread's calls on the part run without waiting (the
+    lock is re-entrant) until ``release_hold()``; False means another thread is using it. The
+    gateway's event loop runs a lookup itself only under such holds (``Replica.try_hold``): a
+    loop must never wait on a lock that a journal commit or a rebuild may hold for milliseconds.
+    """
+
+    def try_hold(self) -> bool: ...
+
+    def release_hold(self) -> None: ...
 
 
 @runtime_checkable

@@ -118,7 +118,7 @@ class FaissIndex(RowLabels):
         self.ef_search = ef_search
         self.storage = storage
         self.nprobe = nprobe
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: ``try_hold`` holds it around a whole lookup
         self._scopes: dict[str, _Scope] = {}
         self._where: dict[str, int] = {}  # entry id -> label
         self._scope_names: list[str] = []  # scope code (a label's high bits) -> scope
@@ -197,6 +197,13 @@ class FaissIndex(RowLabels):
             if len(found) < k and want < total and want < k + holder.dead:
                 found = self._collect(holder, query, min(total, k + holder.dead), k)
             return found
+
+    def try_hold(self) -> bool:
+        """Take this index's lock if no other thread holds it now (``base.HoldsIfFree``)."""
+        return self._lock.acquire(blocking=False)
+
+    def release_hold(self) -> None:
+        self._lock.release()
 
     def __len__(self) -> int:
         return len(self._where) if self._book is None else self._book.count

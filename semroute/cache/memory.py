@@ -280,6 +280,14 @@ class MemoryStore:
     def __contains__(self, entry_id: object) -> bool:
         return isinstance(entry_id, str) and self._rows.row_of(str.__str__(entry_id)) is not None
 
+    def try_hold(self) -> bool:
+        """Take this store's lock if no other thread holds it now (``base.HoldsIfFree``): reads do
+        no I/O, but a write holds the lock through its journal commit."""
+        return self._lock.acquire(blocking=False)
+
+    def release_hold(self) -> None:
+        self._lock.release()
+
     def close(self) -> None:
         """Close the journal, writing a snapshot of the entries first so the next open is fast."""
         with self._lock:

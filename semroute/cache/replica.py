@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import DimensionMismatch
 from ..types import CacheEntry, Candidate
 from ._vector import as_unit_vector, cosines
-from .base import Change, FeedEpoch, Index, RowIndex, RowStore, Store
+from .base import Change, FeedEpoch, HoldsIfFree, Index, RowIndex, RowStore, Store
 
 __all__ = ["Replica", "Scored"]
 
@@ -42,6 +42,9 @@ _UNKNOWN = -1
 # similarity: a quantised index's order is approximate (4-bit IVF codes: the true nearest among the top
 # 4 at 0.985 of real e5 queries, 0.989 after re-ranking 8, as with 8-bit codes; ``_ivf.CODE_BITS``).
 _OVERFETCH = 2
+# ``try_hold`` admits a lookup while the index is this many changes behind at most: applying a
+# few is part of any lookup, applying a warm-up's thousands belongs in a worker thread.
+_INLINE_BEHIND = 64
 
 
 @runtime_checkable
@@ -79,7 +82,7 @@ class Replica:
     def __init__(self, store: Store, index: Index) -> None:
         self.store = store
         self.index = index
-        self._sync_lock = threading.Lock()
+        self._sync_lock = threading.RLock()  # re-entrant: ``try_hold`` holds it around a lookup
         self._cursor: int | None = None  # last store sequence number applied to the index
         # id -> fingerprint of what the index holds for it, so a rebuild or a replayed change
         # touches only what differs (re-adding everything would double a flat index's size)
@@ -110,6 +113,40 @@ class Replica:
                     self._cursor = newest
                     return len(changes)
             return self._rebuild()
+
+    def try_hold(self, max_behind: int = _INLINE_BEHIND) -> bool:
+        """Take the feed's, the store's and the index's locks if no other thread holds any of them
+        now and the index is at most ``max_behind`` changes behind the store: this thread's lookups
+        and exact reads then never wait, until ``release_hold`` (``base.HoldsIfFree``). False, with
+        nothing held, for parts that cannot promise it (``RedisStore`` reads over the network) or
+        while other threads use them.
+        """
+        store, index = self.store, self.index
+        if not (isinstance(store, HoldsIfFree) and isinstance(index, HoldsIfFree)):
+            return False
+        if not self._sync_lock.acquire(blocking=False):
+            return False
+        if store.try_hold():
+            if index.try_hold():
+                if self._behind() <= max_behind:
+                    return True
+                index.release_hold()
+            store.release_hold()
+        self._sync_lock.release()
+        return False
+
+    def release_hold(self) -> None:
+        """Undo a successful ``try_hold``."""
+        self.index.release_hold()  # type: ignore[attr-defined]
+        self.store.release_hold()  # type: ignore[attr-defined]
+        self._sync_lock.release()
+
+    def _behind(self) -> int:
+        """How many of the store's changes ``sync`` would apply now (a rebuild counts as every entry)."""
+        if self._cursor is None:
+            return len(self.store)
+        result = self.store.changes(self._cursor)
+        return len(self.store) if result is None or result[0] < self._cursor else len(result[1])
 
     def nearest(self, vector: np.ndarray, scope: str, k: int, now: float) -> list[Candidate]:
         """Up to ``k`` live entries of ``scope`` nearest to ``vector``, nearest first.

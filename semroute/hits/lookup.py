@@ -20,7 +20,7 @@ from ..cache.base import Index, Store
 from ..cache.replica import Replica
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
-from .verify import Verifier, nearest_accepted_wins
+from .verify import Verifier, in_memory, nearest_accepted_wins
 
 if TYPE_CHECKING:
     from .consensus import AnswerConsensus
@@ -49,6 +49,7 @@ class SemanticCache:
         self.top_k = top_k
         self.consensus = consensus
         self._clock = clock
+        self._verifier_in_memory: tuple[Verifier | None, bool] = (None, False)  # (verifier, in_memory of it)
         # Lookups the consensus decided: served by agreement, or a verified hit vetoed by it.
         self.consensus_hits = 0
         self.consensus_vetoes = 0
@@ -68,6 +69,17 @@ class SemanticCache:
     def sync(self) -> int:
         """Bring the index up to date with the store (see ``Replica.sync``)."""
         return self.replica.sync()
+
+    def try_hold(self) -> bool:
+        """``Replica.try_hold`` for a lookup in this thread; also False when the verifier may do I/O
+        (a caller's own). Release with ``release_hold``."""
+        known = self._verifier_in_memory
+        if known[0] is not self.verifier:
+            known = self._verifier_in_memory = (self.verifier, in_memory(self.verifier))
+        return known[1] and self.replica.try_hold()
+
+    def release_hold(self) -> None:
+        self.replica.release_hold()
 
     def exact(self, key: str, now: float | None = None) -> Hit | None:
         """The live entry stored under this exact-tier key, as an ``exact`` hit."""

@@ -40,6 +40,7 @@ __all__ = [
     "ThresholdVerifier",
     "Verifier",
     "WrapsVerifier",
+    "in_memory",
     "nearest_accepted_wins",
     "pair_scorer",
 ]
@@ -84,6 +85,18 @@ class WrapsVerifier(Protocol):
 def nearest_accepted_wins(verifier: Verifier) -> bool:
     """Whether judging may stop at the first accepted candidate (see ``RanksByCosine``)."""
     return isinstance(verifier, RanksByCosine) and bool(verifier.nearest_accepted_wins)
+
+
+def in_memory(verifier: Verifier) -> bool:
+    """Whether ``verifier`` is built-in arithmetic on data in memory (no I/O, never waits): the
+    cosine gate, the pair model, and the wrappers over them. A caller's own may do anything."""
+    if isinstance(verifier, (ThresholdVerifier, PairVerifier)):
+        return True
+    if isinstance(verifier, SimilarityGate):
+        return in_memory(verifier.inner)
+    if isinstance(verifier, ByNamespace):
+        return all(in_memory(v) for v in (*verifier.verifiers.values(), verifier.default))
+    return False
 
 
 def pair_scorer(verifier: Verifier | None) -> PairScorer | None:
