@@ -189,6 +189,7 @@ class Pipeline:
             return True, self.exact(plan)
         finally:
             cache.release_hold()
+            self._purge_if_waiting(cache.store)
 
     def semantic_if_free(self, plan: Plan, vector: np.ndarray) -> tuple[bool, Answer | None]:
         """``semantic`` in this thread on the same terms as ``exact_if_free``."""
@@ -199,6 +200,19 @@ class Pipeline:
             return True, self.semantic(plan, vector)
         finally:
             cache.release_hold()
+            self._purge_if_waiting(cache.store)
+
+    def _purge_if_waiting(self, store: Store) -> None:
+        """Expired entries a held read left in place (``MemoryStore.try_hold``) are purged off this thread."""
+        if getattr(store, "expired_waiting", False):
+            store.expired_waiting = False  # type: ignore[attr-defined]  # one purge for what has been met so far
+            self.behind.housekeep(lambda: self._purge(store))
+
+    def _purge(self, store: Store) -> None:
+        try:
+            self.metrics.incr("cache.expired_purged", store.purge_expired(self.clock()))  # type: ignore[attr-defined]
+        except StoreError as exc:
+            self._store_failed("purge", exc)
 
     def semantic(self, plan: Plan, vector: np.ndarray) -> Answer | None:
         t0 = time.perf_counter()

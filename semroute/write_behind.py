@@ -127,15 +127,23 @@ class WriteBehind:
             self._start_held(one)
 
     def _start(self, entry: CacheEntry) -> None:
+        self._on_worker(lambda: self._run(entry))
+
+    def _on_worker(self, job: Callable[[], None]) -> None:
         with self._lock:
             if not self._closed:
                 if self._pid != os.getpid():  # a forked child: the parent's worker thread is not here
                     self._executor, self._pid = None, os.getpid()
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="semroute-store")
-                self._executor.submit(self._run, entry)
+                self._executor.submit(job)
                 return
-        self._run(entry)  # closed: nobody would run it later
+        job()  # closed: nobody would run it later
+
+    def housekeep(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (store housekeeping, e.g. purging what a lookup on the event loop found
+        expired) on the worker thread, after the writes started before it; never held back."""
+        self._on_worker(job)
 
     def pending(self, key: str) -> CacheEntry | None:
         """The entry for exact ``key`` whose write has not landed yet, if any."""

@@ -7,6 +7,7 @@ Real parts throughout: a MemoryStore journaling to disk, a FaissIndex, a Batchin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -15,6 +16,7 @@ import pytest
 from gateway_kit import WordEmbedder, tiers_at
 from semroute import BatchingEmbedder, FixedTier, Router, ThresholdVerifier
 from semroute.cache import FaissIndex, MemoryStore
+from semroute.settings import CacheSettings, RouterSettings
 from semroute.cache.replica import Replica
 from semroute.types import Candidate, Verdict
 
@@ -220,3 +222,44 @@ def embedder_free_entries():
 
     return make
 
+
+
+def test_a_held_read_commits_nothing_and_leaves_the_expired_entry_to_a_purge(tmp_path, embedder_free_entries):
+    store = MemoryStore(tmp_path / "store")
+    [entry] = embedder_free_entries(1)
+    entry = dataclasses.replace(entry, expires_at=entry.created_at + 1)
+    store.put_many([entry])
+    head, _ = store.changes(0)
+    assert store.try_hold()
+    try:
+        assert store.get_by_key(entry.key, now=entry.created_at + 5) is None  # never served ...
+    finally:
+        store.release_hold()
+    assert store.changes(head) == (head, []) and store.expired_waiting  # ... nor journaled on the holder's thread
+    assert store.purge_expired(entry.created_at + 5) == 1 and not store.expired_waiting
+    assert [change.op for change in store.changes(head)[1]] == ["delete"]
+
+
+def test_an_expired_entry_met_on_the_loop_is_purged_in_the_store_thread(tmp_path, fake_ollama):
+    now = [1_000_000.0]
+    store = MemoryStore(tmp_path / "store", clock=lambda: now[0])
+    router = Router(tiers=tiers_at(fake_ollama.url), embedder=BatchingEmbedder(WordEmbedder()), store=store,
+                    data_dir=tmp_path, verifier=ThresholdVerifier(0.9), classifier=FixedTier("small"),
+                    settings=RouterSettings(cache=CacheSettings(ttl_s=60)), clock=lambda: now[0])
+
+    async def ask():
+        return await router.aask("how many points make a licence suspension")
+
+    try:
+        router.pipeline.prepare()
+        first = asyncio.run(ask())
+        router.pipeline.behind.flush()
+        assert asyncio.run(ask()).source == "exact"
+        now[0] += 120  # past its TTL
+        again = asyncio.run(ask())
+        router.pipeline.behind.flush()
+        purged = router.metrics.count("cache.expired_purged")
+    finally:
+        router.close()
+    assert first.source == "small" and again.source == "small"
+    assert purged == 1

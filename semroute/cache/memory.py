@@ -89,6 +89,8 @@ class MemoryStore:
         self.max_changes = max_changes
         self._clock = clock
         self._lock = threading.RLock()
+        self._holds = 0  # ``try_hold``s in force (their thread has the lock): reads then journal nothing
+        self.expired_waiting = False  # a held read met an expired entry it left in place (``purge_expired`` drops it)
         self._rows = Columns(vector_dtype)
         # (expires_at, row) min-heap so writes can drop expired entries without a scan; stale
         # items (row released, reused or relinked with another expiry) are skipped when they surface.
@@ -270,6 +272,7 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             undo: list[_Undo] = []
+            self.expired_waiting = False
             self._sweep(now, undo)
             self._commit(undo)
             return len(undo)
@@ -281,11 +284,17 @@ class MemoryStore:
         return isinstance(entry_id, str) and self._rows.row_of(str.__str__(entry_id)) is not None
 
     def try_hold(self) -> bool:
-        """Take this store's lock if no other thread holds it now (``base.HoldsIfFree``): reads do
-        no I/O, but a write holds the lock through its journal commit."""
-        return self._lock.acquire(blocking=False)
+        """Take this store's lock if no other thread holds it now (``base.HoldsIfFree``). A write
+        holds the lock through its journal commit; reads under a hold do no I/O at all: an expired
+        entry they meet is never served, but stays until a write's sweep or ``purge_expired``
+        (``expired_waiting`` says one is waiting: a journal commit took up to 9 ms at a WAL checkpoint)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._holds += 1
+        return True
 
     def release_hold(self) -> None:
+        self._holds -= 1
         self._lock.release()
 
     def close(self) -> None:
@@ -379,6 +388,9 @@ class MemoryStore:
             self._detach_row(row, undo)
 
     def _expire(self, row: int) -> None:
+        if self._holds:  # a held read (``try_hold``) commits nothing: the row waits for a sweep
+            self.expired_waiting = True
+            return
         undo: list[_Undo] = []
         self._detach_row(row, undo)
         try:
