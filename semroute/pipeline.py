@@ -179,6 +179,13 @@ class Pipeline:
             self._embedded = True
         return vector
 
+    @property
+    def looks_up_in_place(self) -> bool:
+        """Whether lookups may run in the caller's thread, even an event loop's (``exact_if_free``):
+        the cache is built over in-memory parts (``SemanticCache.holdable``) and the embedder takes
+        loop calls itself (``embeds_async``). Otherwise one worker thread does all of a lookup."""
+        return self.assembly.cache_built and self.embeds_async and self.assembly.cache.holdable
+
     def exact_if_free(self, plan: Plan) -> tuple[bool, Answer | None]:
         """``exact`` in this thread if nothing it touches can make it wait (``SemanticCache.try_hold``):
         (whether it ran, its answer). Not before the cache is built: building it loads the model."""

@@ -272,11 +272,12 @@ class Router:
         """``_cached`` for event loops. With an embedder that takes loop calls itself (the gateway's
         batcher), the exact and the semantic tier run on the loop whenever nothing they touch can
         make it wait (``Pipeline.exact_if_free``), else in a worker thread: a miss then crosses to
-        a thread and back once (the batcher's), not twice, which measured 0.28-0.33 ms less added
-        latency per miss and 0.1 ms per exact hit (``bench/serve_ab.py``, 2026-12-05).
+        a thread and back once (the batcher's), not twice, which measured 0.20-0.29 ms less added
+        latency per miss and ~0.1 ms per exact hit (``bench/serve_ab.py``, 2026-12-05). Over a
+        Redis store or a caller's own verifier, one worker thread does the whole lookup, as before.
         """
         pipeline = self.pipeline
-        if not (pipeline.ready and pipeline.embeds_async):
+        if not pipeline.looks_up_in_place:
             return await asyncio.to_thread(self._cached, plan)
         ran, answer = pipeline.exact_if_free(plan)
         if not ran:

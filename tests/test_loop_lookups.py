@@ -58,6 +58,7 @@ def test_with_a_batching_embedder_lookups_run_on_the_loop_and_answers_are_the_sa
     async def main():
         loop_thread = threading.get_ident()
         router.pipeline.prepare()
+        assert router.pipeline.looks_up_in_place
         first = await router.aask("how do I renew my driving licence")
         router.pipeline.behind.flush()
         again = await router.aask("how do I renew my driving licence")
@@ -263,3 +264,21 @@ def test_an_expired_entry_met_on_the_loop_is_purged_in_the_store_thread(tmp_path
         router.close()
     assert first.source == "small" and again.source == "small"
     assert purged == 1
+
+
+def test_over_a_redis_store_the_whole_lookup_stays_in_one_worker_trip(tmp_path, fake_ollama, redis_url):
+    router = Router(tiers=tiers_at(fake_ollama.url), embedder=BatchingEmbedder(WordEmbedder()), redis_url=redis_url,
+                    data_dir=tmp_path, verifier=ThresholdVerifier(0.9), classifier=FixedTier("small"))
+
+    async def main():
+        first = await router.aask("can I drive on a foreign licence")
+        router.pipeline.behind.flush()
+        return first, await router.aask("can I drive on a foreign licence")
+
+    try:
+        router.pipeline.prepare()
+        assert not router.pipeline.looks_up_in_place
+        first, again = asyncio.run(main())
+    finally:
+        router.close()
+    assert first.source == "small" and again.source == "exact"

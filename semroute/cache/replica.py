@@ -97,6 +97,7 @@ class Replica:
             index.use_rows(store)
             self._rows, self._row_index = store, index
         self._scorer = self._rows if isinstance(self._rows, _ScoresRows) else None
+        self._holdable = isinstance(store, HoldsIfFree) and isinstance(index, HoldsIfFree)  # see ``try_hold``
 
     def sync(self) -> int:
         """Apply the store's changes since the last sync to the index; returns how many.
@@ -121,9 +122,9 @@ class Replica:
         nothing held, for parts that cannot promise it (``RedisStore`` reads over the network) or
         while other threads use them.
         """
-        store, index = self.store, self.index
-        if not (isinstance(store, HoldsIfFree) and isinstance(index, HoldsIfFree)):
+        if not self._holdable:
             return False
+        store, index = self.store, self.index
         if not self._sync_lock.acquire(blocking=False):
             return False
         if store.try_hold():
@@ -134,6 +135,11 @@ class Replica:
             store.release_hold()
         self._sync_lock.release()
         return False
+
+    @property
+    def holdable(self) -> bool:
+        """Whether ``try_hold`` can ever succeed (both parts are ``base.HoldsIfFree``)."""
+        return self._holdable
 
     def release_hold(self) -> None:
         """Undo a successful ``try_hold``."""

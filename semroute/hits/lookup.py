@@ -70,13 +70,18 @@ class SemanticCache:
         """Bring the index up to date with the store (see ``Replica.sync``)."""
         return self.replica.sync()
 
-    def try_hold(self) -> bool:
-        """``Replica.try_hold`` for a lookup in this thread; also False when the verifier may do I/O
-        (a caller's own). Release with ``release_hold``."""
+    @property
+    def holdable(self) -> bool:
+        """Whether ``try_hold`` can ever succeed: an in-memory store and index (``base.HoldsIfFree``)
+        and a built-in verifier (a caller's own may do I/O)."""
         known = self._verifier_in_memory
         if known[0] is not self.verifier:
             known = self._verifier_in_memory = (self.verifier, in_memory(self.verifier))
-        return known[1] and self.replica.try_hold()
+        return known[1] and self.replica.holdable
+
+    def try_hold(self) -> bool:
+        """``Replica.try_hold`` for a lookup in this thread, if ``holdable``. Release with ``release_hold``."""
+        return self.holdable and self.replica.try_hold()
 
     def release_hold(self) -> None:
         self.replica.release_hold()
