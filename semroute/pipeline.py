@@ -189,22 +189,18 @@ class Pipeline:
     def exact_if_free(self, plan: Plan) -> tuple[bool, Answer | None]:
         """``exact`` in this thread if nothing it touches can make it wait (``SemanticCache.try_hold``):
         (whether it ran, its answer). Not before the cache is built: building it loads the model."""
-        cache = self.assembly.cache if self.assembly.cache_built else None
-        if cache is None or not cache.try_hold():
-            return False, None
-        try:
-            return True, self.exact(plan)
-        finally:
-            cache.release_hold()
-            self._purge_if_waiting(cache.store)
+        return self._in_place(self.exact, plan)
 
     def semantic_if_free(self, plan: Plan, vector: np.ndarray) -> tuple[bool, Answer | None]:
         """``semantic`` in this thread on the same terms as ``exact_if_free``."""
+        return self._in_place(self.semantic, plan, vector)
+
+    def _in_place(self, step: Callable[..., Answer | None], *args: object) -> tuple[bool, Answer | None]:
         cache = self.assembly.cache if self.assembly.cache_built else None
         if cache is None or not cache.try_hold():
             return False, None
         try:
-            return True, self.semantic(plan, vector)
+            return True, step(*args)
         finally:
             cache.release_hold()
             self._purge_if_waiting(cache.store)
