@@ -202,14 +202,8 @@ class Pipeline:
         try:
             return True, step(*args)
         finally:
-            cache.release_hold()
-            self._purge_if_waiting(cache.store)
-
-    def _purge_if_waiting(self, store: Store) -> None:
-        """Expired entries a held read left in place (``MemoryStore.try_hold``) are purged off this thread."""
-        if getattr(store, "expired_waiting", False):
-            store.expired_waiting = False  # type: ignore[attr-defined]  # one purge for what has been met so far
-            self.behind.housekeep(lambda: self._purge(store))
+            if cache.release_hold():  # expired entries the reads left in place: purged off this thread
+                self.behind.housekeep(lambda: self._purge(cache.store))
 
     def _purge(self, store: Store) -> None:
         try:

@@ -163,8 +163,8 @@ def test_try_hold_takes_all_or_nothing(tmp_path):
     replica.sync()
     assert replica.try_hold()
     assert replica.try_hold()  # re-entrant in the holding thread
-    replica.release_hold()
-    replica.release_hold()
+    assert not replica.release_hold()
+    assert not replica.release_hold()
     taken = []
     other = threading.Thread(target=lambda: taken.append(replica.try_hold()))
 
@@ -232,12 +232,11 @@ def test_a_held_read_commits_nothing_and_leaves_the_expired_entry_to_a_purge(tmp
     store.put_many([entry])
     head, _ = store.changes(0)
     assert store.try_hold()
-    try:
-        assert store.get_by_key(entry.key, now=entry.created_at + 5) is None  # never served ...
-    finally:
-        store.release_hold()
-    assert store.changes(head) == (head, []) and store.expired_waiting  # ... nor journaled on the holder's thread
-    assert store.purge_expired(entry.created_at + 5) == 1 and not store.expired_waiting
+    assert store.get_by_key(entry.key, now=entry.created_at + 5) is None  # never served ...
+    assert store.release_hold()  # ... and left for a purge,
+    assert store.changes(head) == (head, [])  # not journaled on the holder's thread
+    assert store.try_hold() and not store.release_hold()  # asked for once
+    assert store.purge_expired(entry.created_at + 5) == 1
     assert [change.op for change in store.changes(head)[1]] == ["delete"]
 
 

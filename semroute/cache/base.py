@@ -128,11 +128,13 @@ class HoldsIfFree(Protocol):
     lock is re-entrant) until ``release_hold()``; False means another thread is using it. The
     gateway's event loop runs a lookup itself only under such holds (``Replica.try_hold``): a
     loop must never wait on a lock that a journal commit or a rebuild may hold for milliseconds.
+    Reads under a hold write nothing: ``release_hold()`` returns True when they left expired
+    entries in place (never served), for the caller to have ``purge_expired(now)`` run off its thread.
     """
 
     def try_hold(self) -> bool: ...
 
-    def release_hold(self) -> None: ...
+    def release_hold(self) -> bool: ...
 
 
 @runtime_checkable

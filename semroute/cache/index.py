@@ -202,8 +202,9 @@ class FaissIndex(RowLabels):
         """Take this index's lock if no other thread holds it now (``base.HoldsIfFree``)."""
         return self._lock.acquire(blocking=False)
 
-    def release_hold(self) -> None:
+    def release_hold(self) -> bool:
         self._lock.release()
+        return False  # an index's reads leave nothing behind
 
     def __len__(self) -> int:
         return len(self._where) if self._book is None else self._book.count

@@ -141,11 +141,12 @@ class Replica:
         """Whether ``try_hold`` can ever succeed (both parts are ``base.HoldsIfFree``)."""
         return self._holdable
 
-    def release_hold(self) -> None:
-        """Undo a successful ``try_hold``."""
+    def release_hold(self) -> bool:
+        """Undo a successful ``try_hold``; True when the store wants ``purge_expired`` (``base.HoldsIfFree``)."""
         self.index.release_hold()  # type: ignore[attr-defined]
-        self.store.release_hold()  # type: ignore[attr-defined]
+        left = self.store.release_hold()  # type: ignore[attr-defined]
         self._sync_lock.release()
+        return bool(left)
 
     def _behind(self) -> int:
         """How many of the store's changes ``sync`` would apply now (a rebuild counts as every entry)."""

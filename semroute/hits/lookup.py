@@ -83,8 +83,9 @@ class SemanticCache:
         """``Replica.try_hold`` for a lookup in this thread, if ``holdable``. Release with ``release_hold``."""
         return self.holdable and self.replica.try_hold()
 
-    def release_hold(self) -> None:
-        self.replica.release_hold()
+    def release_hold(self) -> bool:
+        """End a ``try_hold``; True when the store wants ``purge_expired`` run off this thread."""
+        return self.replica.release_hold()
 
     def exact(self, key: str, now: float | None = None) -> Hit | None:
         """The live entry stored under this exact-tier key, as an ``exact`` hit."""
