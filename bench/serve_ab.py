@@ -10,10 +10,17 @@ direct model call to FakeOllama, and the same for exact hits. Per gateway: miss 
 ``Server-Timing`` steps' p50, each miss's time less its own embedding step (paired per request,
 so the machine's load moves both sides alike), that less the direct call, exact-hit p50.
 
+Which misses: ``--texts synthetic`` (the default, as in ``bench/serve.py``) are made-up strings
+nearly identical to one another, so from the fifth on every miss has four stored misses above
+the verifier's cosine floor and the pair model judges all four: the dearest miss there is.
+``--texts banking77`` are real questions of the intents not warmed (test split, held out of the
+warm-up), as a live stream: a question the cache answers is not a miss and is left out, a miss
+is stored and can be a candidate for the next ones.
+
 The other revision comes from ``git archive REF`` into a temporary directory (nothing is checked
 out here). Loopback only, bounded. Prints JSON, writes bench/results/serve_ab.json.
 
-    nice -n 10 .venv/bin/python bench/serve_ab.py [--ref main] [--misses 150]
+    nice -n 10 .venv/bin/python bench/serve_ab.py [--ref main] [--misses 150] [--texts banking77]
 """
 
 from __future__ import annotations
@@ -59,14 +66,25 @@ def steps_of(response: httpx.Response) -> dict[str, float]:
     return out
 
 
-def run(ref: str, misses: int) -> dict[str, object]:
-    train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150]
+def miss_texts(kind: str, warmed: list[tuple[str, str]]) -> list[str]:
+    """The questions sent as misses (see the module's docstring)."""
+    if kind == "synthetic":
+        return [miss_text(i) for i in range(100_000)]
+    intents = {intent for _, intent in warmed}
+    return list(dict.fromkeys(t for t, intent in banking77("test") if intent not in intents))
+
+
+def run(ref: str, misses: int, texts: str = "synthetic") -> dict[str, object]:
+    warmed = first_per_intent(banking77("train"), 8)[:150]
+    train = [t for t, _ in warmed]
+    questions = iter(miss_texts(texts, warmed))
     names = {"this": None, ref: checkout(ref)}
     fake, fake_url = start_fake(0)
     gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
     rows: dict[str, dict[str, list[float]]] = {name: {"miss": [], "paired": [], "exact": []} for name in names}
     steps: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     direct: list[float] = []
+    served = 0  # questions the cache answered (banking77 only): not misses, left out
     try:
         for name, source in names.items():
             gateways[name] = start_gateway(fake_url, Path(tempfile.mkdtemp(prefix="semroute-ab-")), source)
@@ -74,24 +92,35 @@ def run(ref: str, misses: int) -> dict[str, object]:
         load = os.getloadavg()
         order = list(names)
         with httpx.Client(timeout=120) as client:
-            for i in range(misses):
+            i = 0
+            while i < misses:
+                question = next(questions)
                 direct.append(timed(client, f"{fake_url}/api/chat", chat(SMALL, f"direct {i}"))[0])
+                answered = {}
                 for name in order if i % 2 == 0 else order[::-1]:
-                    ms, response = timed(client, f"{gateways[name][1]}/api/chat", chat("semroute", miss_text(i)))
+                    ms, response = timed(client, f"{gateways[name][1]}/api/chat", chat("semroute", question))
                     response.raise_for_status()
-                    assert response.headers["x-semroute-source"] in ("small", "large"), response.headers
+                    answered[name] = (ms, response)
+                if any(r.headers["x-semroute-source"] not in ("small", "large") for _, r in answered.values()):
+                    assert texts != "synthetic", "a synthetic miss was answered from the cache"
+                    served += 1
+                    direct.pop()
+                    continue
+                for name, (ms, response) in answered.items():
                     step = steps_of(response)
                     rows[name]["miss"].append(ms)
                     rows[name]["paired"].append(ms - step["embed"])
                     for key, value in step.items():
                         steps[name].setdefault(key, []).append(value)
+                i += 1
             for i, question in enumerate(train):
                 for name in order if i % 2 == 0 else order[::-1]:
                     rows[name]["exact"].append(timed(client, f"{gateways[name][1]}/api/chat", chat("semroute", question))[0])
     finally:
         stop(*(proc for proc, _ in gateways.values()), fake)
     direct_p50 = pct(direct, 50)
-    out: dict[str, object] = {"ref": ref, "misses": misses, "loadavg_start": load, "loadavg_end": os.getloadavg(),
+    out: dict[str, object] = {"ref": ref, "texts": texts, "misses": misses, "served_from_cache_skipped": served,
+                              "loadavg_start": load, "loadavg_end": os.getloadavg(),
                               "direct_model_call_p50_ms": round(direct_p50, 3)}
     for name in names:
         paired = pct(rows[name]["paired"], 50)
@@ -109,8 +138,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="main", help="the revision to run beside this working tree")
     parser.add_argument("--misses", type=int, default=150, help="misses per gateway")
+    parser.add_argument("--texts", choices=("synthetic", "banking77"), default="synthetic",
+                        help="made-up near-identical misses, or held-out real questions (see above)")
     args = parser.parse_args()
-    result = run(args.ref, args.misses)
+    result = run(args.ref, args.misses, args.texts)
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serve_ab.json").write_text(json.dumps(result, indent=2))
