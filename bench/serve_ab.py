@@ -13,14 +13,14 @@ so the machine's load moves both sides alike), that less the direct call, exact-
 Which misses: ``--texts synthetic`` (the default, as in ``bench/serve.py``) are made-up strings
 nearly identical to one another, so from the fifth on every miss has four stored misses above
 the verifier's cosine floor and the pair model judges all four: the dearest miss there is.
-``--texts banking77`` are real questions of the intents not warmed (test split, held out of the
-warm-up), as a live stream: a question the cache answers is not a miss and is left out, a miss
-is stored and can be a candidate for the next ones.
+``--texts held-out`` are real questions of a source the warm-up never saw (clinc150's test
+split, ``serve.held_out_questions``), as a live stream: a question the cache answers is not a
+miss and is left out, a miss is stored and can be a candidate for the next ones.
 
 The other revision comes from ``git archive REF`` into a temporary directory (nothing is checked
 out here). Loopback only, bounded. Prints JSON, writes bench/results/serve_ab.json.
 
-    nice -n 10 .venv/bin/python bench/serve_ab.py [--ref main] [--misses 150] [--texts banking77]
+    nice -n 10 .venv/bin/python bench/serve_ab.py [--ref main] [--misses 150] [--texts held-out]
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import RESULTS, SMALL, chat, concurrent, miss_text, pct, start_fake, start_gateway, stop  # noqa: E402
+from serve import (RESULTS, SMALL, chat, concurrent, held_out_questions, miss_text, pct, start_fake,  # noqa: E402
+                   start_gateway, stop)
 from shared_data import banking77, first_per_intent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,25 +67,16 @@ def steps_of(response: httpx.Response) -> dict[str, float]:
     return out
 
 
-def miss_texts(kind: str, warmed: list[tuple[str, str]]) -> list[str]:
-    """The questions sent as misses (see the module's docstring)."""
-    if kind == "synthetic":
-        return [miss_text(i) for i in range(100_000)]
-    intents = {intent for _, intent in warmed}
-    return list(dict.fromkeys(t for t, intent in banking77("test") if intent not in intents))
-
-
 def run(ref: str, misses: int, texts: str = "synthetic") -> dict[str, object]:
-    warmed = first_per_intent(banking77("train"), 8)[:150]
-    train = [t for t, _ in warmed]
-    questions = iter(miss_texts(texts, warmed))
+    train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150]
+    questions = iter(held_out_questions() if texts == "held-out" else [miss_text(i) for i in range(100_000)])
     names = {"this": None, ref: checkout(ref)}
     fake, fake_url = start_fake(0)
     gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
     rows: dict[str, dict[str, list[float]]] = {name: {"miss": [], "paired": [], "exact": []} for name in names}
     steps: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     direct: list[float] = []
-    served = 0  # questions the cache answered (banking77 only): not misses, left out
+    served = 0  # questions the cache answered (held-out only): not misses, left out
     try:
         for name, source in names.items():
             gateways[name] = start_gateway(fake_url, Path(tempfile.mkdtemp(prefix="semroute-ab-")), source)
@@ -138,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="main", help="the revision to run beside this working tree")
     parser.add_argument("--misses", type=int, default=150, help="misses per gateway")
-    parser.add_argument("--texts", choices=("synthetic", "banking77"), default="synthetic",
+    parser.add_argument("--texts", choices=("synthetic", "held-out"), default="synthetic",
                         help="made-up near-identical misses, or held-out real questions (see above)")
     args = parser.parse_args()
     result = run(args.ref, args.misses, args.texts)
