@@ -153,14 +153,22 @@ def sequential(client: httpx.Client, url: str, bodies: list[dict],
         response.raise_for_status()
         source = response.headers.get("x-semroute-source", "direct")
         sources[source] = sources.get(source, 0) + 1
-        for part in filter(None, response.headers.get("server-timing", "").split(",")):
-            name, _, duration = part.strip().partition(";dur=")
-            steps.setdefault(name, []).append(float(duration))
+        for name, duration in timing_steps(response).items():
+            steps.setdefault(name, []).append(duration)
     if steps:
         sources["steps_p50_ms"] = {name: round(pct(values, 50), 3) for name, values in steps.items()}
     if len(steps.get("embed", ())) == len(times):  # each request's time less its own embedding, in the gateway
         sources["wall_minus_embed_p50_ms"] = round(pct([t - e for t, e in zip(times, steps["embed"])], 50), 3)
     return times, sources
+
+
+def timing_steps(response: httpx.Response) -> dict[str, float]:
+    """The gateway's ``Server-Timing`` header as {step: ms} (none: empty)."""
+    out = {}
+    for part in filter(None, response.headers.get("server-timing", "").split(",")):
+        name, _, duration = part.strip().partition(";dur=")
+        out[name] = float(duration)
+    return out
 
 
 def _own_embed(sources: dict[str, object], direct_ms: float, direct_idle_ms: float) -> dict[str, float]:
@@ -342,8 +350,7 @@ def live_misses(client: httpx.Client, url: str, texts: list[str], wanted: int, d
         if response.headers.get("x-semroute-source") not in ("small", "large"):
             served += 1
             continue
-        steps = dict(part.strip().split(";dur=") for part in response.headers["server-timing"].split(","))
-        paired.append(wall - float(steps["embed"]))
+        paired.append(wall - timing_steps(response)["embed"])
     return {"misses": len(paired), "served_from_cache_left_out": served,
             **(_own_embed({"wall_minus_embed_p50_ms": round(pct(paired, 50), 3)}, direct_ms, direct_idle_ms)
                if paired else {})}

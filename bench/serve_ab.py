@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -39,7 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve import (RESULTS, SMALL, chat, concurrent, held_out_questions, miss_text, pct, start_fake,  # noqa: E402
-                   start_gateway, stop)
+                   start_gateway, stop, timing_steps)
 from shared_data import banking77, first_per_intent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,17 +60,9 @@ def timed(client: httpx.Client, url: str, body: dict) -> tuple[float, httpx.Resp
     return (time.perf_counter() - t0) * 1000, response
 
 
-def steps_of(response: httpx.Response) -> dict[str, float]:
-    out = {}
-    for part in filter(None, response.headers.get("server-timing", "").split(",")):
-        name, _, duration = part.strip().partition(";dur=")
-        out[name] = float(duration)
-    return out
-
-
 def run(ref: str, misses: int, texts: str = "synthetic") -> dict[str, object]:
     train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150]
-    questions = iter(held_out_questions() if texts == "held-out" else [miss_text(i) for i in range(100_000)])
+    questions = iter(held_out_questions() if texts == "held-out" else map(miss_text, itertools.count()))
     names = {"this": None, ref: checkout(ref)}
     fake, fake_url = start_fake(0)
     gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
@@ -99,7 +92,7 @@ def run(ref: str, misses: int, texts: str = "synthetic") -> dict[str, object]:
                     direct.pop()
                     continue
                 for name, (ms, response) in answered.items():
-                    step = steps_of(response)
+                    step = timing_steps(response)
                     rows[name]["miss"].append(ms)
                     rows[name]["paired"].append(ms - step["embed"])
                     for key, value in step.items():
