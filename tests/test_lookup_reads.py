@@ -71,9 +71,9 @@ def test_reading_only_the_judged_candidates_decides_as_reading_all(cache, embedd
         voters.append(sum(not s.generated for s in cache.replica.scored(vector, "s", cache.consensus.k, 0.0)))
     assert len(cache.replica.store) > cache.consensus.k
     if len(cache.replica.store) > 20:  # the mixed cache: some lookups vote, so all k are read
-        assert max(voters) >= 2
-    else:  # one known answer: no vote is possible, only the judged four are read
-        assert max(voters) < 2
+        assert max(voters) >= 2 and cache._may_vote("s")
+    else:  # one known answer: no vote is possible, only the judged four are read, from the top_k searched
+        assert max(voters) < 2 and not cache._may_vote("s")
 
 
 def test_scores_are_the_stored_vectors_cosines_in_scope_and_alive(embedder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sqlite3
 import uuid
 from collections import OrderedDict
@@ -136,3 +137,56 @@ def test_a_format_1_snapshot_is_still_read_with_rows_numbered_afresh(tmp_path):
     with MemoryStore(tmp_path, max_entries=10) as store:
         assert [e.id for e in store.entries()] == ["id2", "id3", "id0"]  # the snapshot's LRU order
         assert store.rows_epoch != epoch and store.get("id3", now=0.0).answer == "answer 3"
+
+
+def _known_recount(store: MemoryStore) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in store.entries():
+        if not e.model:
+            out[e.scope] = out.get(e.scope, 0) + 1
+    return out
+
+
+def _known(store: MemoryStore, scopes=("a", "b")) -> dict[str, int]:
+    return {scope: n for scope in scopes if (n := store.known_answers(scope))}
+
+
+def test_known_answers_are_counted_per_scope_through_every_change(tmp_path):
+    """The count the lookup reads to skip the consensus's wider search (``known_answers``) must
+    match a recount of the live entries after puts, replacements, evictions, deletes, a refused
+    batch's rollback, expiry and a reopen (journal and snapshot)."""
+    def made(i: int, model: str = "", **kw) -> CacheEntry:
+        return dataclasses.replace(entry(i, **kw), model=model, scope="a" if i % 3 else "b")
+
+    clock = [0.0]
+    store = MemoryStore(tmp_path, max_entries=40, clock=lambda: clock[0])
+    store.put_many([made(i, "" if i % 2 else "llama3.2:3b") for i in range(30)])
+    assert _known(store) == _known_recount(store) and sum(_known(store).values()) == 15
+    store.put_many([dataclasses.replace(made(1), model="llama3.2:3b")])  # a known answer replaced by a written one
+    store.put_many([made(2)])  # and the reverse, by id
+    store.put_many([made(100, key="k3")])  # a known answer by key
+    assert _known(store) == _known_recount(store)
+    store.put_many([made(200 + i, "" if i % 4 else "m") for i in range(25)])  # evicts the oldest
+    store.delete(["id5", "id7", "id8", "id200"])
+    assert _known(store) == _known_recount(store)
+    blocker = sqlite3.connect(tmp_path / "semroute-cache.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError):
+            store.put_many([made(300 + i) for i in range(20)] + [dataclasses.replace(made(201), model="m")])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert _known(store) == _known_recount(store)
+    store.put_many([made(400 + i, expires_at=5.0) for i in range(6)])
+    clock[0] = 10.0
+    assert store.purge_expired(10.0) == 6 and _known(store) == _known_recount(store)
+    want = _known(store)
+    assert sum(want.values()) >= 2
+    store.close()
+    assert (tmp_path / "store-snapshot").is_dir()
+    with MemoryStore(tmp_path, max_entries=40) as again:  # from the snapshot written on close
+        assert _known(again) == want
+    shutil.rmtree(tmp_path / "store-snapshot")
+    with MemoryStore(tmp_path, max_entries=40) as again:  # from the journal alone
+        assert _known(again) == want

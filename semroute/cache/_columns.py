@@ -112,6 +112,7 @@ class Columns:
         self.by_id: dict[str | bytes, int] = {}
         self.by_key: dict[str | bytes, int] = {}
         self.scopes: dict[str, list[int]] = {}  # scope -> [dimension, live count]
+        self.known: dict[str, int] = {}  # scope -> live rows whose answer is known (no model wrote it)
         self._free: list[int] = []
         self.clock = 0  # the last tick handed out
         self._batch: list[tuple[int, int]] = []  # LRU candidates (tick, row), oldest last
@@ -180,11 +181,14 @@ class Columns:
             del self.by_id[entry_id]  # type: ignore[arg-type]
         if self.by_key.get(key) == row:  # type: ignore[arg-type]
             del self.by_key[key]  # type: ignore[arg-type]
-        scope = self.kinds[self.kind[row]][0]
+        kind = self.kinds[self.kind[row]]
+        scope = kind[0]
         info = self.scopes[scope]
         info[1] -= 1
         if info[1] == 0:
             del self.scopes[scope]  # an emptied scope may take another dimension
+        if not kind[2]:
+            self.known[scope] -= 1
         tick = int(self.tick[row])
         self.tick[row] = FREE
         return tick
@@ -195,6 +199,8 @@ class Columns:
         self.by_key[self.keys[row]] = row  # type: ignore[index]
         kind = self.kinds[self.kind[row]]
         self.scopes.setdefault(kind[0], [kind[5], 0])[1] += 1
+        if not kind[2]:
+            self.known[kind[0]] = self.known.get(kind[0], 0) + 1
         self.tick[row] = tick
         if tick < self.clock:  # an old tick back: candidates computed without it may not be the oldest
             self._batch = []
@@ -380,6 +386,8 @@ class Columns:
         for code, count in enumerate(counts):
             if count:
                 self.scopes.setdefault(kinds[code][0], [kinds[code][5], 0])[1] += count
+                if not kinds[code][2]:
+                    self.known[kinds[code][0]] = self.known.get(kinds[code][0], 0) + count
         return True
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..types import CacheEntry
 
-__all__ = ["Change", "FeedEpoch", "HoldsIfFree", "Store", "Index", "RowStore", "RowIndex"]
+__all__ = ["Change", "CountsKnownAnswers", "FeedEpoch", "HoldsIfFree", "Store", "Index", "RowStore", "RowIndex"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +135,15 @@ class HoldsIfFree(Protocol):
     def try_hold(self) -> bool: ...
 
     def release_hold(self) -> bool: ...
+
+
+@runtime_checkable
+class CountsKnownAnswers(Protocol):
+    """Optional store capability: how many live entries of a scope hold a known answer, one no
+    model wrote (``Router.warm``'s; ``MemoryStore``). The answer consensus votes with those only,
+    so where fewer than two exist the cache need not fetch the consensus's wider neighbourhood."""
+
+    def known_answers(self, scope: str) -> int: ...
 
 
 @runtime_checkable

@@ -219,6 +219,11 @@ class MemoryStore:
         with self._lock:
             return self._rows.live_labels(labels)
 
+    def known_answers(self, scope: str) -> int:
+        """Live entries of ``scope`` whose answer no model wrote (``base.CountsKnownAnswers``);
+        entries expired but not yet purged count too."""
+        return self._rows.known.get(scope, 0)
+
     def entries_at(self, labels: Sequence[int], *, now: float) -> list[CacheEntry | None]:
         now = check_now(now)
         with self._lock:

