@@ -118,9 +118,13 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use (thread-safe).
 
     ``model`` is a model name, a local path, or ``None`` for the offline default MiniLM.
+    ``batch_size`` is how many texts share one forward pass: sentence-transformers sorts a call's
+    texts by length and pads each pass to its longest, so small passes waste little on padding.
+    Measured (MiniLM, 2 cores, 2,000 banking77 test questions in calls of 64, 2026-12-05):
+    161 texts/s at 64, 249-256 at 32, 282-322 at 16, 249-315 at 8; a lone text is one pass anyway.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "cpu", batch_size: int = 16):
         self._model_ref = None if model is None else str(model)
         self._device = device
         self._batch_size = batch_size
