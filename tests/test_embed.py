@@ -162,3 +162,12 @@ def test_a_router_with_a_built_in_embedder_uses_the_set_trained_for_it(tmp_path,
             assert router.metrics.count(f"{kind}.unavailable") == 0, kind
     assert near_miss.source != "semantic"  # its own pair model refuses the near miss
     assert routed.tier == "large"
+
+
+def test_minilm_passes_of_16_give_the_vectors_of_one_padded_pass(embedder):  # the default: batch_size=16
+    """``SentenceTransformerEmbedder`` runs a call in passes of 16 texts sorted by length (padding
+    each to a near neighbour, not to the call's longest): the vectors must be those of one pass."""
+    from semroute import SentenceTransformerEmbedder
+
+    texts = [("How do I renew my licence? " * (1 + i % 7)).strip() + f" ({i})" for i in range(64)]
+    np.testing.assert_allclose(embedder.embed(texts), SentenceTransformerEmbedder(batch_size=64).embed(texts), atol=1e-5)
