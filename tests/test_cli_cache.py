@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -100,3 +101,23 @@ def test_warm_honours_system_prompt_and_ttl(run, tmp_path, fake_ollama):
         generated = [e for e in store.entries() if e.answer != "Yes."]
         assert len(generated) == 1 and generated[0].expires_at is None  # the default: no TTL
     assert CliRunner().invoke(main, ["warm", str(faq), "--ttl", "0"]).exit_code == 2
+
+
+def test_warm_computes_on_the_threads_asked_for(run, tmp_path, monkeypatch):
+    """A warm-up is a batch job: the packaged embedders' one-thread default gives way to every
+    core or ``--threads``; the rows are stored the same either way."""
+    from semroute.cli import cache_cmds
+    from semroute.embed import E5Embedder, USEEmbedder
+
+    assert cache_cmds.warm_embedder(E5Embedder(threads=1), 3).threads == 3
+    assert cache_cmds.warm_embedder(USEEmbedder(), 2).threads == 2
+    built = []
+    real = cache_cmds.warm_embedder
+    monkeypatch.setattr(cache_cmds, "warm_embedder", lambda embedder, threads: built.append(threads) or real(embedder, threads))
+    faq = tmp_path / "faq.csv"
+    faq.write_text("question,answer\nIs a child seat required?,Yes.\nCan I turn right on red?,No.\n", encoding="utf-8")
+    result = run("warm", str(faq), "--threads", "2")
+    assert result.exit_code == 0 and "stored 2 entries" in result.output, result.output
+    assert run("warm", str(faq)).exit_code == 0  # already stored: skipped, not embedded again
+    assert built == [2, os.cpu_count() or 1]
+    assert CliRunner().invoke(main, ["warm", str(faq), "--threads", "0"]).exit_code == 2
