@@ -150,10 +150,9 @@ def warm(files: tuple[Path, ...], batch_size: int, system: str | None, ttl_s: fl
     error naming the file and row, unless --skip-bad. Rows already stored with the same
     answer are skipped without embedding, so an interrupted run can simply be run again.
     """
+    from ..router import Router
     from ..warm_files import read_warm_file
     from .warm_report import check_rows, echo_report, progress_bar
-
-    from ..router import Router
 
     tag_map = _tags(tags)
     kwargs = router_kwargs(config, data_dir, namespace, ollama_url, redis_url)
