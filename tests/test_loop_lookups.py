@@ -51,24 +51,32 @@ def _router(tmp_path, fake, *, store=None, verifier=None, batch=True) -> Router:
                   verifier=verifier or ThresholdVerifier(0.9), classifier=FixedTier("small"))
 
 
+def _on_loop(router: Router, body):
+    """(the loop's thread id, ``await body()``) on a fresh event loop, the router's store and
+    model loaded first and the router closed after."""
+    async def main():
+        router.pipeline.prepare()
+        return threading.get_ident(), await body()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        router.close()
+
+
 def test_with_a_batching_embedder_lookups_run_on_the_loop_and_answers_are_the_same(tmp_path, fake_ollama):
     store = ThreadNotingStore(tmp_path / "store")
     router = _router(tmp_path, fake_ollama, store=store)
 
-    async def main():
-        loop_thread = threading.get_ident()
-        router.pipeline.prepare()
+    async def asks():
         assert router.pipeline.looks_up_in_place
         first = await router.aask("how do I renew my driving licence")
         router.pipeline.behind.flush()
         again = await router.aask("how do I renew my driving licence")
         paraphrase = await router.aask("how do I renew my driving licence please")
-        return loop_thread, first, again, paraphrase
+        return first, again, paraphrase
 
-    try:
-        loop_thread, first, again, paraphrase = asyncio.run(main())
-    finally:
-        router.close()
+    loop_thread, (first, again, paraphrase) = _on_loop(router, asks)
     assert first.source == "small" and again.source == "exact" and paraphrase.source == "semantic"
     assert again.text == first.text == paraphrase.text
     assert set(store.readers) == {loop_thread}  # every exact read ran on the loop: no thread hop
@@ -125,17 +133,12 @@ def test_a_callers_own_verifier_is_never_asked_on_the_loop(tmp_path, fake_ollama
     verifier = ThreadNotingVerifier()
     router = _router(tmp_path, fake_ollama, verifier=verifier)
 
-    async def main():
-        router.pipeline.prepare()
+    async def asks():
         await router.aask("what is the speed limit in the city")
         router.pipeline.behind.flush()
-        hit = await router.aask("what is the speed limit in the city please")
-        return threading.get_ident(), hit
+        return await router.aask("what is the speed limit in the city please")
 
-    try:
-        loop_thread, hit = asyncio.run(main())
-    finally:
-        router.close()
+    loop_thread, hit = _on_loop(router, asks)
     assert hit.source == "semantic"
     assert verifier.threads and loop_thread not in verifier.threads
 
@@ -143,16 +146,7 @@ def test_a_callers_own_verifier_is_never_asked_on_the_loop(tmp_path, fake_ollama
 def test_without_a_batching_embedder_aask_keeps_one_worker_trip(tmp_path, fake_ollama):
     store = ThreadNotingStore(tmp_path / "store")
     router = _router(tmp_path, fake_ollama, store=store, batch=False)
-
-    async def main():
-        router.pipeline.prepare()
-        answer = await router.aask("how long is a learner permit valid")
-        return threading.get_ident(), answer
-
-    try:
-        loop_thread, answer = asyncio.run(main())
-    finally:
-        router.close()
+    loop_thread, answer = _on_loop(router, lambda: router.aask("how long is a learner permit valid"))
     assert answer.source == "small"
     assert store.readers and loop_thread not in store.readers
 
