@@ -66,6 +66,8 @@ def test_turkish_negation(negative, positive):
     ("Azami hız kaç?", "Asgari hız kaç?"),
     ("Kavşakta sollama yasak mı?", "Kavşakta sollama serbest mi?"),
     ("What is the minimum speed on the motorway?", "What is the maximum speed on the motorway?"),
+    ("Aboneliği nasıl başlatırım?", "Aboneliği nasıl iptal ederim?"),
+    ("How do I renew my parking permit?", "How do I cancel my parking permit?"),
 ])
 def test_opposites(a, b):
     assert _features(a, b)["opposite"] == 1.0
@@ -98,6 +100,61 @@ def test_synonyms_of_one_kind_are_not_a_swap(a, b):
 def test_inflected_forms_of_one_place_are_not_a_swap():
     f = _features("Otoyolda hız sınırı kaç?", "Otoyol hız sınırı kaç?")
     assert f["kind_mismatch"] == 0.0 and f["kind_one_side"] == 0.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Bölünmüş yolda otomobil için en düşük hız kaç?", "Bölünmüş yolda otomobil için hız sınırı kaç?"),
+    ("What is the minimum speed on the motorway?", "What is the motorway speed limit?"),
+    ("Otoyolda asgari hız ne?", "otoyolda hiz siniri ne"),  # typed without Turkish letters
+    ("Alkol sınırı kaç promil?", "En az kaç promil alkolle ceza yazılır?"),
+])
+def test_a_limit_naming_no_end_is_the_maximum(a, b):
+    assert _features(a, b)["opposite"] == 1.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Otoyolda azami hız kaç?", "Otoyolda hız sınırı kaç?"),
+    ("What is the maximum speed on the motorway?", "What is the motorway speed limit?"),
+    ("Hız sınırının alt sınırı var mı?", "Asgari hız var mı?"),  # the lower end named: no maximum implied
+    ("Ehliyet için yaş sınırı kaç?", "Ehliyet için en az kaç yaşında olmalıyım?"),  # age limits are minima
+])
+def test_a_limit_that_agrees_is_no_opposite(a, b):
+    assert _features(a, b)["opposite"] == 0.0
+
+
+def test_opposite_phrases_are_read_without_turkish_letters():
+    assert "en düşük" in analyse("otoyolda en dusuk hiz kac").phrases
+
+
+@pytest.mark.parametrize(("text", "numbers"), [
+    ("Can I take two bags?", {"2"}),
+    ("Is the late fee due in the second month?", {"2"}),
+    ("Is the 5th month free?", {"5"}),
+    ("Beşinci ayda ceza var mı?", {"5"}),
+    ("5inci ayda ceza var mı?", {"5"}),
+    ("On gün içinde itiraz edebilir miyim?", {"10"}),
+    ("Bin lira ceza mı?", {"1000"}),
+    ("Is the shop on Main Street open?", set()),  # "on" is a number in Turkish text only
+    ("İkinci el araç alırken nelere bakmalıyım?", set()),  # ikinci el: used, not second
+    ("Is a second-hand car cheaper?", set()),
+])
+def test_number_words_and_ordinals_name_their_value(text, numbers):
+    assert set(analyse(text).numbers) == numbers
+
+
+def test_a_number_word_and_its_digits_agree_and_ordinals_differ():
+    assert _features("Can I take two bags?", "Can I take 2 bags?")["num_mismatch"] == 0.0
+    assert _features("Is the fee due in the second month?", "Is the fee due in the fifth month?")["num_mismatch"] == 1.0
+    assert _features("İkinci ihlalde ceza ne?", "Üçüncü ihlalde ceza ne?")["num_mismatch"] == 1.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Emekliler için otopark ücretsiz mi?", "Otopark ücretsiz mi?"),
+    ("Aday sürücüler otoyola çıkabilir mi?", "Sürücüler otoyola çıkabilir mi?"),
+    ("Do retirees pay the bridge toll?", "Do people pay the bridge toll?"),
+])
+def test_new_scope_words(a, b):
+    assert _features(a, b)["scope_one_side"] == 1.0
 
 
 def test_one_question_analysis_is_its_own_module_and_pairs_still_exports_it():

@@ -36,6 +36,38 @@ NEAR_MISSES_TR = [
     ("negation", "Araç muayenesi zorunlu değil mi?", "Araç muayenesi zorunlu mu?"),
 ]
 
+# Written for lexicon v4 (limits that mean a maximum, ordinals, start vs cancel, new scope words)
+# before any shipped verifier was asked about them; whatever they said is kept (strict xfail marks).
+NEAR_MISSES_V4 = [
+    ("extremum", "Şehir içinde kamyonlar için en düşük hız ne?", "Şehir içinde kamyonlar için hız limiti ne?"),
+    ("extremum", "What is the lowest speed allowed on a motorway?", "What is the motorway speed limit?"),
+    ("extremum", "Otoyolda asgari hız kaç km?", "Otoyolda hız sınırı kaç km?"),
+    ("ordinal", "İkinci ihlalde ceza puanı kaç?", "Üçüncü ihlalde ceza puanı kaç?"),
+    ("ordinal", "Can I renew my licence in the third year?", "Can I renew my licence in the 4th year?"),
+    ("scope", "Aday sürücüler otoyolda kaç km ile gidebilir?", "Sürücüler otoyolda kaç km ile gidebilir?"),
+    ("action", "How do I cancel my gym membership?", "How do I start a gym membership?"),
+    ("scope", "Do soldiers pay the bridge toll?", "Do drivers pay the bridge toll?"),
+]
+
+# Same question in other words, where v4's new rules could wrongly see a difference.
+PARAPHRASES_V4 = [
+    ("Şehirlerarası yolda otobüsler için azami hız nedir?", "Şehirlerarası yolda otobüslerin hız sınırı nedir?"),
+    ("What is the highest speed allowed for trucks in town?", "What is the speed limit for trucks in town?"),
+    ("Can I take two bags on the bus?", "Can I take 2 bags on the bus?"),
+    ("İkinci el araç alırken nelere dikkat etmeliyim?", "Kullanılmış araç alırken nelere dikkat etmeliyim?"),
+    ("Is the fifth lesson free?", "Is the 5th lesson free?"),
+]
+
+# What the shipped sets got wrong when first asked (strict: a better model asks for the mark to go).
+# The two paraphrase vetoes were the same on lexicon v3: the pair models see "azami"/"highest"
+# swapped for "sınır"/"limit" and distrust the swap.
+V4_GAPS = {
+    (MINILM, "What is the lowest speed allowed on a motorway?"): "MiniLM's set weighs an opposite little: P 0.58",
+    (MINILM, "Şehirlerarası yolda otobüsler için azami hız nedir?"): "vetoed on v3 as well (P 0.23)",
+    (USE, "Şehirlerarası yolda otobüsler için azami hız nedir?"): "vetoed on v3 as well (P 0.42)",
+    (USE, "What is the highest speed allowed for trucks in town?"): "vetoed on v3 as well (P 0.81 < 0.9)",
+}
+
 PARAPHRASES_TR = [
     ("Kışın kar zinciri takmak mecburi mi?", "Kış aylarında kar zinciri takmak zorunlu mu?"),
     ("Trafik cezasına nereden itiraz edebilirim?", "Trafik cezasına itiraz nereye yapılır?"),
@@ -63,7 +95,7 @@ def _training_texts() -> set[str]:
 def test_the_turkish_test_pairs_are_held_out_of_training():
     seen = _training_texts()
     assert len(seen) > 15_000  # the check reads what training reads (TQP train alone: ~19k texts)
-    for pair in [p[1:] for p in NEAR_MISSES_TR] + PARAPHRASES_TR:
+    for pair in [p[1:] for p in NEAR_MISSES_TR + NEAR_MISSES_V4] + PARAPHRASES_TR + PARAPHRASES_V4:
         for text in pair:
             assert text.strip().lower() not in seen, text
 
@@ -127,3 +159,36 @@ def test_e5_pair_model_approves_turkish_paraphrases(e5, e5_verifier, query, cach
     assert e5_verifier.probability(query, cached, candidate.similarity) >= e5_verifier.threshold
     verdict = e5_verifier.accept(query, candidate)
     assert verdict.accepted == (candidate.similarity >= e5_verifier.min_similarity), verdict.reason
+
+
+def _known_gap(request, embedder: str, query: str) -> None:
+    reason = V4_GAPS.get((embedder, query))
+    if reason is not None:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"known gap: {reason}"))
+
+
+@pytest.fixture(scope="module", params=[MINILM, E5, USE])
+def shipped_set(request):
+    """Each embedder with the verifier shipped for it."""
+    from semroute.embed import make_embedder
+
+    embedder = make_embedder(request.param)
+    return embedder, PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
+
+
+@pytest.mark.parametrize(("kind", "query", "cached"), NEAR_MISSES_V4)
+def test_every_shipped_verifier_refuses_the_v4_near_misses(request, shipped_set, kind, query, cached):
+    embedder, verifier = shipped_set
+    _known_gap(request, embedder.name, query)
+    verdict = verifier.accept(query, _candidate(embedder, query, cached))
+    assert not verdict.accepted, f"{embedder.name}, {kind}: {verdict.reason}"
+
+
+@pytest.mark.parametrize(("query", "cached"), PARAPHRASES_V4)
+def test_no_shipped_pair_model_vetoes_the_v4_paraphrases(request, shipped_set, query, cached):
+    # The veto only: whether the pair is served also depends on each set's cosine floor.
+    embedder, verifier = shipped_set
+    _known_gap(request, embedder.name, query)
+    candidate = _candidate(embedder, query, cached)
+    p = verifier.probability(query, cached, candidate.similarity)
+    assert p >= verifier.threshold, f"{embedder.name}: P {p:.3f} < {verifier.threshold} at cosine {candidate.similarity:.3f}"

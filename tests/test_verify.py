@@ -75,28 +75,27 @@ PARAPHRASES = [
 
 # Near misses written for this test and never trained on (the families in bench/minimal_pairs.py
 # and the public sets are the training data; NEAR_MISSES above share their frames). Written before
-# the verifier saw them and kept whatever it said: the four it accepts are known gaps, marked
-# strict so an improved model turns them into failures that ask for the mark to go.
+# the verifier saw them and kept whatever it said: the four it accepted were known gaps, marked
+# strict so an improved model turns them into failures that ask for the mark to go. Lexicon v4
+# closed three (ordinals, start vs cancel, retirees as a scope); since these cases prompted it, they
+# are regression tests now, not unseen evidence. Negation without a negation word stays open.
 _GAP = "known gap: the shipped verifier accepts this unseen near miss"
 UNSEEN_NEAR_MISSES = [
     ("place", "Where can I park my car near the airport?", "Where can I park my car near the train station?"),
     ("place", "Havalimanında otopark ücreti ne kadar?", "Hastanede otopark ücreti ne kadar?"),
     ("entity", "How long is the flight from Istanbul to Berlin?", "How long is the flight from Istanbul to Madrid?"),
     ("entity", "Samsung telefonumun ekranı nasıl değiştirilir?", "iPhone telefonumun ekranı nasıl değiştirilir?"),
-    pytest.param("number", "Is the late fee 20 dollars for the second month?",
-                 "Is the late fee 20 dollars for the fifth month?", marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    ("number", "Is the late fee 20 dollars for the second month?", "Is the late fee 20 dollars for the fifth month?"),
     ("number", "3 gecelik konaklama kaç lira?", "7 gecelik konaklama kaç lira?"),
     ("number", "Can I carry 2 bags on the plane?", "Can I carry 5 bags on the plane?"),
     ("action", "How do I upload a photo to my profile?", "How do I delete a photo from my profile?"),
-    pytest.param("action", "Aboneliğimi nasıl başlatırım?", "Aboneliğimi nasıl iptal ederim?",
-                 marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    ("action", "Aboneliğimi nasıl başlatırım?", "Aboneliğimi nasıl iptal ederim?"),
     pytest.param("negation", "Why is my order not shipped yet?", "Why is my order shipped already?",
                  marks=pytest.mark.xfail(strict=True, reason=_GAP)),
     ("negation", "Siparişim neden teslim edilmedi?", "Siparişim neden teslim edildi?"),
     ("scope", "What is the baggage allowance for business class passengers?", "What is the baggage allowance for passengers?"),
     ("scope", "Do students pay tuition for summer courses?", "Do international students pay tuition for summer courses?"),
-    pytest.param("scope", "Emekliler için toplu taşıma ücretsiz mi?", "Toplu taşıma ücretsiz mi?",
-                 marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    ("scope", "Emekliler için toplu taşıma ücretsiz mi?", "Toplu taşıma ücretsiz mi?"),
     ("time", "Is the pharmacy open on Christmas Day?", "Is the pharmacy open on New Year's Day?"),
     ("time", "Banka cumartesi açık mı?", "Banka pazar açık mı?"),
 ]

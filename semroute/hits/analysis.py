@@ -14,12 +14,26 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .lexicon import COMPOUNDS, KINDS, NEGATIONS, NUMBER_WORDS, OPPOSITES, STOPWORDS, SYNONYMS
+from .lexicon import (
+    COMPOUNDS,
+    KINDS,
+    LIMITS_MEANING_MAXIMUM,
+    MAXIMUM,
+    NEGATIONS,
+    NOT_A_NUMBER_BEFORE,
+    NUMBER_VALUES,
+    OPPOSITES,
+    STOPWORDS,
+    SYNONYMS,
+    TURKISH_NUMBER_VALUES,
+)
 
 __all__ = ["Analysed", "analyse", "is_turkish", "lower", "stem"]
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+# 2nd, 5th; Turkish 2nci, 5inci, 3üncü (also written 2'nci: the apostrophe already splits those off).
+_DIGIT_ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th|[ıiuü]?nc[ıiuü])")
 _NON_WORD = re.compile(r"[^\w ]+")
 _APOSTROPHE = re.compile(r"['’]")
 _TR_CHARS = re.compile(r"[çğıöşüÇĞİÖŞÜ]")
@@ -129,10 +143,15 @@ class Analysed:
     trigrams: frozenset[str]  # character trigrams of the folded text
 
 
-def _number(token: str) -> str | None:
+def _number(token: str, turkish: bool) -> str | None:
+    """The value a token names (digits, a number word or an ordinal), or None."""
     if _DIGITS.fullmatch(token):
         return token.replace(",", "").rstrip("0").rstrip(".") if "." in token else token.replace(",", "")
-    return token if token in NUMBER_WORDS else None
+    ordinal = _DIGIT_ORDINAL.fullmatch(token)
+    if ordinal is not None:
+        return ordinal.group(1)
+    value = NUMBER_VALUES.get(token)
+    return TURKISH_NUMBER_VALUES.get(token) if value is None and turkish else value
 
 
 def analyse(text: str) -> Analysed:
@@ -145,12 +164,14 @@ def analyse(text: str) -> Analysed:
     capital = {lower(b, turkish) for i, b in enumerate(bases) if i > 0 and b[:1].isupper() and b != "I"}
     negated = sum(lower(tok, turkish).endswith(("n't", "n’t")) for tok in raw) % 2 == 1
     words, stems, content, numbers, proper = [], [], [], set(), set()
-    for word in lowered:
+    for i, word in enumerate(lowered):
         words.append(word)
         s = stem(word, turkish)
         s = _SYNONYM_STEM.get(s, s)
         stems.append(s)
-        num = _number(word)
+        num = _number(word, turkish)
+        if num is not None and word in NOT_A_NUMBER_BEFORE and i + 1 < len(lowered):
+            num = None if lowered[i + 1].startswith(NOT_A_NUMBER_BEFORE[word]) else num
         if num is not None:
             numbers.add(num)
             continue
@@ -183,7 +204,7 @@ def _prefixes_longest_first(s: str) -> Iterable[str]:
         yield s[:k]
 
 
-def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[str, ...]]:
+def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[tuple[str, str, re.Pattern[str]], ...]]:
     # Lexicon words are looked up by their folded form and by both stems (English and Turkish).
     kinds: dict[str, str] = {}
     for kind, words in KINDS.items():
@@ -202,7 +223,12 @@ def _build_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[s
             else:
                 for key in {stem(phrase), stem(phrase, True)}:
                     single.setdefault(key, []).append(phrase)
-    return kinds, {k: tuple(v) for k, v in single.items()}, tuple(sorted(set(multi)))
+    # Matched on folded text; a last word of >= 4 letters may carry suffixes, as single words may
+    # ("alt sınırı", "high beams"), a shorter one may not ("en az" is not "en azından").
+    patterns = {(p, p.translate(_FOLD)) for p in multi}
+    return kinds, {k: tuple(v) for k, v in single.items()}, tuple(
+        (p, plain, re.compile(r"\b" + re.escape(plain) + ("" if len(plain.split()[-1]) >= 4 else r"\b")))
+        for p, plain in sorted(patterns))
 
 
 _CANON: dict[str, str] = {}  # a kind member's key -> its canonical member (synonyms share one)
@@ -232,10 +258,18 @@ def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple
         for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
             if s[:k] in _OPP_SINGLE and s[k:] in _TR_VERB_ENDINGS:
                 phrases.update(_OPP_SINGLE[s[:k]])
-    for phrase in _OPP_MULTI:
-        if phrase in low and re.search(r"\b" + re.escape(phrase) + r"\b", low):
+    folded = low.translate(_FOLD)  # "en dusuk": Turkish typed without its letters
+    for phrase, plain, pattern in _OPP_MULTI:
+        if plain in folded and pattern.search(folded):
             phrases.add(phrase)
+    if not phrases & _MINIMUM and _LIMIT.search(folded):
+        phrases.update(MAXIMUM)
     return {k: frozenset(v) for k, v in kinds.items()}, frozenset(phrases)
+
+
+_LIMIT = re.compile(r"\b(?:" + "|".join(re.escape(limit) for limit in LIMITS_MEANING_MAXIMUM) + ")")
+# The lower end of a range: the opposites of ``MAXIMUM``'s members.
+_MINIMUM = frozenset(b if a in MAXIMUM else a for a, b in OPPOSITES if (a in MAXIMUM) != (b in MAXIMUM))
 
 
 def _trigrams(text: str) -> set[str]:

@@ -11,9 +11,9 @@ features in ``semroute.pairs`` instead.
 from __future__ import annotations
 
 __all__ = ["COMPOUNDS", "STOPWORDS", "NEGATIONS", "OPPOSITES", "KINDS", "SCOPE_WORDS", "SYNONYMS", "NUMBER_WORDS",
-           "LEXICON_VERSION"]
+           "NUMBER_VALUES", "TURKISH_NUMBER_VALUES", "NOT_A_NUMBER_BEFORE", "MAXIMUM", "LIMITS_MEANING_MAXIMUM", "LEXICON_VERSION"]
 
-LEXICON_VERSION = "3"
+LEXICON_VERSION = "4"
 
 STOPWORDS = frozenset(
     """
@@ -71,6 +71,23 @@ OPPOSITES = tuple((on, off) for on in _SWITCH_ON for off in _SWITCH_OFF) + (
     ("gece", "gündüz"), ("night", "day"), ("gir", "çık"), ("girmek", "çıkmak"), ("enter", "exit"), ("entry", "exit"),
     ("yaya", "sürücü"), ("pedestrian", "driver"), ("özel", "ticari"), ("private", "commercial"), ("hususi", "ticari"),
     ("erken ödeme", "geç ödeme"), ("yasak", "serbest"), ("forbidden", "allowed"), ("prohibited", "allowed"), ("pay early", "pay late"), ("ver", "al"), ("vermek", "almak"),
+    # starting something vs cancelling it (a subscription, a booking, a licence application)
+    ("start", "cancel"), ("begin", "cancel"), ("subscribe", "cancel"), ("activate", "cancel"), ("renew", "cancel"),
+    ("book", "cancel"), ("başlat", "iptal"), ("başla", "iptal"), ("abone ol", "iptal"), ("yenile", "iptal"),
+    ("etkinleştir", "iptal"), ("aktif", "pasif"), ("aç", "iptal"),
+)
+
+# The upper end of a range. A question about a limit that names neither end asks about this one
+# ("speed limit" is the highest allowed speed), so "en düşük hız" vs "hız sınırı" is a near miss
+# like "en düşük" vs "en yüksek" (``LIMITS_MEANING_MAXIMUM``). Every member is in ``OPPOSITES``.
+MAXIMUM = ("maximum", "max", "highest", "at most", "en yüksek", "en fazla", "en çok", "azami", "maksimum", "üst sınır")
+
+# Limits that are maxima when a question names no end (read folded, no diacritics, at a word start;
+# Turkish words may carry suffixes: "hız sınırında"). Age limits are left out: a driving age limit
+# is a minimum.
+LIMITS_MEANING_MAXIMUM = (
+    "speed limit", "hiz sinir", "hiz limit", "alcohol limit", "alkol sinir", "alkol limit", "promil sinir",
+    "promil limit", "weight limit", "load limit", "agirlik sinir", "yuk sinir",
 )
 
 # Scope modifiers: adding one narrows who or what the question is about (drivers vs professional drivers).
@@ -80,21 +97,46 @@ SCOPE_WORDS = frozenset(
     senior seniors child children kid kids adult adults minor minors teen teenagers elderly pregnant
     disabled veteran veterans new used old premium free paid virtual physical joint single married
     online offline mobile monthly annual yearly daily weekly hourly temporary permanent part full
+    retired retiree retirees pensioner pensioners military soldier soldiers novice beginner beginners
+    learner learners probationary
     ticari profesyonel uluslararası yurtiçi yurtdışı yabancı yerel kurumsal bireysel öğrenci çocuk
     çocuklar yetişkin yaşlı hamile engelli yeni eski ücretsiz ücretli sanal fiziksel ortak aylık yıllık
-    günlük haftalık geçici kalıcı
+    günlük haftalık geçici kalıcı emekli emekliler asker askeri gazi aday acemi stajyer
     """.split()
 )
 
-NUMBER_WORDS = frozenset(
-    """
-    zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
-    seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand
-    million billion half quarter double twice dozen
-    sıfır iki üç dört beş altı yedi sekiz dokuz yirmi otuz kırk elli altmış yetmiş seksen doksan yüz
-    milyon milyar yarım çeyrek
-    """.split()
-)
+# Number words and ordinals with the value they name, so "two bags" and "2 bags" agree and "the
+# second month" and "the fifth month" differ as numbers do. "first" and "last" stay opposites only;
+# half, double and the like name themselves.
+_CARDINALS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+).split()
+_TENS = {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_ORDINALS = (
+    "_ _ second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
+    "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth"
+).split()
+_TR_CARDINALS = {"sıfır": 0, "iki": 2, "üç": 3, "dört": 4, "beş": 5, "altı": 6, "yedi": 7, "sekiz": 8, "dokuz": 9,
+                 "yirmi": 20, "otuz": 30, "kırk": 40, "elli": 50, "altmış": 60, "yetmiş": 70, "seksen": 80,
+                 "doksan": 90, "yüz": 100}
+_TR_ORDINALS = {"birinci": 1, "ikinci": 2, "üçüncü": 3, "dördüncü": 4, "beşinci": 5, "altıncı": 6, "yedinci": 7,
+                "sekizinci": 8, "dokuzuncu": 9, "onuncu": 10, "yirminci": 20, "otuzuncu": 30}
+NUMBER_VALUES: dict[str, str] = {
+    **{w: str(i) for i, w in enumerate(_CARDINALS)},
+    **{w: str(v) for w, v in _TENS.items()},
+    **{w: str(i) for i, w in enumerate(_ORDINALS) if i >= 2},
+    "thirtieth": "30", "fortieth": "40", "fiftieth": "50", "hundredth": "100",
+    "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000", "dozen": "12",
+    "half": "0.5", "quarter": "0.25", "double": "double", "twice": "twice",
+    **{w: str(v) for w, v in _TR_CARDINALS.items()}, **{w: str(v) for w, v in _TR_ORDINALS.items()},
+    "milyon": "1000000", "milyar": "1000000000", "yarım": "0.5", "çeyrek": "0.25",
+}
+# Ordinals that name no number before these words: "ikinci el", "second hand" (used, not second).
+NOT_A_NUMBER_BEFORE: dict[str, tuple[str, ...]] = {"ikinci": ("el",), "second": ("hand",)}
+# Turkish number words that are English words too ("on", "bin"): numbers only in Turkish text.
+TURKISH_NUMBER_VALUES: dict[str, str] = {"on": "10", "bin": "1000"}
+NUMBER_WORDS = frozenset(NUMBER_VALUES)
 
 # Same-kind sets: two different members in the two questions mean they ask about different things.
 KINDS: dict[str, frozenset[str]] = {

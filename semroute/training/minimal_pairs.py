@@ -204,11 +204,21 @@ def xsid_swaps(sentences: list[dict[str, object]], lang: str, rng: random.Random
             if not choices or kind.endswith("-part"):
                 continue
             new = rng.choice(choices)
+            if _same_number(old, new):  # "0" for "sıfır" changes nothing a user asks
+                continue
             text = _detok(tokens[:a] + [new] + tokens[b:])  # type: ignore[index, operator]
             if not visible(text, _detok(tokens)):  # type: ignore[arg-type]
                 continue
             out.append((text, _detok(tokens), "", 0, f"slot:{kind}", lang))  # type: ignore[arg-type]
     return out
+
+
+def _same_number(a: str, b: str) -> bool:
+    """Two slot values that are one number written two ways ("0" and "sıfır", "two" and "2")."""
+    from semroute.hits.pairs import analyse
+
+    x, y = analyse(a), analyse(b)
+    return bool(x.numbers) and x.numbers == y.numbers and not x.content and not y.content
 
 
 def visible(query: str, cached: str) -> bool:
