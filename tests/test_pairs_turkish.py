@@ -157,6 +157,43 @@ def test_new_scope_words(a, b):
     assert _features(a, b)["scope_one_side"] == 1.0
 
 
+@pytest.mark.parametrize(("a", "b"), [
+    ("Yolcuların emniyet kemeri takması zorunlu mu?", "Sürücünün emniyet kemeri takması zorunlu mu?"),
+    ("Do pedestrians have priority here?", "Do cyclists have priority here?"),
+    ("What is the fine for driving without insurance?", "What is the fine for driving without a licence?"),
+    ("Sisli havada hız sınırı kaç?", "Karlı havada hız sınırı kaç?"),
+])
+def test_road_users_documents_and_weather_are_kinds(a, b):
+    assert _features(a, b)["kind_mismatch"] == 1.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Ehliyetsiz araç kullanmak suç mu?", "Ehliyeti olmadan araç kullanmak suç mu?"),
+    ("Do I need a class B licence?", "B sınıfı ehliyet gerekir mi?"),  # a licence class is a licence
+    ("B ehliyet için yaş sınırı kaç?", "B sınıfı ehliyet için yaş sınırı kaç?"),
+    ("Speed limit for a passenger car in town?", "Speed limit for a car in town?"),  # a car, not a road user
+    ("Yağmurlu havada fren mesafesi?", "Yağmurda fren mesafesi?"),
+])
+def test_one_thing_named_two_ways_is_no_kind_difference(a, b):
+    f = _features(a, b)
+    assert f["kind_mismatch"] == 0.0 and f["kind_one_side"] == 0.0
+
+
+def test_the_english_article_a_is_no_licence_class():
+    assert "licence_class" not in analyse("Can I drive without a licence?").kinds
+    assert analyse("Do I need an A licence?").kinds["licence_class"] == frozenset({"sinif_a"})
+    assert analyse("a sınıfı ehliyet").kinds["licence_class"] == frozenset({"sinif_a"})  # Turkish: a letter
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Can I pay a parking fine online?", "Can I appeal a parking fine online?"),
+    ("Kış lastiği takmak zorunlu mu?", "Kış lastiği takmak serbest mi?"),
+    ("Trafik cezasını kaç gün içinde ödersem indirim olur?", "Trafik cezasına kaç gün içinde itiraz edebilirim?"),
+])
+def test_paying_vs_contesting_and_allowed_vs_required_are_opposites(a, b):
+    assert _features(a, b)["opposite"] == 1.0
+
+
 def test_one_question_analysis_is_its_own_module_and_pairs_still_exports_it():
     # pairs.py compares two questions; analysis.py breaks one down. Callers that imported the
     # analysis names from pairs (verify, training, these tests) must get the very same objects.

@@ -58,6 +58,51 @@ PARAPHRASES_V4 = [
     ("Is the fifth lesson free?", "Is the 5th lesson free?"),
 ]
 
+# Written after lexicon v4 was final and asked once (set B, never used to change anything):
+# near misses of road users, documents, weather, paying vs contesting, min vs limit, allowed vs
+# required, ordinals, counts and scope, and paraphrases around the same words. One paraphrase was
+# dropped after that one run: its first question turned out to be a training text.
+NEAR_MISSES_B = [
+    ('Do motorcyclists need a helmet on a bridge?', 'Do cyclists need a helmet on a bridge?'),
+    ('Yayalar otoyolda yürüyebilir mi?', 'Bisikletliler otoyolda gidebilir mi?'),
+    ('Can a passenger sit in the front seat with a baby?', 'Can a driver sit in the front seat with a baby?'),
+    ('Sisli havada uzun far yakılır mı?', 'Karlı havada uzun far yakılır mı?'),
+    ('What is the speed limit on icy roads?', 'What is the speed limit on wet roads?'),
+    ('Sigortasız araç kullanmanın cezası nedir?', 'Ehliyetsiz araç kullanmanın cezası nedir?'),
+    ('How do I renew my registration?', 'How do I renew my licence?'),
+    ('Is a passport enough to drive in Turkey?', 'Is a licence enough to drive in Turkey?'),
+    ('Hız sınırını aşmanın cezasına nasıl itiraz ederim?', 'Hız sınırını aşmanın cezasını nasıl öderim?'),
+    ('Can I pay a parking fine online?', 'Can I appeal a parking fine online?'),
+    ('Otoyolda en az kaç km ile gitmeliyim?', 'Otoyolda hız limiti kaç km?'),
+    ('What is the lowest allowed speed in a tunnel?', 'What is the speed limit in a tunnel?'),
+    ('Is it mandatory to carry a first aid kit?', 'Is it allowed to carry a first aid kit?'),
+    ('Kış lastiği takmak zorunlu mu?', 'Kış lastiği takmak serbest mi?'),
+    ('Do I lose points for a third speeding offence?', 'Do I lose points for a fourth speeding offence?'),
+    ('Altıncı ayda taksit ödemesi kaç lira?', 'Yedinci ayda taksit ödemesi kaç lira?'),
+    ('Can I take three passengers on a motorcycle?', 'Can I take two passengers on a motorcycle?'),
+    ('İki yolcu ile motosiklete binebilir miyim?', 'Bir yolcu ile motosiklete binebilir miyim?'),
+    ('Do pensioners get a discount on tolls?', 'Do students get a discount on tolls?'),
+    ('Askerler için ehliyet harcı var mı?', 'Ehliyet harcı var mı?'),
+    ('How do I cancel my car insurance?', 'How do I renew my car insurance?'),
+    ('Park cezasını nasıl iptal ettiririm?', 'Park cezasını nasıl öderim?'),
+    ('What is the alcohol limit for novice drivers?', 'What is the alcohol limit for drivers?'),
+    ('Gece otoyolda hız sınırı kaç?', 'Gündüz otoyolda hız sınırı kaç?'),
+]
+
+PARAPHRASES_B = [
+    ('How can I renew my driving licence?', 'What do I need to do to renew my driving licence?'),
+    ('Ehliyetimi nasıl yenilerim?', 'Ehliyet yenileme nasıl yapılır?'),
+    ('What is the fine for not wearing a seat belt?', 'How much is the penalty for driving without a seatbelt?'),
+    ('Park cezası nasıl ödenir?', 'Park cezasını nereden ödeyebilirim?'),
+    ('Can I drive with a foreign licence?', 'Is a foreign driving licence valid here?'),
+    ('Is it allowed to drive with headphones?', 'Can I wear headphones while driving?'),
+    ('Otoyolda kamyonların hız sınırı kaç?', 'Kamyonlar otoyolda en fazla kaç km ile gidebilir?'),
+    ('How many passengers can a motorcycle carry?', 'How many people can ride on a motorcycle?'),
+    ('Sisli havada hangi farlar yakılmalı?', 'Sis olduğunda hangi farları kullanmalıyım?'),
+    ('Do I need winter tyres in snow?', 'Are winter tyres required when it snows?'),
+    ('Trafik cezasına nasıl itiraz edilir?', 'Trafik cezasına itiraz etmek için ne yapmalıyım?'),
+]
+
 # What the shipped sets got wrong when first asked (strict: a better model asks for the mark to go).
 # The two paraphrase vetoes were the same on lexicon v3: the pair models see "azami"/"highest"
 # swapped for "sınır"/"limit" and distrust the swap.
@@ -66,6 +111,9 @@ V4_GAPS = {
     (MINILM, "Şehirlerarası yolda otobüsler için azami hız nedir?"): "vetoed on v3 as well (P 0.23)",
     (USE, "Şehirlerarası yolda otobüsler için azami hız nedir?"): "vetoed on v3 as well (P 0.42)",
     (USE, "What is the highest speed allowed for trucks in town?"): "vetoed on v3 as well (P 0.81 < 0.9)",
+    # set B: "öderim" (öde + r + im) is not read as paying, so paying vs contesting goes unseen
+    (E5, "Hız sınırını aşmanın cezasına nasıl itiraz ederim?"): "öderim not read as öde (P 0.92)",
+    (MINILM, "Park cezasını nasıl iptal ettiririm?"): "öderim not read as öde; iptal vs öde no opposite (P 0.58)",
 }
 
 PARAPHRASES_TR = [
@@ -95,7 +143,7 @@ def _training_texts() -> set[str]:
 def test_the_turkish_test_pairs_are_held_out_of_training():
     seen = _training_texts()
     assert len(seen) > 15_000  # the check reads what training reads (TQP train alone: ~19k texts)
-    for pair in [p[1:] for p in NEAR_MISSES_TR + NEAR_MISSES_V4] + PARAPHRASES_TR + PARAPHRASES_V4:
+    for pair in [p[1:] for p in NEAR_MISSES_TR + NEAR_MISSES_V4] + PARAPHRASES_TR + PARAPHRASES_V4 + NEAR_MISSES_B + PARAPHRASES_B:
         for text in pair:
             assert text.strip().lower() not in seen, text
 
@@ -192,3 +240,19 @@ def test_no_shipped_pair_model_vetoes_the_v4_paraphrases(request, shipped_set, q
     candidate = _candidate(embedder, query, cached)
     p = verifier.probability(query, cached, candidate.similarity)
     assert p >= verifier.threshold, f"{embedder.name}: P {p:.3f} < {verifier.threshold} at cosine {candidate.similarity:.3f}"
+
+
+@pytest.mark.parametrize(("query", "cached"), NEAR_MISSES_B)
+def test_every_shipped_verifier_refuses_set_b_near_misses(request, shipped_set, query, cached):
+    embedder, verifier = shipped_set
+    _known_gap(request, embedder.name, query)
+    verdict = verifier.accept(query, _candidate(embedder, query, cached))
+    assert not verdict.accepted, f"{embedder.name}: {verdict.reason}"
+
+
+@pytest.mark.parametrize(("query", "cached"), PARAPHRASES_B)
+def test_the_default_pair_model_vetoes_no_set_b_paraphrase(e5, e5_verifier, query, cached):
+    # The default set only: e5's pair model approves all eleven, and its cosine floor (0.97) then
+    # serves four of them; USE's model (threshold 0.9) vetoes six and MiniLM's one (README).
+    candidate = _candidate(e5, query, cached)
+    assert e5_verifier.probability(query, cached, candidate.similarity) >= e5_verifier.threshold

@@ -47,7 +47,8 @@ _FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
 # Folded (no diacritics), as stems are: açarım -> acarim.
 _TR_VERB_ENDINGS = frozenset(
     """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
-    abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim""".split()  # noqa: SIM905
+    abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim
+    rsam rsem rsa rse arsam ersem arsa erse""".split()  # noqa: SIM905
 )
 # Words only Turkish uses (names such as "Kim" or "Ama" would turn English text Turkish).
 _TR_HINTS = frozenset(
@@ -110,12 +111,13 @@ for (_first, _second), _merged in COMPOUNDS.items():
     _COMPOUND_FIRST.setdefault(_first, []).append((_second, _merged))
 
 
-def _merge_compounds(words: list[str]) -> list[str]:
-    """Two-word phrases of ``COMPOUNDS`` merged into one word (şehir içinde -> şehiriçi, B sınıfı -> sınıf_b)."""
+def _merge_compounds(words: list[str], article: frozenset[int] = frozenset()) -> list[str]:
+    """Two-word phrases of ``COMPOUNDS`` merged into one word (şehir içinde -> şehiriçi, B sınıfı -> sınıf_b).
+    Words at the positions in ``article`` start none (English "a licence" is not class A)."""
     out: list[str] = []
     i = 0
     while i < len(words):
-        if i + 1 < len(words):
+        if i + 1 < len(words) and i not in article:
             merged = next((m for b, m in _COMPOUND_FIRST.get(words[i], ()) if words[i + 1].startswith(b)), None)
             if merged is not None:
                 out.append(merged)
@@ -160,7 +162,8 @@ def analyse(text: str) -> Analysed:
     low = lower(text, turkish)
     raw = _TOKEN.findall(text)
     bases = [_APOSTROPHE.split(tok, maxsplit=1)[0] for tok in raw]
-    lowered = _merge_compounds([lower(b, turkish) for b in bases])
+    article = frozenset() if turkish else frozenset(i for i, b in enumerate(bases) if b == "a")
+    lowered = _merge_compounds([lower(b, turkish) for b in bases], article)
     capital = {lower(b, turkish) for i, b in enumerate(bases) if i > 0 and b[:1].isupper() and b != "I"}
     negated = sum(lower(tok, turkish).endswith(("n't", "n’t")) for tok in raw) % 2 == 1
     words, stems, content, numbers, proper = [], [], [], set(), set()
@@ -264,6 +267,8 @@ def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple
             phrases.add(phrase)
     if not phrases & _MINIMUM and _LIMIT.search(folded):
         phrases.update(MAXIMUM)
+    if "licence_class" in kinds:  # "B sınıfı", "B ehliyet", "class B": a licence, named or not
+        kinds.setdefault("document", set()).add(_CANON["licence"])
     return {k: frozenset(v) for k, v in kinds.items()}, frozenset(phrases)
 
 

@@ -75,6 +75,9 @@ OPPOSITES = tuple((on, off) for on in _SWITCH_ON for off in _SWITCH_OFF) + (
     ("start", "cancel"), ("begin", "cancel"), ("subscribe", "cancel"), ("activate", "cancel"), ("renew", "cancel"),
     ("book", "cancel"), ("başlat", "iptal"), ("başla", "iptal"), ("abone ol", "iptal"), ("yenile", "iptal"),
     ("etkinleştir", "iptal"), ("aktif", "pasif"), ("aç", "iptal"),
+    # paying a fine vs contesting it; allowed vs required
+    ("pay", "appeal"), ("pay", "contest"), ("öde", "itiraz"), ("ödeme", "itiraz"),
+    ("allowed", "mandatory"), ("optional", "mandatory"), ("serbest", "zorunlu"), ("isteğe bağlı", "zorunlu"),
 )
 
 # The upper end of a range. A question about a limit that names neither end asks about this one
@@ -106,7 +109,8 @@ SCOPE_WORDS = frozenset(
 )
 
 # Number words and ordinals with the value they name, so "two bags" and "2 bags" agree and "the
-# second month" and "the fifth month" differ as numbers do. "first" and "last" stay opposites only;
+# second month" and "the fifth month" differ as numbers do. "first" and "ilk" are not numbers here
+# ("what should I do first", "ilk olarak": mostly adverbs) but stay the opposites of "last" / "son";
 # half, double and the like name themselves.
 _CARDINALS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -214,6 +218,27 @@ KINDS: dict[str, frozenset[str]] = {
         kart nakit çek havale eft
         """.split()
     ),
+    # Who a traffic rule is for: a rule for passengers does not answer one for drivers.
+    "road_user": frozenset(
+        """
+        driver drivers passenger passengers pedestrian pedestrians cyclist cyclists motorcyclist motorcyclists
+        sürücü yolcu yaya bisikletli motosikletli
+        """.split()
+    ),
+    # The papers a driver or a vehicle needs: a question about one is not about another.
+    "document": frozenset(
+        """
+        licence license licences licenses insurance registration inspection passport
+        ehliyet sigorta ruhsat muayene pasaport
+        """.split()
+    ),
+    # Road conditions: a rule in fog or snow may differ from the rule on a dry road.
+    "weather": frozenset(
+        """
+        rain rainy snow snowy fog foggy ice icy wet storm
+        yağmur yağmurlu kar karlı sis sisli buz buzlu ıslak fırtına
+        """.split()
+    ),
     "person": frozenset(
         """
         mother father mom dad son daughter brother sister wife husband friend boss teacher doctor
@@ -244,6 +269,16 @@ SYNONYMS: dict[str, str] = {
     "araba": "otomobil", "automobile": "car", "lorry": "truck", "motorbike": "motorcycle", "otoban": "otoyol",
     "yerleşimyeri": "şehiriçi", "şehirdışı": "şehirlerarası", "fines": "fine", "fees": "fee",
     "deadlines": "deadline", "songün": "nezaman", "kaçgün": "nezaman", "prosedür": "işlem",
+    # The kinds added in lexicon v4 name one thing in both languages. The Turkish word is the one
+    # kept: its inflected forms (ehliyetsiz, muayenesi) then still share its stem.
+    **{w: "sürücü" for w in ("driver", "drivers")}, **{w: "yolcu" for w in ("passenger", "passengers")},
+    **{w: "yaya" for w in ("pedestrian", "pedestrians")}, **{w: "bisikletli" for w in ("cyclist", "cyclists")},
+    **{w: "motosikletli" for w in ("motorcyclist", "motorcyclists")},
+    **{w: "ehliyet" for w in ("licence", "license", "licences", "licenses")}, "insurance": "sigorta",
+    "registration": "ruhsat", "inspection": "muayene", "passport": "pasaport",
+    **{w: "yağmur" for w in ("rain", "rainy", "yağmurlu")}, **{w: "kar" for w in ("snow", "snowy", "karlı")},
+    **{w: "sis" for w in ("fog", "foggy", "sisli")}, **{w: "buz" for w in ("ice", "icy", "buzlu")}, "wet": "ıslak",
+    "storm": "fırtına",
 }
 
 # Two-word phrases read as one word (Turkish writes many concepts apart: "şehir içi", "ceza puanı").
@@ -254,6 +289,7 @@ COMPOUNDS: dict[tuple[str, str], str] = {
     ("bölünmüş", "yol"): "bölünmüşyol", ("yerleşim", "yer"): "yerleşimyeri", ("ceza", "puan"): "cezapuanı",
     ("ne", "zaman"): "nezaman", ("son", "gün"): "songün", ("kaç", "gün"): "kaçgün",
     ("motorlu", "bisiklet"): "motorlubisiklet", ("para", "ceza"): "ceza",
+    ("passenger", "car"): "car", ("passenger", "vehicle"): "car",  # a kind of car, not a road user
     **{(c, w): f"sınıf_{c}" for c in ("a", "a1", "a2", "b", "be", "c", "c1", "ce", "d", "d1", "de", "f", "g", "m")
        for w in ("sınıf", "ehliyet", "licen", "class", "belge")},
     **{(w, c): f"sınıf_{c}" for c in ("a", "a1", "a2", "b", "be", "c", "c1", "ce", "d", "d1", "de", "f", "g", "m")
