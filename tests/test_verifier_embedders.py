@@ -111,9 +111,8 @@ V4_GAPS = {
     (MINILM, "Şehirlerarası yolda otobüsler için azami hız nedir?"): "vetoed on v3 as well (P 0.23)",
     (USE, "Şehirlerarası yolda otobüsler için azami hız nedir?"): "vetoed on v3 as well (P 0.42)",
     (USE, "What is the highest speed allowed for trucks in town?"): "vetoed on v3 as well (P 0.81 < 0.9)",
-    # set B: "öderim" (öde + r + im) is not read as paying, so paying vs contesting goes unseen
-    (E5, "Hız sınırını aşmanın cezasına nasıl itiraz ederim?"): "öderim not read as öde (P 0.92)",
-    (MINILM, "Park cezasını nasıl iptal ettiririm?"): "öderim not read as öde; iptal vs öde no opposite (P 0.58)",
+    # set B: having a fine cancelled (iptal) vs paying it (öde) is no opposite in the lexicon
+    (MINILM, "Park cezasını nasıl iptal ettiririm?"): "iptal vs öde is no opposite (P 0.58)",
 }
 
 PARAPHRASES_TR = [

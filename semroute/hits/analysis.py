@@ -48,7 +48,7 @@ _FOLD = str.maketrans("şığçöüâîû", "sigcouaiu")
 _TR_VERB_ENDINGS = frozenset(
     """ar er ir ur in un abilir ebilir acak ecek iyor uyor ma me sana sene arim erim irim urum arsin ersin
     abilirim ebilirim misin acagim ecegim iyorum uyorum mak mek iniz alim elim
-    rsam rsem rsa rse arsam ersem arsa erse""".split()  # noqa: SIM905
+    rsam rsem rsa rse arsam ersem arsa erse r rim rsin riz rsiniz rler""".split()  # noqa: SIM905
 )
 # Words only Turkish uses (names such as "Kim" or "Ama" would turn English text Turkish).
 _TR_HINTS = frozenset(
