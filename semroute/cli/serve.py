@@ -85,12 +85,7 @@ def build_app(spec: ServeSpec):
     # The process's share of the cores, unless the config says otherwise (ServerSettings.embed_threads).
     threads = settings.embed_threads or max(1, (os.cpu_count() or 1) // spec.workers)
     settings = replace(settings, embed_threads=threads)
-    inner = with_threads(kwargs.pop("embedder", None) or default_embedder(), threads)
-    if os.environ.get("PROTO_EMBED_PROCESS"):
-        import sys; sys.path.insert(0, "/tmp/pe")
-        import proc_embed
-        inner = (proc_embed.SplitProcessEmbedder if os.environ["PROTO_EMBED_PROCESS"] == "split" else proc_embed.ProcessEmbedder)(inner.name, threads)
-    batcher = BatchingEmbedder(inner)
+    batcher = BatchingEmbedder(with_threads(kwargs.pop("embedder", None) or default_embedder(), threads))
     kwargs["tiers"] = _tiers(kwargs, spec.ollama_urls)
     if spec.data_dir is not None:
         kwargs["data_dir"] = spec.data_dir
