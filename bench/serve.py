@@ -422,10 +422,10 @@ def run(quick: bool) -> dict[str, object]:
                                  "per_cpu_s": round(total / cpu, 1), "sources": src, "errors": errs}
         say(f"cached answers: {out['cached_answers']}")
         pool = test[n_seq : n_seq + (400 if quick else 2000)]
-        out["semantic_throughput"] = semantic_throughput(url, pool, base, {"gateway": proc.pid, "fake": fake_proc.pid})
+        pids = {"gateway": proc.pid, "fake": fake_proc.pid}
+        out["semantic_throughput"] = semantic_throughput(url, pool, base, pids)
         say(f"semantic throughput: {out['semantic_throughput']}")
-        out["semantic_hits_throughput"] = semantic_throughput(url, [reworded(q) for q in pool], base,
-                                                              {"gateway": proc.pid, "fake": fake_proc.pid})
+        out["semantic_hits_throughput"] = semantic_throughput(url, [reworded(q) for q in pool], base, pids)
         say(f"semantic hits throughput: {out['semantic_hits_throughput']}")
         stop(fake_proc)  # the zero-latency fake is done; the streams get a 20 ms-per-token one
         fake_proc = None
