@@ -8,8 +8,10 @@ from semroute.training.minimal_pairs import xsid_swaps
 
 
 def _sentence(value: str) -> dict[str, object]:
-    tokens = ["bu", "kitaba", value, "yıldız", "ver"]
-    return {"tokens": tokens, "slots": [("rating_value", 2, 3)]}
+    # Only "sıfır" makes the text read as Turkish, which stems "Halo" otherwise: the features see
+    # a change, so only the generator's own check keeps this pair out (xSID test has such pairs).
+    tokens = ["Halo", "Ghosts", "of", "Onyx'e", value, "puan", "ver"]
+    return {"tokens": tokens, "slots": [("rating_value", 4, 5)]}
 
 
 def test_one_number_written_two_ways_is_no_near_miss():
@@ -20,6 +22,6 @@ def test_one_number_written_two_ways_is_no_near_miss():
 
 def test_two_numbers_are_a_near_miss():
     swaps = xsid_swaps([_sentence("sıfır"), _sentence("5")], "tr", random.Random(0))
-    assert {(q, c) for q, c, *_ in swaps} == {("bu kitaba 5 yıldız ver", "bu kitaba sıfır yıldız ver"),
-                                              ("bu kitaba sıfır yıldız ver", "bu kitaba 5 yıldız ver")}
+    assert {(q, c) for q, c, *_ in swaps} == {("Halo Ghosts of Onyx'e 5 puan ver", "Halo Ghosts of Onyx'e sıfır puan ver"),
+                                              ("Halo Ghosts of Onyx'e sıfır puan ver", "Halo Ghosts of Onyx'e 5 puan ver")}
     assert all(label == 0 for _, _, _, label, _, _ in swaps)
