@@ -194,6 +194,15 @@ def test_paying_vs_contesting_and_allowed_vs_required_are_opposites(a, b):
     assert _features(a, b)["opposite"] == 1.0
 
 
+@pytest.mark.parametrize(("text", "phrase"), [
+    ("Trafik cezası indirimli ödenir mi?", "indir"),  # indirim: a discount, not "download"
+    ("Kış lastiği zorunlu mu?", "last"),  # lastik: a tyre
+])
+def test_words_that_only_begin_like_an_opposite_are_not_it(text, phrase):
+    assert phrase not in analyse(text).phrases
+    assert "indir" in analyse("Dosyayı nasıl indiririm?").phrases and "last" in analyse("the last day").phrases
+
+
 def test_one_question_analysis_is_its_own_module_and_pairs_still_exports_it():
     # pairs.py compares two questions; analysis.py breaks one down. Callers that imported the
     # analysis names from pairs (verify, training, these tests) must get the very same objects.

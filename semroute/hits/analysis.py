@@ -21,6 +21,7 @@ from .lexicon import (
     MAXIMUM,
     NEGATIONS,
     NOT_A_NUMBER_BEFORE,
+    NOT_OPPOSITES,
     NUMBER_VALUES,
     OPPOSITES,
     STOPWORDS,
@@ -255,6 +256,8 @@ def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple
         member = folded if folded in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
         if member is not None:
             kinds.setdefault(_KIND_OF[member], set()).add(_CANON.get(member, member))
+        if s.startswith(NOT_OPPOSITES):
+            continue
         for p in _prefixes(s):
             if p in _OPP_SINGLE and (p == s or len(p) >= 4):
                 phrases.update(_OPP_SINGLE[p])

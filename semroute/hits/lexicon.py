@@ -11,7 +11,7 @@ features in ``semroute.pairs`` instead.
 from __future__ import annotations
 
 __all__ = ["COMPOUNDS", "STOPWORDS", "NEGATIONS", "OPPOSITES", "KINDS", "SCOPE_WORDS", "SYNONYMS", "NUMBER_WORDS",
-           "NUMBER_VALUES", "TURKISH_NUMBER_VALUES", "NOT_A_NUMBER_BEFORE", "MAXIMUM", "LIMITS_MEANING_MAXIMUM", "LEXICON_VERSION"]
+           "NUMBER_VALUES", "TURKISH_NUMBER_VALUES", "NOT_A_NUMBER_BEFORE", "NOT_OPPOSITES", "MAXIMUM", "LIMITS_MEANING_MAXIMUM", "LEXICON_VERSION"]
 
 LEXICON_VERSION = "4"
 
@@ -79,6 +79,10 @@ OPPOSITES = tuple((on, off) for on in _SWITCH_ON for off in _SWITCH_OFF) + (
     ("pay", "appeal"), ("pay", "contest"), ("öde", "itiraz"), ("ödeme", "itiraz"),
     ("allowed", "mandatory"), ("optional", "mandatory"), ("serbest", "zorunlu"), ("isteğe bağlı", "zorunlu"),
 )
+
+# Stems that begin with an opposite's word but are another word (folded, as stems are): indirim is
+# a discount, not indir (download); lastik / lastiği a tyre, not last (nor is "lasting").
+NOT_OPPOSITES = ("indirim", "lasti")
 
 # The upper end of a range. A question about a limit that names neither end asks about this one
 # ("speed limit" is the highest allowed speed), so "en düşük hız" vs "hız sınırı" is a near miss
