@@ -203,6 +203,31 @@ def test_words_that_only_begin_like_an_opposite_are_not_it(text, phrase):
     assert "indir" in analyse("Dosyayı nasıl indiririm?").phrases and "last" in analyse("the last day").phrases
 
 
+@pytest.mark.parametrize(("a", "b"), [
+    ("What is the monthly fee?", "What is the annual fee?"),
+    ("I forgot my password", "I forgot my username"),
+    ("Şifremi unuttum", "Kullanıcı adımı unuttum"),
+])
+def test_periods_and_credentials_are_kinds(a, b):
+    assert _features(a, b)["kind_mismatch"] == 1.0
+
+
+def test_turkish_durations_are_no_period():
+    # "bir günlük izin" is a day's leave, not a daily one
+    assert "period" not in analyse("Bir günlük izin alabilir miyim?").kinds
+    f = _features("What is the annual fee?", "What is the yearly fee?")
+    assert f["kind_mismatch"] == 0.0 and f["q_only_n"] == 0.0
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Can I postpone my appointment?", "Can I cancel my appointment?"),
+    ("Randevumu nasıl ertelerim?", "Randevumu nasıl iptal ederim?"),
+    ("How do I freeze my account?", "How do I close my account?"),
+])
+def test_moving_vs_cancelling_and_freezing_vs_closing_are_opposites(a, b):
+    assert _features(a, b)["opposite"] == 1.0
+
+
 def test_one_question_analysis_is_its_own_module_and_pairs_still_exports_it():
     # pairs.py compares two questions; analysis.py breaks one down. Callers that imported the
     # analysis names from pairs (verify, training, these tests) must get the very same objects.

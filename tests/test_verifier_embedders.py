@@ -103,6 +103,31 @@ PARAPHRASES_B = [
     ('Trafik cezasına nasıl itiraz edilir?', 'Trafik cezasına itiraz etmek için ne yapmalıyım?'),
 ]
 
+# Set D: near misses beyond traffic, written after the period, credential and account-action words
+# were added and asked once (set C, written to find those gaps, is not kept: it was tuned on).
+NEAR_MISSES_D = [
+    ('Is there a weekly limit on ATM withdrawals?', 'Is there a daily limit on ATM withdrawals?'),
+    ('How much is the yearly membership?', 'How much is the monthly membership?'),
+    ('I forgot my PIN, what should I do?', 'I forgot my password, what should I do?'),
+    ('How do I change my username?', 'How do I change my password?'),
+    ('Parolamı nasıl değiştiririm?', 'Kullanıcı adımı nasıl değiştiririm?'),
+    ('Can I postpone my exam?', 'Can I cancel my exam?'),
+    ('Toplantıyı nasıl ertelerim?', 'Toplantıyı nasıl iptal ederim?'),
+    ('How do I freeze my credit card?', 'How do I close my credit card?'),
+    ('Kartımı nasıl dondurabilirim?', 'Kartımı nasıl kapatabilirim?'),
+    ('Can I reschedule my delivery?', 'Can I cancel my delivery?'),
+    ('Is the gym open on public holidays?', 'Is the gym open on weekends?'),
+    ('How do I unsubscribe from the newsletter?', 'How do I subscribe to the newsletter?'),
+    ('Aylık aidat ne kadar?', 'Giriş aidatı ne kadar?'),
+    ('What is the late fee for a quarterly payment?', 'What is the late fee for a monthly payment?'),
+    ('Do seniors get a discount on the annual pass?', 'Do seniors get a discount on the daily pass?'),
+    ('How long is the warranty for refurbished phones?', 'How long is the warranty for new phones?'),
+    ('Can I pay my rent in cash?', 'Can I pay my rent by card?'),
+    ('Is parking free after 6 pm?', 'Is parking free before 6 pm?'),
+    ('Öğrenciler için aylık abonman kaç lira?', 'Öğrenciler için yıllık abonman kaç lira?'),
+    ('How do I delete my account?', 'How do I deactivate my account?'),
+]
+
 # What the shipped sets got wrong when first asked (strict: a better model asks for the mark to go).
 # The two paraphrase vetoes were the same on lexicon v3: the pair models see "azami"/"highest"
 # swapped for "sınır"/"limit" and distrust the swap.
@@ -113,6 +138,7 @@ V4_GAPS = {
     (USE, "What is the highest speed allowed for trucks in town?"): "vetoed on v3 as well (P 0.81 < 0.9)",
     # set B: having a fine cancelled (iptal) vs paying it (öde) is no opposite in the lexicon
     (MINILM, "Park cezasını nasıl iptal ettiririm?"): "iptal vs öde is no opposite (P 0.58)",
+    (USE, "Is the gym open on public holidays?"): "a public holiday is no day of the lexicon's (P 0.99)",
 }
 
 PARAPHRASES_TR = [
@@ -142,7 +168,8 @@ def _training_texts() -> set[str]:
 def test_the_turkish_test_pairs_are_held_out_of_training():
     seen = _training_texts()
     assert len(seen) > 15_000  # the check reads what training reads (TQP train alone: ~19k texts)
-    for pair in [p[1:] for p in NEAR_MISSES_TR + NEAR_MISSES_V4] + PARAPHRASES_TR + PARAPHRASES_V4 + NEAR_MISSES_B + PARAPHRASES_B:
+    written = [p[1:] for p in NEAR_MISSES_TR + NEAR_MISSES_V4] + PARAPHRASES_TR + PARAPHRASES_V4
+    for pair in written + NEAR_MISSES_B + PARAPHRASES_B + NEAR_MISSES_D:
         for text in pair:
             assert text.strip().lower() not in seen, text
 
@@ -223,7 +250,8 @@ def shipped_set(request):
     return embedder, PairVerifier.default(embedder=embedder.name, dim=embedder.dim)
 
 
-@pytest.mark.parametrize(("kind", "query", "cached"), [*NEAR_MISSES_V4, *(("set B", q, c) for q, c in NEAR_MISSES_B)])
+@pytest.mark.parametrize(("kind", "query", "cached"), [*NEAR_MISSES_V4, *(("set B", q, c) for q, c in NEAR_MISSES_B),
+                                                      *(("set D", q, c) for q, c in NEAR_MISSES_D)])
 def test_every_shipped_verifier_refuses_the_v4_near_misses(request, shipped_set, kind, query, cached):
     embedder, verifier = shipped_set
     _known_gap(request, embedder.name, query)

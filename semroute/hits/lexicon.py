@@ -78,6 +78,8 @@ OPPOSITES = tuple((on, off) for on in _SWITCH_ON for off in _SWITCH_OFF) + (
     # paying a fine vs contesting it; allowed vs required
     ("pay", "appeal"), ("pay", "contest"), ("öde", "itiraz"), ("ödeme", "itiraz"),
     ("allowed", "mandatory"), ("optional", "mandatory"), ("serbest", "zorunlu"), ("isteğe bağlı", "zorunlu"),
+    # cancelling vs moving a booking; closing vs freezing an account
+    ("cancel", "postpone"), ("cancel", "reschedule"), ("iptal", "ertele"), ("close", "freeze"), ("kapat", "dondur"),
 )
 
 # Stems that begin with an opposite's word but are another word (folded, as stems are): indirim is
@@ -236,6 +238,16 @@ KINDS: dict[str, frozenset[str]] = {
         ehliyet sigorta ruhsat muayene pasaport
         """.split()
     ),
+    # How often something is paid or counted: a monthly fee is not the annual one. English only:
+    # Turkish "günlük", "aylık" also say how long ("bir günlük izin": a day's leave).
+    "period": frozenset("hourly daily weekly monthly quarterly yearly annual annually".split()),
+    # What a user signs in with: a forgotten password is not a forgotten username.
+    "credential": frozenset(
+        """
+        password passwords passcode username usernames pin
+        şifre parola kullanıcıadı
+        """.split()
+    ),
     # Road conditions: a rule in fog or snow may differ from the rule on a dry road.
     "weather": frozenset(
         """
@@ -283,6 +295,8 @@ SYNONYMS: dict[str, str] = {
     **{w: "yağmur" for w in ("rain", "rainy", "yağmurlu")}, **{w: "kar" for w in ("snow", "snowy", "karlı")},
     **{w: "sis" for w in ("fog", "foggy", "sisli")}, **{w: "buz" for w in ("ice", "icy", "buzlu")}, "wet": "ıslak",
     "storm": "fırtına",
+    "annually": "annual", "yearly": "annual", "parola": "şifre", "password": "şifre", "passwords": "şifre",
+    "passcode": "şifre", "username": "kullanıcıadı", "usernames": "kullanıcıadı",
 }
 
 # Two-word phrases read as one word (Turkish writes many concepts apart: "şehir içi", "ceza puanı").
@@ -294,6 +308,7 @@ COMPOUNDS: dict[tuple[str, str], str] = {
     ("ne", "zaman"): "nezaman", ("son", "gün"): "songün", ("kaç", "gün"): "kaçgün",
     ("motorlu", "bisiklet"): "motorlubisiklet", ("para", "ceza"): "ceza",
     ("passenger", "car"): "car", ("passenger", "vehicle"): "car",  # a kind of car, not a road user
+    ("kullanıcı", "ad"): "kullanıcıadı", ("user", "name"): "username",
     **{(c, w): f"sınıf_{c}" for c in ("a", "a1", "a2", "b", "be", "c", "c1", "ce", "d", "d1", "de", "f", "g", "m")
        for w in ("sınıf", "ehliyet", "licen", "class", "belge")},
     **{(w, c): f"sınıf_{c}" for c in ("a", "a1", "a2", "b", "be", "c", "c1", "ce", "d", "d1", "de", "f", "g", "m")
