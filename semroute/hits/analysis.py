@@ -188,10 +188,11 @@ def analyse(text: str) -> Analysed:
             proper.add(s)
     if turkish:
         negated = negated ^ (len(_TR_NEG.findall(low)) % 2 == 1)
-    kinds, phrases = _lexicon_hits(low, words, stems)
+    folded = low.translate(_FOLD)  # without Turkish letters, as users also type it
+    kinds, phrases = _lexicon_hits(folded, words, stems)
     return Analysed(
         low, tuple(words), tuple(content), frozenset(numbers), negated, frozenset(proper), turkish, kinds, phrases,
-        tuple(stems), frozenset(_trigrams(low)),
+        tuple(stems), frozenset(_trigrams(folded)),
     )
 
 
@@ -245,15 +246,16 @@ _KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
 _SYNONYM_STEM = {k: v.translate(_FOLD) for w, v in SYNONYMS.items() for k in (w.translate(_FOLD), stem(w), stem(w, True))}
 
 
-def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
-    """Same-kind members (by kind) and opposite-action phrases present in a text (``stems``: of ``words``)."""
+def _lexicon_hits(folded: str, words: Sequence[str], stems: Sequence[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """Same-kind members (by kind) and opposite-action phrases present in a text (``folded``: the
+    lower-cased text without diacritics; ``stems``: of ``words``)."""
     kinds: dict[str, set[str]] = {}
     phrases: set[str] = set()
     for w, s in zip(words, stems):
         if w in STOPWORDS:
             continue
-        folded = w.translate(_FOLD)
-        member = folded if folded in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
+        plain = w.translate(_FOLD)
+        member = plain if plain in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
         if member is not None:
             kinds.setdefault(_KIND_OF[member], set()).add(_CANON.get(member, member))
         if s.startswith(NOT_OPPOSITES):
@@ -264,8 +266,7 @@ def _lexicon_hits(low: str, words: Sequence[str], stems: Sequence[str]) -> tuple
         for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
             if s[:k] in _OPP_SINGLE and s[k:] in _TR_VERB_ENDINGS:
                 phrases.update(_OPP_SINGLE[s[:k]])
-    folded = low.translate(_FOLD)  # "en dusuk": Turkish typed without its letters
-    for phrase, plain, pattern in _OPP_MULTI:
+    for phrase, plain, pattern in _OPP_MULTI:  # "en dusuk" is "en düşük" typed without its letters
         if plain in folded and pattern.search(folded):
             phrases.add(phrase)
     if not phrases & _MINIMUM and _LIMIT.search(folded):
@@ -280,6 +281,6 @@ _LIMIT = re.compile(r"\b(?:" + "|".join(re.escape(limit) for limit in LIMITS_MEA
 _MINIMUM = frozenset(b if a in MAXIMUM else a for a, b in OPPOSITES if (a in MAXIMUM) != (b in MAXIMUM))
 
 
-def _trigrams(text: str) -> set[str]:
-    t = "  " + _NON_WORD.sub("", text.translate(_FOLD)) + " "
+def _trigrams(folded: str) -> set[str]:
+    t = "  " + _NON_WORD.sub("", folded) + " "
     return {t[i : i + 3] for i in range(len(t) - 2)}
