@@ -64,7 +64,11 @@ class SharedData:
         return out
 
     def xsid(self, lang: str, split: str) -> list[dict[str, object]]:
-        """xSID sentences: dicts with id, text, intent and slots [(type, start, end)] over ``tokens``."""
+        """xSID sentences: dicts with id, text, intent and slots [(type, start, end)] over ``tokens``.
+
+        The Turkish files number their sentences (``# id``); the English files do not, but list the
+        same sentences in the same order, so a sentence without an id gets its position (from 1):
+        the English and Turkish sentences of one id are translations of each other."""
         out: list[dict[str, object]] = []
         block: dict[str, object] = {}
         with open(self.root / "xsid_en_tr" / f"{lang}.{split}.conll", encoding="utf-8") as fh:
@@ -72,11 +76,14 @@ class SharedData:
                 line = line.rstrip("\n")
                 if not line.strip():
                     if block.get("tokens"):
+                        block.setdefault("id", str(len(out) + 1))
                         out.append(block)
                     block = {}
                 elif line.startswith("# id ="):
                     block = {"id": line.split("=", 1)[1].strip(), "tokens": [], "tags": []}
                 elif line.startswith(("# text =", "# text:")):
+                    block.setdefault("tokens", [])
+                    block.setdefault("tags", [])
                     block["text"] = line.split("=", 1)[1].strip() if "=" in line else line.split(":", 1)[1].strip()
                 elif line.startswith("# intent"):
                     block["intent"] = line.split("=", 1)[1].strip()
