@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from semroute.training.minimal_pairs import xsid_swaps
+from semroute.training.minimal_pairs import _same_slot_value, xsid_swaps
 
 
 def _sentence(value: str) -> dict[str, object]:
@@ -25,3 +25,36 @@ def test_two_numbers_are_a_near_miss():
     assert {(q, c) for q, c, *_ in swaps} == {("Halo Ghosts of Onyx'e 5 puan ver", "Halo Ghosts of Onyx'e sıfır puan ver"),
                                               ("Halo Ghosts of Onyx'e sıfır puan ver", "Halo Ghosts of Onyx'e 5 puan ver")}
     assert all(label == 0 for _, _, _, label, _, _ in swaps)
+
+
+def _slot_sentence(tokens: list[str], value_at: int) -> dict[str, object]:
+    return {"tokens": tokens, "slots": [("object_location_type", value_at, value_at + 1)]}
+
+
+def test_two_words_for_one_thing_are_no_near_miss():
+    # xSID's annotators wrote "cinema" and "movie theatre" for one place: swapping them rewords.
+    sentences = [_slot_sentence(["find", "a", "cinema", "nearby"], 2),
+                 _slot_sentence(["find", "a", "movie theatre", "nearby"], 2)]
+    assert xsid_swaps(sentences, "en", random.Random(0)) == []
+
+
+def test_a_turkish_slot_value_with_a_suffix_is_still_the_same_thing():
+    sentences = [_slot_sentence(["en", "yakın", "sinemada", "ne", "var"], 2),
+                 _slot_sentence(["en", "yakın", "film", "salonunda", "ne", "var"], 2)]
+    sentences[1]["slots"] = [("object_location_type", 2, 4)]
+    assert xsid_swaps(sentences, "tr", random.Random(0)) == []
+
+
+def test_two_different_places_stay_a_near_miss():
+    sentences = [_slot_sentence(["book", "a", "tavern", "for", "two"], 2),
+                 _slot_sentence(["book", "a", "steakhouse", "for", "two"], 2)]
+    swaps = xsid_swaps(sentences, "en", random.Random(0))
+    assert {(q, c) for q, c, *_ in swaps} == {("book a steakhouse for two", "book a tavern for two"),
+                                              ("book a tavern for two", "book a steakhouse for two")}
+
+
+def test_a_word_is_not_its_longer_neighbour():
+    # "bugün" (today) begins with "bu" (this), but "gün" is no suffix; "hereford" is not "here".
+    assert not _same_slot_value("Bu", "Bugün", "tr")
+    assert not _same_slot_value("here", "hereford", "en")
+    assert _same_slot_value("Mevcut", "Bu", "tr")

@@ -204,13 +204,56 @@ def xsid_swaps(sentences: list[dict[str, object]], lang: str, rng: random.Random
             if not choices or kind.endswith("-part"):
                 continue
             new = rng.choice(choices)
-            if _same_number(old, new):  # "0" for "sıfır" changes nothing a user asks
+            if _same_number(old, new) or _same_slot_value(old, new, lang):  # a rewording, not a near miss
                 continue
             text = _detok(tokens[:a] + [new] + tokens[b:])  # type: ignore[index, operator]
             if not visible(text, _detok(tokens)):  # type: ignore[arg-type]
                 continue
             out.append((text, _detok(tokens), "", 0, f"slot:{kind}", lang))  # type: ignore[arg-type]
     return out
+
+
+# Slot values xSID uses for one thing in different words (values of its valid split, both languages):
+# "What films are on?" for "What movies are on?" is a rewording, so a swap between two values of
+# one group is no near miss. A Turkish value may carry a suffix ("sinemada", "yıldızla"); an
+# English one is matched whole ("hereford" is not "here").
+XSID_SAME_VALUES: tuple[frozenset[str], ...] = tuple(frozenset(group.split("|")) for group in (
+    "this|current|bu|mevcut|şu anki",
+    "cinema|movie theatre|movie theater|movie house|sinema|sinema salon|film salon",
+    "movies|films|movie|film",
+    "movie schedules|movie schedule|movie times|schedule|film seans|film saat|seans",
+    "points|stars|puan|yıldız",
+    "best|top|top-rated|top rated|highly rated|most popular|popular|en iyi|en popüler|popüler|çok beğenilen|"
+    "yüksek puan alan",
+    "song|tune|track|melody|record|şarkı|melodi|parça|plak|plağ",
+    "picture|photograph|photo|resim|fotoğraf",
+    "tv show|television show|tv programı|tv program",
+    "cold|colder|chilly|chillier|soğuk|daha soğuk",
+    "hot|hotter|sıcak|daha sıcak",
+    "storm|stormy|storms|fırtına|fırtınalı",
+    "wind|windy|rüzgar|rüzgarlı",
+    "snow|snowy|kar|karlı",
+    "rain|rainy|raining|yağmur|yağmurlu",
+    "here|near|nearby|near me|close by|closest|nearest|in the area|the area|in the neighbourhood|neighbouring|"
+    "neighboring|current location|current position|current spot|my current location|yakın|yakınlar|"
+    "şu anda bulunduğum bölge|şu an bulunduğum yer",
+))
+# What may follow a Turkish member: nothing, or a suffix as Turkish suffixes begin (a vowel, or d/t/l/n/s/y
+# then a vowel, or -ki): "bugün" is not "bu" + a suffix.
+_TURKISH_SUFFIX = re.compile(r"(?:['’]?(?:[aeıioöuü]|[dtlnsy][aeıioöuü]|ki)[a-zçğıöşü]{0,6})?")
+
+
+def _same_slot_value(a: str, b: str, lang: str) -> bool:
+    """Two slot values of one ``XSID_SAME_VALUES`` group, in a sentence of ``lang``."""
+    from semroute.hits.analysis import lower
+
+    def groups(value: str) -> set[int]:
+        low = lower(value, lang == "tr")
+        return {i for i, group in enumerate(XSID_SAME_VALUES) for member in group
+                if low == member or (lang == "tr" and low.startswith(member)
+                                     and _TURKISH_SUFFIX.fullmatch(low[len(member):]))}
+
+    return bool(groups(a) & groups(b))
 
 
 def _same_number(a: str, b: str) -> bool:
