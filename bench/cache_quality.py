@@ -58,18 +58,20 @@ from semroute.embed import OllamaEmbedder, make_embedder  # noqa: E402
 from semroute.errors import ModelMismatch  # noqa: E402
 from semroute.training.evaluate import PairRow, judge_pairs, report  # noqa: E402
 from semroute.types import CacheEntry  # noqa: E402
+from semroute.hits.language import LanguageGuard  # noqa: E402
 from semroute.hits.verify import PLACEHOLDER_ANSWER, PairVerifier, ThresholdVerifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def retrieval(name, cache_rows, queries, embedder, verifier, timings, with_gptcache=False, consensus=None):
+def retrieval(name, cache_rows, queries, embedder, verifier, timings, with_gptcache=False, consensus=None,
+              language=None):
     """cache_rows: (question, answer, label); queries: (text, label or None for must-miss)."""
     vc = embedder.embed([q for q, _, _ in cache_rows])
     vq = embedder.embed([q for q, _ in queries])
-    out = _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consensus)
+    out = _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consensus, language=language)
     if consensus is not None:  # the same lookups with the pair verifier alone, for comparison
-        alone = _retrieval_run(name, cache_rows, queries, vc, vq, verifier, [], None, quiet=True)
+        alone = _retrieval_run(name, cache_rows, queries, vc, vq, verifier, [], None, quiet=True, language=language)
         out["pair_verifier_only"] = {k: alone[k] for k in ("precision", "recall", "f1")}
         print(f"{'':12s} pair verifier alone P={alone['precision']:.3f} R={alone['recall']:.3f}; "
               f"consensus hits {out['consensus_hits']}, vetoes {out['consensus_vetoes']}")
@@ -80,9 +82,9 @@ def retrieval(name, cache_rows, queries, embedder, verifier, timings, with_gptca
     return out
 
 
-def _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consensus, quiet=False):
+def _retrieval_run(name, cache_rows, queries, vc, vq, verifier, timings, consensus, quiet=False, language=None):
     cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(vc.shape[1]), verifier,
-                          top_k=4, clock=lambda: 0.0, consensus=consensus)
+                          top_k=4, clock=lambda: 0.0, consensus=consensus, language=language)
     cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=q,
                              answer=a or PLACEHOLDER_ANSWER, vector=vc[i], created_at=0.0)
                   for i, (q, a, _) in enumerate(cache_rows)])
@@ -274,6 +276,8 @@ def main() -> None:
                     help="a built-in embedder name or a sentence-transformers model name or path (default: MiniLM)")
     ap.add_argument("--ollama-embed", default=None, help="an Ollama embedding model instead (e.g. bge-m3)")
     ap.add_argument("--ollama-url", default="http://127.0.0.1:11434", help="the Ollama server for --ollama-embed")
+    ap.add_argument("--cross-language", action="store_true",
+                    help="no language guard (the Router's CacheSettings(cross_language=True))")
     ap.add_argument("--only", default=None, help="comma-separated benchmark names, e.g. tqp_dev,traffic_demo,near_miss")
     args = ap.parse_args()
     rng = random.Random(0)
@@ -300,7 +304,8 @@ def main() -> None:
     for name, cache_rows, queries in datasets(rng, args.quick):
         if only is not None and name not in only:
             continue
-        results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings, args.gptcache, consensus))
+        results.append(retrieval(name, cache_rows, queries, embedder, verifier, timings, args.gptcache, consensus,
+                                 language=None if args.cross_language else LanguageGuard()))
         embedder.save()
     if only is None or "near_miss" in only:
         results.append(pairs_bench("near_miss", near_miss_rows(rng), embedder, verifier))
@@ -310,6 +315,7 @@ def main() -> None:
     out = {"embedder": embedder.name, "verifier_threshold": getattr(verifier, "threshold", None),
            "verifier_min_similarity": verifier.min_similarity, "top_k": 4,
            "consensus": None if consensus is None else {"k": consensus.k, "threshold": consensus.threshold},
+           "language_guard": not args.cross_language,
            "lookup_ms_p50": round(float(np.percentile(timings, 50)), 4), "verifier_ms_p50_per_candidate": round(cost, 4),
            "benchmarks": results,
            "gptcache": "GPTCache 0.1.44 similar cache at its defaults (cosine >= 0.6), same MiniLM" if args.gptcache else "not run"}

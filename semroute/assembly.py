@@ -30,6 +30,7 @@ from .embed import strict_similarity
 from .errors import ConfigError, ModelError
 from .hits.consensus import AnswerConsensus
 from .hits.judge import GreyZone
+from .hits.language import LanguageGuard
 from .hits.verify import SimilarityGate, ThresholdVerifier, Verifier
 from .routing.classify import ComplexityClassifier
 from .settings import JudgeSettings, RouterSettings, Tier
@@ -115,7 +116,7 @@ class Assembly:
         inner = self.parts.verifier or self._default_verifier()
         verifier = SimilarityGate(self.settings.cache.min_similarity, inner)
         cache = SemanticCache(store, index, verifier, top_k=self.settings.cache.top_k, clock=self.parts.clock,
-                              consensus=self._default_consensus(inner))
+                              consensus=self._default_consensus(inner), language=self._language_guard())
         snapshot_dir = self._default_store_dir or self._shared_snapshot_dir(store)
         if snapshot_dir is not None:
             # The index is saved next to the journal on close (with the feed position it reflects),
@@ -141,6 +142,15 @@ class Assembly:
         import hashlib
 
         return "redis-" + hashlib.sha256(repr(store).encode()).hexdigest()[:12]
+
+    def _language_guard(self) -> LanguageGuard | None:
+        """The guard that keeps hits in the asker's language, loaded now (with the index, off the
+        request path); None when ``cross_language`` is on."""
+        if self.settings.cache.cross_language:
+            return None
+        guard = LanguageGuard()
+        guard.load()
+        return guard
 
     def _default_consensus(self, verifier: Verifier) -> AnswerConsensus | None:
         """The shipped answer consensus, over the pair model's probability; None when off or unusable."""
@@ -171,7 +181,8 @@ class Assembly:
         if judge.tier not in self.tiers:
             raise ConfigError(f"judge tier {judge.tier!r} is not among the tiers {sorted(self.tiers)}")
         return GreyZone(judge, model=judge.model or self.tiers[judge.tier].model, metrics=self.metrics,
-                        pool=functools.partial(self.pool, judge.tier), verifier=lambda: self.cache.verifier)
+                        pool=functools.partial(self.pool, judge.tier), verifier=lambda: self.cache.verifier,
+                        language=lambda: self.cache.language)
 
     def _default_dir(self) -> Path:
         if self.parts.data_dir is not None:

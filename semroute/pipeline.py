@@ -26,6 +26,7 @@ from .cache.base import Store
 from .components import Components
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
+from .hits.language import LANGUAGE_REFUSAL
 from .request import exact_key, normalise, policy_fingerprint, scope_of, validate_namespace, validate_question
 from .routing.classify import ComplexityClassifier, FixedTier, LogisticComplexityClassifier, decide
 from .savings import AnswerTokens
@@ -236,6 +237,7 @@ class Pipeline:
     def _count_verdicts(self, hit: Hit | None, judged: list[tuple[Candidate, Verdict]]) -> None:
         self.metrics.incr("verifier.judged", len(judged))
         self.metrics.incr("verifier.rejected", sum(1 for _, v in judged if not v.accepted))
+        self.metrics.incr("verifier.language_refused", sum(1 for _, v in judged if v.reason.startswith(LANGUAGE_REFUSAL)))
         path = None if hit is None else served_by(hit)
         if path == "consensus":
             self.metrics.incr("consensus.hits")

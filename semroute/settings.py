@@ -220,7 +220,9 @@ class CacheSettings:
     pair verifier and changes nothing when every cached answer is different;
     ``consensus_threshold`` overrides its shipped operating point (``semroute calibrate --retrieval``).
     ``vectors="float16"`` keeps vectors in half the memory in the store and the index (cosine
-    changes by < 1e-3): for caches of a million entries.
+    changes by < 1e-3): for caches of a million entries. ``cross_language`` serves a cached answer
+    to a question in another language (off: an English question is never served the answer cached
+    for its Turkish translation; ``semroute.hits.language``).
     """
 
     min_similarity: float = 0.8
@@ -232,8 +234,11 @@ class CacheSettings:
     consensus: bool = True
     consensus_threshold: float | None = None
     vectors: Literal["float32", "float16"] = "float32"
+    cross_language: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cross_language, bool):
+            raise ConfigError(f"cross_language must be true or false, got {self.cross_language!r}")
         if self.vectors not in ("float32", "float16"):
             raise ConfigError(f"vectors must be 'float32' or 'float16', got {self.vectors!r}")
         if not isinstance(self.consensus, bool):

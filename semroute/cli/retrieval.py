@@ -3,8 +3,8 @@
 CACHE (CSV or JSON Lines) has ``id,question`` and optionally ``answer``; QUERIES has ``query`` and
 ``expected`` (the id of the entry that answers it, or empty when the query must miss). Every query
 is looked up through ``SemanticCache`` as the Router does (top 4 candidates, the configured
-verifier, and the answer consensus unless turned off); a hit is correct when it serves the
-expected entry or another entry with the same non-empty answer. The cosine-only baseline serves
+verifier, the answer consensus unless turned off, and the language guard); a hit is correct when
+it serves the expected entry or another entry with the same non-empty answer. The cosine-only baseline serves
 the nearest entry when its similarity clears a threshold; its best recall at the verifier's
 precision is reported too. ``semroute calibrate --retrieval`` sweeps the consensus threshold over
 the same lookups and reports the lowest one that reaches a target precision.
@@ -100,11 +100,12 @@ def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: st
     from ..cache import FaissIndex, MemoryStore
     from ..hits import SemanticCache
     from ..hits.consensus import served_by
+    from ..hits.language import LanguageGuard
     from ..types import CacheEntry
     from ..hits.verify import PLACEHOLDER_ANSWER
 
     cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(vc.shape[1]), verifier,
-                          top_k=4, clock=lambda: 0.0, consensus=consensus)
+                          top_k=4, clock=lambda: 0.0, consensus=consensus, language=LanguageGuard())
     cache.insert([CacheEntry(id=r["id"].strip(), key=r["id"].strip(), scope="eval", namespace="eval",
                              question=r["question"], answer=(r.get("answer") or "").strip() or PLACEHOLDER_ANSWER,
                              vector=vc[i], created_at=0.0, embedder=embedder_name) for i, r in enumerate(cache_rows)])

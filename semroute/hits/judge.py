@@ -34,6 +34,7 @@ from ..errors import SemrouteError
 from ..metrics import Metrics
 from ..settings import JudgeSettings
 from ..types import Candidate, Completion, Hit, Message, Verdict
+from .language import LanguageGuard
 from .verify import PLACEHOLDER_ANSWER, Verifier, pair_scorer
 
 __all__ = ["AnswerJudge", "ChatPool", "GreyZone", "Judgement", "judge_prompt", "parse_reply"]
@@ -223,18 +224,21 @@ class GreyZone:
 
     ``pool`` and ``verifier`` are functions returning the tier's pool and the cache's verifier,
     so building this does no I/O. A verifier with a pair model (``PairScorer``, possibly behind
-    the cache's similarity gate) also filters by it.
+    the cache's similarity gate) also filters by it; so does the cache's ``LanguageGuard``
+    (``language``), so the judge is never asked about a cached question in another language.
     """
 
     def __init__(
         self, settings: JudgeSettings, *, model: str, pool: Callable[[], ChatPool],
         verifier: Callable[[], Verifier] | None = None, metrics: Metrics | None = None,
+        language: Callable[[], LanguageGuard | None] | None = None,
     ) -> None:
         self.settings = settings
         self.model = model
         self.metrics = metrics if metrics is not None else Metrics()
         self._pool = pool
         self._verifier = verifier
+        self._language = language
         self._judge: AnswerJudge | None = None
         self._lock = threading.Lock()
 
@@ -248,13 +252,17 @@ class GreyZone:
             return self._judge
 
     def pick(self, query: str, judged: Verdicts) -> tuple[Candidate, Verdict, float | None] | None:
-        """The nearest rejected candidate with cosine >= min_similarity the pair model does not veto."""
+        """The nearest rejected candidate with cosine >= min_similarity, in the query's language,
+        that the pair model does not veto."""
         if any(verdict.accepted for _, verdict in judged):
             return None  # a hit: nothing to judge
         probability = self._probability()
+        guard = None if self._language is None else self._language()
         for candidate, verdict in sorted(judged, key=lambda pair: -pair[0].similarity):
             if candidate.similarity < self.settings.min_similarity:
                 break
+            if guard is not None and guard.mismatch(query, candidate.entry.question) is not None:
+                continue
             p = None if probability is None else float(
                 probability(query, candidate.entry.question, candidate.similarity))
             if p is None or p >= self.settings.min_probability:

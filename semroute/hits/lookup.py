@@ -5,7 +5,9 @@ entries are nearest; this module decides whether one of them really answers the 
 verifier judges the ``top_k`` nearest, the best *accepted* one wins (highest verdict score, then
 similarity), and with an ``AnswerConsensus`` the ``k`` nearest also vote by answer (a
 well-supported answer is served even below the verifier's cosine floor, and a verified hit that
-contradicts one is not). No embedding, no LLM call and no I/O of its own beyond the replica's.
+contradicts one is not). With a ``LanguageGuard`` no hit is served across languages: an accepted
+candidate whose question is in another language than the query is refused, and so is an answer
+the consensus would serve from one. No embedding, no LLM call and no I/O of its own beyond the replica's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .verify import Verifier, in_memory, nearest_accepted_wins
 
 if TYPE_CHECKING:
     from .consensus import AnswerConsensus
+    from .language import LanguageGuard
 
 __all__ = ["SemanticCache"]
 
@@ -40,6 +43,7 @@ class SemanticCache:
         top_k: int = 4,
         clock: Callable[[], float] = time.time,
         consensus: AnswerConsensus | None = None,
+        language: LanguageGuard | None = None,
     ) -> None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k must be a positive int, got {top_k!r}")
@@ -49,6 +53,7 @@ class SemanticCache:
         self._nearest_wins = nearest_accepted_wins(verifier)
         self.top_k = top_k
         self.consensus = consensus
+        self.language = language
         self._clock = clock
         self._verifier_in_memory: tuple[Verifier | None, bool] = (None, False)  # (verifier, in_memory of it)
         # Lookups the consensus decided: served by agreement, or a verified hit vetoed by it.
@@ -116,7 +121,7 @@ class SemanticCache:
             default=None,
         )
         if self.consensus is not None:
-            return self._with_consensus(query_text, vector, nearest, best), judged
+            return self._with_consensus(query_text, vector, nearest, best, judged), judged
         if best is None:
             return None, judged
         candidate, verdict = best
@@ -146,17 +151,26 @@ class SemanticCache:
 
         A verifier whose ``nearest_accepted_wins`` is true (``RanksByCosine``) ranks accepted candidates by cosine, so
         judging stops at the first accepted one (the verifier is most of a semantic hit's cost).
+        Only accepted candidates meet the language guard: a miss pays nothing for it.
         """
         judged: list[tuple[Candidate, Verdict]] = []
         for candidate in nearest[: self.top_k]:
             verdict = self.verifier.accept(query_text, candidate)
+            if verdict.accepted:
+                verdict = self._in_query_language(query_text, candidate, verdict)
             judged.append((candidate, verdict))
             if verdict.accepted and self._nearest_wins:
                 break  # candidates come nearest first, so nothing later can outrank it
         return judged
 
+    def _in_query_language(self, query_text: str, candidate: Candidate, verdict: Verdict) -> Verdict:
+        """``verdict``, or a refusal when the guard sees the cached question in another language."""
+        why = None if self.language is None else self.language.mismatch(query_text, candidate.entry.question)
+        return verdict if why is None else Verdict(False, 0.0, why)
+
     def _with_consensus(
-        self, query_text: str, vector: np.ndarray, nearest: list[Candidate], best: tuple[Candidate, Verdict] | None
+        self, query_text: str, vector: np.ndarray, nearest: list[Candidate], best: tuple[Candidate, Verdict] | None,
+        judged: list[tuple[Candidate, Verdict]],
     ) -> Hit | None:
         """Serve a supported answer, else the verified hit unless a supported answer contradicts it.
 
@@ -189,6 +203,11 @@ class SemanticCache:
         silenced = self.consensus.silenced(near, group, generated)
         p, accepted = (0.0, False) if silenced else self.consensus.score(query_text, near, group)
         if accepted:
+            served = Candidate(winner, near.raw[winner.id])
+            ruled = self._in_query_language(query_text, served, Verdict(True, p, ""))
+            if not ruled.accepted:  # the neighbourhood's answer is in another language: it does not speak
+                judged.append((served, ruled))
+                return pair_hit
             self.consensus_hits += 1
             why = (f"{REASON}: {group.support} of {len(near.ranked)} nearest share this "
                    f"answer (vote share {group.share:.2f}, margin {group.margin:.3f}), P {p:.3f} >= "
