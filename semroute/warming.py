@@ -13,7 +13,8 @@ and, in this order:
    key lookup per row (embedding is the expensive step, bench/warmup.py);
 4. embeds the rest as one batch, optionally drops near-duplicates (cosine >= ``near_duplicates``
    to an entry stored earlier in the same scope or to an earlier row of the batch; a conflict
-   when the answers differ), and stores the batch all-or-nothing.
+   when the answers differ; a neighbour in another language is none while the cache keeps hits
+   in the asker's language, as it never serves one for the other), and stores the batch all-or-nothing.
 
 It returns a ``WarmReport`` (added, updated, skipped and why, conflicts, bad rows, seconds).
 It is not a file reader (``semroute.warm_files``) nor the CLI (``semroute warm``).
@@ -282,18 +283,25 @@ def _store_batch(pipeline: Pipeline, todo: list[_Item], options: WarmOptions, re
 
 def _near_filter(pipeline: Pipeline, todo: list[_Item], vectors: np.ndarray, threshold: float,
                  report: WarmReport) -> list[int]:
-    """Indices of rows to keep: none within ``threshold`` of a stored entry or a kept earlier row."""
+    """Indices of rows to keep: none within ``threshold`` of a stored entry or a kept earlier row
+    in the same language (a bilingual FAQ keeps both languages' rows: ``hits.language``)."""
     index, store, now = pipeline.cache.index, pipeline.store, pipeline.clock()
+    guard = pipeline.cache.language
     sims = vectors @ vectors.T
     keep: list[int] = []
     for j, item in enumerate(todo):
-        near = _nearest_stored(index, store, item, vectors[j], now)
-        earlier = [(float(sims[i, j]), i) for i in keep if todo[i].plan.scope == item.plan.scope]
+
+        def same_language(question: str) -> bool:
+            return guard is None or guard.mismatch(item.row.question, question) is None
+
+        near = _nearest_stored(index, store, item, vectors[j], now, threshold, same_language)
+        earlier = [(float(sims[i, j]), i) for i in keep if todo[i].plan.scope == item.plan.scope
+                   and sims[i, j] >= threshold and same_language(todo[i].row.question)]
         best_kept = max(earlier, default=None)
         if best_kept is not None and (near is None or best_kept[0] > near[0]):
             other = todo[best_kept[1]]
             near = (best_kept[0], other.row.where, other.row.question, other.row.answer)
-        if near is None or near[0] < threshold:
+        if near is None:
             keep.append(j)
         elif _same(near[3], item.row.answer):
             report.near_duplicates += 1
@@ -302,10 +310,14 @@ def _near_filter(pipeline: Pipeline, todo: list[_Item], vectors: np.ndarray, thr
     return keep
 
 
-def _nearest_stored(index, store, item: _Item, vector: np.ndarray, now: float) -> tuple[float, str, str, str] | None:
-    """(similarity, where, question, answer) of the nearest stored entry in the row's scope, not its own key."""
-    for entry_id, similarity in index.search(vector, scope=item.plan.scope, k=2):
+def _nearest_stored(index, store, item: _Item, vector: np.ndarray, now: float, threshold: float,
+                    same_language: Callable[[str], bool]) -> tuple[float, str, str, str] | None:
+    """(similarity, where, question, answer) of the nearest stored entry in the row's scope within
+    ``threshold``, in the row's language and not under its own key; None when there is none."""
+    for entry_id, similarity in index.search(vector, scope=item.plan.scope, k=4):
+        if similarity < threshold:
+            break
         entry = store.get(entry_id, now=now)
-        if entry is not None and entry.key != item.plan.key:
+        if entry is not None and entry.key != item.plan.key and same_language(entry.question):
             return similarity, f"stored entry {entry_id}", entry.question, entry.answer
     return None

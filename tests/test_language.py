@@ -202,3 +202,22 @@ def test_the_config_file_sets_cross_language(tmp_path, line, expected):
     path.write_text('[cache]\ncross_language = "no"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="cross_language"):
         load_config(path)
+
+
+@pytest.mark.parametrize("cross_language", [False, True])
+def test_a_bilingual_faq_keeps_both_languages_when_near_duplicates_are_dropped(tmp_path, e5, cross_language):
+    english, turkish = TRANSLATIONS[3]
+    rows = [(turkish, "Park cezaları e-Devlet'ten ödenir."), (english, "Parking fines are paid on e-Devlet."),
+            ("Where do I pay a parking ticket?", "Parking fines are paid on e-Devlet.")]
+    settings = RouterSettings(cache=CacheSettings(cross_language=cross_language, consensus=False))
+    router = Router(tiers={"small": Tier("llama3.2:3b", ("http://127.0.0.1:9",))}, data_dir=tmp_path, embedder=e5,
+                    verifier=ThresholdVerifier(0.8), settings=settings)
+    try:
+        report = router.warm(rows, near_duplicates=0.85)
+    finally:
+        router.close()
+    if cross_language:  # the translation counts as a neighbour with another answer: reported, not stored
+        assert report.added == 1 and report.conflicts[0].question == english
+        assert report.conflicts[0].other_question == turkish
+    else:  # both languages stored; the English rewording is a near duplicate of the English row
+        assert report.added == 2 and report.conflicts == [] and report.near_duplicates == 1
