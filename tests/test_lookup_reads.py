@@ -55,7 +55,7 @@ def _reading_all(cache: SemanticCache, query: str, vector: np.ndarray):
     judged = cache._judge(query, nearest)
     best = max((pair for pair in judged if pair[1].accepted), key=lambda pair: (pair[1].score, pair[0].similarity),
                default=None)
-    return cache._with_consensus(query, vector, nearest, best), judged
+    return cache._with_consensus(query, vector, nearest, best, judged), judged
 
 
 def test_reading_only_the_judged_candidates_decides_as_reading_all(cache, embedder):
