@@ -79,11 +79,13 @@ def summary(ms: list[float]) -> dict[str, float]:
 
 
 def start_gateway(fake_url: str, workdir: Path, source: Path | None = None,
-                  extra: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
+                  extra: list[str] | None = None, cache_lines: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """``semroute serve`` in front of ``fake_url``; ``source``: a source tree to run it from
-    (``serve_ab.py`` runs another revision beside this one) instead of this repository's."""
+    (``serve_ab.py`` runs another revision beside this one) instead of this repository's;
+    ``cache_lines``: TOML lines of its ``[cache]`` table (e.g. ``cross_language = true``)."""
     config = workdir / "serve.toml"
     config.write_text(
+        "".join(f"{line}\n" for line in ["[cache]", *cache_lines] if cache_lines) +
         "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
         '[embedder]\nmodel = "all-MiniLM-L6-v2"\n'  # the embedder whose batch-64 throughput is the baseline
         f'[tiers.small]\nmodel = "{SMALL}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
@@ -504,11 +506,11 @@ def _minilm():
     return model
 
 
-def run_throughput(quick: bool, extra: list[str]) -> dict[str, object]:
+def run_throughput(quick: bool, extra: list[str], cache_lines: list[str] | None = None) -> dict[str, object]:
     """The semantic-throughput phase alone (about 1-2 minutes): baselines, warm, 128 clients."""
     train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150 if quick else 600]
     test = [t for t, _ in banking77("test")]
-    out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "gateway_args": extra,
+    out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "gateway_args": extra, "cache_lines": cache_lines,
                               "loadavg_start": os.getloadavg()}
     workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
     out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40, workers),
@@ -521,7 +523,7 @@ def run_throughput(quick: bool, extra: list[str]) -> dict[str, object]:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 extra = [*extra, "--port", str(probe.getsockname()[1])]
-        proc, url = start_gateway(fake_url, workdir, extra=extra)
+        proc, url = start_gateway(fake_url, workdir, extra=extra, cache_lines=cache_lines)
         lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64, {})  # warm: misses stored
         pool = test[200 : 200 + (400 if quick else 2000)]
         pids = {"gateway": proc.pid, "fake": fake_proc.pid}
@@ -542,6 +544,9 @@ def main() -> None:
                         help="(internal) stream one chat per question read as JSON from stdin; print the summary")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the semantic-throughput phase (baselines, warm, 128 clients): 1-2 minutes")
+    parser.add_argument("--cache-line", action="append", default=[],
+                        help="a line of the gateway's [cache] TOML table, with --throughput-only "
+                             "(repeat: --cache-line 'cross_language = true')")
     parser.add_argument("--gateway-arg", action="append", default=[],
                         help="extra argument for `semroute serve` (repeat: --gateway-arg=--workers --gateway-arg=2)")
     args = parser.parse_args()
@@ -550,7 +555,7 @@ def main() -> None:
         texts = json.loads(sys.stdin.read())
         print(json.dumps(asyncio.run(streams(url, [chat(model, t, True) for t in texts]))))
         return
-    result = run_throughput(args.quick, args.gateway_arg) if args.throughput_only else run(args.quick)
+    result = run_throughput(args.quick, args.gateway_arg, args.cache_line) if args.throughput_only else run(args.quick)
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("serve_throughput.json" if args.throughput_only else "serve.json")).write_text(json.dumps(result, indent=2))
