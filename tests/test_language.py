@@ -221,3 +221,25 @@ def test_a_bilingual_faq_keeps_both_languages_when_near_duplicates_are_dropped(t
         assert report.conflicts[0].other_question == turkish
     else:  # both languages stored; the English rewording is a near duplicate of the English row
         assert report.added == 2 and report.conflicts == [] and report.near_duplicates == 1
+
+
+def test_eval_looks_up_through_the_guard_unless_told_otherwise(tmp_path, e5):
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from semroute.cli import main
+
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "cached", "label"])
+        writer.writerows([(en, tr, 1) for en, tr in TRANSLATIONS])
+    base = ["eval", str(pairs), "--verifier", "cosine", "--min-similarity", "0.8", "--embedder", e5.name, "--json"]
+    recall = {}
+    for flag in ([], ["--cross-language"]):
+        result = CliRunner().invoke(main, base + flag)
+        assert result.exit_code == 0, result.output
+        recall[bool(flag)] = json.loads(result.output)["recall"]
+    assert recall[False] == 0.0 and recall[True] > 0.5  # every pair is a translation: served only without it

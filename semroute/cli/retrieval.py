@@ -3,8 +3,9 @@
 CACHE (CSV or JSON Lines) has ``id,question`` and optionally ``answer``; QUERIES has ``query`` and
 ``expected`` (the id of the entry that answers it, or empty when the query must miss). Every query
 is looked up through ``SemanticCache`` as the Router does (top 4 candidates, the configured
-verifier, the answer consensus unless turned off, and the language guard); a hit is correct when
-it serves the expected entry or another entry with the same non-empty answer. The cosine-only baseline serves
+verifier, the answer consensus unless turned off, and the language guard unless
+``--cross-language``); a hit is correct when it serves the expected entry or another entry with
+the same non-empty answer. The cosine-only baseline serves
 the nearest entry when its similarity clears a threshold; its best recall at the verifier's
 precision is reported too. ``semroute calibrate --retrieval`` sweeps the consensus threshold over
 the same lookups and reports the lowest one that reaches a target precision.
@@ -40,11 +41,12 @@ def _load(cache_path: str, queries_path: str | None):
     return cache_rows, queries
 
 
-def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder, consensus: bool = True) -> None:
+def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder, consensus: bool = True,
+                  cross_language: bool = False) -> None:
     cache_rows, queries, vc, vq = _prepare(cache_path, queries_path, embedder)
     verify = verifier(embedder)
     voter = _consensus(verify, embedder) if consensus else None
-    result = _lookups(cache_rows, queries, vc, vq, verify, voter, embedder.name)
+    result = _lookups(cache_rows, queries, vc, vq, verify, voter, embedder.name, guarded=not cross_language)
     result["consensus"] = None if voter is None else {"k": voter.k, "threshold": voter.threshold}
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
@@ -96,7 +98,8 @@ def _consensus(verifier, embedder):
     return AnswerConsensus.over(verifier, embedder=embedder.name, dim=embedder.dim)
 
 
-def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str) -> dict[str, object]:
+def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str,
+             guarded: bool = True) -> dict[str, object]:
     from ..cache import FaissIndex, MemoryStore
     from ..hits import SemanticCache
     from ..hits.consensus import served_by
@@ -105,7 +108,8 @@ def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: st
     from ..hits.verify import PLACEHOLDER_ANSWER
 
     cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(vc.shape[1]), verifier,
-                          top_k=4, clock=lambda: 0.0, consensus=consensus, language=LanguageGuard())
+                          top_k=4, clock=lambda: 0.0, consensus=consensus,
+                          language=LanguageGuard() if guarded else None)
     cache.insert([CacheEntry(id=r["id"].strip(), key=r["id"].strip(), scope="eval", namespace="eval",
                              question=r["question"], answer=(r.get("answer") or "").strip() or PLACEHOLDER_ANSWER,
                              vector=vc[i], created_at=0.0, embedder=embedder_name) for i, r in enumerate(cache_rows)])

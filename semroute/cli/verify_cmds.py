@@ -77,6 +77,8 @@ def _with_verifier_options(fn):
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a precision/recall PNG")
 @_with_verifier_options
 @click.option("--no-consensus", is_flag=True, help="with --retrieval: the verifier alone, without the answer consensus")
+@click.option("--cross-language", is_flag=True,
+              help="no language guard: a pair in two languages may hit (as CacheSettings(cross_language=True))")
 @click.option("--judge-model", default=None, help="also measure the grey-zone judge with this Ollama model")
 @click.option("--ollama-url", default=None, help="the Ollama server for --judge-model (default: OLLAMA_HOST)")
 @click.option("--judge-min-similarity", type=click.FloatRange(-1.0, 1.0), default=None,
@@ -84,7 +86,7 @@ def _with_verifier_options(fn):
 @click.option("--judge-timeout", type=click.FloatRange(0.0, min_open=True), default=60.0, show_default=True,
               help="seconds per judge call (the first one may load the model)")
 def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similarity, embedder, no_consensus,
-             judge_model, ollama_url, judge_min_similarity, judge_timeout):
+             cross_language, judge_model, ollama_url, judge_min_similarity, judge_timeout):
     """Precision, recall, F1 and false hits of the verifier on labelled PAIRS, vs cosine only."""
     try:
         if retrieval:
@@ -93,7 +95,7 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
             from .retrieval import run_retrieval
 
             run_retrieval(pairs, queries, as_json=as_json, verifier=lambda e: _verifier(kind, model, min_similarity, e),
-                          embedder=_embedder(embedder), consensus=not no_consensus)
+                          embedder=_embedder(embedder), consensus=not no_consensus, cross_language=cross_language)
             return
         if queries is not None:
             raise ConfigError("a second file is only taken with --retrieval")
@@ -102,7 +104,9 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
         rows = _pair_rows(pairs)
         emb = _embedder(embedder)
         verifier = _verifier(kind, model, min_similarity, emb)
-        judged = judge_pairs(rows, emb, verifier)
+        from ..hits.language import LanguageGuard
+
+        judged = judge_pairs(rows, emb, verifier, None if cross_language else LanguageGuard())
         result = report(judged)
         grey = None
         if judge_model is not None:

@@ -24,6 +24,7 @@ from ..hits.verify import PLACEHOLDER_ANSWER, Verifier, pair_scorer
 
 if TYPE_CHECKING:
     from ..hits.judge import AnswerJudge
+    from ..hits.language import LanguageGuard
     from ..settings import JudgeSettings
 
 __all__ = ["JudgeReport", "Judged", "PairRow", "PairsReport", "cosine_curve", "judge_grey_pairs", "judge_pairs", "report"]
@@ -91,8 +92,10 @@ class PairsReport:
         }
 
 
-def judge_pairs(rows: Sequence[PairRow], embedder: Embedder, verifier: Verifier) -> list[Judged]:
-    """Look each query up in a cache holding only its row's cached question."""
+def judge_pairs(rows: Sequence[PairRow], embedder: Embedder, verifier: Verifier,
+                language: LanguageGuard | None = None) -> list[Judged]:
+    """Look each query up in a cache holding only its row's cached question (with the Router's
+    language guard when given one: a pair in two languages is then refused, as the Router would)."""
     from ..cache import FaissIndex, MemoryStore
     from ..hits import SemanticCache
 
@@ -102,7 +105,8 @@ def judge_pairs(rows: Sequence[PairRow], embedder: Embedder, verifier: Verifier)
     vc = embedder.embed([r.cached for r in rows])
     out = []
     for i, row in enumerate(rows):
-        cache = SemanticCache(MemoryStore(), FaissIndex(embedder.dim), verifier, top_k=1, clock=lambda: 0.0)
+        cache = SemanticCache(MemoryStore(), FaissIndex(embedder.dim), verifier, top_k=1, clock=lambda: 0.0,
+                              language=language)
         cache.insert([CacheEntry(
             id=f"row{i}", key=f"row{i}", scope=_SCOPE, namespace="eval", question=row.cached,
             answer=row.answer or PLACEHOLDER_ANSWER, vector=vc[i], created_at=0.0, embedder=embedder.name,
