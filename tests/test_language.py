@@ -243,3 +243,12 @@ def test_eval_looks_up_through_the_guard_unless_told_otherwise(tmp_path, e5):
         assert result.exit_code == 0, result.output
         recall[bool(flag)] = json.loads(result.output)["recall"]
     assert recall[False] == 0.0 and recall[True] > 0.5  # every pair is a translation: served only without it
+
+
+def test_a_missing_py3langid_is_a_clear_error_naming_the_way_out(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "py3langid", None)  # what an install without it looks like to import
+    monkeypatch.setitem(sys.modules, "py3langid.langid", None)
+    with pytest.raises(ConfigError, match="cross_language"):
+        LanguageGuard().load()

@@ -43,7 +43,11 @@ class LanguageRanker(Protocol):
 
 
 def _py3langid() -> LanguageRanker:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError as exc:  # a core dependency: only a broken install lacks it
+        raise ConfigError("the language guard needs py3langid (pip install py3langid), or turn it off with "
+                          "CacheSettings(cross_language=True)") from exc
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
