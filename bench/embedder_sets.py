@@ -34,18 +34,11 @@ def tqp_groups(split: str = "dev", pairs: int | None = None) -> list[tuple[str, 
 
 
 def xsid_parallel(split: str = "test") -> list[dict[str, str]]:
-    """xSID rows {id, en, tr, intent} from the Turkish file, whose ``# text-en`` is the English source
-    (the English file has no ids, so this is the one place the two languages line up)."""
-    rows, row = [], {}
-    with open(sd.DATA / "xsid_en_tr" / f"tr.{split}.conll", encoding="utf-8") as fh:
-        for line in list(fh) + [""]:
-            key, _, value = line.strip().partition(" = ")
-            if key in ("# id", "# text-en", "# text", "# intent"):
-                row[{"# id": "id", "# text-en": "en", "# text": "tr", "# intent": "intent"}[key]] = value.strip()
-            elif not line.strip() and row:
-                rows.append(row)
-                row = {}
-    return [r for r in rows if {"id", "en", "tr", "intent"} <= set(r)]
+    """xSID rows {id, en, tr, intent}: each Turkish sentence with the English one it translates
+    (``SharedData.xsid`` gives an English sentence the id of its Turkish translation)."""
+    en = {s["id"]: s["text"] for s in sd.xsid("en", split)}
+    return [{"id": s["id"], "en": en[s["id"]], "tr": s["text"], "intent": s["intent"]}
+            for s in sd.xsid("tr", split) if s["id"] in en and "intent" in s]  # type: ignore[index]
 
 
 def group_sets(quick: bool) -> dict[str, list[tuple[str, str]]]:

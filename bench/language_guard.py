@@ -31,6 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+from embedder_sets import xsid_parallel  # noqa: E402
 from semroute.hits.language import LanguageGuard  # noqa: E402
 from semroute.training.sources import SharedData  # noqa: E402
 
@@ -38,10 +40,8 @@ DATA = ROOT.parent / "shared" / "data"
 OVERLAPS = (0.1, 0.2, 0.5, 1.0)
 
 
-def _translations(sd: SharedData, split: str) -> list[tuple[str, str]]:
-    en = {s["id"]: s["text"] for s in sd.xsid("en", split)}
-    tr = {s["id"]: s["text"] for s in sd.xsid("tr", split)}
-    return [(en[i], tr[i]) for i in en if i in tr]
+def _translations(split: str) -> list[tuple[str, str]]:
+    return [(r["en"], r["tr"]) for r in xsid_parallel(split)]
 
 
 def _random_pairs(texts: list[str], n: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -59,7 +59,7 @@ def pair_sets(sd: SharedData) -> dict[str, dict[str, tuple[str, list[tuple[str, 
                for lang in ("en", "tr")}
     return {
         "tune": {
-            "xsid_valid_translations": ("cross", _translations(sd, "valid")),
+            "xsid_valid_translations": ("cross", _translations("valid")),
             "xsid_valid_en": ("same", _random_pairs([s["text"] for s in sd.xsid("en", "valid")], 1500, rng)),
             "xsid_valid_tr": ("same", _random_pairs([s["text"] for s in sd.xsid("tr", "valid")], 1500, rng)),
             "banking77_train": ("same", _random_pairs([t for t, _ in sd.banking77("train")], 1500, rng)),
@@ -67,7 +67,7 @@ def pair_sets(sd: SharedData) -> dict[str, dict[str, tuple[str, list[tuple[str, 
             "tqp_train_pairs": ("same", sd.tqp_pairs("train")[:1500]),
         },
         "held_out": {
-            "xsid_test_translations": ("cross", _translations(sd, "test")),
+            "xsid_test_translations": ("cross", _translations("test")),
             "traffic_en_tr": ("cross", [(rng.choice(traffic["en"]), rng.choice(traffic["tr"])) for _ in range(1500)]),
             "stsb_tr_test": ("same", [(a, b) for a, b, _ in sd.stsb_tr("test")]),
             "tqp_dev_pairs": ("same", sd.tqp_pairs("dev")[:1500]),
@@ -100,7 +100,7 @@ def guard_rates(sd: SharedData) -> dict[str, object]:
     return out
 
 
-def served_translations(sd: SharedData, name: str) -> dict[str, object]:
+def served_translations(name: str) -> dict[str, object]:
     """xSID test sentences cached in one language, asked in the other: served with vs without the guard."""
     from semroute.cache import FaissIndex, MemoryStore
     from semroute.embed import make_embedder
@@ -116,7 +116,7 @@ def served_translations(sd: SharedData, name: str) -> dict[str, object]:
         consensus = AnswerConsensus.default(verifier.probability, embedder=embedder.name, dim=embedder.dim)
     except ModelError:
         consensus = None
-    pairs = _translations(sd, "test")
+    pairs = _translations("test")
     en, tr = [e for e, _ in pairs], [t for _, t in pairs]
     ve, vt = embedder.embed(en), embedder.embed(tr)
     cos = (ve * vt).sum(axis=1)
@@ -148,7 +148,7 @@ def main() -> None:
     sd = SharedData(DATA)
     out: dict[str, object] = {"guard": guard_rates(sd)}
     if not args.skip_e2e:
-        out["served_translations"] = [served_translations(sd, n) for n in args.embedders.split(",") if n]
+        out["served_translations"] = [served_translations(n) for n in args.embedders.split(",") if n]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
