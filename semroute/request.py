@@ -26,6 +26,9 @@ _SPACES = re.compile(r"\s+")
 # Not "!": after a digit it is a factorial ("What is 5!" is not "What is 5?").
 _TRAILING_PUNCT = re.compile(r"[\s?.。？．]+\Z")
 _LONE_I = re.compile(r"(?<!\w)I(?!\w)")
+# English words that begin a question with a capital I ("Is it ...", "In which ...", "If I ...");
+# read with Turkish's dotless ı ("ıs", "ın", "ıf", "ıt") none of them is a Turkish word.
+_ENGLISH_I_WORD = re.compile(r"(?<!\w)I(?=(?:s|sn['’]t|n|nto|nside|f|t|t['’]s|ts)(?!\w))")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # Part of every exact key: a change to ``normalise`` must not let an old key match a new text.
 # 1: NFKC + casefold + any trailing ?!. (merged "5!"/"5?", "x²"/"x2", "Maße"/"Masse").
@@ -137,17 +140,22 @@ def normalise(question: str) -> str:
       except the dotted/dotless i: "İ" becomes "i" (its lower case in every language), but
       "I" inside a word is kept as it is, because it is the capital of "i" in English and of
       "ı" in Turkish ("KIR" is "kır", countryside, not "kir", dirt). "I" standing alone as a
-      word (the English pronoun, a Roman one) becomes "i": no Turkish word is a lone "ı".
-      All-capitals English words with an "I" therefore miss the exact tier against lower
-      case; the semantic tier (with its verifier) still finds them.
+      word (the English pronoun, a Roman one) becomes "i": no Turkish word is a lone "ı"; so
+      does the capital of a few English words that start questions ("Is", "Isn't", "In",
+      "Into", "Inside", "If", "It", "It's", "Its"): no Turkish word reads "ıs", "ın", "ıf" or
+      "ıt". Other English words with a capital "I" ("Ireland", all capitals) therefore miss the
+      exact tier against lower case; the semantic tier (with its verifier) still finds them.
     * Trailing "?" and "." (and "。", "？", "．") are dropped: "What is 5?" == "What is 5".
       "!" is kept ("What is 5!" asks for a factorial), as is every other character.
 
     Changing this changes exact keys (``NORMALISATION_VERSION`` is part of them): entries
-    cached under an older rule are no longer exact hits, but still semantic candidates.
+    cached under an older rule are no longer exact hits, but still semantic candidates. A change
+    that only joins keys (two spellings of one question now share the key the second always
+    had, as the English capital-I words did) keeps the version: no stored key comes to mean
+    something else, so the entries of every other text stay exact hits.
     """
     text = unicodedata.normalize("NFC", question).replace("\u0130", "i")
-    text = "I".join(part.lower() for part in _LONE_I.sub("i", text).split("I"))
+    text = "I".join(part.lower() for part in _ENGLISH_I_WORD.sub("i", _LONE_I.sub("i", text)).split("I"))
     text = _SPACES.sub(" ", text).strip()
     return _TRAILING_PUNCT.sub("", text) or text
 

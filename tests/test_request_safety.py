@@ -31,6 +31,8 @@ MODEL = "llama3.2:3b"
         ("Maße", "Masse"),
         ("KIR nedir", "kir nedir"),  # Turkish: "KIR" is "kır" (countryside), not "kir" (dirt)
         ("KIRMIZI", "kirmizi"),
+        ("Islak yolda hız sınırı", "islak yolda hız sınırı"),  # "Islak" is "ıslak" (wet)
+        ("Ilık su", "ilık su"),
         ("ﬁle", "file"),
     ],
 )
@@ -50,6 +52,12 @@ def test_texts_that_mean_different_things_keep_different_keys(a: str, b: str) ->
         ("MASSE", "masse"),
         ("When must I use winter tyres?", "when must i use winter tyres"),
         ("World War I", "world war i"),
+        ("Is it legal to park here?", "is it legal to park here"),  # English words that start questions
+        ("Isn't parking free on Sundays?", "isn't parking free on sundays"),
+        ("It’s icy: can I drive?", "it’s icy: can i drive"),
+        ("In which lane may trucks drive?", "in which lane may trucks drive"),
+        ("If I am caught speeding, what happens?", "if i am caught speeding, what happens"),
+        ("Inside a tunnel, may I overtake?", "inside a tunnel, may i overtake"),
         ("東京はどこ？", "東京はどこ"),
     ],
 )

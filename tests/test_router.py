@@ -67,6 +67,15 @@ def test_miss_reaches_fake_ollama_and_the_answer_is_cached(make_router, fake_oll
     assert chats(fake_ollama) == 1
 
 
+def test_a_question_asked_again_without_its_capital_is_an_exact_hit(make_router, fake_ollama):
+    router = make_router()
+    first = router.ask("Is it legal to park on the pavement?", tier="small")
+    for again in ("is it legal to park on the pavement", "  Is it legal to park on the pavement?"):
+        answer = router.ask(again)
+        assert answer.source == "exact" and answer.text == first.text
+    assert chats(fake_ollama) == 1
+
+
 def test_paraphrase_is_a_semantic_hit_with_real_minilm(make_router, fake_ollama):
     router = make_router(verifier=ThresholdVerifier(0.8))
     router.warm([(CITY, CITY_ANSWER)])
