@@ -98,8 +98,7 @@ class LanguageGuard:
 
     def overlap(self, query: str, cached: str) -> float:
         """``L * sum_l p_query(l) p_cached(l)``: 1 for two uninformative texts, about ``L`` for one language."""
-        q, c = self._distribution(query), self._distribution(cached)
-        return float(len(q) * (q @ c))
+        return _overlap(self._distribution(query), self._distribution(cached))
 
     def mismatch(self, query: str, cached: str) -> str | None:
         """Why the two texts are in different languages, or None when nothing says so."""
@@ -107,9 +106,13 @@ class LanguageGuard:
         iq, ic = int(q.argmax()), int(c.argmax())
         if iq == ic or min(q[iq], c[ic]) < self.min_confidence:
             return None
-        overlap = float(len(q) * (q @ c))
+        overlap = _overlap(q, c)
         if overlap >= self.max_overlap:
             return None
         codes = list(self._labels)
         return (f"{LANGUAGE_REFUSAL}: query {codes[iq]} ({q[iq]:.2f}), cached {codes[ic]} ({c[ic]:.2f}), "
                 f"overlap {overlap:.3f} < {self.max_overlap:g}")
+
+
+def _overlap(q: np.ndarray, c: np.ndarray) -> float:
+    return float(len(q) * (q @ c))
