@@ -252,3 +252,26 @@ def test_a_missing_py3langid_is_a_clear_error_naming_the_way_out(monkeypatch):
     monkeypatch.setitem(sys.modules, "py3langid.langid", None)
     with pytest.raises(ConfigError, match="cross_language"):
         LanguageGuard().load()
+
+
+def test_calibrate_counts_a_pair_the_guard_refuses_as_never_served(tmp_path, e5):
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from semroute.cli import main
+
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "cached", "label"])
+        writer.writerows([(en, tr, 1) for en, tr in TRANSLATIONS] + [(q, c, 1) for q, c in SAME_LANGUAGE])
+    base = ["calibrate", str(pairs), "--target-precision", "0.9", "--verifier", "cosine", "--embedder", e5.name, "--json"]
+    recall = {}
+    for flag in ([], ["--cross-language"]):
+        result = CliRunner().invoke(main, base + flag)
+        assert result.exit_code == 0, result.output
+        recall[bool(flag)] = json.loads(result.output)["recall"]
+    assert recall[False] == pytest.approx(len(SAME_LANGUAGE) / (len(SAME_LANGUAGE) + len(TRANSLATIONS)))
+    assert recall[True] == 1.0

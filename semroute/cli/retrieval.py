@@ -62,7 +62,8 @@ def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder
         click.echo(f"  {f['query']!r} served {f['served']} (expected {f['expected']})")
 
 
-def calibrate_retrieval(cache_path, queries_path, *, target: float, verifier, embedder) -> dict[str, object]:
+def calibrate_retrieval(cache_path, queries_path, *, target: float, verifier, embedder,
+                        cross_language: bool = False) -> dict[str, object]:
     """The consensus threshold with the best recall at precision >= ``target`` on this cache."""
     cache_rows, queries, vc, vq = _prepare(cache_path, queries_path, embedder)
     verify = verifier(embedder)
@@ -71,7 +72,8 @@ def calibrate_retrieval(cache_path, queries_path, *, target: float, verifier, em
         raise ConfigError("calibrating the consensus needs the pair verifier (--verifier pair)")
     curve = []
     for threshold in _GRID:
-        r = _lookups(cache_rows, queries, vc, vq, verify, voter.with_threshold(threshold), embedder.name)
+        r = _lookups(cache_rows, queries, vc, vq, verify, voter.with_threshold(threshold), embedder.name,
+                     guarded=not cross_language)
         curve.append({"threshold": threshold, "precision": r["precision"], "recall": r["recall"]})
     reached = [c for c in curve if c["precision"] >= target]
     best = max(reached, key=lambda c: (c["recall"], -c["threshold"]), default=None)

@@ -214,15 +214,19 @@ def _plot(result, path: str) -> None:
               help="write the calibrated verifier (model + card with the new threshold) here")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @_with_verifier_options
-def calibrate_cmd(pairs, queries, retrieval, target_precision, out, as_json, kind, model, min_similarity, embedder):
+@click.option("--cross-language", is_flag=True,
+              help="no language guard: a pair in two languages may be served (as CacheSettings(cross_language=True))")
+def calibrate_cmd(pairs, queries, retrieval, target_precision, out, as_json, kind, model, min_similarity, embedder,
+                  cross_language):
     """Fit the operating point to reach --target-precision on PAIRS; report the recall there."""
     try:
         if retrieval:
-            _calibrate_consensus(pairs, queries, target_precision, out, as_json, kind, model, min_similarity, embedder)
+            _calibrate_consensus(pairs, queries, target_precision, out, as_json, kind, model, min_similarity, embedder,
+                                 cross_language)
             return
         if queries is not None:
             raise ConfigError("a second file is only taken with --retrieval")
-        result = _calibrate(pairs, target_precision, out, kind, model, min_similarity, embedder)
+        result = _calibrate(pairs, target_precision, out, kind, model, min_similarity, embedder, cross_language)
     except SemrouteError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -243,11 +247,12 @@ def calibrate_cmd(pairs, queries, retrieval, target_precision, out, as_json, kin
         click.echo(f"wrote {out}")
 
 
-def _calibrate_consensus(cache, queries, target, out, as_json, kind, model, min_similarity, embedder_name) -> None:
+def _calibrate_consensus(cache, queries, target, out, as_json, kind, model, min_similarity, embedder_name,
+                         cross_language: bool) -> None:
     from .retrieval import calibrate_retrieval
 
     result = calibrate_retrieval(cache, queries, target=target, verifier=lambda e: _verifier(kind, model, min_similarity, e),
-                                 embedder=_embedder(embedder_name))
+                                 embedder=_embedder(embedder_name), cross_language=cross_language)
     if out:
         _write_json(Path(out) / "operating_point.json", result)
     if as_json:
@@ -264,9 +269,11 @@ def _calibrate_consensus(cache, queries, target, out, as_json, kind, model, min_
         click.echo(f"wrote {Path(out) / 'operating_point.json'}")
 
 
-def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -> dict[str, object]:
+def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name, cross_language: bool = False
+               ) -> dict[str, object]:
     import numpy as np
 
+    from ..hits.language import LanguageGuard
     from ..training.verifier import CONFIDENT_GATES, threshold_for_precision
 
     rows = _pair_rows(pairs)
@@ -274,8 +281,18 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
     vq, vc = emb.embed([r.query for r in rows]), emb.embed([r.cached for r in rows])
     sims = np.einsum("ij,ij->i", vq, vc).astype(np.float64)
     labels = np.asarray([r.label for r in rows])
+    # A pair the Router's language guard refuses is never served, whatever the gates: the gates are
+    # chosen on the other pairs, and a refused positive still counts as one recall missed.
+    guard = None if cross_language else LanguageGuard()
+    served = np.asarray([guard is None or guard.mismatch(r.query, r.cached) is None for r in rows], dtype=bool)
+    share = labels[served].sum() / max(labels.sum(), 1)
+
+    def gate_for(scores: np.ndarray) -> tuple[float, float, float]:
+        cut, p, r = threshold_for_precision(scores[served], labels[served], target)
+        return cut, p, r * share
+
     if kind == "cosine":
-        cut, precision, recall = threshold_for_precision(sims, labels, target)
+        cut, precision, recall = gate_for(sims)
         result = {"min_similarity": None if math.isinf(cut) else cut, "threshold": None}
     else:
         verifier = _verifier(kind, model, min_similarity, emb)
@@ -286,7 +303,7 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name) -
         for confident in (None, *CONFIDENT_GATES):
             extra = np.zeros(len(rows), bool) if confident is None else (sims >= confident[0]) & (probs >= confident[1])
             for gate in (0.1, 0.3, 0.5, 0.7, 0.9):
-                cut, p, r = threshold_for_precision(np.where(extra, 2.0, np.where(probs >= gate, sims, -2.0)), labels, target)
+                cut, p, r = gate_for(np.where(extra, 2.0, np.where(probs >= gate, sims, -2.0)))
                 if not math.isinf(cut) and r > best[0] + 1e-9:
                     best = (r, min(cut, 1.0), gate, p, confident)
         recall, cut, gate, precision, confident = best
