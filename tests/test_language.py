@@ -241,7 +241,7 @@ def test_eval_looks_up_through_the_guard_unless_told_otherwise(tmp_path, e5):
     for flag in ([], ["--cross-language"]):
         result = CliRunner().invoke(main, base + flag)
         assert result.exit_code == 0, result.output
-        recall[bool(flag)] = json.loads(result.output)["recall"]
+        recall[bool(flag)] = json.loads(result.stdout)["recall"]
     assert recall[False] == 0.0 and recall[True] > 0.5  # every pair is a translation: served only without it
 
 
@@ -272,6 +272,7 @@ def test_calibrate_counts_a_pair_the_guard_refuses_as_never_served(tmp_path, e5)
     for flag in ([], ["--cross-language"]):
         result = CliRunner().invoke(main, base + flag)
         assert result.exit_code == 0, result.output
-        recall[bool(flag)] = json.loads(result.output)["recall"]
+        recall[bool(flag)] = json.loads(result.stdout)["recall"]
     assert recall[False] == pytest.approx(len(SAME_LANGUAGE) / (len(SAME_LANGUAGE) + len(TRANSLATIONS)))
     assert recall[True] == 1.0
+

@@ -421,3 +421,29 @@ def test_toml_verifiers_table_loads_calibrated_directories(tmp_path, embedder):
     path.write_text('[verifiers]\ntraffic = "missing-dir"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="traffic"):
         Router.from_config(path, data_dir=tmp_path / "cache")
+
+
+def test_calibrate_never_counts_a_vetoed_pair_as_served(tmp_path, embedder):
+    """Every pair labelled a paraphrase, one of them a near miss the pair model vetoes at every
+    gate: no cosine floor serves it, so recall cannot reach 1 (a floor below the veto's score did)."""
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from semroute.cli import main
+
+    pairs = tmp_path / "pairs.csv"
+    rows = [("How do I renew my driving licence?", "What do I need to renew my licence?", 1),
+            ("Where can I pay my parking ticket?", "Is there a place to pay a parking fine?", 1),
+            ("Can I drive with a foreign licence?", "Is a foreign driving licence valid here?", 1)] + [
+        ("What is the speed limit in the city?", "What is the speed limit on the motorway?", 1)]
+    with open(pairs, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "cached", "label"])
+        writer.writerows(rows)
+    result = CliRunner().invoke(main, ["calibrate", str(pairs), "--target-precision", "0.9", "--embedder", embedder.name,
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["recall"] <= (len(rows) - 1) / len(rows) and out["min_similarity"] > -1.0

@@ -281,15 +281,16 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name, c
     vq, vc = emb.embed([r.query for r in rows]), emb.embed([r.cached for r in rows])
     sims = np.einsum("ij,ij->i", vq, vc).astype(np.float64)
     labels = np.asarray([r.label for r in rows])
-    # A pair the Router's language guard refuses is never served, whatever the gates: the gates are
-    # chosen on the other pairs, and a refused positive still counts as one recall missed.
+    # A pair the Router's language guard refuses, or the pair model vetoes (score -2), is never
+    # served, whatever the cosine floor: the floor is chosen on the other pairs, and a positive
+    # among them still counts as recall missed.
     guard = None if cross_language else LanguageGuard()
-    served = np.asarray([guard is None or guard.mismatch(r.query, r.cached) is None for r in rows], dtype=bool)
-    share = labels[served].sum() / max(labels.sum(), 1)
+    servable = np.asarray([guard is None or guard.mismatch(r.query, r.cached) is None for r in rows], dtype=bool)
 
     def gate_for(scores: np.ndarray) -> tuple[float, float, float]:
-        cut, p, r = threshold_for_precision(scores[served], labels[served], target)
-        return cut, p, r * share
+        ok = servable & (scores > -2.0)
+        cut, p, r = threshold_for_precision(scores[ok], labels[ok], target)
+        return cut, p, r * labels[ok].sum() / max(labels.sum(), 1)
 
     if kind == "cosine":
         cut, precision, recall = gate_for(sims)
