@@ -131,27 +131,34 @@ def _unit(*xs: float) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def test_the_consensus_does_not_serve_an_answer_from_another_language(guard):
+def _bilingual_neighbourhood(consensus_threshold: float, language):
     """Geometry by hand: one English entry nearest, three Turkish entries sharing an answer close behind."""
     card, arrays = load_artifact(model_dir("consensus"), "consensus model")
     arrays.pop("adapter")  # the adapter is 384-d; these vectors are 8-d
-    consensus = AnswerConsensus(arrays, {**card, "threshold": 0.0}, lambda q, c, s: 0.9)
+    consensus = AnswerConsensus(arrays, {**card, "threshold": consensus_threshold}, lambda q, c, s: 0.9)
     turkish = ["Ehliyetimi nasıl yenilerim?", "Sürücü belgesi yenileme nasıl yapılır?",
                "Ehliyet yenilemek için nereye gitmeliyim?"]
     rows = [("Where do I renew my licence?", "EN answer", _unit(1, 0.3))] + [
         (q, "TR answer", _unit(1, 0.35 + i / 100, *([0] * i), 0.1)) for i, q in enumerate(turkish)]
-    query = "How do I renew my driving licence?"
-    served = {}
-    for name, language in (("guarded", guard), ("unguarded", None)):
-        cache = SemanticCache(MemoryStore(), FaissIndex(8, kind="flat"), ThresholdVerifier(0.9), top_k=4,
-                              clock=lambda: 0.0, consensus=consensus, language=language)
-        cache.insert([_entry(i, q, a, v) for i, (q, a, v) in enumerate(rows)])
-        hit, judged = cache.semantic(query, _unit(1), "s")
-        served[name] = None if hit is None else hit.entry.answer
-        if language is not None:
-            assert any(v.reason.startswith(LANGUAGE_REFUSAL) and c.entry.answer == "TR answer" for c, v in judged)
-            assert cache.consensus_hits == 0
-    assert served == {"guarded": "EN answer", "unguarded": "TR answer"}
+    cache = SemanticCache(MemoryStore(), FaissIndex(8, kind="flat"), ThresholdVerifier(0.9), top_k=4,
+                          clock=lambda: 0.0, consensus=consensus, language=language)
+    cache.insert([_entry(i, q, a, v) for i, (q, a, v) in enumerate(rows)])
+    hit, judged = cache.semantic("How do I renew my driving licence?", _unit(1), "s")
+    return cache, None if hit is None else hit.entry.answer, judged
+
+
+def test_the_consensus_does_not_serve_an_answer_from_another_language(guard):
+    cache, served, judged = _bilingual_neighbourhood(0.0, guard)  # a vote that would serve anything
+    assert served == "EN answer" and cache.consensus_hits == 0
+    assert any(v.reason.startswith(LANGUAGE_REFUSAL) and c.entry.answer == "TR answer" for c, v in judged)
+    assert _bilingual_neighbourhood(0.0, None)[1] == "TR answer"  # the failure the guard exists for
+
+
+def test_an_answer_in_another_language_does_not_veto_a_verified_hit(guard):
+    cache, served, _ = _bilingual_neighbourhood(1.0, guard)  # a vote that never serves, only vetoes
+    assert served == "EN answer" and cache.consensus_vetoes == 0
+    unguarded, served, _ = _bilingual_neighbourhood(1.0, None)
+    assert served is None and unguarded.consensus_vetoes == 1
 
 
 def test_the_grey_zone_never_asks_about_a_question_in_another_language(guard):

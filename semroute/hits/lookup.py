@@ -6,8 +6,8 @@ verifier judges the ``top_k`` nearest, the best *accepted* one wins (highest ver
 similarity), and with an ``AnswerConsensus`` the ``k`` nearest also vote by answer (a
 well-supported answer is served even below the verifier's cosine floor, and a verified hit that
 contradicts one is not). With a ``LanguageGuard`` no hit is served across languages: an accepted
-candidate whose question is in another language than the query is refused, and so is an answer
-the consensus would serve from one. No embedding, no LLM call and no I/O of its own beyond the replica's.
+candidate whose question is in another language than the query is refused, and an answer whose
+best phrasing is in another language neither is served by the consensus nor vetoes a hit. No embedding, no LLM call and no I/O of its own beyond the replica's.
 """
 
 from __future__ import annotations
@@ -201,19 +201,20 @@ class SemanticCache:
         # A model-written entry much nearer than the winning answer: the vote serves nothing, but
         # its veto still holds (measured: serving the verified hit there cost precision).
         silenced = self.consensus.silenced(near, group, generated)
-        p, accepted = (0.0, False) if silenced else self.consensus.score(query_text, near, group)
-        if accepted:
-            served = Candidate(winner, near.raw[winner.id])
-            ruled = self._in_query_language(query_text, served, Verdict(True, p, ""))
-            if not ruled.accepted:  # the neighbourhood's answer is in another language: it does not speak
-                judged.append((served, ruled))
-                return pair_hit
-            self.consensus_hits += 1
-            why = (f"{REASON}: {group.support} of {len(near.ranked)} nearest share this "
-                   f"answer (vote share {group.share:.2f}, margin {group.margin:.3f}), P {p:.3f} >= "
-                   f"{self.consensus.threshold:.3f}")
-            return Hit(winner, "semantic", near.raw[winner.id], Verdict(True, p, why))
-        if pair_hit is not None and group.share >= 0.5:
-            self.consensus_vetoes += 1  # most of the neighbourhood's weight says another answer
+        p, serves = (0.0, False) if silenced else self.consensus.score(query_text, near, group)
+        vetoes = pair_hit is not None and group.share >= 0.5  # most of the neighbourhood's weight says another answer
+        if not (serves or vetoes):
+            return pair_hit
+        served = Candidate(winner, near.raw[winner.id])
+        ruled = self._in_query_language(query_text, served, Verdict(True, p, ""))
+        if not ruled.accepted:  # the winning answer is in another language: it neither serves nor vetoes
+            judged.append((served, ruled))
+            return pair_hit
+        if vetoes and not serves:
+            self.consensus_vetoes += 1
             return None
-        return pair_hit
+        self.consensus_hits += 1
+        why = (f"{REASON}: {group.support} of {len(near.ranked)} nearest share this "
+               f"answer (vote share {group.share:.2f}, margin {group.margin:.3f}), P {p:.3f} >= "
+               f"{self.consensus.threshold:.3f}")
+        return Hit(winner, "semantic", served.similarity, Verdict(True, p, why))
