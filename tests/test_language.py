@@ -230,7 +230,8 @@ def test_a_bilingual_faq_keeps_both_languages_when_near_duplicates_are_dropped(t
         assert report.added == 2 and report.conflicts == [] and report.near_duplicates == 1
 
 
-def test_eval_looks_up_through_the_guard_unless_told_otherwise(tmp_path, e5):
+def _recall_with_and_without_the_guard(tmp_path, rows, *command: str) -> dict[bool, float]:
+    """{cross_language: recall} of ``semroute <command> PAIRS --json`` on labelled ``rows``."""
     import csv
     import json
 
@@ -242,13 +243,19 @@ def test_eval_looks_up_through_the_guard_unless_told_otherwise(tmp_path, e5):
     with open(pairs, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["query", "cached", "label"])
-        writer.writerows([(en, tr, 1) for en, tr in TRANSLATIONS])
-    base = ["eval", str(pairs), "--verifier", "cosine", "--min-similarity", "0.8", "--embedder", e5.name, "--json"]
+        writer.writerows(rows)
     recall = {}
     for flag in ([], ["--cross-language"]):
-        result = CliRunner().invoke(main, base + flag)
+        result = CliRunner().invoke(main, [command[0], str(pairs), *command[1:], "--json", *flag])
         assert result.exit_code == 0, result.output
         recall[bool(flag)] = json.loads(result.stdout)["recall"]
+    return recall
+
+
+def test_eval_looks_up_through_the_guard_unless_told_otherwise(tmp_path, e5):
+    rows = [(en, tr, 1) for en, tr in TRANSLATIONS]
+    recall = _recall_with_and_without_the_guard(tmp_path, rows, "eval", "--verifier", "cosine", "--min-similarity",
+                                                "0.8", "--embedder", e5.name)
     assert recall[False] == 0.0 and recall[True] > 0.5  # every pair is a translation: served only without it
 
 
@@ -262,24 +269,8 @@ def test_a_missing_py3langid_is_a_clear_error_naming_the_way_out(monkeypatch):
 
 
 def test_calibrate_counts_a_pair_the_guard_refuses_as_never_served(tmp_path, e5):
-    import csv
-    import json
-
-    from click.testing import CliRunner
-
-    from semroute.cli import main
-
-    pairs = tmp_path / "pairs.csv"
-    with open(pairs, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["query", "cached", "label"])
-        writer.writerows([(en, tr, 1) for en, tr in TRANSLATIONS] + [(q, c, 1) for q, c in SAME_LANGUAGE])
-    base = ["calibrate", str(pairs), "--target-precision", "0.9", "--verifier", "cosine", "--embedder", e5.name, "--json"]
-    recall = {}
-    for flag in ([], ["--cross-language"]):
-        result = CliRunner().invoke(main, base + flag)
-        assert result.exit_code == 0, result.output
-        recall[bool(flag)] = json.loads(result.stdout)["recall"]
-    assert recall[False] == pytest.approx(len(SAME_LANGUAGE) / (len(SAME_LANGUAGE) + len(TRANSLATIONS)))
+    rows = [(en, tr, 1) for en, tr in TRANSLATIONS] + [(q, c, 1) for q, c in SAME_LANGUAGE]
+    recall = _recall_with_and_without_the_guard(tmp_path, rows, "calibrate", "--target-precision", "0.9",
+                                                "--verifier", "cosine", "--embedder", e5.name)
+    assert recall[False] == pytest.approx(len(SAME_LANGUAGE) / len(rows))
     assert recall[True] == 1.0
-
