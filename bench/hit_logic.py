@@ -1,15 +1,17 @@
 """The semantic tier's own cost (no embedding) with an embedder's shipped verifier and consensus, at N entries.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/hit_logic.py [--embedder multilingual-e5-small]
-        [--entries 10000] [--queries 500] [--answers unique|per-intent] [--out bench/results/hit_logic.json]
+        [--entries 10000] [--queries 500] [--answers unique|per-intent] [--index auto|flat|hnsw]
+        [--out bench/results/hit_logic.json]
 
 Entries and queries are banking77 and clinc150 train/test utterances whose vectors are already in
 the embedding cache (``bench/results/cache/<embedder>.npz``, written by the training and quality
-scripts), so nothing is embedded here. Times ``SemanticCache.semantic`` (index search over N
-entries, store fetch, the pair verifier on up to 4 candidates, the answer consensus) per query,
-next to the same lookups with the language guard the Router adds (``shipped_guarded``; each query
-is new to it, cached questions are remembered) and with a plain cosine gate (``ThresholdVerifier``,
-no consensus) in the same run, interleaved query by query. Issue 13's target: p50 <= 1 ms at 10k entries. Not the
+scripts), so nothing is embedded here. Times ``SemanticCache.semantic`` per query: index search
+over N entries (in the Router's index, ``auto``: HNSW at 10k; ``--index flat`` searches exactly),
+store fetch, the pair verifier on up to 4 candidates, the answer consensus. Beside it, in the same
+run and interleaved query by query: the same lookups with the language guard the Router adds
+(``shipped_guarded``; each query is new to it, cached questions are remembered), and with a plain
+cosine gate (``ThresholdVerifier``, no consensus). Issue 13's target: p50 <= 1 ms at 10k entries. Not the
 embedding (``bench/embedders.py``) or the whole request (``bench/cache_latency.py``).
 """
 
@@ -40,8 +42,8 @@ def rows_with_vectors(vectors: dict, split_pairs) -> list[tuple[str, str, np.nda
     return [(t, label, vectors[t]) for t, label in split_pairs if t in vectors]
 
 
-def build(rows, verifier, consensus, answers: str, language=None) -> SemanticCache:
-    cache = SemanticCache(MemoryStore(max_entries=len(rows) + 1), FaissIndex(len(rows[0][2])), verifier,
+def build(rows, verifier, consensus, answers: str, language=None, index: str = "auto") -> SemanticCache:
+    cache = SemanticCache(MemoryStore(max_entries=len(rows) + 1), FaissIndex(len(rows[0][2]), kind=index), verifier,
                           top_k=4, clock=lambda: 0.0, consensus=consensus, language=language)
     cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=t,
                              answer=f"answer for {label}" if answers == "per-intent" else f"answer {i}",
@@ -55,6 +57,8 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--answers", choices=("unique", "per-intent"), default="unique")
+    ap.add_argument("--index", choices=("auto", "flat", "hnsw"), default="auto",
+                    help="the index kind (default: the Router's, CacheSettings.index = auto: HNSW from 4,096 entries)")
     ap.add_argument("--out", default="bench/results/hit_logic.json")
     args = ap.parse_args()
     base = make_embedder(args.embedder)
@@ -72,9 +76,9 @@ def main() -> None:
     consensus = AnswerConsensus.over(verifier, embedder=base.name, dim=base.dim)
     guard = LanguageGuard()
     guard.load()
-    caches = {"shipped": build(rows, verifier, consensus, args.answers),
-              "shipped_guarded": build(rows, verifier, consensus, args.answers, guard),
-              "cosine_gate": build(rows, ThresholdVerifier(0.9), None, args.answers)}
+    caches = {"shipped": build(rows, verifier, consensus, args.answers, index=args.index),
+              "shipped_guarded": build(rows, verifier, consensus, args.answers, guard, args.index),
+              "cosine_gate": build(rows, ThresholdVerifier(0.9), None, args.answers, index=args.index)}
     for text, _, v in queries[:20]:  # warm them all (first calls pay lazy imports and allocation)
         for cache in caches.values():
             cache.semantic(text, v, "b")
@@ -88,11 +92,11 @@ def main() -> None:
             hits += name == "shipped" and hit is not None
     stats = {n: {"p50": round(float(np.percentile(t, 50)), 3), "p95": round(float(np.percentile(t, 95)), 3)}
              for n, t in times.items()}
-    out = {"embedder": base.name, "entries": args.entries, "queries": args.queries, "answers": args.answers,
+    out = {"embedder": base.name, "entries": args.entries, "index": args.index, "queries": args.queries, "answers": args.answers,
            "shipped_hits": hits, "ms": stats, "ratio_p50": round(stats["shipped"]["p50"] / stats["cosine_gate"]["p50"], 2),
            "guarded_ratio_p50": round(stats["shipped_guarded"]["p50"] / stats["shipped"]["p50"], 2),
            "loadavg": os.getloadavg()}
-    print(f"{base.name}, {args.entries} entries, answers {args.answers}, load {os.getloadavg()[0]:.2f}: "
+    print(f"{base.name}, {args.entries} entries ({args.index} index), answers {args.answers}, load {os.getloadavg()[0]:.2f}: "
           f"shipped verifier+consensus p50 {stats['shipped']['p50']:.3f} ms p95 {stats['shipped']['p95']:.3f} ms "
           f"({hits} hits) | with the language guard p50 {stats['shipped_guarded']['p50']:.3f} ms "
           f"p95 {stats['shipped_guarded']['p95']:.3f} ms | cosine gate p50 {stats['cosine_gate']['p50']:.3f} ms | ratio {out['ratio_p50']}x")
