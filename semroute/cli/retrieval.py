@@ -14,12 +14,16 @@ the same lookups and reports the lowest one that reaches a target precision.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
 from ..errors import ConfigError
 from .files import read_rows
+
+if TYPE_CHECKING:
+    from ..hits.language import LanguageGuard
 
 __all__ = ["calibrate_retrieval", "run_retrieval"]
 
@@ -46,7 +50,7 @@ def run_retrieval(cache_path, queries_path, *, as_json: bool, verifier, embedder
     cache_rows, queries, vc, vq = _prepare(cache_path, queries_path, embedder)
     verify = verifier(embedder)
     voter = _consensus(verify, embedder) if consensus else None
-    result = _lookups(cache_rows, queries, vc, vq, verify, voter, embedder.name, guarded=not cross_language)
+    result = _lookups(cache_rows, queries, vc, vq, verify, voter, embedder.name, language_guard(cross_language))
     result["consensus"] = None if voter is None else {"k": voter.k, "threshold": voter.threshold}
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
@@ -71,9 +75,9 @@ def calibrate_retrieval(cache_path, queries_path, *, target: float, verifier, em
     if voter is None:
         raise ConfigError("calibrating the consensus needs the pair verifier (--verifier pair)")
     curve = []
+    guard = language_guard(cross_language)  # one for the whole sweep: loaded once, each question ranked once
     for threshold in _GRID:
-        r = _lookups(cache_rows, queries, vc, vq, verify, voter.with_threshold(threshold), embedder.name,
-                     guarded=not cross_language)
+        r = _lookups(cache_rows, queries, vc, vq, verify, voter.with_threshold(threshold), embedder.name, guard)
         curve.append({"threshold": threshold, "precision": r["precision"], "recall": r["recall"]})
     reached = [c for c in curve if c["precision"] >= target]
     best = max(reached, key=lambda c: (c["recall"], -c["threshold"]), default=None)
@@ -100,18 +104,22 @@ def _consensus(verifier, embedder):
     return AnswerConsensus.over(verifier, embedder=embedder.name, dim=embedder.dim)
 
 
-def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str,
-             guarded: bool = True) -> dict[str, object]:
+def language_guard(cross_language: bool) -> LanguageGuard | None:
+    """The Router's language guard, or None with ``--cross-language``."""
+    from ..hits.language import LanguageGuard
+
+    return None if cross_language else LanguageGuard()
+
+
+def _lookups(cache_rows, queries, vc, vq, verifier, consensus, embedder_name: str, language) -> dict[str, object]:
     from ..cache import FaissIndex, MemoryStore
     from ..hits import SemanticCache
     from ..hits.consensus import served_by
-    from ..hits.language import LanguageGuard
     from ..types import CacheEntry
     from ..hits.verify import PLACEHOLDER_ANSWER
 
     cache = SemanticCache(MemoryStore(max_entries=len(cache_rows) + 1), FaissIndex(vc.shape[1]), verifier,
-                          top_k=4, clock=lambda: 0.0, consensus=consensus,
-                          language=LanguageGuard() if guarded else None)
+                          top_k=4, clock=lambda: 0.0, consensus=consensus, language=language)
     cache.insert([CacheEntry(id=r["id"].strip(), key=r["id"].strip(), scope="eval", namespace="eval",
                              question=r["question"], answer=(r.get("answer") or "").strip() or PLACEHOLDER_ANSWER,
                              vector=vc[i], created_at=0.0, embedder=embedder_name) for i, r in enumerate(cache_rows)])

@@ -104,9 +104,9 @@ def eval_cmd(pairs, queries, retrieval, as_json, plot, kind, model, min_similari
         rows = _pair_rows(pairs)
         emb = _embedder(embedder)
         verifier = _verifier(kind, model, min_similarity, emb)
-        from ..hits.language import LanguageGuard
+        from .retrieval import language_guard
 
-        judged = judge_pairs(rows, emb, verifier, None if cross_language else LanguageGuard())
+        judged = judge_pairs(rows, emb, verifier, language_guard(cross_language))
         result = report(judged)
         grey = None
         if judge_model is not None:
@@ -273,8 +273,8 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name, c
                ) -> dict[str, object]:
     import numpy as np
 
-    from ..hits.language import LanguageGuard
     from ..training.verifier import CONFIDENT_GATES, threshold_for_precision
+    from .retrieval import language_guard
 
     rows = _pair_rows(pairs)
     emb = _embedder(embedder_name)
@@ -284,7 +284,7 @@ def _calibrate(pairs, target, out, kind, model, min_similarity, embedder_name, c
     # A pair the Router's language guard refuses, or the pair model vetoes (score -2), is never
     # served, whatever the cosine floor: the floor is chosen on the other pairs, and a positive
     # among them still counts as recall missed.
-    guard = None if cross_language else LanguageGuard()
+    guard = language_guard(cross_language)
     servable = np.asarray([guard is None or guard.mismatch(r.query, r.cached) is None for r in rows], dtype=bool)
 
     def gate_for(scores: np.ndarray) -> tuple[float, float, float]:

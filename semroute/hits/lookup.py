@@ -7,7 +7,8 @@ similarity), and with an ``AnswerConsensus`` the ``k`` nearest also vote by answ
 well-supported answer is served even below the verifier's cosine floor, and a verified hit that
 contradicts one is not). With a ``LanguageGuard`` no hit is served across languages: an accepted
 candidate whose question is in another language than the query is refused, and an answer whose
-best phrasing is in another language neither is served by the consensus nor vetoes a hit. No embedding, no LLM call and no I/O of its own beyond the replica's.
+best phrasing is in another language neither is served by the consensus nor vetoes a hit. No
+embedding, no LLM call and no I/O of its own beyond the replica's.
 """
 
 from __future__ import annotations
