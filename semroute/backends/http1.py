@@ -192,6 +192,18 @@ class Streamed:
             parts.append(data)
         return b"".join(parts)
 
+    async def finish(self, wait_s: float = 0.05) -> None:
+        """Read the rest of the body if it comes within ``wait_s``, so ``aclose`` keeps the connection.
+
+        A stream whose last line is read has not always read the body's end (the chunked
+        terminator may come in the next socket read): closing then drops a connection that was
+        fine. Past ``wait_s``, or on an error, the connection is dropped by ``aclose`` as before.
+        """
+        if self._ended or self._conn is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError, httpx.HTTPError):
+            await asyncio.wait_for(self.read_all(), wait_s)
+
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

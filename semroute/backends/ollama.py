@@ -37,7 +37,7 @@ from ..redact import redact_text
 from ..request import validate_chat
 from ..types import Chunk, Completion, Message
 from .asyncio_net import transport as _transport
-from .http1 import Http1
+from .http1 import Http1, Streamed
 from .loop_clients import (  # noqa: F401 - importable from here, as before the split
     _STREAMS_PER_CLIENT,
     LoopClients,
@@ -314,6 +314,8 @@ class OllamaBackend:
                     if error is not None:  # after the chunks before it, as they arrived
                         raise error
                     if group and group[-1].done:
+                        if isinstance(opened, Streamed):  # the body's end, so the connection is kept
+                            await opened.finish()
                         return
                     if data is None:
                         break
