@@ -190,3 +190,24 @@ def test_known_answers_are_counted_per_scope_through_every_change(tmp_path):
     shutil.rmtree(tmp_path / "store-snapshot")
     with MemoryStore(tmp_path, max_entries=40) as again:  # from the journal alone
         assert _known(again) == want
+
+
+def test_every_field_of_an_entry_comes_back_from_the_rows():
+    """Entries read back are built field by field (``_columns._trusted_entry``): each field, in its
+    place, whatever fields ``CacheEntry`` has (a field added later must come back too)."""
+    import dataclasses
+
+    original = CacheEntry(id="an-id", key="a-key", scope="ns/8", namespace="ns", question="a question?",
+                          answer="an answer", vector=entry(1).vector, created_at=3.0, expires_at=9.0,
+                          model="llama3.2:3b", tier="small", embedder="an-embedder", tags=(("topic", "limits"),))
+    assert [f.name for f in dataclasses.fields(CacheEntry)] == list(CacheEntry.__slots__)
+    store = MemoryStore()
+    store.put_many([original])
+    back = store.get("an-id", now=4.0)
+    for f in dataclasses.fields(CacheEntry):
+        if f.name == "vector":
+            np.testing.assert_allclose(back.vector, original.vector, atol=1e-3)  # stored in the store's dtype
+        else:
+            assert getattr(back, f.name) == getattr(original, f.name), f.name
+    [read] = store.entries_at([store.labels_of(["an-id"])[0]], now=4.0)
+    assert read == original

@@ -42,6 +42,21 @@ _ROW_MASK = (1 << ROW_BITS) - 1
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
+_FIELD_SETTERS = tuple(getattr(CacheEntry, name).__set__ for name in CacheEntry.__slots__)
+
+
+def _trusted_entry(*values: object) -> CacheEntry:
+    """A ``CacheEntry`` of field values in declaration order, built without the frozen dataclass's
+    ``__init__`` (one ``object.__setattr__`` per field): the values come from rows that were checked
+    when stored. A semantic lookup builds a dozen (measured: 1.6 against 3.5 µs each)."""
+    if len(values) != len(_FIELD_SETTERS):
+        raise TypeError(f"CacheEntry has {len(_FIELD_SETTERS)} fields, got {len(values)} values")
+    entry = object.__new__(CacheEntry)
+    for set_field, value in zip(_FIELD_SETTERS, values):
+        set_field(entry, value)
+    return entry
+
+
 def row_labels(gens: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The labels (``generation << ROW_BITS | row``) of ``rows``, given every row's generation."""
     return (gens[rows].astype(np.int64) << ROW_BITS) | rows
@@ -297,11 +312,10 @@ class Columns:
 
     def _entry(self, row: int, kind: tuple[str, str, str, str, str, int], vector: np.ndarray) -> CacheEntry:
         expires = float(self.expires[row])
-        return CacheEntry(
-            id=unpack(self.ids[row]), key=unpack(self.keys[row]), scope=kind[0], namespace=kind[1],  # type: ignore[arg-type]
-            question=self.questions[row], answer=self.answers[row], vector=vector,  # type: ignore[arg-type]
-            created_at=float(self.created[row]), expires_at=None if math.isnan(expires) else expires,
-            model=kind[2], tier=kind[3], embedder=kind[4], tags=self.tags.get(row, ()),
+        return _trusted_entry(
+            unpack(self.ids[row]), unpack(self.keys[row]), kind[0], kind[1], self.questions[row],  # type: ignore[arg-type]
+            self.answers[row], vector, float(self.created[row]), None if math.isnan(expires) else expires,  # type: ignore[arg-type]
+            kind[2], kind[3], kind[4], self.tags.get(row, ()),
         )
 
     def label(self, row: int) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 from ..artifacts import load_artifact, model_dir
 from ..errors import ConfigError, ModelError, ModelMismatch
 from ..types import Candidate, Hit
-from .verify import Verifier, pair_scorer
+from .verify import PLACEHOLDER_ANSWER, Verifier, pair_scorer
 
 __all__ = ["FEATURE_NAMES", "FORMAT", "GENERATED_LEAD", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space",
            "group_key", "neighbourhood", "served_by", "votes"]
@@ -71,8 +71,6 @@ PairProbability = Callable[[str, str, float], float]
 
 def group_key(candidate: Candidate) -> str:
     """Candidates with the same answer text vote together; placeholders and blanks never do."""
-    from .verify import PLACEHOLDER_ANSWER
-
     answer = candidate.entry.answer.strip()
     return f"id:{candidate.entry.id}" if not answer or answer == PLACEHOLDER_ANSWER else f"a:{answer}"
 

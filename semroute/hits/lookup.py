@@ -23,6 +23,7 @@ from ..cache.base import CountsKnownAnswers, Index, Store
 from ..cache.replica import Replica
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
+from .consensus import REASON, group_key, votes
 from .verify import Verifier, in_memory, nearest_accepted_wins
 
 if TYPE_CHECKING:
@@ -178,8 +179,6 @@ class SemanticCache:
         Only known answers vote (``consensus.votes``); model-written entries can still be the
         verified hit, and one much nearer than the winning answer keeps the vote from serving.
         """
-        from ..hits.consensus import REASON, group_key, votes
-
         assert self.consensus is not None
         pair_hit = None if best is None else Hit(best[0].entry, "semantic", best[0].similarity, best[1])
         voters = sorted((c for c in nearest if votes(c)), key=lambda c: -c.similarity)
