@@ -72,6 +72,48 @@ def test_each_text_is_ranked_once_while_it_is_remembered():
     assert calls.count("speed limit?") == 2
 
 
+def test_the_shipped_ranker_reads_py3langids_scores_as_rank_gives_them():
+    """``probabilities`` (py3langid's scores before ``rank`` sorts them) equals ``rank`` on texts of
+    many languages and lengths, aliases merged; the guard takes that path."""
+    from semroute.hits.language import ArrayRanker, _py3langid
+
+    ranker = _py3langid()
+    assert isinstance(ranker, ArrayRanker) and ranker._decide is not None
+    assert len(set(ranker.codes)) == len(ranker.codes)
+    texts = [t for pair in TRANSLATIONS + SAME_LANGUAGE + UNINFORMATIVE for t in pair] + [
+        "", "12345", "Где находится вокзал?", "Wo ist der Bahnhof?", "Gdje je kolodvor?", "Где је станица?", "駅はどこですか"]
+    for text in texts:
+        ranked = dict(ranker.rank(text))
+        fast = ranker.probabilities(text)
+        assert set(ranked) == set(ranker.codes), text
+        np.testing.assert_allclose(fast, [ranked[c] for c in ranker.codes], atol=1e-6, err_msg=text)
+
+
+def test_a_py3langid_whose_private_scores_disagree_is_read_through_rank():
+    """``_decide`` is py3langid's private method: if a version changes it, the adapter notices at
+    load and ranks every text through the public ``rank``; the guard decides as before."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from semroute.hits.language import _Py3Langid
+
+    class Changed:
+        """py3langid's public ``rank`` and classes, with a ``_decide`` that now means something else."""
+
+        def __init__(self, inner):
+            self.nb_classes, self.rank = inner.nb_classes, inner.rank
+
+        def _decide(self, text):
+            return np.full(len(self.nb_classes), 1.0 / len(self.nb_classes), dtype=np.float32)
+
+    changed = _Py3Langid(Changed(LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)))
+    assert changed._decide is None
+    guard = LanguageGuard(ranker=lambda: changed)
+    for english, turkish in TRANSLATIONS:
+        assert guard.mismatch(english, turkish) is not None
+    for query, cached in SAME_LANGUAGE:
+        assert guard.mismatch(query, cached) is None
+
+
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, True, "0.5", None])
 def test_bad_thresholds_are_refused(bad):
     with pytest.raises(ConfigError, match="max_overlap"):
