@@ -10,6 +10,7 @@ It looks at one text only: comparing two of them, and the feature vector built f
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def _tr_root(w: str) -> str:
     return root[:-1] if len(root) >= 4 and root[-1] in "aeiou" else root
 
 
+@functools.lru_cache(maxsize=65_536)  # words repeat across texts; a Turkish stem tries ~60 endings
 def stem(word: str, turkish: bool = False) -> str:
     """A crude stem: folded diacritics, then the English plural (or, for Turkish, one case ending) stripped."""
     w = word.translate(_FOLD)
@@ -246,26 +248,37 @@ _KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
 _SYNONYM_STEM = {k: v.translate(_FOLD) for w, v in SYNONYMS.items() for k in (w.translate(_FOLD), stem(w), stem(w, True))}
 
 
+@functools.lru_cache(maxsize=65_536)  # words repeat across texts
+def _word_hits(w: str, s: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+    """What one word (``s``: its stem) brings to ``_lexicon_hits``: its (kind, canonical member) if it
+    names a member of a kind, and the opposite-action phrases it matches."""
+    if w in STOPWORDS:
+        return None, ()
+    plain = w.translate(_FOLD)
+    found = plain if plain in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
+    member = None if found is None else (_KIND_OF[found], _CANON.get(found, found))
+    if s.startswith(NOT_OPPOSITES):
+        return member, ()
+    phrases: list[str] = []
+    for p in _prefixes(s):
+        if p in _OPP_SINGLE and (p == s or len(p) >= 4):
+            phrases.extend(_OPP_SINGLE[p])
+    for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
+        if s[:k] in _OPP_SINGLE and s[k:] in _TR_VERB_ENDINGS:
+            phrases.extend(_OPP_SINGLE[s[:k]])
+    return member, tuple(phrases)
+
+
 def _lexicon_hits(folded: str, words: Sequence[str], stems: Sequence[str]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
     """Same-kind members (by kind) and opposite-action phrases present in a text (``folded``: the
     lower-cased text without diacritics; ``stems``: of ``words``)."""
     kinds: dict[str, set[str]] = {}
     phrases: set[str] = set()
     for w, s in zip(words, stems):
-        if w in STOPWORDS:
-            continue
-        plain = w.translate(_FOLD)
-        member = plain if plain in _KIND_OF else next((p for p in _prefixes_longest_first(s) if p in _KIND_OF), None)
+        member, opposites = _word_hits(w, s)
         if member is not None:
-            kinds.setdefault(_KIND_OF[member], set()).add(_CANON.get(member, member))
-        if s.startswith(NOT_OPPOSITES):
-            continue
-        for p in _prefixes(s):
-            if p in _OPP_SINGLE and (p == s or len(p) >= 4):
-                phrases.update(_OPP_SINGLE[p])
-        for k in (2, 3):  # short Turkish verbs: aç -> açar, açabilir mi
-            if s[:k] in _OPP_SINGLE and s[k:] in _TR_VERB_ENDINGS:
-                phrases.update(_OPP_SINGLE[s[:k]])
+            kinds.setdefault(member[0], set()).add(member[1])
+        phrases.update(opposites)
     for phrase, plain, pattern in _OPP_MULTI:  # "en dusuk" is "en düşük" typed without its letters
         if plain in folded and pattern.search(folded):
             phrases.add(phrase)
