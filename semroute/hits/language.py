@@ -123,6 +123,7 @@ class LanguageGuard:
         self.min_confidence = float(min_confidence)
         self._make_ranker = ranker
         self._ranker: LanguageRanker | None = None
+        self._probabilities: Callable[[str], np.ndarray] | None = None  # an ``ArrayRanker``'s, set by ``load``
         self._labels: dict[str, int] = {}  # language code -> position in every distribution
         self._lock = threading.Lock()
         self._distribution = functools.lru_cache(maxsize=memo)(self._rank)
@@ -132,18 +133,19 @@ class LanguageGuard:
         if self._ranker is None:
             with self._lock:
                 if self._ranker is None:
-                    self._ranker = self._make_ranker()
+                    ranker = self._make_ranker()
+                    if isinstance(ranker, ArrayRanker):  # a Protocol check costs ~40 µs: once, here
+                        self._labels = {code: i for i, code in enumerate(ranker.codes)}
+                        self._probabilities = ranker.probabilities
+                    self._ranker = ranker
 
     def _rank(self, text: str) -> np.ndarray:
         """P(language) for ``text``, in the order of ``_labels`` (the ranker's ``codes`` when it is an
         ``ArrayRanker``, else fixed by the first text ranked)."""
         self.load()
         assert self._ranker is not None
-        if isinstance(self._ranker, ArrayRanker):
-            if not self._labels:
-                with self._lock:
-                    self._labels = self._labels or {code: i for i, code in enumerate(self._ranker.codes)}
-            return self._ranker.probabilities(text)
+        if self._probabilities is not None:
+            return self._probabilities(text)
         ranked = self._ranker.rank(text)
         if not self._labels:
             with self._lock:
