@@ -152,6 +152,35 @@ def test_the_pair_model_is_asked_only_when_the_vote_could_reach_the_threshold(pa
         assert bool(asked) == (could >= threshold)
 
 
+class _CountingStore(MemoryStore):
+    """The real store, counting the entries a lookup reads (``entries_at``)."""
+
+    read = 0
+
+    def entries_at(self, labels, *, now):
+        self.read += len(labels)
+        return super().entries_at(labels, now=now)
+
+
+@pytest.mark.parametrize(("answers", "reads"), [("all differ", 4), ("two share one", "k"), ("placeholders", 4)])
+def test_a_lookup_reads_the_consensus_neighbourhood_only_when_an_answer_repeats(answers, reads):
+    """The consensus speaks only when an answer repeats among its k nearest; the store says each
+    candidate's answer with its cosine, so otherwise only the verifier's ``top_k`` are read."""
+    card, arrays = load_artifact(model_dir("consensus"), "consensus model")
+    arrays.pop("adapter")
+    cons = AnswerConsensus(arrays, card, lambda q, c, s: 0.9)
+    store = _CountingStore()
+    cache = SemanticCache(store, FaissIndex(8, kind="flat"), ThresholdVerifier(0.99), top_k=4,
+                          clock=lambda: 0.0, consensus=cons)
+    texts = {"all differ": [f"answer {i}" for i in range(14)],
+             "two share one": ["answer 0", "answer 0"] + [f"answer {i}" for i in range(2, 14)],
+             "placeholders": [PLACEHOLDER_ANSWER] * 7 + [""] * 7}[answers]
+    cache.insert([_entry(i, f"q{i}", text, _unit(1, 0.1 + 0.02 * i)) for i, text in enumerate(texts)])
+    store.read = 0
+    cache.semantic("q", _unit(1), "s")
+    assert store.read == (cons.k if reads == "k" else reads)
+
+
 def test_placeholder_and_blank_answers_never_vote_together():
     same = [Candidate(_entry(i, f"q{i}", PLACEHOLDER_ANSWER, _unit(1)), 0.9) for i in range(3)]
     assert len({group_key(c) for c in same}) == 3

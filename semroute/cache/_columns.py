@@ -284,8 +284,8 @@ class Columns:
         return out  # type: ignore[return-value]
 
     def scored(self, labels: Sequence[int], query: np.ndarray, scope: str,
-               now: float) -> tuple[list[tuple[int, float, bool]], list[int], list[int]]:
-        """For labels an index proposed: ``(label, cosine to query, model-written)`` of the live ones in
+               now: float) -> tuple[list[tuple[int, float, bool, str]], list[int], list[int]]:
+        """For labels an index proposed: ``(label, cosine to query, model-written, answer)`` of the live ones in
         ``scope`` (cosines clamped to [-1, 1]; no ``CacheEntry`` built), the labels that are gone or
         expired, and the expired rows (for the store to drop). Liveness, TTL and scope in array
         operations; only the kept rows' cosines one by one."""
@@ -306,8 +306,9 @@ class Columns:
             at = [n for n, d in enumerate(dims) if d == dim]
             block = self.pools[dim].matrix[self.slot[rows[kept[at]]]].astype(np.float32, copy=False)
             sims[at] = cosines(block, query)  # as ``Replica`` scores entries: to the last bit
-        found = [(label, sim, bool(self.kinds[c][2]))
-                 for label, sim, c in zip(wanted[kept].tolist(), sims.tolist(), kept_codes)]
+        answers = self.answers
+        found = [(label, sim, bool(self.kinds[c][2]), answers[row])
+                 for label, sim, c, row in zip(wanted[kept].tolist(), sims.tolist(), kept_codes, rows[kept].tolist())]
         return found, wanted[~alive].tolist(), rows[expired].tolist()
 
     def _entry(self, row: int, kind: tuple[str, str, str, str, str, int], vector: np.ndarray) -> CacheEntry:

@@ -230,8 +230,8 @@ class MemoryStore:
             return self._entries_of([self._live(self._rows.row_of_label(int(label)), now) for label in labels])
 
     def scored_at(self, labels: Sequence[int], query: np.ndarray, scope: str, *,
-                  now: float) -> tuple[list[tuple[int, float, bool]], list[int]]:
-        """``(label, cosine to query, model-written)`` of each label's live entry in ``scope``, and
+                  now: float) -> tuple[list[tuple[int, float, bool, str]], list[int]]:
+        """``(label, cosine to query, model-written, answer)`` of each label's live entry in ``scope``, and
         the labels that are gone or expired; no ``CacheEntry`` built, not a use for LRU (``Replica``
         reads only the candidates it keeps)."""
         now = check_now(now)

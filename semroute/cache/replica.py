@@ -60,11 +60,13 @@ class PersistentIndex(Index, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """A candidate before its entry is read: its row label (or id), cosine, whether a model wrote it."""
+    """A candidate before its entry is read: its row label (or id), cosine, whether a model wrote it,
+    and its answer text (so a caller can tell whether answers repeat before reading a dozen entries)."""
 
     key: object
     similarity: float
     generated: bool  # the entry's ``model`` is set (the router's answers; warm-up rows have none)
+    answer: str
     entry: CacheEntry | None = None  # already read (a store followed by id returns whole entries)
 
 
@@ -73,7 +75,7 @@ class _ScoresRows(Protocol):
     """A row store that scores labels without building entries (``MemoryStore.scored_at``)."""
 
     def scored_at(self, labels: Sequence[int], query: np.ndarray, scope: str, *,
-                  now: float) -> tuple[list[tuple[int, float, bool]], list[int]]: ...
+                  now: float) -> tuple[list[tuple[int, float, bool, str]], list[int]]: ...
 
 
 class Replica:
@@ -198,14 +200,14 @@ class Replica:
         """The live candidates in ``scope`` among ``keys`` (row labels or ids), and the dead keys."""
         if self._scorer is not None:
             live, dead = self._scorer.scored_at(keys, query, scope, now=now)
-            return [Scored(label, sim, generated) for label, sim, generated in live], dead
+            return [Scored(label, sim, generated, answer) for label, sim, generated, answer in live], dead
         found: list[Scored] = []
         stale: list = []
         for key, entry in zip(keys, self._read(keys, now)):
             if entry is None:
                 stale.append(key)
             elif entry.scope == scope:  # isolation must not rest on the index alone
-                found.append(Scored(key, _similarity(query, entry.vector), bool(entry.model), entry))
+                found.append(Scored(key, _similarity(query, entry.vector), bool(entry.model), entry.answer, entry))
         return found, stale
 
     def _search(self, vector: np.ndarray, scope: str, k: int) -> list[tuple[object, float]]:

@@ -72,8 +72,14 @@ PairProbability = Callable[[str, str, float], float]
 
 def group_key(candidate: Candidate) -> str:
     """Candidates with the same answer text vote together; placeholders and blanks never do."""
-    answer = candidate.entry.answer.strip()
-    return f"id:{candidate.entry.id}" if not answer or answer == PLACEHOLDER_ANSWER else f"a:{answer}"
+    return answer_group(candidate.entry.answer, candidate.entry.id)
+
+
+def answer_group(answer: str, own: object) -> str:
+    """``group_key`` of an answer text; ``own`` (the entry's id or row label) keeps a placeholder or a
+    blank in a group of its own."""
+    answer = answer.strip()
+    return f"id:{own}" if not answer or answer == PLACEHOLDER_ANSWER else f"a:{answer}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +273,11 @@ class AnswerConsensus:
 
     def may_speak(self, candidates: Sequence[Candidate]) -> bool:
         """Whether any answer repeats among the first ``k``: if none does, no vote can win (skip the re-scoring)."""
-        keys = [group_key(c) for c in candidates[: self.k]]
+        return self.repeats([group_key(c) for c in candidates])
+
+    def repeats(self, groups: Sequence[str]) -> bool:
+        """Whether any of the first ``k`` answer groups (``answer_group``, voters nearest first) repeats."""
+        keys = groups[: self.k]
         return len(set(keys)) < len(keys)
 
     def neighbours(self, vector: np.ndarray, candidates: Sequence[Candidate]) -> Neighbours:

@@ -23,7 +23,7 @@ from ..cache.base import CountsKnownAnswers, Index, Store
 from ..cache.replica import Replica
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
-from .consensus import REASON, group_key, votes
+from .consensus import REASON, answer_group, group_key, votes
 from .verify import Verifier, in_memory, nearest_accepted_wins
 
 if TYPE_CHECKING:
@@ -110,9 +110,10 @@ class SemanticCache:
         k = max(self.top_k, self.consensus.k) if self._may_vote(scope) else self.top_k
         scored = self.replica.scored(vector, scope, k, now)
         # The consensus votes with known answers only (``consensus.votes``) and speaks only when
-        # one repeats: with fewer than two among the ``k``, it cannot, and only the ``top_k`` the
-        # verifier judges are read from the store (a miss among model-written answers reads 4, not 12).
-        if self.consensus is not None and sum(1 for s in scored if not s.generated) >= 2:
+        # one of them repeats among its ``k``: otherwise only the ``top_k`` the verifier judges are
+        # read from the store (a lookup among model-written or all-different answers reads 4, not 12).
+        if self.consensus is not None and self.consensus.repeats(
+                [answer_group(s.answer, s.key) for s in scored if not s.generated]):
             nearest = self.replica.read(scored, now)
         else:
             nearest = self.replica.read(scored[: self.top_k], now)
