@@ -18,6 +18,7 @@ embedding (``bench/embedders.py``) or the whole request (``bench/cache_latency.p
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -29,26 +30,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import shared_data as sd  # noqa: E402
 
-from semroute.cache import FaissIndex, MemoryStore  # noqa: E402
 from semroute.embed import make_embedder  # noqa: E402
-from semroute.hits import SemanticCache  # noqa: E402
 from semroute.hits.consensus import AnswerConsensus  # noqa: E402
 from semroute.hits.language import LanguageGuard  # noqa: E402
 from semroute.hits.verify import PairVerifier, ThresholdVerifier  # noqa: E402
-from semroute.types import CacheEntry  # noqa: E402
 
 
 def rows_with_vectors(vectors: dict, split_pairs) -> list[tuple[str, str, np.ndarray]]:
     return [(t, label, vectors[t]) for t, label in split_pairs if t in vectors]
 
 
-def build(rows, verifier, consensus, answers: str, language=None, index: str = "auto") -> SemanticCache:
-    cache = SemanticCache(MemoryStore(max_entries=len(rows) + 1), FaissIndex(len(rows[0][2]), kind=index), verifier,
-                          top_k=4, clock=lambda: 0.0, consensus=consensus, language=language)
-    cache.insert([CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=t,
-                             answer=f"answer for {label}" if answers == "per-intent" else f"answer {i}",
-                             vector=v, created_at=0.0) for i, (t, label, v) in enumerate(rows)])
-    return cache
+def build(rows, verifier, consensus, answers: str, language=None, index: str = "auto", package: str = "semroute"):
+    """A ``SemanticCache`` over ``rows`` in scope "b" (``package``: another tree's copy, ``bench/lookup_ab.py``)."""
+    mod = lambda name: importlib.import_module(f"{package}.{name}")  # noqa: E731
+    cache, types = mod("cache"), mod("types")
+    out = mod("hits").SemanticCache(cache.MemoryStore(max_entries=len(rows) + 1), cache.FaissIndex(len(rows[0][2]), kind=index),
+                                    verifier, top_k=4, clock=lambda: 0.0, consensus=consensus, language=language)
+    out.insert([types.CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=t,
+                                 answer=f"answer for {label}" if answers == "per-intent" else f"answer {i}",
+                                 vector=v, created_at=0.0) for i, (t, label, v) in enumerate(rows)])
+    return out
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import shared_data as sd  # noqa: E402
-from hit_logic import rows_with_vectors  # noqa: E402
+from hit_logic import build as build_cache, rows_with_vectors  # noqa: E402
 
 
 def import_ref(ref: str, where: Path) -> str:
@@ -48,22 +48,16 @@ def import_ref(ref: str, where: Path) -> str:
 
 
 def build(package: str, rows, answers: str, guard: bool):
-    """``package``'s SemanticCache over ``rows`` with its shipped e5 models, as the Router builds it."""
-    mod = lambda name: importlib.import_module(f"{package}.{name}")  # noqa: E731
-    cache, verify, consensus, types = mod("cache"), mod("hits.verify"), mod("hits.consensus"), mod("types")
+    """``package``'s SemanticCache over ``rows`` with its shipped e5 models and guard, as the Router builds it."""
+    verify = importlib.import_module(f"{package}.hits.verify")
     verifier = verify.PairVerifier.default(embedder="multilingual-e5-small", dim=384)
+    consensus = importlib.import_module(f"{package}.hits.consensus").AnswerConsensus.over(
+        verifier, embedder="multilingual-e5-small", dim=384)
     language = None
     if guard:
-        language = mod("hits.language").LanguageGuard()
+        language = importlib.import_module(f"{package}.hits.language").LanguageGuard()
         language.load()
-    out = mod("hits").SemanticCache(
-        cache.MemoryStore(max_entries=len(rows) + 1), cache.FaissIndex(384, kind="auto"), verifier, top_k=4,
-        clock=lambda: 0.0, consensus=consensus.AnswerConsensus.over(verifier, embedder="multilingual-e5-small", dim=384),
-        language=language)
-    out.insert([types.CacheEntry(id=str(i), key=str(i), scope="b", namespace="b", question=t,
-                                 answer=f"answer for {label}" if answers == "per-intent" else f"answer {i}",
-                                 vector=v, created_at=0.0) for i, (t, label, v) in enumerate(rows)])
-    return out
+    return build_cache(rows, verifier, consensus, answers, language, package=package)
 
 
 def main() -> None:
