@@ -30,7 +30,7 @@ from ..errors import ConfigError, ModelError, ModelMismatch
 from ..types import Candidate, Hit
 from .verify import PLACEHOLDER_ANSWER, Verifier, pair_scorer
 
-__all__ = ["FEATURE_NAMES", "FORMAT", "GENERATED_LEAD", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space",
+__all__ = ["FEATURE_NAMES", "FORMAT", "GENERATED_LEAD", "REASON", "AnswerConsensus", "Group", "Neighbours", "Space", "answer_group",
            "group_key", "neighbourhood", "served_by", "votes"]
 
 FORMAT = "semroute.consensus/1"
