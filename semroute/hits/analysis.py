@@ -96,7 +96,7 @@ def _tr_root(w: str) -> str:
     return root[:-1] if len(root) >= 4 and root[-1] in "aeiou" else root
 
 
-@functools.lru_cache(maxsize=65_536)  # words repeat across texts; a Turkish stem tries ~60 endings
+@functools.lru_cache(maxsize=16_384)  # words repeat across texts; a Turkish stem tries ~60 endings (~4 MB full)
 def stem(word: str, turkish: bool = False) -> str:
     """A crude stem: folded diacritics, then the English plural (or, for Turkish, one case ending) stripped."""
     w = word.translate(_FOLD)
@@ -248,7 +248,7 @@ _KIND_OF, _OPP_SINGLE, _OPP_MULTI = _build_tables()
 _SYNONYM_STEM = {k: v.translate(_FOLD) for w, v in SYNONYMS.items() for k in (w.translate(_FOLD), stem(w), stem(w, True))}
 
 
-@functools.lru_cache(maxsize=65_536)  # words repeat across texts
+@functools.lru_cache(maxsize=16_384)  # words repeat across texts (~4 MB full)
 def _word_hits(w: str, s: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
     """What one word (``s``: its stem) brings to ``_lexicon_hits``: its (kind, canonical member) if it
     names a member of a kind, and the opposite-action phrases it matches."""
