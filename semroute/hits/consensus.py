@@ -273,7 +273,7 @@ class AnswerConsensus:
 
     def may_speak(self, candidates: Sequence[Candidate]) -> bool:
         """Whether any answer repeats among the first ``k``: if none does, no vote can win (skip the re-scoring)."""
-        return self.repeats([group_key(c) for c in candidates])
+        return self.repeats([group_key(c) for c in candidates[: self.k]])
 
     def repeats(self, groups: Sequence[str]) -> bool:
         """Whether any of the first ``k`` answer groups (``answer_group``, voters nearest first) repeats."""

@@ -23,11 +23,10 @@ from ..cache.base import CountsKnownAnswers, Index, Store
 from ..cache.replica import Replica
 from ..errors import ConfigError, InvalidRequest
 from ..types import CacheEntry, Candidate, Hit, Verdict
-from .consensus import REASON, answer_group, group_key, votes
+from .consensus import REASON, AnswerConsensus, answer_group, group_key, votes
 from .verify import Verifier, in_memory, nearest_accepted_wins
 
 if TYPE_CHECKING:
-    from .consensus import AnswerConsensus
     from .language import LanguageGuard
 
 __all__ = ["SemanticCache"]
