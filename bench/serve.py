@@ -79,14 +79,17 @@ def summary(ms: list[float]) -> dict[str, float]:
 
 
 def start_gateway(fake_url: str, workdir: Path, source: Path | None = None,
-                  extra: list[str] | None = None, cache_lines: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
+                  extra: list[str] | None = None, cache_lines: list[str] | None = None,
+                  embed_threads: int | None = None) -> tuple[subprocess.Popen[str], str]:
     """``semroute serve`` in front of ``fake_url``; ``source``: a source tree to run it from
     (``serve_ab.py`` runs another revision beside this one) instead of this repository's;
-    ``cache_lines``: TOML lines of its ``[cache]`` table (e.g. ``cross_language = true``)."""
+    ``cache_lines``: TOML lines of its ``[cache]`` table (e.g. ``cross_language = true``);
+    ``embed_threads``: its ``[server] embed_threads`` (None: the default, its share of the cores)."""
     config = workdir / "serve.toml"
     config.write_text(
         "".join(f"{line}\n" for line in ["[cache]", *cache_lines] if cache_lines) +
         "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
+        + (f"embed_threads = {embed_threads}\n" if embed_threads else "") +
         '[embedder]\nmodel = "all-MiniLM-L6-v2"\n'  # the embedder whose batch-64 throughput is the baseline
         f'[tiers.small]\nmodel = "{SMALL}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
         f'[tiers.large]\nmodel = "{LARGE}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
@@ -286,7 +289,8 @@ async def streams(url: str, bodies: list[dict]) -> dict[str, object]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def embedder_baselines(texts: list[str], miss_texts: list[str], rounds: int, workers: int = 1) -> dict[str, object]:
+def embedder_baselines(texts: list[str], miss_texts: list[str], rounds: int, workers: int = 1,
+                       embed_threads: int | None = None) -> dict[str, object]:
     """MiniLM here, with torch's default threads (every core) and with the gateway's count (its
     process's share of the cores, ``ServerSettings.embed_threads``): on a shared 2-core machine
     one count can be several times slower than the other (OpenMP threads wait on each other). The semantic path is held to the
@@ -299,7 +303,8 @@ def embedder_baselines(texts: list[str], miss_texts: list[str], rounds: int, wor
 
     model = SentenceTransformerEmbedder()
     model.embed(texts[:64])
-    default_threads, gateway_threads = torch.get_num_threads(), max(1, (os.cpu_count() or 1) // workers)
+    default_threads = torch.get_num_threads()
+    gateway_threads = embed_threads or max(1, (os.cpu_count() or 1) // workers)
 
     def one_p50(sample: list[str]) -> float:
         single = []
@@ -456,11 +461,16 @@ def semantic_throughput(url: str, pool: list[str], base: dict, pids: dict[str, i
     right after they run (this process, the gateway idle): a rate depends on the texts' lengths
     (146 to 215 texts/s over consecutive slices of 512 banking77 test questions, 2026-12-05), and
     the run's first baseline embeds other texts, minutes earlier. ``share_of_batch64_adjacent``
-    divides by the mean of those two rates; ``share_of_batch64`` keeps the first baseline."""
+    divides by the mean of those two rates (the faster thread count's), ``..._gateway_threads`` by
+    their rates at the gateway's own thread count; ``share_of_batch64`` keeps the first baseline."""
     threads = base["gateway_torch_threads"]
-    before = batch64_rate(pool, threads)
+    before_by = batch64_rate(pool, threads)
+    batches_before = embed_counters(url)
     got = lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in pool], 128, pids)
-    after = batch64_rate(pool, threads)
+    batches = {k: v - batches_before[k] for k, v in embed_counters(url).items()}
+    after_by = batch64_rate(pool, threads)
+    before, after = max(before_by.values()), max(after_by.values())
+    same = (before_by[threads] + after_by[threads]) / 2  # at the gateway's own thread count
     rate = len(pool) / got["seconds"]  # type: ignore[operator]
     cpu = got["cpu_s"]
     return {"loadavg": os.getloadavg(), "requests": len(pool), "per_s": round(rate, 1),
@@ -469,8 +479,23 @@ def semantic_throughput(url: str, pool: list[str], base: dict, pids: dict[str, i
             "share_of_batch64_gateway_threads": round(rate / base["batch64_texts_per_s_gateway_threads"], 3),
             "batch64_texts_per_s_before_after": [before, after],
             "share_of_batch64_adjacent": round(rate / ((before + after) / 2), 3),
+            "batch64_texts_per_s_gateway_threads_before_after": [before_by[threads], after_by[threads]],
+            "share_of_batch64_adjacent_gateway_threads": round(rate / same, 3),
+            "gateway_embedder": {"batches": batches["batches"], "mean_batch": round(batches["texts"] / max(1, batches["batches"]), 1),
+                                 "busy_share": round(batches["busy_seconds"] / got["seconds"], 3),  # type: ignore[operator]
+                                 "texts_per_busy_s": round(batches["texts"] / max(1e-9, batches["busy_seconds"]), 1)},
             "seconds": round(got["seconds"], 3), "cpu_s": cpu,  # type: ignore[arg-type]
             "cpu_share": {k: round(v / got["seconds"] / (os.cpu_count() or 1), 3) for k, v in cpu.items()}}  # type: ignore[union-attr,operator]
+
+
+def embed_counters(url: str) -> dict[str, float]:
+    """The gateway's embedding batcher counters from ``/metrics``: batches, texts, busy seconds.
+    ``texts_per_busy_s`` over a run is the model's own speed inside the gateway (against the
+    batch-64 baseline: what sharing the process costs it); ``busy_share`` near 1 says the model,
+    not the HTTP side, was the limit."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = dict(re.findall(r"^semroute_gateway_embed_(batches|texts|busy_seconds)_total ([0-9.e+-]+)$", text, re.M))
+    return {name: float(found.get(name, 0.0)) for name in ("batches", "texts", "busy_seconds")}
 
 
 def reworded(question: str) -> str:
@@ -480,21 +505,21 @@ def reworded(question: str) -> str:
     return "Please, " + question[:1].lower() + question[1:]
 
 
-def batch64_rate(texts: list[str], gateway_threads: int) -> float:
-    """MiniLM's texts/s here over ``texts`` in batches of 64, the faster of torch's default thread
-    count and the gateway's (as ``embedder_baselines``)."""
+def batch64_rate(texts: list[str], gateway_threads: int) -> dict[int, float]:
+    """MiniLM's texts/s here over ``texts`` in batches of 64, per torch thread count: the default
+    (every core) and the gateway's (as ``embedder_baselines``)."""
     import torch
 
     model = _minilm()
-    default_threads, rates = torch.get_num_threads(), []
+    default_threads, rates = torch.get_num_threads(), {}
     for threads in dict.fromkeys((default_threads, gateway_threads)):
         torch.set_num_threads(threads)
         t0 = time.perf_counter()
         for i in range(0, len(texts), 64):
             model.embed(texts[i : i + 64])
-        rates.append(len(texts) / (time.perf_counter() - t0))
+        rates[threads] = round(len(texts) / (time.perf_counter() - t0), 1)
     torch.set_num_threads(default_threads)
-    return round(max(rates), 1)
+    return rates
 
 
 @functools.lru_cache(maxsize=1)
@@ -506,14 +531,17 @@ def _minilm():
     return model
 
 
-def run_throughput(quick: bool, extra: list[str], cache_lines: list[str] | None = None) -> dict[str, object]:
-    """The semantic-throughput phase alone (about 1-2 minutes): baselines, warm, 128 clients."""
+def run_throughput(quick: bool, extra: list[str], cache_lines: list[str] | None = None,
+                   embed_threads: int | None = None) -> dict[str, object]:
+    """The semantic-throughput phase alone (about 1-2 minutes): baselines, warm, 128 clients.
+    ``embed_threads``: the gateway's torch threads (and the baseline's second thread count); 1 on
+    2 cores leaves the event loop a core of its own, as a larger machine would."""
     train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150 if quick else 600]
     test = [t for t, _ in banking77("test")]
     out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "gateway_args": extra, "cache_lines": cache_lines,
-                              "loadavg_start": os.getloadavg()}
+                              "embed_threads": embed_threads, "loadavg_start": os.getloadavg()}
     workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
-    out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40, workers),
+    out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40, workers, embed_threads),
                        "loadavg": os.getloadavg()}
     fake_proc, fake_url = start_fake(0)
     workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
@@ -523,7 +551,7 @@ def run_throughput(quick: bool, extra: list[str], cache_lines: list[str] | None 
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 extra = [*extra, "--port", str(probe.getsockname()[1])]
-        proc, url = start_gateway(fake_url, workdir, extra=extra, cache_lines=cache_lines)
+        proc, url = start_gateway(fake_url, workdir, extra=extra, cache_lines=cache_lines, embed_threads=embed_threads)
         lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64, {})  # warm: misses stored
         pool = test[200 : 200 + (400 if quick else 2000)]
         pids = {"gateway": proc.pid, "fake": fake_proc.pid}
@@ -549,13 +577,16 @@ def main() -> None:
                              "(repeat: --cache-line 'cross_language = true')")
     parser.add_argument("--gateway-arg", action="append", default=[],
                         help="extra argument for `semroute serve` (repeat: --gateway-arg=--workers --gateway-arg=2)")
+    parser.add_argument("--embed-threads", type=int, default=None,
+                        help="with --throughput-only: the gateway's [server] embed_threads (1 on 2 cores: "
+                             "a core for the event loop); the baseline is measured at that count too")
     args = parser.parse_args()
     if args.stream_client:
         url, model = args.stream_client
         texts = json.loads(sys.stdin.read())
         print(json.dumps(asyncio.run(streams(url, [chat(model, t, True) for t in texts]))))
         return
-    result = run_throughput(args.quick, args.gateway_arg, args.cache_line) if args.throughput_only else run(args.quick)
+    result = run_throughput(args.quick, args.gateway_arg, args.cache_line, args.embed_threads) if args.throughput_only else run(args.quick)
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("serve_throughput.json" if args.throughput_only else "serve.json")).write_text(json.dumps(result, indent=2))

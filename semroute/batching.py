@@ -108,6 +108,9 @@ class BatchingEmbedder:
         self._closed = False
         self.batches = 0  # batches run, and texts in them: what a bench or /metrics reads
         self.batched_texts = 0
+        # Seconds the wrapped model spent embedding batches: its rate over time is the share of the
+        # time the model was busy (near 1: the embedder, not the HTTP side, limits the gateway).
+        self.busy_s = 0.0
 
     @property
     def name(self) -> str:
@@ -200,12 +203,15 @@ class BatchingEmbedder:
             if not live:
                 continue
             texts = [text for job in live for text in job.texts]
+            started = time.perf_counter()
             try:
                 vectors = self.inner.embed(texts)
             except BaseException as exc:  # every waiting caller gets the embedder's own error
                 for job in live:
                     job.future.set_exception(exc)
                 continue
+            finally:
+                self.busy_s += time.perf_counter() - started
             self.batches += 1
             self.batched_texts += len(texts)
             start = 0

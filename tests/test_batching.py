@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def run_in_threads(batcher: BatchingEmbedder, texts: list[str]) -> dict[str, obj
 def test_calls_waiting_while_the_model_is_busy_form_one_batch():
     inner = GatedEmbedder()
     batcher = BatchingEmbedder(inner, BatchSettings(max_batch=64, max_wait_ms=0))
+    started = time.perf_counter()
     first, first_threads = run_in_threads(batcher, ["first text"])
     assert inner.entered.wait(timeout=10)  # the worker is inside the model with the first text
     texts = [f"text number {i}" for i in range(20)]
@@ -63,6 +65,8 @@ def test_calls_waiting_while_the_model_is_busy_form_one_batch():
     for i, text in enumerate(texts):
         np.testing.assert_allclose(results[text][0], expected[i], rtol=1e-6)
     assert batcher.batches == 2 and batcher.batched_texts == 21
+    # the model was busy while the first batch waited at the gate, and never longer than the test ran
+    assert 0.0 < batcher.busy_s <= time.perf_counter() - started
     batcher.close()
 
 

@@ -41,6 +41,11 @@ def test_metrics_count_requests_by_source(gateway, fake_ollama):
     assert metric(text, "semroute_gateway_request_seconds_count", endpoint="/api/chat", source="exact") == 2
     assert metric(text, "semroute_router_events_total", event="answers.exact") == 2
     assert metric(text, "semroute_gateway_in_flight") == 0
+    # one question embedded (its two repeats were exact hits; the unknown model never got that far)
+    assert metric(text, "semroute_gateway_embed_batches_total") == 1
+    assert metric(text, "semroute_gateway_embed_texts_total") == 1
+    assert metric(text, "semroute_gateway_embed_busy_seconds_total") > 0
+    assert metric(text, "semroute_gateway_embed_queued") == 0
 
 
 def test_stats_endpoint_feeds_semroute_stats_and_metrics_carry_savings(gateway, fake_ollama):

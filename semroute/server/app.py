@@ -82,7 +82,7 @@ def create_app(router: Router, settings: ServerSettings = ServerSettings(), *,
     collector (see ``_settle_heap``).
     """
     service = Service(Gateway(router, settings), settings, tenants or Tenants(settings.keys))
-    metrics = observe.GatewayMetrics(service)
+    metrics = observe.GatewayMetrics(service, batcher)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

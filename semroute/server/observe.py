@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..batching import BatchingEmbedder
 from ..prom import RouterCollector
 from ..write_behind import HeldWrites
 from .service import Service
@@ -55,10 +56,26 @@ class _InFlight:
         yield inflight
 
 
+class _Batches:
+    """The embedding batcher's counters: how full its batches are and how busy its model is."""
+
+    def __init__(self, batcher: BatchingEmbedder) -> None:
+        self._batcher = batcher
+
+    def collect(self) -> Iterator[Metric]:
+        b = self._batcher
+        yield CounterMetricFamily("semroute_gateway_embed_batches", "Batches the embedding model ran", value=b.batches)
+        yield CounterMetricFamily("semroute_gateway_embed_texts", "Texts embedded in those batches",
+                                  value=b.batched_texts)
+        yield CounterMetricFamily("semroute_gateway_embed_busy_seconds", "Seconds the embedding model spent on "
+                                  "batches (a rate near 1: the embedder limits throughput)", value=b.busy_s)
+        yield GaugeMetricFamily("semroute_gateway_embed_queued", "Texts waiting for the next batch", value=b.queued)
+
+
 class GatewayMetrics:
     """The app's Prometheus registry and its request metrics."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, batcher: BatchingEmbedder | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("semroute_gateway_requests", "HTTP requests answered",
                                 ["endpoint", "status", "source"], registry=self.registry)
@@ -70,6 +87,8 @@ class GatewayMetrics:
         self.ready.set_function(lambda: float(not readiness(service)))
         self.registry.register(RouterCollector(service.gateway.router.metrics))  # type: ignore[arg-type]
         self.registry.register(_InFlight(service))  # type: ignore[arg-type]
+        if batcher is not None:
+            self.registry.register(_Batches(batcher))  # type: ignore[arg-type]
 
 
 class Observer:
