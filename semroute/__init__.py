@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .batching import BatchingEmbedder, BatchSettings
-from .embed import E5Embedder, Embedder, OllamaEmbedder, SentenceTransformerEmbedder, USEEmbedder
+from .embed import AsyncEmbedder, E5Embedder, Embedder, OllamaEmbedder, SentenceTransformerEmbedder, USEEmbedder
 from .errors import (
     BackendError,
     BackendProtocolError,
@@ -77,6 +77,7 @@ __all__ = [
     "Completion",
     # seams and built-ins
     "Embedder",
+    "AsyncEmbedder",
     "SentenceTransformerEmbedder",
     "OllamaEmbedder",
     "E5Embedder",

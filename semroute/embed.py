@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_EMBEDDER",
     "PREFERRED_EMBEDDERS",
     "HasStrictSimilarity",
+    "AsyncEmbedder",
     "default_embedder",
     "make_embedder",
     "with_threads",
@@ -69,6 +70,15 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class AsyncEmbedder(Embedder, Protocol):
+    """An embedder that event loops may await: ``aembed`` waits without blocking the loop
+    (``BatchingEmbedder``: the loop's requests join its batches). ``Router.aask`` then embeds
+    on the loop, not through a worker thread, and may look up there too."""
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ import numpy as np
 from .assembly import Assembly
 from .cache.base import Store
 from .components import Components
+from .embed import AsyncEmbedder
 from .errors import BackendError, ConfigError, InvalidRequest, NoInstanceAvailable, StoreError
 from .hits.consensus import served_by
 from .hits.language import LANGUAGE_REFUSAL
@@ -80,6 +81,8 @@ class Pipeline:
         self.tiers = dict(tiers)
         self.namespace = validate_namespace(namespace)
         self.embedder = parts.embedder
+        # Decided once: a runtime Protocol check costs tens of microseconds, and every aask asks.
+        self._async_embedder = parts.embedder if isinstance(parts.embedder, AsyncEmbedder) else None
         self.settings = settings
         self.metrics = parts.metrics
         self.clock = parts.clock
@@ -164,13 +167,17 @@ class Pipeline:
 
     @property
     def embeds_async(self) -> bool:
-        """Whether the embedder takes calls from event loops itself (``BatchingEmbedder.aembed``)."""
-        return callable(getattr(self.embedder, "aembed", None))
+        """Whether the embedder takes calls from event loops itself (an ``AsyncEmbedder``)."""
+        return self._async_embedder is not None
 
     async def aembed(self, plan: Plan) -> np.ndarray:
-        """``embed`` for event loops, through the embedder's ``aembed`` (see ``embeds_async``)."""
+        """``embed`` for event loops: awaits an ``AsyncEmbedder``, else embeds in a worker thread."""
         t0 = time.perf_counter()
-        return self._embedded_in(plan, t0, (await self.embedder.aembed([plan.question]))[0])  # type: ignore[attr-defined]
+        if self._async_embedder is None:
+            vectors = await asyncio.to_thread(self.embedder.embed, [plan.question])
+        else:
+            vectors = await self._async_embedder.aembed([plan.question])
+        return self._embedded_in(plan, t0, vectors[0])
 
     def _embedded_in(self, plan: Plan, t0: float, vector: np.ndarray) -> np.ndarray:
         plan.timings["embed"] = elapsed = (time.perf_counter() - t0) * 1000

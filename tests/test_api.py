@@ -13,7 +13,7 @@ PUBLIC = {
     "Router", "Tier", "CacheSettings", "JudgeSettings", "RouterSettings",
     "Timeout", "PoolSettings", "RetrySettings", "QueueSettings", "BreakerSettings",
     "Answer", "Chunk", "Message", "CacheEntry", "Candidate", "Hit", "Verdict", "Decision", "Completion",
-    "Embedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "E5Embedder", "USEEmbedder",
+    "Embedder", "AsyncEmbedder", "SentenceTransformerEmbedder", "OllamaEmbedder", "E5Embedder", "USEEmbedder",
     "BatchingEmbedder", "BatchSettings",
     "Verifier", "ThresholdVerifier", "PairVerifier", "ByNamespace", "ComplexityClassifier", "FixedTier", "LogisticComplexityClassifier", "Metrics",
     "SemrouteError", "InvalidRequest", "ConfigError", "EmbeddingError", "DimensionMismatch",

@@ -275,3 +275,43 @@ def test_over_a_redis_store_the_whole_lookup_stays_in_one_worker_trip(tmp_path, 
     finally:
         router.close()
     assert first.source == "small" and again.source == "exact"
+
+
+class LoopEmbedder(WordEmbedder):
+    """A caller's own ``AsyncEmbedder`` (not semroute's batcher): notes which path each call took."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def embed(self, texts):
+        self.calls.append("embed")
+        return super().embed(texts)
+
+    async def aembed(self, texts):
+        self.calls.append("aembed")
+        return super().embed(texts)
+
+
+def test_any_async_embedder_is_awaited_on_the_loop_and_a_plain_one_is_not(tmp_path, fake_ollama):
+    from semroute import AsyncEmbedder, Embedder
+
+    own = LoopEmbedder()
+    assert isinstance(own, AsyncEmbedder) and not isinstance(WordEmbedder(), AsyncEmbedder)
+    assert isinstance(own, Embedder)  # an AsyncEmbedder is an Embedder: sync callers still embed
+    router = Router(tiers=tiers_at(fake_ollama.url), embedder=own, data_dir=tmp_path / "own",
+                    verifier=ThresholdVerifier(0.9), classifier=FixedTier("small"))
+
+    async def asks():
+        assert router.pipeline.embeds_async and router.pipeline.looks_up_in_place
+        return await router.aask("is a helmet required on an electric scooter")
+
+    _loop, answer = _on_loop(router, asks)
+    assert answer.source == "small" and own.calls == ["aembed"]
+
+    plain = _router(tmp_path / "plain", fake_ollama, batch=False)
+
+    async def plain_asks():
+        assert not plain.pipeline.embeds_async and not plain.pipeline.looks_up_in_place
+        return await plain.aask("is a helmet required on an electric scooter")
+
+    assert _on_loop(plain, plain_asks)[1].source == "small"
