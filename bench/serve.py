@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,7 @@ from shared_data import banking77, clinc150, first_per_intent  # noqa: E402
 
 
 SMALL, LARGE = "llama3.2:3b", "llama3.1:8b"
+MINILM = "all-MiniLM-L6-v2"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -78,22 +80,29 @@ def summary(ms: list[float]) -> dict[str, float]:
 # -- the gateway subprocess -------------------------------------------------------------------
 
 
-def start_gateway(fake_url: str, workdir: Path, source: Path | None = None,
-                  extra: list[str] | None = None, cache_lines: list[str] | None = None,
-                  embed_threads: int | None = None) -> tuple[subprocess.Popen[str], str]:
-    """``semroute serve`` in front of ``fake_url``; ``source``: a source tree to run it from
-    (``serve_ab.py`` runs another revision beside this one) instead of this repository's;
-    ``cache_lines``: TOML lines of its ``[cache]`` table (e.g. ``cross_language = true``);
-    ``embed_threads``: its ``[server] embed_threads`` (None: the default, its share of the cores)."""
-    config = workdir / "serve.toml"
-    config.write_text(
-        "".join(f"{line}\n" for line in ["[cache]", *cache_lines] if cache_lines) +
+def gateway_config(fake_url: str, cache_lines: list[str] | None = None, embed_threads: int | None = None,
+                   embedder: str = MINILM) -> str:
+    """The TOML file ``start_gateway`` gives ``semroute serve`` (its parameters as there)."""
+    return (
+        ("".join(f"{line}\n" for line in ["[cache]", *cache_lines]) if cache_lines else "") +
         "[server]\naccess_log = false\ncache_models = false\nmax_inflight = 8192\nthreads = 256\nkeep_alive_s = 300\n"
         + (f"embed_threads = {embed_threads}\n" if embed_threads else "") +
-        '[embedder]\nmodel = "all-MiniLM-L6-v2"\n'  # the embedder whose batch-64 throughput is the baseline
+        f'[embedder]\nmodel = "{embedder}"\n'  # the embedder whose batch-64 throughput is the baseline
         f'[tiers.small]\nmodel = "{SMALL}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
         f'[tiers.large]\nmodel = "{LARGE}"\nhosts = ["{fake_url}"]\nlimit = 4096\n'
     )
+
+
+def start_gateway(fake_url: str, workdir: Path, source: Path | None = None,
+                  extra: list[str] | None = None, cache_lines: list[str] | None = None,
+                  embed_threads: int | None = None, embedder: str = MINILM) -> tuple[subprocess.Popen[str], str]:
+    """``semroute serve`` in front of ``fake_url``; ``source``: a source tree to run it from
+    (``serve_ab.py`` runs another revision beside this one) instead of this repository's;
+    ``cache_lines``: TOML lines of its ``[cache]`` table (e.g. ``cross_language = true``);
+    ``embed_threads``: its ``[server] embed_threads`` (None: the default, its share of the cores);
+    ``embedder``: its ``[embedder] model`` (MiniLM: the embedder of every other phase's baseline)."""
+    config = workdir / "serve.toml"
+    config.write_text(gateway_config(fake_url, cache_lines, embed_threads, embedder))
     log = open(workdir / "serve.log", "w+")  # a file, not a pipe: a full pipe would block the server
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if source is not None:
@@ -453,7 +462,8 @@ def run(quick: bool) -> dict[str, object]:
     return out
 
 
-def semantic_throughput(url: str, pool: list[str], base: dict, pids: dict[str, int]) -> dict[str, object]:
+def semantic_throughput(url: str, pool: list[str], base: dict, pids: dict[str, int],
+                        rate_of: Callable[[list[str], int], dict[int, float]] | None = None) -> dict[str, object]:
     """Lookups/s of 128 keep-alive clients in a process of their own (``bench/loadgen.py``),
     against the embedder's batch-64 throughput, with every process's CPU seconds.
 
@@ -462,13 +472,15 @@ def semantic_throughput(url: str, pool: list[str], base: dict, pids: dict[str, i
     (146 to 215 texts/s over consecutive slices of 512 banking77 test questions, 2026-12-05), and
     the run's first baseline embeds other texts, minutes earlier. ``share_of_batch64_adjacent``
     divides by the mean of those two rates (the faster thread count's), ``..._gateway_threads`` by
-    their rates at the gateway's own thread count; ``share_of_batch64`` keeps the first baseline."""
+    their rates at the gateway's own thread count; ``share_of_batch64`` keeps the first baseline.
+    ``rate_of``: how those rates are measured (default ``batch64_rate``, MiniLM in this process)."""
+    rate_of = rate_of or batch64_rate
     threads = base["gateway_torch_threads"]
-    before_by = batch64_rate(pool, threads)
+    before_by = rate_of(pool, threads)
     batches_before = embed_counters(url)
     got = lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in pool], 128, pids)
     batches = {k: v - batches_before[k] for k, v in embed_counters(url).items()}
-    after_by = batch64_rate(pool, threads)
+    after_by = rate_of(pool, threads)
     before, after = max(before_by.values()), max(after_by.values())
     same = (before_by[threads] + after_by[threads]) / 2  # at the gateway's own thread count
     rate = len(pool) / got["seconds"]  # type: ignore[operator]
@@ -522,6 +534,26 @@ def batch64_rate(texts: list[str], gateway_threads: int) -> dict[int, float]:
     return rates
 
 
+def child_batch64(name: str, threads: int, texts: list[str]) -> float:
+    """``name``'s texts/s over ``texts`` in batches of 64 with ``threads`` threads, in a fresh
+    process (as the gateway runs it): a packaged embedder's OpenMP reads its thread count once per
+    process, so this process cannot measure two counts."""
+    done = subprocess.run([sys.executable, str(Path(__file__)), "--batch64", name, str(threads)], input=json.dumps(texts),
+                          capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _batch64_here(name: str, threads: int, texts: list[str]) -> float:
+    from semroute.embed import make_embedder, with_threads
+
+    model = with_threads(make_embedder(name), threads)
+    model.embed(texts[:64])  # loads the engine
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 64):
+        model.embed(texts[i : i + 64])
+    return round(len(texts) / (time.perf_counter() - t0), 1)
+
+
 @functools.lru_cache(maxsize=1)
 def _minilm():
     from semroute import SentenceTransformerEmbedder
@@ -532,17 +564,27 @@ def _minilm():
 
 
 def run_throughput(quick: bool, extra: list[str], cache_lines: list[str] | None = None,
-                   embed_threads: int | None = None) -> dict[str, object]:
+                   embed_threads: int | None = None, embedder: str = MINILM) -> dict[str, object]:
     """The semantic-throughput phase alone (about 1-2 minutes): baselines, warm, 128 clients.
     ``embed_threads``: the gateway's torch threads (and the baseline's second thread count); 1 on
-    2 cores leaves the event loop a core of its own, as a larger machine would."""
+    2 cores leaves the event loop a core of its own, as a larger machine would. ``embedder``: the
+    gateway's; another than MiniLM has its batch-64 rate measured at the gateway's thread count
+    only, each time in a fresh process (``child_batch64``)."""
     train = [t for t, _ in first_per_intent(banking77("train"), 8)][:150 if quick else 600]
     test = [t for t, _ in banking77("test")]
     out: dict[str, object] = {"quick": quick, "cores": os.cpu_count(), "gateway_args": extra, "cache_lines": cache_lines,
-                              "embed_threads": embed_threads, "loadavg_start": os.getloadavg()}
+                              "embed_threads": embed_threads, "embedder": embedder, "loadavg_start": os.getloadavg()}
     workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
-    out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40, workers, embed_threads),
-                       "loadavg": os.getloadavg()}
+    rate_of = None
+    if embedder == MINILM:
+        out["baseline"] = {**embedder_baselines(test, [miss_text(i) for i in range(40)], 40, workers, embed_threads),
+                           "loadavg": os.getloadavg()}
+    else:
+        threads = embed_threads or max(1, (os.cpu_count() or 1) // workers)
+        rate = child_batch64(embedder, threads, test[:512])
+        out["baseline"] = {"batch64_texts_per_s": rate, "batch64_texts_per_s_gateway_threads": rate,
+                           "gateway_torch_threads": threads, "loadavg": os.getloadavg()}
+        rate_of = lambda texts, n: {n: child_batch64(embedder, n, texts)}  # noqa: E731
     fake_proc, fake_url = start_fake(0)
     workdir = Path(tempfile.mkdtemp(prefix="semroute-bench-serve-"))
     proc = None
@@ -551,13 +593,15 @@ def run_throughput(quick: bool, extra: list[str], cache_lines: list[str] | None 
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 extra = [*extra, "--port", str(probe.getsockname()[1])]
-        proc, url = start_gateway(fake_url, workdir, extra=extra, cache_lines=cache_lines, embed_threads=embed_threads)
+        proc, url = start_gateway(fake_url, workdir, extra=extra, cache_lines=cache_lines, embed_threads=embed_threads,
+                                  embedder=embedder)
         lean_concurrent(f"{url}/api/chat", [chat("semroute", q) for q in train], 64, {})  # warm: misses stored
         pool = test[200 : 200 + (400 if quick else 2000)]
         pids = {"gateway": proc.pid, "fake": fake_proc.pid}
-        out["semantic_throughput"] = semantic_throughput(url, pool, out["baseline"], pids)  # type: ignore[arg-type]
+        out["semantic_throughput"] = semantic_throughput(url, pool, out["baseline"], pids, rate_of)  # type: ignore[arg-type]
         say(f"semantic throughput: {out['semantic_throughput']}")
-        out["semantic_hits_throughput"] = semantic_throughput(url, [reworded(q) for q in pool], out["baseline"], pids)  # type: ignore[arg-type]
+        out["semantic_hits_throughput"] = semantic_throughput(url, [reworded(q) for q in pool], out["baseline"], pids,  # type: ignore[arg-type]
+                                                              rate_of)
         say(f"semantic hits throughput: {out['semantic_hits_throughput']}")
     finally:
         stop(proc, fake_proc)
@@ -580,13 +624,21 @@ def main() -> None:
     parser.add_argument("--embed-threads", type=int, default=None,
                         help="with --throughput-only: the gateway's [server] embed_threads (1 on 2 cores: "
                              "a core for the event loop); the baseline is measured at that count too")
+    parser.add_argument("--embedder", default=MINILM,
+                        help="with --throughput-only: the gateway's embedder (e.g. multilingual-e5-small, the "
+                             "library's default); its batch-64 baseline is measured in fresh processes")
+    parser.add_argument("--batch64", nargs=2, metavar=("EMBEDDER", "THREADS"),
+                        help="(internal) print EMBEDDER's batch-64 texts/s over the JSON texts on stdin")
     args = parser.parse_args()
+    if args.batch64:
+        print(_batch64_here(args.batch64[0], int(args.batch64[1]), json.loads(sys.stdin.read())))
+        return
     if args.stream_client:
         url, model = args.stream_client
         texts = json.loads(sys.stdin.read())
         print(json.dumps(asyncio.run(streams(url, [chat(model, t, True) for t in texts]))))
         return
-    result = run_throughput(args.quick, args.gateway_arg, args.cache_line, args.embed_threads) if args.throughput_only else run(args.quick)
+    result = run_throughput(args.quick, args.gateway_arg, args.cache_line, args.embed_threads, args.embedder) if args.throughput_only else run(args.quick)
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("serve_throughput.json" if args.throughput_only else "serve.json")).write_text(json.dumps(result, indent=2))

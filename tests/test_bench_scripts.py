@@ -49,3 +49,26 @@ def test_every_semroute_import_resolves(path):
             except ImportError:
                 missing.append(f"{path.name}:{line}: {module} has no {name}")
     assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},  # as bench/serve.py's latency phases, serve_ab.py and serve_held.py start it
+    {"cache_lines": ["cross_language = true"], "embed_threads": 1, "embedder": "multilingual-e5-small"},
+], ids=["defaults", "throughput-options"])
+def test_the_gateway_config_the_serve_benches_write_is_read_by_semroute(tmp_path, monkeypatch, kwargs):
+    """``bench/serve.py``'s config for ``semroute serve``, read as the command reads it (a
+    generator filter once made every start without ``[cache]`` lines raise before the server ran)."""
+    import tomllib
+
+    from semroute.config import load_config
+    from semroute.server.settings import server_settings_from_table
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    serve_bench = importlib.import_module("serve")
+    path = tmp_path / "serve.toml"
+    path.write_text(serve_bench.gateway_config("http://127.0.0.1:9", **kwargs), encoding="utf-8")
+    router_kwargs = load_config(path)
+    server = server_settings_from_table(tomllib.loads(path.read_text(encoding="utf-8"))["server"])
+    assert set(router_kwargs["tiers"]) == {"small", "large"}
+    assert server.embed_threads == kwargs.get("embed_threads")
+    assert (router_kwargs["settings"].cache.cross_language is True) == ("cache_lines" in kwargs)
