@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embed import Embedder
+from .embed import Embedder, is_embedder
 from .errors import ConfigError, Overloaded
 
 __all__ = ["BatchingEmbedder", "BatchSettings"]
@@ -93,7 +93,7 @@ class BatchingEmbedder:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(inner, Embedder):
+        if not is_embedder(inner):  # not isinstance: it would read ``dim``, loading the model now
             raise ConfigError(f"BatchingEmbedder wraps an Embedder, got {inner!r}")
         if not isinstance(settings, BatchSettings):
             raise ConfigError(f"settings must be a BatchSettings, got {settings!r}")

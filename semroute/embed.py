@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import threading
@@ -44,6 +45,7 @@ __all__ = [
     "PREFERRED_EMBEDDERS",
     "HasStrictSimilarity",
     "AsyncEmbedder",
+    "is_embedder",
     "default_embedder",
     "make_embedder",
     "with_threads",
@@ -72,11 +74,23 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def is_embedder(obj: object) -> bool:
+    """``isinstance(obj, Embedder)``, reading none of ``obj``'s properties: before Python 3.12
+    ``isinstance`` with a Protocol reads them, and an embedder's ``dim`` loads its model (MiniLM:
+    seconds) or asks its server. Looked up as Python 3.12 does, with ``inspect.getattr_static``."""
+    missing = object()
+    found = {name: inspect.getattr_static(obj, name, missing) for name in ("name", "dim", "embed")}
+    return all(value is not missing for value in found.values()) and callable(found["embed"])
+
+
 @runtime_checkable
-class AsyncEmbedder(Embedder, Protocol):
-    """An embedder that event loops may await: ``aembed`` waits without blocking the loop
-    (``BatchingEmbedder``: the loop's requests join its batches). ``Router.aask`` then embeds
-    on the loop, not through a worker thread, and may look up there too."""
+class AsyncEmbedder(Protocol):
+    """What an ``Embedder`` adds when event loops may await it: ``aembed`` waits without blocking
+    the loop (``BatchingEmbedder``: the loop's requests join its batches). ``Router.aask`` then
+    embeds on the loop, not through a worker thread, and may look up there too.
+
+    Methods only, on purpose: before Python 3.12, ``isinstance`` with a Protocol that has
+    properties reads them, and an embedder's ``dim`` loads its model (or asks its server)."""
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray: ...
 

@@ -130,3 +130,30 @@ def test_settings_are_validated():
             BatchSettings(**bad)
     with pytest.raises(ConfigError):
         BatchingEmbedder(object())
+
+
+class LazyEmbedder(WordEmbedder):
+    """An embedder whose ``dim`` would load a model (MiniLM's does): it counts the reads."""
+
+    def __init__(self) -> None:
+        self.dim_reads = 0
+
+    @property
+    def dim(self):
+        self.dim_reads += 1
+        return WordEmbedder.dim
+
+
+class NoEmbed:
+    name, dim = "half", 3  # no ``embed``
+
+
+def test_wrapping_an_embedder_loads_nothing_and_a_non_embedder_is_refused():
+    inner = LazyEmbedder()
+    batcher = BatchingEmbedder(inner)  # ``isinstance(inner, Embedder)`` would have read ``dim`` here
+    assert inner.dim_reads == 0
+    assert batcher.dim == 64 and inner.dim_reads == 1  # asked for, it is read
+    for bad in (object(), NoEmbed(), "an embedder"):
+        with pytest.raises(ConfigError):
+            BatchingEmbedder(bad)
+    batcher.close()

@@ -77,9 +77,9 @@ def warm_embedder(embedder: object, threads: int) -> Embedder:
     ``threads`` threads. The packaged embedders default to one thread, for latency beside other
     work; a warm-up is a batch job, and e5 embeds 52.9 texts/s on one thread against 103.5 on two
     (2 cores, banking77 test questions in batches of 64, 2026-12-05)."""
-    from ..embed import Embedder, default_embedder, with_threads
+    from ..embed import default_embedder, is_embedder, with_threads
 
-    return with_threads(embedder if isinstance(embedder, Embedder) else default_embedder(), threads)
+    return with_threads(embedder if is_embedder(embedder) else default_embedder(), threads)
 
 
 def _router(config: Path | None, data_dir: Path | None, namespace: str | None, ollama_url: str | None,
