@@ -171,13 +171,11 @@ class Pipeline:
         return self._async_embedder is not None
 
     async def aembed(self, plan: Plan) -> np.ndarray:
-        """``embed`` for event loops: awaits an ``AsyncEmbedder``, else embeds in a worker thread."""
+        """``embed`` for event loops, through the embedder's ``aembed`` (only when ``embeds_async``:
+        otherwise ``Router.aask`` embeds in its worker thread with the rest of the lookup)."""
+        assert self._async_embedder is not None, "aembed needs an AsyncEmbedder (see embeds_async)"
         t0 = time.perf_counter()
-        if self._async_embedder is None:
-            vectors = await asyncio.to_thread(self.embedder.embed, [plan.question])
-        else:
-            vectors = await self._async_embedder.aembed([plan.question])
-        return self._embedded_in(plan, t0, vectors[0])
+        return self._embedded_in(plan, t0, (await self._async_embedder.aembed([plan.question]))[0])
 
     def _embedded_in(self, plan: Plan, t0: float, vector: np.ndarray) -> np.ndarray:
         plan.timings["embed"] = elapsed = (time.perf_counter() - t0) * 1000
